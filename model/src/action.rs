@@ -1,0 +1,158 @@
+//! Every step of the model, named after the participant that takes it.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Who takes a step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Actor {
+    Clock,
+    Client,
+    Region(u8),
+    ControlPlane,
+    Operator,
+    Environment,
+}
+
+impl fmt::Display for Actor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Actor::Clock => f.write_str("clock"),
+            Actor::Client => f.write_str("client"),
+            Actor::Region(r) => write!(f, "region {r}"),
+            Actor::ControlPlane => f.write_str("control plane"),
+            Actor::Operator => f.write_str("operator"),
+            Actor::Environment => f.write_str("environment"),
+        }
+    }
+}
+
+/// One step. Steps are atomic; the clock's `Tick` is the only one that lets time pass.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(tag = "step", rename_all = "kebab-case")]
+pub enum Action {
+    /// One tick passes: ages, leases and silences move; due heartbeats are sent.
+    Tick,
+    /// A client write reaches `region`, which acknowledges it.
+    Write {
+        region: u8,
+    },
+    /// The oldest heartbeat in flight from `region` reaches the control plane (which renews the
+    /// primary's lease, or tells a stale region about the new epoch).
+    DeliverHeartbeat {
+        region: u8,
+    },
+    /// The primary ships its missing entries to a secondary, which confirms them.
+    Replicate {
+        from: u8,
+        to: u8,
+    },
+    /// The control plane declares a silent region failed.
+    Declare {
+        region: u8,
+    },
+    /// The control plane promotes `region` in an automatic failover.
+    Promote {
+        region: u8,
+    },
+    /// A recovered region rejoins as secondary of the current epoch.
+    Rejoin {
+        region: u8,
+    },
+    /// Compute (the endpoint's routing) fails back to the home region.
+    ComputeFailback,
+    /// Switchover: the primary confirms it stopped writing and gave up its lease.
+    Fence,
+    /// Switchover: the drained target becomes primary under a new epoch.
+    CompleteSwitchover,
+    /// Switchover: the drain timed out; the primary is unfenced.
+    AbortSwitchover,
+    /// Under `--bug auto-data-failback`: the control plane starts a switchover by itself.
+    AutoFailback {
+        target: u8,
+    },
+    Crash {
+        region: u8,
+    },
+    Isolate {
+        region: u8,
+    },
+    Recover {
+        region: u8,
+    },
+    Reconnect {
+        region: u8,
+    },
+    Partition,
+    Heal,
+    /// The operator asks for manual data failback to `target`.
+    RequestFailback {
+        target: u8,
+    },
+    /// The operator forces a failover to `target` after the grace period.
+    ForceFailover {
+        target: u8,
+    },
+    /// The operator re-applies a quarantined write as a new write.
+    Reapply {
+        write: u8,
+    },
+}
+
+impl Action {
+    pub fn actor(&self) -> Actor {
+        use Action::*;
+        match self {
+            Tick => Actor::Clock,
+            Write { .. } => Actor::Client,
+            DeliverHeartbeat { .. }
+            | Declare { .. }
+            | Promote { .. }
+            | Rejoin { .. }
+            | ComputeFailback
+            | Fence
+            | CompleteSwitchover
+            | AbortSwitchover
+            | AutoFailback { .. } => Actor::ControlPlane,
+            Replicate { from, .. } => Actor::Region(*from),
+            Crash { .. }
+            | Isolate { .. }
+            | Recover { .. }
+            | Reconnect { .. }
+            | Partition
+            | Heal => Actor::Environment,
+            RequestFailback { .. } | ForceFailover { .. } | Reapply { .. } => Actor::Operator,
+        }
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use Action::*;
+        match self {
+            Tick => f.write_str("tick"),
+            Write { region } => write!(f, "write at region {region}"),
+            DeliverHeartbeat { region } => write!(f, "heartbeat from region {region} arrives"),
+            Replicate { from, to } => write!(f, "replicate {from} -> {to}"),
+            Declare { region } => write!(f, "declare region {region} failed"),
+            Promote { region } => write!(f, "promote region {region} (automatic failover)"),
+            Rejoin { region } => write!(f, "region {region} rejoins as secondary"),
+            ComputeFailback => f.write_str("compute fails back home"),
+            Fence => f.write_str("fence the primary"),
+            CompleteSwitchover => f.write_str("complete switchover"),
+            AbortSwitchover => f.write_str("abort switchover (drain timed out)"),
+            AutoFailback { target } => write!(f, "automatic data failback to region {target}"),
+            Crash { region } => write!(f, "region {region} crashes"),
+            Isolate { region } => write!(f, "region {region} is isolated"),
+            Recover { region } => write!(f, "region {region} recovers"),
+            Reconnect { region } => write!(f, "region {region} reconnects"),
+            Partition => f.write_str("inter-region partition"),
+            Heal => f.write_str("partition heals"),
+            RequestFailback { target } => write!(f, "request data failback to region {target}"),
+            ForceFailover { target } => write!(f, "force failover to region {target}"),
+            Reapply { write } => write!(f, "re-apply quarantined w{write}"),
+        }
+    }
+}

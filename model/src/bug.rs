@@ -1,0 +1,82 @@
+//! `--bug NAME`: one protocol guard switched off, and the property that must catch it.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+macro_rules! bugs {
+    ($($variant:ident $name:literal => $property:literal: $summary:literal,)*) => {
+        /// A guard of the protocol switched off.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(rename_all = "kebab-case")]
+        pub enum Bug { $($variant,)* }
+
+        impl Bug {
+            pub const ALL: &'static [Bug] = &[$(Bug::$variant,)*];
+
+            /// The stable name used by `--bug`.
+            pub fn name(self) -> &'static str {
+                match self { $(Bug::$variant => $name,)* }
+            }
+
+            /// The property that catches this bug.
+            pub fn caught_by(self) -> &'static str {
+                match self { $(Bug::$variant => $property,)* }
+            }
+
+            /// What the bug switches off.
+            pub fn summary(self) -> &'static str {
+                match self { $(Bug::$variant => $summary,)* }
+            }
+        }
+    };
+}
+
+bugs! {
+    NoThrottle "no-throttle" => "loss_window":
+        "the primary never refuses writes while its oldest unconfirmed write ages",
+    NoLeaseWait "no-lease-wait" => "single_writer":
+        "the control plane promotes right after detection, without waiting for the old lease to expire",
+    NoRpoGuard "no-rpo-guard" => "rpo_bound":
+        "automatic failover promotes a candidate that lacks old writes",
+    RpoGuardNoMargin "rpo-guard-no-margin" => "rpo_bound":
+        "old_prefix_len counts writes older than RPO, without the heartbeat + delay margin",
+    RejoinNoTruncate "rejoin-no-truncate" => "log_matching":
+        "a recovered region rejoins as secondary keeping its divergent suffix",
+    RejoinNoQuarantine "rejoin-no-quarantine" => "no_silent_loss":
+        "a recovered region drops its divergent suffix instead of quarantining it",
+    RejoinMerge "rejoin-merge" => "no_resurrection":
+        "a recovered region's divergent writes are quarantined and also merged back into the primary",
+    FailbackNoDrain "failback-no-drain" => "failback_zero_loss":
+        "manual data failback promotes the target without draining replication",
+    AutoDataFailback "auto-data-failback" => "data_failback_manual":
+        "data fails back to the home region automatically once it has caught up",
+    HastyDetection "hasty-detection" => "no_spurious_failover":
+        "a region is declared failed after one missed heartbeat, ignoring message delay",
+    NoComputeFailover "no-compute-failover" => "routing_healthy":
+        "the endpoint keeps routing to a failed compute region",
+    NoAutoFailover "no-auto-failover" => "rto_bound":
+        "the control plane never fails over by itself: every failover waits for the operator",
+}
+
+impl fmt::Display for Bug {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Bug {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Bug::ALL
+            .iter()
+            .copied()
+            .find(|b| b.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Bug::ALL.iter().map(|b| b.name()).collect();
+                format!("unknown bug '{s}' (known: {})", names.join(", "))
+            })
+    }
+}

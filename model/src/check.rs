@@ -1,0 +1,309 @@
+//! The exhaustive check: stateright's checker explores the whole state space (every property,
+//! the worst-metric probe), then our breadth-first search finds a shortest path for each
+//! finding.
+
+use std::time::{Duration, Instant};
+
+use drcheck_properties::{Expectation, CATALOG};
+use serde::Serialize;
+use stateright::{Checker, HasDiscoveries, Model};
+
+use crate::bug::Bug;
+use crate::config::{Config, Params};
+use crate::model::{DrModel, Metric};
+use crate::search::{self, Step, Target};
+
+/// How to explore.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Strategy {
+    Dfs,
+    Bfs,
+}
+
+/// Options of one check.
+#[derive(Clone, Debug)]
+pub struct CheckOptions {
+    pub strategy: Strategy,
+    pub threads: usize,
+    /// Check only this property.
+    pub property: Option<&'static str>,
+    /// Stop after this long (the result is then incomplete).
+    pub timeout: Option<Duration>,
+}
+
+impl Default for CheckOptions {
+    fn default() -> Self {
+        CheckOptions {
+            strategy: Strategy::Dfs,
+            threads: 1,
+            property: None,
+            timeout: None,
+        }
+    }
+}
+
+/// Progress while the checker runs.
+#[derive(Clone, Copy, Debug)]
+pub struct Progress {
+    pub total_states: usize,
+    pub unique_states: usize,
+    pub max_depth: usize,
+    pub elapsed: Duration,
+}
+
+impl Progress {
+    pub fn states_per_sec(&self) -> f64 {
+        rate(self.unique_states, self.elapsed)
+    }
+}
+
+fn rate(count: usize, elapsed: Duration) -> f64 {
+    let secs = elapsed.as_secs_f64();
+    if secs > 0.0 {
+        count as f64 / secs
+    } else {
+        0.0
+    }
+}
+
+/// The verdict on one property.
+#[derive(Clone, Debug, Serialize)]
+pub struct PropertyReport {
+    pub name: &'static str,
+    pub expectation: Expectation,
+    /// `always`: no reachable state violates it. `sometimes`: some reachable state shows it.
+    pub holds: bool,
+    /// The violation found at the end of `path` (for a failed `always` property).
+    pub violation: Option<String>,
+    /// A shortest path to a counterexample (failed `always`) or an example (`sometimes`).
+    pub path: Option<Vec<Step>>,
+}
+
+/// The worst value of a metric and a shortest path that reaches it.
+#[derive(Clone, Debug, Serialize)]
+pub struct WorstCase {
+    pub minutes: u32,
+    /// True when the value sits at the model's age cap: the real value may be larger.
+    pub saturated: bool,
+    pub path: Vec<Step>,
+}
+
+/// Worst cases over all reachable states.
+#[derive(Clone, Debug, Serialize)]
+pub struct Worst {
+    /// Oldest write lost by an automatic failover, in minutes before the outage began.
+    pub data_loss_minutes: Option<u32>,
+    /// Longest single-fault primary outage before the endpoint took writes again.
+    pub outage_to_writes_minutes: Option<u32>,
+    /// Oldest write lost by an operator-forced failover (not bounded by the RPO).
+    pub forced_data_loss_minutes: Option<u32>,
+    pub data_loss: Option<WorstCase>,
+    pub outage_to_writes: Option<WorstCase>,
+    pub forced_data_loss: Option<WorstCase>,
+}
+
+/// Everything `drcheck check` reports.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// The whole state space was explored.
+    pub complete: bool,
+    pub strategy: Strategy,
+    pub threads: usize,
+    pub unique_states: usize,
+    pub total_states: usize,
+    pub max_depth: usize,
+    pub seconds: f64,
+    pub states_per_sec: f64,
+    /// Seconds spent finding shortest paths after the exhaustive run.
+    pub path_seconds: f64,
+    /// Peak resident memory of the process, in bytes (Linux), if known.
+    pub peak_memory_bytes: Option<u64>,
+    pub params: Params,
+    pub bug: Option<Bug>,
+    pub properties: Vec<PropertyReport>,
+    pub worst: Worst,
+}
+
+impl Report {
+    /// Every `always` property holds and every `sometimes` property was found.
+    pub fn all_hold(&self) -> bool {
+        self.properties.iter().all(|p| p.holds)
+    }
+
+    pub fn property(&self, name: &str) -> Option<&PropertyReport> {
+        self.properties.iter().find(|p| p.name == name)
+    }
+}
+
+/// Runs the exhaustive check. `progress` is called about once a second while it runs.
+pub fn check(cfg: Config, opts: &CheckOptions, mut progress: impl FnMut(Progress)) -> Report {
+    let mut model = DrModel::new(cfg.clone());
+    if let Some(name) = opts.property {
+        model = model.only(name);
+    }
+    let probe = model.probe.clone();
+    let specs: Vec<_> = CATALOG
+        .iter()
+        .filter(|spec| opts.property.is_none_or(|name| name == spec.name))
+        .collect();
+    let started = Instant::now();
+    // Never finish early: the whole space is explored so that every property is decided.
+    let mut builder = model
+        .checker()
+        .threads(opts.threads.max(1))
+        .finish_when(HasDiscoveries::AllOf(["<explore everything>"].into()));
+    if let Some(t) = opts.timeout {
+        builder = builder.timeout(t);
+    }
+    let run = match opts.strategy {
+        Strategy::Dfs => drive(builder.spawn_dfs(), started, &mut progress),
+        Strategy::Bfs => drive(builder.spawn_bfs(), started, &mut progress),
+    };
+    let elapsed = started.elapsed();
+    let complete = opts.timeout.is_none_or(|t| elapsed < t);
+    let Run {
+        discoveries,
+        unique,
+        total,
+        depth,
+    } = run;
+
+    // Shortest paths for every finding and every worst value, in one breadth-first pass.
+    let path_model = DrModel::new(cfg.clone());
+    let mut targets = Vec::new();
+    let mut found_specs = Vec::new();
+    for spec in &specs {
+        if discoveries.contains(&spec.name) {
+            found_specs.push(spec.name);
+            targets.push(Target::Property(spec));
+        }
+    }
+    let worst_values: Vec<(Metric, u8)> = Metric::ALL
+        .iter()
+        .filter_map(|&m| probe.worst(m).map(|v| (m, v)))
+        .collect();
+    targets.extend(worst_values.iter().map(|&(m, v)| Target::Metric(m, v)));
+    let path_started = Instant::now();
+    let paths = search::shortest_paths(&path_model, &targets);
+    let path_seconds = path_started.elapsed().as_secs_f64();
+    let timeline = |actions: &Option<Vec<crate::Action>>| {
+        actions
+            .as_ref()
+            .and_then(|a| search::timeline(&path_model, a).ok())
+    };
+
+    let properties = specs
+        .iter()
+        .map(|spec| {
+            let at = found_specs.iter().position(|&n| n == spec.name);
+            let path = at.and_then(|i| timeline(&paths[i]));
+            let expectation = spec.expectation();
+            let found = at.is_some();
+            let violation = match (expectation, at) {
+                (Expectation::Always, Some(i)) => paths[i]
+                    .as_ref()
+                    .and_then(|a| search::replay(&path_model, a).ok())
+                    .and_then(|states| states.last().cloned())
+                    .and_then(|s| match spec.check {
+                        drcheck_properties::Check::Always(f) => {
+                            f(&s.view, &path_model.bounds).err()
+                        }
+                        drcheck_properties::Check::Sometimes(_) => None,
+                    })
+                    .map(|v| v.reason),
+                _ => None,
+            };
+            PropertyReport {
+                name: spec.name,
+                expectation,
+                holds: match expectation {
+                    Expectation::Always => !found,
+                    Expectation::Sometimes => found,
+                },
+                violation,
+                path,
+            }
+        })
+        .collect();
+
+    let worst_case = |metric: Metric| -> Option<WorstCase> {
+        let i = worst_values.iter().position(|&(m, _)| m == metric)?;
+        let value = worst_values[i].1;
+        Some(WorstCase {
+            minutes: cfg.minutes(u32::from(value)),
+            saturated: metric != Metric::OutageToWrites && value >= cfg.age_cap,
+            path: timeline(&paths[found_specs.len() + i])?,
+        })
+    };
+    let minutes = |m: Metric| probe.worst(m).map(|v| cfg.minutes(u32::from(v)));
+    let worst = Worst {
+        data_loss_minutes: minutes(Metric::DataLoss),
+        outage_to_writes_minutes: minutes(Metric::OutageToWrites),
+        forced_data_loss_minutes: minutes(Metric::ForcedDataLoss),
+        data_loss: worst_case(Metric::DataLoss),
+        outage_to_writes: worst_case(Metric::OutageToWrites),
+        forced_data_loss: worst_case(Metric::ForcedDataLoss),
+    };
+
+    Report {
+        complete,
+        strategy: opts.strategy,
+        threads: opts.threads.max(1),
+        unique_states: unique,
+        total_states: total,
+        max_depth: depth,
+        seconds: elapsed.as_secs_f64(),
+        states_per_sec: rate(unique, elapsed),
+        path_seconds,
+        peak_memory_bytes: peak_memory_bytes(),
+        params: cfg.params.clone(),
+        bug: cfg.bug(),
+        properties,
+        worst,
+    }
+}
+
+/// What the stateright run found.
+struct Run {
+    discoveries: Vec<&'static str>,
+    unique: usize,
+    total: usize,
+    depth: usize,
+}
+
+/// Waits for the checker, reporting progress about once a second.
+fn drive(
+    checker: impl Checker<DrModel>,
+    started: Instant,
+    progress: &mut impl FnMut(Progress),
+) -> Run {
+    let mut last_report = Instant::now();
+    while !checker.is_done() {
+        std::thread::sleep(Duration::from_millis(20));
+        if last_report.elapsed() >= Duration::from_secs(1) {
+            last_report = Instant::now();
+            progress(Progress {
+                total_states: checker.state_count(),
+                unique_states: checker.unique_state_count(),
+                max_depth: checker.max_depth(),
+                elapsed: started.elapsed(),
+            });
+        }
+    }
+    let checker = checker.join();
+    Run {
+        discoveries: checker.discoveries().into_keys().collect(),
+        unique: checker.unique_state_count(),
+        total: checker.state_count(),
+        depth: checker.max_depth(),
+    }
+}
+
+/// Peak resident set size of this process (Linux `VmHWM`).
+pub fn peak_memory_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}

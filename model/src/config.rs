@@ -1,0 +1,300 @@
+//! Model parameters: timing assumptions in minutes, the bounds of the search, and their
+//! conversion to ticks with DESIGN.md's consistency rules.
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::bug::Bug;
+
+/// Every parameter of the model, as a user states it (times in minutes).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Params {
+    /// Minutes per tick of the model's clock.
+    pub tick: u32,
+    pub heartbeat: u32,
+    pub delay: u32,
+    pub detection: u32,
+    pub lease: u32,
+    pub skew: u32,
+    pub throttle: u32,
+    pub rpo: u32,
+    pub rto: u32,
+    pub grace: u32,
+    /// How long a switchover's drain may take before it is aborted.
+    pub drain_timeout: u32,
+    /// Regions (region 0 starts as data primary and compute region).
+    pub regions: u32,
+    /// Client writes.
+    pub writes: u32,
+    /// Region outages (a crash or an isolation), each followed by a possible recovery.
+    pub outages: u32,
+    /// Inter-region partitions, each followed by a possible heal.
+    pub partitions: u32,
+    /// Manual data failback requests by the operator.
+    pub failbacks: u32,
+    /// Forced failovers by the operator.
+    pub forced: u32,
+    /// Quarantined writes the operator may re-apply.
+    pub reapplies: u32,
+    /// Whether an outage may be an isolation (the region keeps running, cut off).
+    pub isolation: bool,
+    /// Time horizon in minutes (0: none; saturated ages keep the space finite without it).
+    pub horizon: u32,
+    /// A guard switched off.
+    pub bug: Option<Bug>,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Params {
+            tick: 1,
+            heartbeat: 1,
+            delay: 1,
+            detection: 5,
+            lease: 5,
+            skew: 1,
+            throttle: 5,
+            rpo: 15,
+            rto: 60,
+            grace: 30,
+            drain_timeout: 5,
+            regions: 2,
+            writes: 2,
+            outages: 1,
+            partitions: 1,
+            failbacks: 1,
+            forced: 1,
+            reapplies: 1,
+            isolation: true,
+            horizon: 0,
+            bug: None,
+        }
+    }
+}
+
+/// The parameters in ticks, checked: what the model runs on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Config {
+    pub params: Params,
+    pub heartbeat: u8,
+    pub delay: u8,
+    pub detection: u8,
+    pub lease: u8,
+    pub skew: u8,
+    pub throttle: u8,
+    pub rpo: u8,
+    pub rto: u8,
+    pub grace: u8,
+    pub drain_timeout: u8,
+    pub regions: u8,
+    pub writes: u8,
+    pub outages: u8,
+    pub partitions: u8,
+    pub failbacks: u8,
+    pub forced: u8,
+    pub reapplies: u8,
+    pub horizon: Option<u8>,
+    /// Ages saturate here: no bound a property or the protocol compares them with is larger.
+    pub age_cap: u8,
+}
+
+/// Why a parameter set is refused.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum ConfigError {
+    #[error("inconsistent parameters: {rule} does not hold ({detail})")]
+    Inconsistent { rule: &'static str, detail: String },
+    #[error("--{name} {value} is not a multiple of --tick {tick}")]
+    NotMultiple {
+        name: &'static str,
+        value: u32,
+        tick: u32,
+    },
+    #[error("--{name} {value} is out of range ({range})")]
+    OutOfRange {
+        name: &'static str,
+        value: u32,
+        range: &'static str,
+    },
+}
+
+fn in_range(
+    name: &'static str,
+    value: u32,
+    lo: u32,
+    hi: u32,
+    range: &'static str,
+) -> Result<u8, ConfigError> {
+    if value < lo || value > hi {
+        return Err(ConfigError::OutOfRange { name, value, range });
+    }
+    u8::try_from(value).map_err(|_| ConfigError::OutOfRange { name, value, range })
+}
+
+impl Params {
+    /// Converts to ticks and checks DESIGN.md's consistency block.
+    pub fn validate(&self) -> Result<Config, ConfigError> {
+        let config = self.to_ticks()?;
+        config.check_consistency()?;
+        Ok(config)
+    }
+
+    /// Converts to ticks and checks ranges only: for exploring inconsistent parameter sets on
+    /// purpose (the timing-boundary tests do).
+    pub fn to_ticks(&self) -> Result<Config, ConfigError> {
+        let tick = self.tick;
+        if tick == 0 || tick > 60 {
+            return Err(ConfigError::OutOfRange {
+                name: "tick",
+                value: tick,
+                range: "1..=60 minutes",
+            });
+        }
+        let ticks = |name: &'static str, value: u32, lo: u32| -> Result<u8, ConfigError> {
+            if value % tick != 0 {
+                return Err(ConfigError::NotMultiple { name, value, tick });
+            }
+            in_range(
+                name,
+                value / tick,
+                lo,
+                120,
+                "0..=120 ticks, 1 at least where a zero makes no sense",
+            )
+        };
+        let heartbeat = ticks("heartbeat", self.heartbeat, 1)?;
+        let delay = ticks("delay", self.delay, 0)?;
+        let detection = ticks("detection", self.detection, 1)?;
+        let lease = ticks("lease", self.lease, 1)?;
+        let skew = ticks("skew", self.skew, 0)?;
+        let throttle = ticks("throttle", self.throttle, 1)?;
+        let rpo = ticks("rpo", self.rpo, 1)?;
+        let rto = ticks("rto", self.rto, 1)?;
+        let grace = ticks("grace", self.grace, 0)?;
+        let drain_timeout = ticks("drain-timeout", self.drain_timeout, 1)?;
+        let horizon = match self.horizon {
+            0 => None,
+            h => Some(ticks("horizon", h, 1)?),
+        };
+        // Every age is compared with the throttle, the RPO guard's threshold or the RPO, all
+        // at most the RPO: beyond it, ages need not grow (the state space stays small).
+        let age_cap = rpo.max(throttle);
+        Ok(Config {
+            params: self.clone(),
+            heartbeat,
+            delay,
+            detection,
+            lease,
+            skew,
+            throttle,
+            rpo,
+            rto,
+            grace,
+            drain_timeout,
+            regions: in_range("regions", self.regions, 2, 3, "2..=3")?,
+            writes: in_range("writes", self.writes, 0, 6, "0..=6")?,
+            outages: in_range("outages", self.outages, 0, 3, "0..=3")?,
+            partitions: in_range("partitions", self.partitions, 0, 3, "0..=3")?,
+            failbacks: in_range("failbacks", self.failbacks, 0, 3, "0..=3")?,
+            forced: in_range("forced", self.forced, 0, 3, "0..=3")?,
+            reapplies: in_range("reapplies", self.reapplies, 0, 3, "0..=3")?,
+            horizon,
+            age_cap,
+        })
+    }
+}
+
+impl Config {
+    /// DESIGN.md's consistency block, in ticks. The error names the broken inequality.
+    pub fn check_consistency(&self) -> Result<(), ConfigError> {
+        let (h, d) = (self.heartbeat, self.delay);
+        let rules: [(&'static str, bool, String); 6] = [
+            (
+                "heartbeat + delay < detection",
+                h + d < self.detection,
+                format!("{} + {} >= {}", h, d, self.detection),
+            ),
+            (
+                "heartbeat + delay < lease + skew",
+                h + d < self.lease + self.skew,
+                format!("{} + {} >= {} + {}", h, d, self.lease, self.skew),
+            ),
+            (
+                "max(detection, lease + skew) <= rto",
+                self.detection.max(self.lease + self.skew) <= self.rto,
+                format!(
+                    "max({}, {} + {}) > {}",
+                    self.detection, self.lease, self.skew, self.rto
+                ),
+            ),
+            (
+                "2*delay + heartbeat + delay < rpo",
+                2 * d + h + d < self.rpo,
+                format!("2*{d} + {h} + {d} >= {}", self.rpo),
+            ),
+            (
+                "2*delay <= throttle",
+                2 * d <= self.throttle,
+                format!("2*{d} > {}", self.throttle),
+            ),
+            (
+                "throttle < rpo",
+                self.throttle < self.rpo,
+                format!("{} >= {}", self.throttle, self.rpo),
+            ),
+        ];
+        for (rule, holds, detail) in rules {
+            if !holds {
+                return Err(ConfigError::Inconsistent {
+                    rule,
+                    detail: format!("{detail}, in ticks of {} min", self.params.tick),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    pub fn bug(&self) -> Option<Bug> {
+        self.params.bug
+    }
+
+    pub fn has_bug(&self, bug: Bug) -> bool {
+        self.params.bug == Some(bug)
+    }
+
+    /// The lease wait: the control plane promotes no earlier than this many ticks after its
+    /// last grant to the old primary.
+    pub fn lease_wait(&self) -> u8 {
+        self.lease + self.skew
+    }
+
+    /// Ticks of silence after which the control plane declares a region failed.
+    pub fn detection_threshold(&self) -> u8 {
+        if self.has_bug(Bug::HastyDetection) {
+            self.heartbeat
+        } else {
+            self.detection
+        }
+    }
+
+    /// Entries acknowledged at least this many ticks ago count in `old_prefix_len`.
+    pub fn old_prefix_age(&self) -> u8 {
+        if self.has_bug(Bug::RpoGuardNoMargin) {
+            self.rpo
+        } else {
+            self.rpo.saturating_sub(self.heartbeat + self.delay)
+        }
+    }
+
+    pub fn bounds(&self) -> drcheck_properties::Bounds {
+        drcheck_properties::Bounds {
+            rpo: self.rpo,
+            rto: self.rto,
+            detection: self.detection,
+        }
+    }
+
+    /// Minutes of `ticks`.
+    pub fn minutes(&self, ticks: u32) -> u32 {
+        ticks * self.params.tick
+    }
+}

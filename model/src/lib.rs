@@ -1,0 +1,24 @@
+//! drcheck-model: the geo-replicated FHIR DR protocol as a stateright model with explicit
+//! discrete time, checked against the invariants of `drcheck-properties`.
+//!
+//! - [`config`]: parameters in minutes, converted to ticks and checked for consistency;
+//! - [`state`], [`action`]: what a state holds and the steps between states;
+//! - [`protocol`]: the steps as plain functions (regions, control plane, environment, clock);
+//! - [`model`]: the stateright `Model`;
+//! - [`check`]: the exhaustive check and its report; [`search`]: shortest paths.
+
+pub mod action;
+pub mod bug;
+pub mod check;
+pub mod config;
+pub mod model;
+pub mod protocol;
+pub mod search;
+pub mod state;
+
+pub use action::{Action, Actor};
+pub use bug::Bug;
+pub use check::{check, CheckOptions, Progress, Report, Strategy};
+pub use config::{Config, ConfigError, Params};
+pub use model::{DrModel, Metric};
+pub use state::DrState;

@@ -1,0 +1,190 @@
+//! The stateright [`Model`]: the protocol's steps, the properties of the catalog, and a probe
+//! that records the worst data loss and outage over every state the checker generates.
+
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+
+use drcheck_properties::{Bounds, FailoverKind, CATALOG};
+use stateright::{Model, Property};
+
+use crate::action::Action;
+use crate::config::Config;
+use crate::protocol;
+use crate::state::DrState;
+
+/// The DR protocol as a stateright model.
+pub struct DrModel {
+    pub cfg: Config,
+    pub bounds: Bounds,
+    /// Check only this property (by name); all when `None`.
+    pub only: Option<&'static str>,
+    /// Worst values seen by the checker.
+    pub probe: Arc<Probe>,
+}
+
+impl DrModel {
+    pub fn new(cfg: Config) -> DrModel {
+        DrModel {
+            bounds: cfg.bounds(),
+            cfg,
+            only: None,
+            probe: Arc::new(Probe::default()),
+        }
+    }
+
+    /// Checks only the named property.
+    pub fn only(mut self, name: &'static str) -> DrModel {
+        self.only = Some(name);
+        self
+    }
+
+    /// The initial state.
+    pub fn initial(&self) -> DrState {
+        DrState::initial(&self.cfg)
+    }
+
+    /// Every enabled step from `s` with its successor, in a fixed order.
+    pub fn successors(&self, s: &DrState) -> Vec<(Action, DrState)> {
+        let mut candidates = Vec::new();
+        protocol::candidates(&self.cfg, s, &mut candidates);
+        candidates
+            .into_iter()
+            .filter_map(|a| protocol::apply(&self.cfg, s, &a).map(|n| (a, n)))
+            .collect()
+    }
+}
+
+/// The measures `check` reports as worst over all reachable states, in ticks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Metric {
+    /// Oldest write lost by an automatic failover, before the outage began.
+    DataLoss,
+    /// Oldest write lost by an operator-forced failover, before the outage began.
+    ForcedDataLoss,
+    /// Time from a single-fault primary outage until the endpoint takes writes again.
+    OutageToWrites,
+}
+
+impl Metric {
+    pub const ALL: [Metric; 3] = [
+        Metric::DataLoss,
+        Metric::ForcedDataLoss,
+        Metric::OutageToWrites,
+    ];
+
+    /// The metric's value in a state (`None`: nothing to measure there).
+    pub fn value(self, s: &DrState) -> Option<u8> {
+        let ledger = &s.view.ledger;
+        let loss = |kind| {
+            ledger
+                .failovers
+                .iter()
+                .filter(|f| f.kind == kind)
+                .filter_map(|f| f.oldest_loss)
+                .max()
+        };
+        match self {
+            Metric::DataLoss => loss(FailoverKind::Automatic),
+            Metric::ForcedDataLoss => loss(FailoverKind::Forced),
+            Metric::OutageToWrites => ledger.outage,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::DataLoss => "data_loss",
+            Metric::ForcedDataLoss => "forced_data_loss",
+            Metric::OutageToWrites => "outage_to_writes",
+        }
+    }
+}
+
+/// Worst metric values seen, plus one (stored as value + 1 so that 0 means "none").
+#[derive(Debug, Default)]
+pub struct Probe {
+    worst: [AtomicU8; 3],
+}
+
+impl Probe {
+    fn observe(&self, s: &DrState) {
+        for (slot, metric) in self.worst.iter().zip(Metric::ALL) {
+            if let Some(v) = metric.value(s) {
+                slot.fetch_max(v.saturating_add(1), Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// The worst value of `metric` observed, if any state had one.
+    pub fn worst(&self, metric: Metric) -> Option<u8> {
+        let i = Metric::ALL.iter().position(|&m| m == metric)?;
+        self.worst[i].load(Ordering::Relaxed).checked_sub(1)
+    }
+}
+
+/// `holds::<I>` checks `CATALOG[I]`: stateright wants plain function pointers.
+fn holds<const I: usize>(m: &DrModel, s: &DrState) -> bool {
+    CATALOG[I].holds_in(&s.view, &m.bounds)
+}
+
+const CONDITIONS: [fn(&DrModel, &DrState) -> bool; 17] = [
+    holds::<0>,
+    holds::<1>,
+    holds::<2>,
+    holds::<3>,
+    holds::<4>,
+    holds::<5>,
+    holds::<6>,
+    holds::<7>,
+    holds::<8>,
+    holds::<9>,
+    holds::<10>,
+    holds::<11>,
+    holds::<12>,
+    holds::<13>,
+    holds::<14>,
+    holds::<15>,
+    holds::<16>,
+];
+
+const _: () = assert!(CONDITIONS.len() == CATALOG.len());
+
+impl Model for DrModel {
+    type State = DrState;
+    type Action = Action;
+
+    fn init_states(&self) -> Vec<DrState> {
+        vec![self.initial()]
+    }
+
+    fn actions(&self, s: &DrState, actions: &mut Vec<Action>) {
+        protocol::candidates(&self.cfg, s, actions);
+    }
+
+    fn next_state(&self, s: &DrState, action: Action) -> Option<DrState> {
+        protocol::apply(&self.cfg, s, &action)
+    }
+
+    fn format_action(&self, action: &Action) -> String {
+        format!("{} | {action}", action.actor())
+    }
+
+    fn properties(&self) -> Vec<Property<Self>> {
+        CATALOG
+            .iter()
+            .zip(CONDITIONS)
+            .filter(|(spec, _)| self.only.is_none_or(|name| name == spec.name))
+            .map(|(spec, condition)| match spec.expectation() {
+                drcheck_properties::Expectation::Always => Property::always(spec.name, condition),
+                drcheck_properties::Expectation::Sometimes => {
+                    Property::sometimes(spec.name, condition)
+                }
+            })
+            .collect()
+    }
+
+    /// Every generated state passes here once: the probe records the worst metrics.
+    fn within_boundary(&self, s: &DrState) -> bool {
+        self.probe.observe(s);
+        true
+    }
+}

@@ -1,0 +1,420 @@
+//! Control-plane steps: heartbeats and leases, failure detection, automatic failover with the
+//! lease wait and the RPO guard, rejoin, compute failback and the switchover of manual data
+//! failback.
+
+use drcheck_properties::{FailoverKind, Role, Status};
+
+use crate::bug::Bug;
+use crate::config::Config;
+use crate::protocol::region::common_prefix;
+use crate::state::{DrState, Phase};
+
+/// The healthy secondary of the current epoch the control plane would promote instead of
+/// `from`: the most caught-up one (by last entry, then length), lowest index on ties.
+pub fn candidate(s: &DrState, from: u8) -> Option<u8> {
+    let epoch = s.view.routing.epoch;
+    (0..s.region_count())
+        .filter(|&r| {
+            let region = s.region(r);
+            r != from
+                && !s.control.is_failed(r)
+                && region.status == Status::Up
+                && region.role == Role::Secondary
+                && region.epoch == epoch
+        })
+        .max_by_key(|&r| {
+            let log = &s.region(r).log;
+            (log.last().map(|e| e.epoch), log.len(), std::cmp::Reverse(r))
+        })
+}
+
+/// The oldest heartbeat from `r` reaches the control plane.
+pub fn deliver_heartbeat(cfg: &Config, s: &DrState, r: u8) -> Option<DrState> {
+    let at = s
+        .heartbeats
+        .iter()
+        .enumerate()
+        .filter(|(_, h)| h.from == r)
+        .max_by_key(|(_, h)| h.age)
+        .map(|(i, _)| i)?;
+    let mut next = s.clone();
+    let hb = next.heartbeats.remove(at);
+    next.control.silence[usize::from(r)] = 0;
+    next.control.failed &= !(1 << r);
+    if next.region(r).dark {
+        next.region_mut(r).dark = false;
+        let view = &mut next.view;
+        view.ledger.available(&view.regions[usize::from(r)]);
+    }
+    let routing = next.view.routing.clone();
+    if hb.epoch < routing.epoch {
+        // The reply tells a region that missed a failover about the new epoch.
+        let region = next.region_mut(r);
+        if region.epoch < routing.epoch {
+            region.role = Role::Stale;
+            region.lease = 0;
+        }
+        return Some(next);
+    }
+    if r != routing.primary {
+        return Some(next);
+    }
+    if let Phase::FailingOver { from, .. } = next.control.phase {
+        if from == r {
+            // The old primary answered before a promotion: no failover.
+            next.control.phase = Phase::Normal;
+            if next.region(r).role == Role::Fenced {
+                next.region_mut(r).role = Role::Primary;
+            }
+        }
+    }
+    let fenced = matches!(next.control.phase, Phase::Switchover { fenced: true, .. });
+    if !fenced && next.region(r).role == Role::Fenced {
+        // A switchover was aborted while this primary was unreachable: unfence it now.
+        next.region_mut(r).role = Role::Primary;
+    }
+    next.control.old_prefix = hb.old_prefix;
+    if !fenced && next.region(r).role == Role::Primary && next.region(r).epoch == routing.epoch {
+        next.region_mut(r).lease = cfg.lease_wait();
+        next.control.grant_age = 0;
+    }
+    Some(next)
+}
+
+/// Would the control plane declare region `r` failed now?
+pub fn may_declare(cfg: &Config, s: &DrState, r: u8) -> bool {
+    !s.control.is_failed(r) && s.control.silence[usize::from(r)] >= cfg.detection_threshold()
+}
+
+/// The control plane declares a silent region failed.
+pub fn declare(cfg: &Config, s: &DrState, r: u8) -> Option<DrState> {
+    if !may_declare(cfg, s, r) {
+        return None;
+    }
+    let mut next = s.clone();
+    next.control.failed |= 1 << r;
+    if !next.region(r).dark && next.view.ledger.spurious.is_none() {
+        next.view.ledger.spurious = Some(r);
+    }
+    let routing = next.view.routing.clone();
+    if routing.compute == r && !cfg.has_bug(Bug::NoComputeFailover) {
+        let healthy = (0..next.region_count())
+            .find(|&x| !next.control.is_failed(x) && next.region(x).status == Status::Up);
+        if let Some(to) = candidate(&next, r).or(healthy) {
+            next.view.routing.compute = to;
+        }
+    }
+    if r == routing.primary {
+        let guard_ok = cfg.has_bug(Bug::NoRpoGuard)
+            || candidate(&next, r)
+                .is_some_and(|c| next.region(c).log.len() >= usize::from(next.control.old_prefix));
+        next.control.phase = Phase::FailingOver {
+            from: r,
+            guard_ok,
+            waited: 0,
+        };
+        if !guard_ok {
+            next.view.ledger.outage = None;
+            next.view.ledger.rto_waived = true;
+        }
+    } else {
+        let p = usize::from(routing.primary);
+        if next.view.regions[p].status == Status::Up {
+            next.volatile[p].in_sync &= !(1 << r);
+        }
+        if let Phase::Switchover { target, .. } = next.control.phase {
+            if target == r {
+                unfence(&mut next);
+            }
+        }
+    }
+    Some(next)
+}
+
+/// Ends a switchover: the primary takes writes again once its lease is renewed.
+fn unfence(next: &mut DrState) {
+    let p = next.view.routing.primary;
+    if next.region(p).role == Role::Fenced && next.region(p).status != Status::Down {
+        next.region_mut(p).role = Role::Primary;
+    }
+    next.control.phase = Phase::Normal;
+}
+
+/// Makes `to` the data primary of a new epoch and records the change in the ledger.
+fn promote_region(
+    cfg: &Config,
+    s: &DrState,
+    kind: FailoverKind,
+    to: u8,
+    requested: bool,
+) -> DrState {
+    let mut next = s.clone();
+    let from = next.view.routing.primary;
+    let from_healthy = !next.control.is_failed(from);
+    let epoch = next.view.routing.epoch + 1;
+    {
+        let region = next.region_mut(to);
+        region.role = Role::Primary;
+        region.epoch = epoch;
+        region.lease = cfg.lease_wait();
+    }
+    if kind == FailoverKind::Switchover {
+        // The old primary rejoins like any region.
+        next.region_mut(from).role = Role::Stale;
+    }
+    next.volatile[usize::from(to)].in_sync = 0;
+    next.control.grant_age = 0;
+    next.control.old_prefix = 0;
+    next.control.phase = Phase::Normal;
+    next.view.routing.primary = to;
+    next.view.routing.epoch = epoch;
+    let compute = next.view.routing.compute;
+    if next.control.is_failed(compute) && !cfg.has_bug(Bug::NoComputeFailover) {
+        next.view.routing.compute = to;
+    }
+    let view = &mut next.view;
+    view.ledger.record_failover(
+        kind,
+        from,
+        to,
+        epoch,
+        &view.regions,
+        from_healthy,
+        requested,
+        cfg.age_cap,
+    );
+    next
+}
+
+fn lease_expired(cfg: &Config, s: &DrState) -> bool {
+    cfg.has_bug(Bug::NoLeaseWait) || s.control.grant_age >= cfg.lease_wait()
+}
+
+/// Automatic failover to `to`, once the old lease has surely expired, if the RPO guard allows.
+pub fn promote(cfg: &Config, s: &DrState, to: u8) -> Option<DrState> {
+    let Phase::FailingOver { from, guard_ok, .. } = s.control.phase else {
+        return None;
+    };
+    let guard_holds = cfg.has_bug(Bug::NoRpoGuard)
+        || (guard_ok && s.region(to).log.len() >= usize::from(s.control.old_prefix));
+    if cfg.has_bug(Bug::NoAutoFailover)
+        || !guard_holds
+        || !lease_expired(cfg, s)
+        || candidate(s, from) != Some(to)
+    {
+        return None;
+    }
+    Some(promote_region(cfg, s, FailoverKind::Automatic, to, false))
+}
+
+/// The operator forces a failover to `to` after the grace period.
+pub fn force_failover(cfg: &Config, s: &DrState, to: u8) -> Option<DrState> {
+    let Phase::FailingOver {
+        from,
+        guard_ok,
+        waited,
+    } = s.control.phase
+    else {
+        return None;
+    };
+    let refused = !guard_ok || cfg.has_bug(Bug::NoAutoFailover);
+    let eligible = candidate(s, from).is_some_and(|_| {
+        let region = s.region(to);
+        to != from
+            && !s.control.is_failed(to)
+            && region.status == Status::Up
+            && region.role == Role::Secondary
+            && region.epoch == s.view.routing.epoch
+    });
+    if s.budget.forced == 0 || !refused || waited < cfg.grace || !lease_expired(cfg, s) || !eligible
+    {
+        return None;
+    }
+    let mut next = promote_region(cfg, s, FailoverKind::Forced, to, true);
+    next.budget.forced -= 1;
+    Some(next)
+}
+
+/// Is region `r` a recovered region that can rejoin the current primary now?
+fn may_rejoin(s: &DrState, r: u8) -> bool {
+    let routing = &s.view.routing;
+    let p = routing.primary;
+    let (region, primary) = (s.region(r), s.region(p));
+    r != p
+        && region.status == Status::Up
+        && !s.control.is_failed(r)
+        && (region.role == Role::Stale || region.epoch < routing.epoch)
+        && matches!(primary.role, Role::Primary | Role::Fenced)
+        && primary.epoch == routing.epoch
+        && s.connected(r, p)
+}
+
+/// A recovered region rejoins as secondary: its divergent suffix goes to the quarantine.
+pub fn rejoin(cfg: &Config, s: &DrState, r: u8) -> Option<DrState> {
+    if !may_rejoin(s, r) {
+        return None;
+    }
+    let mut next = s.clone();
+    let p = next.view.routing.primary;
+    let epoch = next.view.routing.epoch;
+    let keep = common_prefix(&next.region(r).log, &next.region(p).log);
+    let suffix: Vec<u8> = next.region(r).log[keep..].iter().map(|e| e.write).collect();
+    let truncate = !cfg.has_bug(Bug::RejoinNoTruncate);
+    let quarantine = truncate && !cfg.has_bug(Bug::RejoinNoQuarantine);
+    {
+        let region = next.region_mut(r);
+        if truncate {
+            region.log.truncate(keep);
+        }
+        if quarantine {
+            region.quarantine.extend(&suffix);
+        }
+        region.role = Role::Secondary;
+        region.epoch = epoch;
+        region.lease = 0;
+    }
+    if quarantine {
+        next.view.ledger.quarantine(suffix.iter().copied());
+    }
+    if cfg.has_bug(Bug::RejoinMerge) {
+        let merged = suffix
+            .iter()
+            .map(|&write| drcheck_properties::Entry { epoch, write });
+        next.region_mut(p).log.extend(merged);
+    }
+    let view = &mut next.view;
+    view.ledger.settle(&view.regions, cfg.age_cap);
+    Some(next)
+}
+
+/// Can compute move back to the home region: healthy, rejoined, and reaching the data primary?
+fn may_fail_back_compute(s: &DrState) -> bool {
+    let routing = &s.view.routing;
+    let home = routing.home;
+    routing.compute != home
+        && !s.control.is_failed(home)
+        && s.region(home).is_member_of(routing.epoch)
+        && s.connected(home, routing.primary)
+}
+
+pub fn compute_failback(s: &DrState) -> Option<DrState> {
+    if !may_fail_back_compute(s) {
+        return None;
+    }
+    let mut next = s.clone();
+    next.view.routing.compute = next.view.routing.home;
+    Some(next)
+}
+
+/// Is `target` a caught-up secondary the data could fail back to?
+pub fn failback_target_ok(s: &DrState, target: u8) -> bool {
+    let routing = &s.view.routing;
+    let (region, primary) = (s.region(target), s.region(routing.primary));
+    target != routing.primary
+        && s.control.phase == Phase::Normal
+        && !s.control.is_failed(target)
+        && region.status == Status::Up
+        && region.role == Role::Secondary
+        && region.epoch == routing.epoch
+        && primary.status == Status::Up
+        && primary.role == Role::Primary
+        && region.log.len() == primary.log.len()
+        && region.log.last() == primary.log.last()
+}
+
+fn start_switchover(s: &DrState, target: u8, requested: bool) -> DrState {
+    let mut next = s.clone();
+    next.control.phase = Phase::Switchover {
+        target,
+        fenced: false,
+        draining: 0,
+        requested,
+    };
+    next
+}
+
+/// The operator asks for manual data failback to `target`, the home region: data follows
+/// compute home once the home region has caught up.
+pub fn request_failback(s: &DrState, target: u8) -> Option<DrState> {
+    if s.budget.failbacks == 0 || target != s.view.routing.home || !failback_target_ok(s, target) {
+        return None;
+    }
+    let mut next = start_switchover(s, target, true);
+    next.budget.failbacks -= 1;
+    Some(next)
+}
+
+/// Under `--bug auto-data-failback`: the control plane starts the switchover home by itself.
+pub fn auto_failback(cfg: &Config, s: &DrState, target: u8) -> Option<DrState> {
+    let home = s.view.routing.home;
+    if !cfg.has_bug(Bug::AutoDataFailback) || target != home || !failback_target_ok(s, target) {
+        return None;
+    }
+    Some(start_switchover(s, target, false))
+}
+
+/// Switchover: fence the primary synchronously.
+pub fn fence(s: &DrState) -> Option<DrState> {
+    let Phase::Switchover { fenced: false, .. } = s.control.phase else {
+        return None;
+    };
+    let p = s.view.routing.primary;
+    if s.region(p).status != Status::Up || s.region(p).role != Role::Primary {
+        return None;
+    }
+    let mut next = s.clone();
+    let region = next.region_mut(p);
+    region.role = Role::Fenced;
+    region.lease = 0;
+    if let Phase::Switchover { fenced, .. } = &mut next.control.phase {
+        *fenced = true;
+    }
+    Some(next)
+}
+
+fn drained(s: &DrState, target: u8) -> bool {
+    s.region(target).log == s.region(s.view.routing.primary).log
+}
+
+/// Switchover: promote the drained target under a new epoch.
+pub fn complete_switchover(cfg: &Config, s: &DrState) -> Option<DrState> {
+    let Phase::Switchover {
+        target,
+        fenced: true,
+        requested,
+        ..
+    } = s.control.phase
+    else {
+        return None;
+    };
+    let ready = drained(s, target) || cfg.has_bug(Bug::FailbackNoDrain);
+    if !ready || s.region(target).status != Status::Up {
+        return None;
+    }
+    Some(promote_region(
+        cfg,
+        s,
+        FailoverKind::Switchover,
+        target,
+        requested,
+    ))
+}
+
+/// Switchover: the drain timed out; unfence and abort.
+pub fn abort_switchover(cfg: &Config, s: &DrState) -> Option<DrState> {
+    let Phase::Switchover {
+        target,
+        fenced: true,
+        draining,
+        ..
+    } = s.control.phase
+    else {
+        return None;
+    };
+    if draining < cfg.drain_timeout || drained(s, target) {
+        return None;
+    }
+    let mut next = s.clone();
+    unfence(&mut next);
+    Some(next)
+}

@@ -1,0 +1,89 @@
+//! Environment steps: region outages (crash or isolation) and recovery, the inter-region
+//! partition and its heal. Faults draw on the search's budget.
+
+use drcheck_properties::{Status, View};
+
+use crate::state::{DrState, Volatile};
+
+/// Is exactly one thing wrong: no partition, and every region but `except` up?
+fn only_fault(s: &DrState, except: u8) -> bool {
+    !s.view.partitioned
+        && (0..s.region_count()).all(|r| r == except || s.region(r).status == Status::Up)
+}
+
+/// Starts or excuses the outage clock as a new fault hits region `r` (or the link).
+fn start_fault(next: &mut DrState, r: Option<u8>) {
+    let ledger = &mut next.view.ledger;
+    if ledger.outage.is_some() {
+        // A second fault during an outage: the RTO promise is for single faults.
+        ledger.outage = None;
+    } else if let Some(r) = r {
+        let primary = next.view.routing.primary;
+        if r == primary && only_fault(next, r) {
+            next.view.ledger.outage = Some(0);
+        }
+    }
+}
+
+/// Region `r` goes down (`Status::Down`) or is cut off (`Status::Isolated`).
+pub fn outage(s: &DrState, r: u8, status: Status) -> Option<DrState> {
+    if s.budget.outages == 0 || s.region(r).status != Status::Up {
+        return None;
+    }
+    let mut next = s.clone();
+    next.budget.outages -= 1;
+    next.heartbeats.retain(|h| h.from != r);
+    let region = next.region_mut(r);
+    region.status = status;
+    region.down_for = Some(0);
+    let newly_dark = !region.dark;
+    region.dark = true;
+    if status == Status::Down {
+        region.lease = 0;
+        next.volatile[usize::from(r)] = Volatile {
+            since_heartbeat: 0,
+            in_sync: 0,
+        };
+    }
+    if newly_dark {
+        let View {
+            regions, ledger, ..
+        } = &mut next.view;
+        ledger.unavailable(&regions[usize::from(r)]);
+    }
+    start_fault(&mut next, Some(r));
+    Some(next)
+}
+
+/// Region `r` comes back: from `Down` it restarts from its durable state, from `Isolated`
+/// it is reachable again.
+pub fn restore(s: &DrState, r: u8, from: Status) -> Option<DrState> {
+    if s.region(r).status != from {
+        return None;
+    }
+    let mut next = s.clone();
+    let region = next.region_mut(r);
+    region.status = Status::Up;
+    region.down_for = None;
+    Some(next)
+}
+
+pub fn partition(s: &DrState) -> Option<DrState> {
+    if s.budget.partitions == 0 || s.view.partitioned {
+        return None;
+    }
+    let mut next = s.clone();
+    next.budget.partitions -= 1;
+    next.view.partitioned = true;
+    start_fault(&mut next, None);
+    Some(next)
+}
+
+pub fn heal(s: &DrState) -> Option<DrState> {
+    if !s.view.partitioned {
+        return None;
+    }
+    let mut next = s.clone();
+    next.view.partitioned = false;
+    Some(next)
+}

@@ -1,0 +1,257 @@
+//! The ghost ledger: every acknowledged write and every change of data primary, with the
+//! timing facts the invariants need. It is bookkeeping of the checker, not of the protocol:
+//! no region reads it to decide anything.
+
+use serde::{Deserialize, Serialize};
+
+use crate::view::RegionView;
+
+/// What became of an acknowledged write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Fate {
+    /// Still expected in the data primary's log.
+    Live,
+    /// Not in the new primary's log when failover number `failover` (index into
+    /// [`Ledger::failovers`]) promoted it.
+    Lost { failover: u8 },
+}
+
+/// One acknowledged write.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct WriteRecord {
+    pub id: u8,
+    /// The region that acknowledged it.
+    pub by: u8,
+    /// Ticks since it was acknowledged, saturating at the age cap. A write that every region
+    /// holds can never be lost, so its age is saturated at once (it no longer matters).
+    pub age: u8,
+    /// Age of the previous entry of the same log when this one was acknowledged (the ack-time
+    /// gap), saturating at the age cap; used to measure how far apart lost writes were.
+    pub gap: u8,
+    pub fate: Fate,
+    /// The quarantined write the operator re-applied as this new write.
+    pub reapply_of: Option<u8>,
+    /// Has this write ever been moved into a quarantine?
+    pub quarantined: bool,
+    /// Has the operator re-applied it (as a new write)?
+    pub reapplied: bool,
+    /// Acknowledged while the primary counted an in-sync secondary (the throttle bounds how
+    /// far apart such writes can be lost).
+    pub protected: bool,
+    /// Its age when the region holding it last became unreachable (0 if acknowledged while
+    /// the region was unreachable): how long before the outage it was acknowledged.
+    pub age_at_outage: Option<u8>,
+}
+
+/// How the data primary changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum FailoverKind {
+    /// Automatic failover by the control plane after detecting an outage.
+    Automatic,
+    /// Operator-forced failover after the grace period, when the RPO guard refused.
+    Forced,
+    /// Planned switchover (manual data failback).
+    Switchover,
+}
+
+/// One promotion of a new data primary.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct FailoverRecord {
+    pub kind: FailoverKind,
+    pub from: u8,
+    pub to: u8,
+    /// The epoch of the new primary.
+    pub epoch: u8,
+    /// Number of live acknowledged writes the new primary did not hold.
+    pub lost: u8,
+    /// For the oldest lost write: ticks between its acknowledgement and the first instant the
+    /// old primary was unreachable (0 if acknowledged after that instant).
+    pub oldest_loss: Option<u8>,
+    /// Ticks between the acknowledgements of the oldest and the newest lost write that were
+    /// acknowledged under the protection of an in-sync secondary.
+    pub spread: u8,
+    /// Did the control plane consider the old primary healthy at the promotion?
+    pub from_healthy: bool,
+    /// Was an operator request pending for it?
+    pub requested: bool,
+}
+
+/// Ghost state: every acknowledged write, every promotion, and the clocks the time-bounded
+/// invariants read.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Ledger {
+    pub writes: Vec<WriteRecord>,
+    pub failovers: Vec<FailoverRecord>,
+    /// A region the control plane declared failed while it was up and reachable.
+    pub spurious: Option<u8>,
+    /// Ticks since a single-fault outage of the data primary made the endpoint unwritable;
+    /// `None` while writable, or when the outage is excused (another fault, or the RPO guard
+    /// refused an automatic failover).
+    pub outage: Option<u8>,
+    /// The RPO guard refused an automatic failover at least once (the RTO then waits for the
+    /// old primary or the operator, by design).
+    pub rto_waived: bool,
+}
+
+impl Ledger {
+    /// The record of write `id`.
+    pub fn write(&self, id: u8) -> Option<&WriteRecord> {
+        self.writes.iter().find(|w| w.id == id)
+    }
+
+    fn write_mut(&mut self, id: u8) -> Option<&mut WriteRecord> {
+        self.writes.iter_mut().find(|w| w.id == id)
+    }
+
+    /// Records that region `by` acknowledged write `id`, appended after `previous` in its log;
+    /// `unavailable`: the control plane cannot reach `by` (an isolated region); `protected`:
+    /// `by` counted an in-sync secondary.
+    #[allow(clippy::too_many_arguments)]
+    pub fn acknowledge(
+        &mut self,
+        id: u8,
+        by: u8,
+        previous: Option<u8>,
+        reapply_of: Option<u8>,
+        unavailable: bool,
+        protected: bool,
+        age_cap: u8,
+    ) {
+        let gap = previous
+            .and_then(|p| self.write(p))
+            .map_or(age_cap, |p| p.age);
+        if let Some(original) = reapply_of.and_then(|o| self.write_mut(o)) {
+            original.reapplied = true;
+        }
+        self.writes.push(WriteRecord {
+            id,
+            by,
+            age: 0,
+            gap,
+            fate: Fate::Live,
+            reapply_of,
+            quarantined: false,
+            reapplied: false,
+            protected,
+            age_at_outage: unavailable.then_some(0),
+        });
+    }
+
+    /// Marks writes as quarantined.
+    pub fn quarantine(&mut self, ids: impl IntoIterator<Item = u8>) {
+        for id in ids {
+            if let Some(w) = self.write_mut(id) {
+                w.quarantined = true;
+            }
+        }
+    }
+
+    /// `region` became unreachable: remember how old each of its writes was at that instant.
+    pub fn unavailable(&mut self, region: &RegionView) {
+        for e in &region.log {
+            if let Some(w) = self.write_mut(e.write) {
+                if w.fate == Fate::Live {
+                    w.age_at_outage = w.age_at_outage.or(Some(w.age));
+                }
+            }
+        }
+    }
+
+    /// The control plane heard from `region` again: its writes' outage ages no longer apply.
+    pub fn available(&mut self, region: &RegionView) {
+        for e in &region.log {
+            if let Some(w) = self.write_mut(e.write) {
+                if w.fate == Fate::Live {
+                    w.age_at_outage = None;
+                }
+            }
+        }
+    }
+
+    /// One tick of time passes.
+    pub fn tick(&mut self, age_cap: u8, rto: u8) {
+        for w in &mut self.writes {
+            w.age = w.age.saturating_add(1).min(age_cap);
+        }
+        if let Some(t) = &mut self.outage {
+            *t = t.saturating_add(1).min(rto.saturating_add(1));
+        }
+    }
+
+    /// Saturates the age of every write that every region holds: it can no longer be lost.
+    pub fn settle(&mut self, regions: &[RegionView], age_cap: u8) {
+        for w in &mut self.writes {
+            if w.age < age_cap && regions.iter().all(|r| r.holds(w.id)) {
+                w.age = age_cap;
+                w.age_at_outage = None;
+            }
+        }
+    }
+
+    /// Records the promotion of region `to` in place of region `from` and marks as lost every
+    /// live write `to` does not hold.
+    #[allow(clippy::too_many_arguments)]
+    pub fn record_failover(
+        &mut self,
+        kind: FailoverKind,
+        from: u8,
+        to: u8,
+        epoch: u8,
+        regions: &[RegionView],
+        from_healthy: bool,
+        requested: bool,
+        age_cap: u8,
+    ) {
+        let old = &regions[usize::from(from)];
+        let new = &regions[usize::from(to)];
+        // Lost writes in the order the old primary acknowledged them; any others after.
+        let mut lost: Vec<u8> = old
+            .log
+            .iter()
+            .map(|e| e.write)
+            .filter(|&id| self.is_live(id) && !new.holds(id))
+            .collect();
+        for w in &self.writes {
+            if w.fate == Fate::Live && !new.holds(w.id) && !lost.contains(&w.id) {
+                lost.push(w.id);
+            }
+        }
+        let oldest_loss = lost
+            .first()
+            .and_then(|&id| self.write(id))
+            .map(|w| w.age_at_outage.unwrap_or(w.age));
+        // Spread of the protected lost writes: the ack-time gaps from the first to the last.
+        let records: Vec<&WriteRecord> = lost.iter().filter_map(|&id| self.write(id)).collect();
+        let first = records.iter().position(|w| w.protected);
+        let last = records.iter().rposition(|w| w.protected);
+        let spread = match (first, last) {
+            (Some(a), Some(b)) => records[a + 1..=b]
+                .iter()
+                .fold(0u8, |acc, w| acc.saturating_add(w.gap).min(age_cap)),
+            _ => 0,
+        };
+        let index = u8::try_from(self.failovers.len()).unwrap_or(u8::MAX);
+        for &id in &lost {
+            if let Some(w) = self.write_mut(id) {
+                w.fate = Fate::Lost { failover: index };
+                w.age = age_cap;
+                w.age_at_outage = None;
+            }
+        }
+        self.failovers.push(FailoverRecord {
+            kind,
+            from,
+            to,
+            epoch,
+            lost: u8::try_from(lost.len()).unwrap_or(u8::MAX),
+            oldest_loss,
+            spread,
+            from_healthy,
+            requested,
+        });
+    }
+
+    fn is_live(&self, id: u8) -> bool {
+        self.write(id).is_some_and(|w| w.fate == Fate::Live)
+    }
+}

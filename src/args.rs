@@ -1,0 +1,150 @@
+//! Command-line arguments.
+
+use clap::{Args, Parser, Subcommand};
+use drcheck_model::{Bug, Params};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "drcheck",
+    version,
+    about = "Proves and tests the disaster-recovery behaviour of a geo-replicated FHIR service"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check the DR model exhaustively against every property.
+    Check(CheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Explore depth-first (the default: least memory).
+    #[arg(long, conflicts_with = "bfs")]
+    pub dfs: bool,
+    /// Explore breadth-first.
+    #[arg(long)]
+    pub bfs: bool,
+    /// Checker threads (default: the number of cores).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub threads: Option<u16>,
+    /// Check only this property (see the README for the names).
+    #[arg(long, value_name = "NAME")]
+    pub property: Option<String>,
+    /// Print the bugs `--bug` can switch on, each with the property that catches it.
+    #[arg(long)]
+    pub list_bugs: bool,
+    /// Print one JSON object on stdout instead of the text report.
+    #[arg(long)]
+    pub json: bool,
+    /// No progress line on stderr.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Stop exploring after this many seconds (the report then says incomplete).
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<u64>,
+    /// Skip the consistency rules of the timing parameters (to explore their boundaries).
+    #[arg(long)]
+    pub allow_inconsistent: bool,
+    #[command(flatten)]
+    pub model: ModelArgs,
+}
+
+/// The model's parameters; times in minutes.
+#[derive(Debug, Args)]
+pub struct ModelArgs {
+    /// Switch one protocol guard off (see --list-bugs).
+    #[arg(long, value_name = "NAME")]
+    pub bug: Option<Bug>,
+    /// Regions (2 or 3).
+    #[arg(long, default_value_t = Params::default().regions)]
+    pub regions: u32,
+    /// Client writes.
+    #[arg(long, default_value_t = Params::default().writes)]
+    pub writes: u32,
+    /// Region outages (each a crash or an isolation).
+    #[arg(long, default_value_t = Params::default().outages)]
+    pub outages: u32,
+    /// Inter-region partitions.
+    #[arg(long, default_value_t = Params::default().partitions)]
+    pub partitions: u32,
+    /// Manual data failback requests.
+    #[arg(long, default_value_t = Params::default().failbacks)]
+    pub failbacks: u32,
+    /// Forced failovers by the operator.
+    #[arg(long, default_value_t = Params::default().forced)]
+    pub forced: u32,
+    /// Quarantined writes the operator may re-apply.
+    #[arg(long, default_value_t = Params::default().reapplies)]
+    pub reapplies: u32,
+    /// Outages are crashes only (no isolated region that keeps serving).
+    #[arg(long)]
+    pub no_isolation: bool,
+    /// Time horizon in minutes (0: none).
+    #[arg(long, default_value_t = Params::default().horizon)]
+    pub horizon: u32,
+    /// Minutes per tick of the model's clock.
+    #[arg(long, default_value_t = Params::default().tick)]
+    pub tick: u32,
+    /// Heartbeat interval (minutes).
+    #[arg(long, default_value_t = Params::default().heartbeat)]
+    pub heartbeat: u32,
+    /// Maximum message delay (minutes).
+    #[arg(long, default_value_t = Params::default().delay)]
+    pub delay: u32,
+    /// Failure-detection time (minutes).
+    #[arg(long, default_value_t = Params::default().detection)]
+    pub detection: u32,
+    /// Lease length (minutes).
+    #[arg(long, default_value_t = Params::default().lease)]
+    pub lease: u32,
+    /// Maximum clock skew between regions and the control plane (minutes).
+    #[arg(long, default_value_t = Params::default().skew)]
+    pub skew: u32,
+    /// Bounded-staleness throttle threshold (minutes).
+    #[arg(long, default_value_t = Params::default().throttle)]
+    pub throttle: u32,
+    /// Recovery point objective (minutes).
+    #[arg(long, default_value_t = Params::default().rpo)]
+    pub rpo: u32,
+    /// Recovery time objective (minutes).
+    #[arg(long, default_value_t = Params::default().rto)]
+    pub rto: u32,
+    /// Grace period before the operator may force a failover (minutes).
+    #[arg(long, default_value_t = Params::default().grace)]
+    pub grace: u32,
+    /// How long a switchover's drain may take before it aborts (minutes).
+    #[arg(long, default_value_t = Params::default().drain_timeout)]
+    pub drain_timeout: u32,
+}
+
+impl ModelArgs {
+    pub fn params(&self) -> Params {
+        Params {
+            tick: self.tick,
+            heartbeat: self.heartbeat,
+            delay: self.delay,
+            detection: self.detection,
+            lease: self.lease,
+            skew: self.skew,
+            throttle: self.throttle,
+            rpo: self.rpo,
+            rto: self.rto,
+            grace: self.grace,
+            drain_timeout: self.drain_timeout,
+            regions: self.regions,
+            writes: self.writes,
+            outages: self.outages,
+            partitions: self.partitions,
+            failbacks: self.failbacks,
+            forced: self.forced,
+            reapplies: self.reapplies,
+            isolation: !self.no_isolation,
+            horizon: self.horizon,
+            bug: self.bug,
+        }
+    }
+}

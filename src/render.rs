@@ -1,0 +1,140 @@
+//! Text rendering of reports: verdicts, timelines, worst cases.
+
+use std::fmt::Write;
+
+use drcheck_model::check::{Report, WorstCase};
+use drcheck_model::search::Step;
+use drcheck_model::{Action, Bug};
+use drcheck_properties::Expectation;
+
+/// `--list-bugs`: each bug with the property that catches it.
+pub fn bug_list() -> String {
+    let mut out = String::new();
+    for bug in Bug::ALL {
+        let _ = writeln!(
+            out,
+            "{:<22} caught by {:<22} {}",
+            bug.name(),
+            bug.caught_by(),
+            bug.summary()
+        );
+    }
+    out
+}
+
+/// The full text report.
+pub fn report(r: &Report) -> String {
+    let mut out = String::new();
+    let p = &r.params;
+    let _ = writeln!(
+        out,
+        "drcheck: {} regions, {} writes, {} outage(s), {} partition(s), {} failback(s); tick {} min{}",
+        p.regions,
+        p.writes,
+        p.outages,
+        p.partitions,
+        p.failbacks,
+        p.tick,
+        r.bug.map(|b| format!(", --bug {b}")).unwrap_or_default()
+    );
+    let _ = writeln!(
+        out,
+        "{} exploration: {} unique states, {} generated, max depth {}, {:.2}s ({:.0} unique/s){}",
+        if r.complete { "complete" } else { "INCOMPLETE" },
+        r.unique_states,
+        r.total_states,
+        r.max_depth,
+        r.seconds,
+        r.states_per_sec,
+        r.peak_memory_bytes
+            .map(|b| format!(", peak memory {} MiB", b / (1024 * 1024)))
+            .unwrap_or_default()
+    );
+    out.push('\n');
+    for prop in &r.properties {
+        let verdict = match (prop.expectation, prop.holds) {
+            (Expectation::Always, true) => "holds",
+            (Expectation::Always, false) => "VIOLATED",
+            (Expectation::Sometimes, true) => "found",
+            (Expectation::Sometimes, false) => "NOT FOUND",
+        };
+        let kind = match prop.expectation {
+            Expectation::Always => "always",
+            Expectation::Sometimes => "sometimes",
+        };
+        let _ = writeln!(out, "  {:<26} {:<9} {}", prop.name, kind, verdict);
+    }
+    for prop in r.properties.iter().filter(|p| !p.holds) {
+        if let (Some(path), Expectation::Always) = (&prop.path, prop.expectation) {
+            let _ = writeln!(
+                out,
+                "\n{} violated after {} steps: {}",
+                prop.name,
+                path.len(),
+                prop.violation.as_deref().unwrap_or("")
+            );
+            out.push_str(&timeline(path));
+        }
+    }
+    out.push_str("\nworst cases over all reachable states:\n");
+    worst(
+        &mut out,
+        "data loss (automatic failover)",
+        &r.worst.data_loss,
+        "before the outage",
+    );
+    worst(&mut out, "outage to writes", &r.worst.outage_to_writes, "");
+    worst(
+        &mut out,
+        "data loss (forced failover)",
+        &r.worst.forced_data_loss,
+        "before the outage",
+    );
+    out
+}
+
+fn worst(out: &mut String, what: &str, case: &Option<WorstCase>, suffix: &str) {
+    match case {
+        None => {
+            let _ = writeln!(out, "  {what}: none reachable");
+        }
+        Some(c) => {
+            let _ = writeln!(
+                out,
+                "  {what}: {}{} min {suffix} ({} steps)",
+                if c.saturated { ">= " } else { "" },
+                c.minutes,
+                c.path.len()
+            );
+        }
+    }
+}
+
+/// A path as a table; ticks that changed nothing visible are folded into the minute column.
+pub fn timeline(path: &[Step]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "  {:>5}  {:<14} {:<40} what changed",
+        "min", "actor", "action"
+    );
+    for step in path {
+        if step.action == Action::Tick && step.changes.is_empty() {
+            continue;
+        }
+        let changes = if step.changes.is_empty() {
+            "-".to_string()
+        } else {
+            step.changes.join("; ")
+        };
+        let _ = writeln!(
+            out,
+            "  {:>5}  {:<14} {:<40} {}",
+            step.minute,
+            step.actor.to_string(),
+            step.action.to_string(),
+            changes
+        );
+    }
+    out
+}
