@@ -99,18 +99,23 @@ fn worst(out: &mut String, what: &str, case: &Option<WorstCase>, suffix: &str) {
             let _ = writeln!(out, "  {what}: none reachable");
         }
         Some(c) => {
+            let steps = c
+                .path
+                .as_ref()
+                .map(|p| format!(" ({} steps)", p.len()))
+                .unwrap_or_default();
             let _ = writeln!(
                 out,
-                "  {what}: {}{} min {suffix} ({} steps)",
+                "  {what}: {}{} min {suffix}{steps}",
                 if c.saturated { ">= " } else { "" },
                 c.minutes,
-                c.path.len()
             );
         }
     }
 }
 
-/// A path as a table; ticks that changed nothing visible are folded into the minute column.
+/// A path as a table; ticks and heartbeats that changed nothing visible are folded into the
+/// minute column (the JSON report keeps every step).
 pub fn timeline(path: &[Step]) -> String {
     let mut out = String::new();
     let _ = writeln!(
@@ -119,7 +124,8 @@ pub fn timeline(path: &[Step]) -> String {
         "min", "actor", "action"
     );
     for step in path {
-        if step.action == Action::Tick && step.changes.is_empty() {
+        let routine = matches!(step.action, Action::Tick | Action::DeliverHeartbeat { .. });
+        if routine && step.changes.is_empty() {
             continue;
         }
         let changes = if step.changes.is_empty() {

@@ -4,7 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use drcheck_properties::{Expectation, CATALOG};
+use std::collections::HashMap;
+
+use drcheck_properties::{Check, Expectation, PropertySpec, CATALOG};
 use serde::Serialize;
 use stateright::{Checker, HasDiscoveries, Model};
 
@@ -12,6 +14,7 @@ use crate::bug::Bug;
 use crate::config::{Config, Params};
 use crate::model::{DrModel, Metric};
 use crate::search::{self, Step, Target};
+use crate::Action;
 
 /// How to explore.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -76,7 +79,8 @@ pub struct PropertyReport {
     pub holds: bool,
     /// The violation found at the end of `path` (for a failed `always` property).
     pub violation: Option<String>,
-    /// A shortest path to a counterexample (failed `always`) or an example (`sometimes`).
+    /// A shortest path to a counterexample (failed `always`), or an example found by the
+    /// checker (`sometimes`; not necessarily the shortest).
     pub path: Option<Vec<Step>>,
 }
 
@@ -86,7 +90,9 @@ pub struct WorstCase {
     pub minutes: u32,
     /// True when the value sits at the model's age cap: the real value may be larger.
     pub saturated: bool,
-    pub path: Vec<Step>,
+    /// A shortest path to it (none is searched for the forced-failover loss: the grace
+    /// period makes it deep and it is not bounded by any property).
+    pub path: Option<Vec<Step>>,
 }
 
 /// Worst cases over all reachable states.
@@ -169,47 +175,53 @@ pub fn check(cfg: Config, opts: &CheckOptions, mut progress: impl FnMut(Progress
         depth,
     } = run;
 
-    // Shortest paths for every finding and every worst value, in one breadth-first pass.
+    // A shortest counterexample for every failed `always` property and a shortest path to
+    // each worst case, in one breadth-first pass. Examples of `sometimes` properties are the
+    // checker's own paths (valid, not necessarily shortest).
     let path_model = DrModel::new(cfg.clone());
-    let mut targets = Vec::new();
-    let mut found_specs = Vec::new();
-    for spec in &specs {
-        if discoveries.contains(&spec.name) {
-            found_specs.push(spec.name);
-            targets.push(Target::Property(spec));
+    let failed: Vec<&'static PropertySpec> = specs
+        .iter()
+        .copied()
+        .filter(|spec| spec.expectation() == Expectation::Always)
+        .filter(|spec| discoveries.contains_key(spec.name))
+        .collect();
+    let worst_values: Vec<(Metric, u8)> = [Metric::DataLoss, Metric::OutageToWrites]
+        .into_iter()
+        .filter_map(|m| probe.worst(m).map(|v| (m, v)))
+        .collect();
+    let targets: Vec<Target> = failed
+        .iter()
+        .map(|&spec| Target::Property(spec))
+        .chain(worst_values.iter().map(|&(m, v)| Target::Metric(m, v)))
+        .collect();
+    let path_started = Instant::now();
+    let mut paths = search::shortest_paths(&path_model, &targets).into_iter();
+    let path_seconds = path_started.elapsed().as_secs_f64();
+    let mut counterexamples: HashMap<&str, Vec<Action>> = HashMap::new();
+    for spec in &failed {
+        if let Some(Some(actions)) = paths.next() {
+            counterexamples.insert(spec.name, actions);
         }
     }
-    let worst_values: Vec<(Metric, u8)> = Metric::ALL
-        .iter()
-        .filter_map(|&m| probe.worst(m).map(|v| (m, v)))
-        .collect();
-    targets.extend(worst_values.iter().map(|&(m, v)| Target::Metric(m, v)));
-    let path_started = Instant::now();
-    let paths = search::shortest_paths(&path_model, &targets);
-    let path_seconds = path_started.elapsed().as_secs_f64();
-    let timeline = |actions: &Option<Vec<crate::Action>>| {
-        actions
-            .as_ref()
-            .and_then(|a| search::timeline(&path_model, a).ok())
-    };
+    let worst_paths: Vec<Option<Vec<Action>>> = paths.collect();
+    let timeline = |actions: &[Action]| search::timeline(&path_model, actions).ok();
 
     let properties = specs
         .iter()
         .map(|spec| {
-            let at = found_specs.iter().position(|&n| n == spec.name);
-            let path = at.and_then(|i| timeline(&paths[i]));
             let expectation = spec.expectation();
-            let found = at.is_some();
-            let violation = match (expectation, at) {
-                (Expectation::Always, Some(i)) => paths[i]
-                    .as_ref()
-                    .and_then(|a| search::replay(&path_model, a).ok())
-                    .and_then(|states| states.last().cloned())
-                    .and_then(|s| match spec.check {
-                        drcheck_properties::Check::Always(f) => {
-                            f(&s.view, &path_model.bounds).err()
-                        }
-                        drcheck_properties::Check::Sometimes(_) => None,
+            let found = discoveries.contains_key(spec.name);
+            let actions = match expectation {
+                Expectation::Always => counterexamples.get(spec.name),
+                Expectation::Sometimes => discoveries.get(spec.name),
+            };
+            let violation = match (spec.check, actions) {
+                (Check::Always(f), Some(actions)) => search::replay(&path_model, actions)
+                    .ok()
+                    .and_then(|states| {
+                        states
+                            .last()
+                            .and_then(|s| f(&s.view, &path_model.bounds).err())
                     })
                     .map(|v| v.reason),
                 _ => None,
@@ -222,18 +234,22 @@ pub fn check(cfg: Config, opts: &CheckOptions, mut progress: impl FnMut(Progress
                     Expectation::Sometimes => found,
                 },
                 violation,
-                path,
+                path: actions.and_then(|a| timeline(a)),
             }
         })
         .collect();
 
     let worst_case = |metric: Metric| -> Option<WorstCase> {
-        let i = worst_values.iter().position(|&(m, _)| m == metric)?;
-        let value = worst_values[i].1;
+        let value = probe.worst(metric)?;
+        let path = worst_values
+            .iter()
+            .position(|&(m, _)| m == metric)
+            .and_then(|i| worst_paths.get(i).cloned().flatten())
+            .and_then(|a| timeline(&a));
         Some(WorstCase {
             minutes: cfg.minutes(u32::from(value)),
             saturated: metric != Metric::OutageToWrites && value >= cfg.age_cap,
-            path: timeline(&paths[found_specs.len() + i])?,
+            path,
         })
     };
     let minutes = |m: Metric| probe.worst(m).map(|v| cfg.minutes(u32::from(v)));
@@ -266,7 +282,7 @@ pub fn check(cfg: Config, opts: &CheckOptions, mut progress: impl FnMut(Progress
 
 /// What the stateright run found.
 struct Run {
-    discoveries: Vec<&'static str>,
+    discoveries: HashMap<&'static str, Vec<Action>>,
     unique: usize,
     total: usize,
     depth: usize,
@@ -293,7 +309,11 @@ fn drive(
     }
     let checker = checker.join();
     Run {
-        discoveries: checker.discoveries().into_keys().collect(),
+        discoveries: checker
+            .discoveries()
+            .into_iter()
+            .map(|(name, path)| (name, path.into_actions()))
+            .collect(),
         unique: checker.unique_state_count(),
         total: checker.state_count(),
         depth: checker.max_depth(),

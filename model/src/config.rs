@@ -64,7 +64,7 @@ impl Default for Params {
             partitions: 1,
             failbacks: 1,
             forced: 1,
-            reapplies: 1,
+            reapplies: 0,
             isolation: true,
             horizon: 0,
             bug: None,
@@ -150,7 +150,7 @@ impl Params {
             });
         }
         let ticks = |name: &'static str, value: u32, lo: u32| -> Result<u8, ConfigError> {
-            if value % tick != 0 {
+            if !value.is_multiple_of(tick) {
                 return Err(ConfigError::NotMultiple { name, value, tick });
             }
             in_range(

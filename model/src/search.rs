@@ -1,9 +1,8 @@
 //! Shortest paths, found by our own breadth-first search: stateright 0.31.0 overwrites its
 //! discoveries with later (longer) paths, so its paths are valid but not minimal.
 
-use std::collections::hash_map::DefaultHasher;
 use std::collections::HashSet;
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 
 use drcheck_properties::{describe_changes, Expectation, PropertySpec};
 use serde::Serialize;
@@ -37,10 +36,59 @@ impl Target {
     }
 }
 
+/// A fast, deterministic hasher (the multiply-rotate scheme of rustc's FxHash): the states
+/// are not attacker-controlled, and hashing dominates the search's cost.
+#[derive(Default)]
+struct FxHasher(u64);
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u8(&mut self, n: u8) {
+        self.write_u64(u64::from(n));
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
 fn fingerprint(s: &DrState) -> u64 {
-    let mut h = DefaultHasher::new();
+    let mut h = FxHasher::default();
     s.hash(&mut h);
     h.finish()
+}
+
+/// Fingerprints are already well mixed: use them as they are.
+#[derive(Default)]
+struct Identity(u64);
+
+impl Hasher for Identity {
+    fn write(&mut self, _: &[u8]) {
+        unreachable!("only u64 fingerprints are hashed")
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 /// For each target, the actions of a shortest path from the initial state to a state that
@@ -52,7 +100,7 @@ pub fn shortest_paths(model: &DrModel, targets: &[Target]) -> Vec<Option<Vec<Act
     }
     // Node i: (parent node, action that led here); the root has no parent.
     let mut nodes: Vec<(u32, Option<Action>)> = vec![(0, None)];
-    let mut seen: HashSet<u64> = HashSet::new();
+    let mut seen: HashSet<u64, BuildHasherDefault<Identity>> = HashSet::default();
     let init = model.initial();
     seen.insert(fingerprint(&init));
     let mut frontier = vec![(init, 0u32)];

@@ -49,7 +49,7 @@ fn region_changes(r: usize, a: &RegionView, b: &RegionView, out: &mut Vec<String
     if a.log != b.log {
         out.push(format!("region {r} log {}", fmt_log(&b.log)));
     }
-    if b.lease != a.lease && b.lease + 1 != a.lease {
+    if b.lease != a.lease && a.lease.checked_sub(1) != Some(b.lease) {
         out.push(format!("region {r} lease {} -> {} ticks", a.lease, b.lease));
     }
     if a.quarantine != b.quarantine {

@@ -290,7 +290,7 @@ pub fn compute_split_reachable(v: &View, _: &Bounds) -> bool {
         && v.regions[usize::from(r.home)].status == Status::Up
 }
 
-/// Is any acknowledged write lost so far? (A helper for reports, not a property.)
+/// How many acknowledged writes have been lost so far (a helper for reports, not a property).
 pub fn lost_writes(v: &View) -> usize {
     v.ledger
         .writes

@@ -217,9 +217,10 @@ impl Ledger {
             }
         }
         let oldest_loss = lost
-            .first()
-            .and_then(|&id| self.write(id))
-            .map(|w| w.age_at_outage.unwrap_or(w.age));
+            .iter()
+            .filter_map(|&id| self.write(id))
+            .map(|w| w.age_at_outage.unwrap_or(w.age))
+            .max();
         // Spread of the protected lost writes: the ack-time gaps from the first to the last.
         let records: Vec<&WriteRecord> = lost.iter().filter_map(|&id| self.write(id)).collect();
         let first = records.iter().position(|w| w.protected);

@@ -1,0 +1,41 @@
+//! The default model: explored completely, every `always` property holds, every `sometimes`
+//! property is found, and the worst cases respect the RPO and the RTO.
+
+use drcheck_model::{check, CheckOptions, Params};
+use drcheck_properties::Expectation;
+
+#[test]
+fn default_model_is_explored_completely_and_every_property_holds() {
+    let params = Params::default();
+    let config = params.validate().expect("the defaults are consistent");
+    let opts = CheckOptions {
+        threads: 2,
+        ..CheckOptions::default()
+    };
+    let report = check(config, &opts, |_| {});
+    assert!(report.complete);
+    assert!(report.unique_states > 100_000, "a real state space");
+    for p in &report.properties {
+        assert!(p.holds, "{} ({:?}) does not hold", p.name, p.expectation);
+        match p.expectation {
+            Expectation::Always => assert!(p.path.is_none(), "{}: no counterexample", p.name),
+            Expectation::Sometimes => {
+                assert!(p.path.is_some(), "{}: an example path", p.name)
+            }
+        }
+    }
+    assert_eq!(report.properties.len(), drcheck_properties::CATALOG.len());
+
+    // Worst cases: a loss strictly within the RPO (the guard's margin is exact), and writes
+    // back after max(detection, lease + skew) = 6 minutes at most.
+    let worst = &report.worst;
+    let loss = worst.data_loss_minutes.expect("some failover loses writes");
+    assert!(loss < params.rpo, "data loss {loss} min reaches the RPO");
+    let outage = worst.outage_to_writes_minutes.expect("outages happen");
+    assert!(outage <= params.rto, "outage {outage} min exceeds the RTO");
+    assert!(worst.data_loss.as_ref().is_some_and(|c| c.path.is_some()));
+    assert!(worst
+        .outage_to_writes
+        .as_ref()
+        .is_some_and(|c| c.path.is_some()));
+}
