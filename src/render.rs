@@ -90,6 +90,11 @@ pub fn report(r: &Report) -> String {
         &r.worst.forced_data_loss,
         "before the outage",
     );
+    if r.worst.rto_waived {
+        out.push_str(
+            "  RTO waived: in some reachable states the RPO guard refused automatic failover;\n    availability then waits for the old primary or the operator (rto_bound does not apply)\n",
+        );
+    }
     out
 }
 

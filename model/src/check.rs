@@ -104,6 +104,9 @@ pub struct Worst {
     pub outage_to_writes_minutes: Option<u32>,
     /// Oldest write lost by an operator-forced failover (not bounded by the RPO).
     pub forced_data_loss_minutes: Option<u32>,
+    /// Some reachable state has the RPO guard refusing an automatic failover: availability
+    /// then waits for the old primary or the operator, and `rto_bound` does not apply.
+    pub rto_waived: bool,
     pub data_loss: Option<WorstCase>,
     pub outage_to_writes: Option<WorstCase>,
     pub forced_data_loss: Option<WorstCase>,
@@ -257,6 +260,7 @@ pub fn check(cfg: Config, opts: &CheckOptions, mut progress: impl FnMut(Progress
         data_loss_minutes: minutes(Metric::DataLoss),
         outage_to_writes_minutes: minutes(Metric::OutageToWrites),
         forced_data_loss_minutes: minutes(Metric::ForcedDataLoss),
+        rto_waived: probe.rto_waived(),
         data_loss: worst_case(Metric::DataLoss),
         outage_to_writes: worst_case(Metric::OutageToWrites),
         forced_data_loss: worst_case(Metric::ForcedDataLoss),

@@ -1,7 +1,7 @@
 //! The stateright [`Model`]: the protocol's steps, the properties of the catalog, and a probe
 //! that records the worst data loss and outage over every state the checker generates.
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
 
 use drcheck_properties::{Bounds, FailoverKind, CATALOG};
@@ -103,6 +103,7 @@ impl Metric {
 #[derive(Debug, Default)]
 pub struct Probe {
     worst: [AtomicU8; 3],
+    rto_waived: AtomicBool,
 }
 
 impl Probe {
@@ -112,6 +113,15 @@ impl Probe {
                 slot.fetch_max(v.saturating_add(1), Ordering::Relaxed);
             }
         }
+        if s.view.ledger.rto_waived && !self.rto_waived.load(Ordering::Relaxed) {
+            self.rto_waived.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Did the RPO guard refuse an automatic failover in some state (so that availability
+    /// waited for the old primary or the operator, and the RTO did not apply)?
+    pub fn rto_waived(&self) -> bool {
+        self.rto_waived.load(Ordering::Relaxed)
     }
 
     /// The worst value of `metric` observed, if any state had one.

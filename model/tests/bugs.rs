@@ -182,3 +182,16 @@ fn every_bug_has_a_test_and_names_a_known_property() {
         assert_eq!(bug.name().parse::<Bug>(), Ok(*bug));
     }
 }
+
+#[test]
+fn every_always_property_is_broken_by_some_bug() {
+    for spec in drcheck_properties::CATALOG {
+        if spec.expectation() == drcheck_properties::Expectation::Always {
+            assert!(
+                Bug::ALL.iter().any(|b| b.caught_by() == spec.name),
+                "no --bug shows that {} can fail",
+                spec.name
+            );
+        }
+    }
+}

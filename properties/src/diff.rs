@@ -71,6 +71,9 @@ fn ledger_changes(before: &View, after: &View, out: &mut Vec<String>) {
     }
     for (n, f) in lb.failovers.iter().enumerate().skip(la.failovers.len()) {
         let loss = match f.oldest_loss {
+            Some(_) if f.kind == crate::FailoverKind::Switchover => {
+                format!("lost {} write(s)", f.lost)
+            }
             Some(age) => format!(
                 "lost {} write(s), oldest acknowledged {age} ticks before the outage, spread {} ticks",
                 f.lost, f.spread
