@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Result;
-use drcheck_model::{check, Bug, CheckOptions, Progress, Strategy};
+use drcheck_model::{check, CheckOptions, Progress, Strategy};
 
 use crate::args::CheckArgs;
 use crate::{render, UsageError};
@@ -78,9 +78,4 @@ fn default_threads() -> usize {
 fn unknown_property(name: &str) -> String {
     let names: Vec<&str> = drcheck_properties::CATALOG.iter().map(|p| p.name).collect();
     format!("unknown property '{name}' (known: {})", names.join(", "))
-}
-
-#[allow(dead_code)]
-fn _bug_names() -> Vec<&'static str> {
-    Bug::ALL.iter().map(|b| b.name()).collect()
 }

@@ -50,6 +50,11 @@ pub fn report(r: &Report) -> String {
             .map(|b| format!(", peak memory {} MiB", b / (1024 * 1024)))
             .unwrap_or_default()
     );
+    if !r.complete {
+        out.push_str(
+            "the time budget ran out: \"holds\" means no counterexample in the explored part\n",
+        );
+    }
     out.push('\n');
     for prop in &r.properties {
         let verdict = match (prop.expectation, prop.holds) {
@@ -83,13 +88,27 @@ pub fn report(r: &Report) -> String {
         &r.worst.data_loss,
         "before the outage",
     );
-    worst(&mut out, "outage to writes", &r.worst.outage_to_writes, "");
+    worst(
+        &mut out,
+        "outage to writes",
+        &r.worst.outage_to_writes,
+        "until the endpoint took writes",
+    );
     worst(
         &mut out,
         "data loss (forced failover)",
         &r.worst.forced_data_loss,
         "before the outage",
     );
+    for (what, case) in [
+        ("worst data loss", &r.worst.data_loss),
+        ("worst outage to writes", &r.worst.outage_to_writes),
+    ] {
+        if let Some(path) = case.as_ref().and_then(|c| c.path.as_ref()) {
+            let _ = writeln!(out, "\n{what}, reached after {} steps:", path.len());
+            out.push_str(&timeline(path));
+        }
+    }
     if r.worst.rto_waived {
         out.push_str(
             "  RTO waived: in some reachable states the RPO guard refused automatic failover;\n    availability then waits for the old primary or the operator (rto_bound does not apply)\n",
@@ -128,9 +147,9 @@ pub fn timeline(path: &[Step]) -> String {
         "  {:>5}  {:<14} {:<40} what changed",
         "min", "actor", "action"
     );
-    for step in path {
+    for (i, step) in path.iter().enumerate() {
         let routine = matches!(step.action, Action::Tick | Action::DeliverHeartbeat { .. });
-        if routine && step.changes.is_empty() {
+        if routine && step.changes.is_empty() && i + 1 < path.len() {
             continue;
         }
         let changes = if step.changes.is_empty() {

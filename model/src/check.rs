@@ -135,9 +135,10 @@ pub struct Report {
 }
 
 impl Report {
-    /// Every `always` property holds and every `sometimes` property was found.
+    /// The whole space was explored, every `always` property holds and every `sometimes`
+    /// property was found.
     pub fn all_hold(&self) -> bool {
-        self.properties.iter().all(|p| p.holds)
+        self.complete && self.properties.iter().all(|p| p.holds)
     }
 
     pub fn property(&self, name: &str) -> Option<&PropertyReport> {
@@ -158,19 +159,23 @@ pub fn check(cfg: Config, opts: &CheckOptions, mut progress: impl FnMut(Progress
         .collect();
     let started = Instant::now();
     // Never finish early: the whole space is explored so that every property is decided.
-    let mut builder = model
+    let builder = model
         .checker()
         .threads(opts.threads.max(1))
         .finish_when(HasDiscoveries::AllOf(["<explore everything>"].into()));
     if let Some(t) = opts.timeout {
-        builder = builder.timeout(t);
+        let probe = probe.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(t);
+            probe.expire();
+        });
     }
     let run = match opts.strategy {
         Strategy::Dfs => drive(builder.spawn_dfs(), started, &mut progress),
         Strategy::Bfs => drive(builder.spawn_bfs(), started, &mut progress),
     };
     let elapsed = started.elapsed();
-    let complete = opts.timeout.is_none_or(|t| elapsed < t);
+    let complete = !probe.cut();
     let Run {
         discoveries,
         unique,
@@ -180,17 +185,23 @@ pub fn check(cfg: Config, opts: &CheckOptions, mut progress: impl FnMut(Progress
 
     // A shortest counterexample for every failed `always` property and a shortest path to
     // each worst case, in one breadth-first pass. Examples of `sometimes` properties are the
-    // checker's own paths (valid, not necessarily shortest).
+    // checker's own paths (valid, not necessarily shortest). After a time-out the pass would
+    // outlast the budget: the checker's counterexamples are reported as they are.
     let path_model = DrModel::new(cfg.clone());
-    let failed: Vec<&'static PropertySpec> = specs
-        .iter()
-        .copied()
-        .filter(|spec| spec.expectation() == Expectation::Always)
-        .filter(|spec| discoveries.contains_key(spec.name))
-        .collect();
+    let failed: Vec<&'static PropertySpec> = if !complete {
+        Vec::new()
+    } else {
+        specs
+            .iter()
+            .copied()
+            .filter(|spec| spec.expectation() == Expectation::Always)
+            .filter(|spec| discoveries.contains_key(spec.name))
+            .collect()
+    };
     let worst_values: Vec<(Metric, u8)> = [Metric::DataLoss, Metric::OutageToWrites]
         .into_iter()
         .filter_map(|m| probe.worst(m).map(|v| (m, v)))
+        .filter(|_| complete)
         .collect();
     let targets: Vec<Target> = failed
         .iter()
@@ -215,8 +226,8 @@ pub fn check(cfg: Config, opts: &CheckOptions, mut progress: impl FnMut(Progress
             let expectation = spec.expectation();
             let found = discoveries.contains_key(spec.name);
             let actions = match expectation {
-                Expectation::Always => counterexamples.get(spec.name),
-                Expectation::Sometimes => discoveries.get(spec.name),
+                Expectation::Always if complete => counterexamples.get(spec.name),
+                _ => discoveries.get(spec.name),
             };
             let violation = match (spec.check, actions) {
                 (Check::Always(f), Some(actions)) => search::replay(&path_model, actions)

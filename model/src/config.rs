@@ -103,7 +103,7 @@ pub struct Config {
 pub enum ConfigError {
     #[error("inconsistent parameters: {rule} does not hold ({detail})")]
     Inconsistent { rule: &'static str, detail: String },
-    #[error("--{name} {value} is not a multiple of --tick {tick}")]
+    #[error("--{name} {value} is not a multiple of --tick {tick} (every time is in whole ticks)")]
     NotMultiple {
         name: &'static str,
         value: u32,

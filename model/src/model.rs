@@ -104,6 +104,10 @@ impl Metric {
 pub struct Probe {
     worst: [AtomicU8; 3],
     rto_waived: AtomicBool,
+    /// Set when the time budget runs out: from then on no new state is explored.
+    expired: AtomicBool,
+    /// Some state was left unexplored because the time budget ran out.
+    cut: AtomicBool,
 }
 
 impl Probe {
@@ -116,6 +120,17 @@ impl Probe {
         if s.view.ledger.rto_waived && !self.rto_waived.load(Ordering::Relaxed) {
             self.rto_waived.store(true, Ordering::Relaxed);
         }
+    }
+
+    /// Stops the exploration: every state generated from now on is left out. (stateright's
+    /// own timeout is not seen by a single checker thread that always has work.)
+    pub fn expire(&self) {
+        self.expired.store(true, Ordering::Relaxed);
+    }
+
+    /// Was some state left unexplored because the time budget ran out?
+    pub fn cut(&self) -> bool {
+        self.cut.load(Ordering::Relaxed)
     }
 
     /// Did the RPO guard refuse an automatic failover in some state (so that availability
@@ -192,8 +207,13 @@ impl Model for DrModel {
             .collect()
     }
 
-    /// Every generated state passes here once: the probe records the worst metrics.
+    /// Every generated state passes here once: the probe records the worst metrics, and
+    /// once the time budget has run out no state is let in.
     fn within_boundary(&self, s: &DrState) -> bool {
+        if self.probe.expired.load(Ordering::Relaxed) {
+            self.probe.cut.store(true, Ordering::Relaxed);
+            return false;
+        }
         self.probe.observe(s);
         true
     }

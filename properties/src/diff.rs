@@ -6,7 +6,7 @@ use crate::ledger::Fate;
 use crate::view::{RegionView, View};
 
 /// Human-readable changes from `before` to `after`. The steady passing of time (ages growing,
-/// leases running down by one tick) is left out.
+/// leases running down or being renewed) is left out.
 pub fn describe_changes(before: &View, after: &View) -> Vec<String> {
     let mut out = Vec::new();
     for (r, (a, b)) in before.regions.iter().zip(&after.regions).enumerate() {
@@ -49,8 +49,13 @@ fn region_changes(r: usize, a: &RegionView, b: &RegionView, out: &mut Vec<String
     if a.log != b.log {
         out.push(format!("region {r} log {}", fmt_log(&b.log)));
     }
-    if b.lease != a.lease && a.lease.checked_sub(1) != Some(b.lease) {
-        out.push(format!("region {r} lease {} -> {} ticks", a.lease, b.lease));
+    // Renewals are routine: only a lease gained or lost is news.
+    if (a.lease == 0) != (b.lease == 0) {
+        out.push(if b.lease == 0 {
+            format!("region {r} has no lease")
+        } else {
+            format!("region {r} holds a lease for {} ticks", b.lease)
+        });
     }
     if a.quarantine != b.quarantine {
         let ids: Vec<String> = b.quarantine.iter().map(|w| format!("w{w}")).collect();

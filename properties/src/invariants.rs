@@ -7,7 +7,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ledger::{FailoverKind, Fate};
+use crate::ledger::FailoverKind;
 use crate::view::{Bounds, Role, Status, View};
 
 /// A broken invariant: which one, and what in the view breaks it.
@@ -288,13 +288,4 @@ pub fn compute_split_reachable(v: &View, _: &Bounds) -> bool {
     r.compute == r.home
         && r.primary != r.home
         && v.regions[usize::from(r.home)].status == Status::Up
-}
-
-/// How many acknowledged writes have been lost so far (a helper for reports, not a property).
-pub fn lost_writes(v: &View) -> usize {
-    v.ledger
-        .writes
-        .iter()
-        .filter(|w| matches!(w.fate, Fate::Lost { .. }))
-        .count()
 }

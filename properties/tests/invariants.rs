@@ -1100,13 +1100,23 @@ fn describe_changes_ignores_a_one_tick_lease_decrement() {
 }
 
 #[test]
-fn describe_changes_reports_a_lease_renewal() {
+fn describe_changes_leaves_out_a_lease_renewal() {
     let mut before = baseline();
     before.regions[0].lease = 2;
-    let after = baseline();
+    assert!(describe_changes(&before, &baseline()).is_empty());
+}
+
+#[test]
+fn describe_changes_reports_a_lease_gained_and_lost() {
+    let mut without = baseline();
+    without.regions[0].lease = 0;
     assert_eq!(
-        describe_changes(&before, &after),
-        vec!["region 0 lease 2 -> 6 ticks"]
+        describe_changes(&without, &baseline()),
+        vec!["region 0 holds a lease for 6 ticks"]
+    );
+    assert_eq!(
+        describe_changes(&baseline(), &without),
+        vec!["region 0 has no lease"]
     );
 }
 

@@ -1,0 +1,761 @@
+//! Integration tests of the `drcheck` CLI: the real binary, run as a user would run it.
+//!
+//! Every model run is kept small (a few thousand states) so that the whole file takes a few
+//! seconds in release mode.
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use drcheck_model::Bug;
+use drcheck_properties::{Expectation, CATALOG};
+use serde_json::Value;
+
+/// A tiny model: one crash outage, nothing else. Some `sometimes` properties are out of
+/// reach here, so a correct run of it exits 1.
+const SMALL: &[&str] = &[
+    "--writes",
+    "0",
+    "--partitions",
+    "0",
+    "--failbacks",
+    "0",
+    "--forced",
+    "0",
+    "--no-isolation",
+    "--threads",
+    "1",
+    "-q",
+];
+
+/// The smallest model found in which every `sometimes` property is reachable (a forced
+/// failover needs a partition to make the RPO guard refuse, and a short grace period).
+const ALL_REACHABLE: &[&str] = &[
+    "--writes",
+    "1",
+    "--partitions",
+    "1",
+    "--failbacks",
+    "1",
+    "--forced",
+    "1",
+    "--no-isolation",
+    "--grace",
+    "2",
+    "--rpo",
+    "5",
+    "--throttle",
+    "2",
+    "--rto",
+    "10",
+    "--threads",
+    "1",
+    "-q",
+];
+
+/// The same tiny model without `-q`.
+const SMALL_NOISY: &[&str] = &[
+    "--writes",
+    "0",
+    "--partitions",
+    "0",
+    "--failbacks",
+    "0",
+    "--forced",
+    "0",
+    "--no-isolation",
+    "--threads",
+    "1",
+];
+
+/// No single run here should take more than a second or so; a hang fails the test.
+const DEADLINE: Duration = Duration::from_secs(60);
+
+/// Exactly DESIGN.md's consistency rules as `model/src/config.rs` names them.
+const RULE_DETECTION: &str = "heartbeat + delay < detection";
+const RULE_LEASE: &str = "heartbeat + delay < lease + skew";
+const RULE_RTO: &str = "max(detection, lease + skew) <= rto";
+const RULE_RPO: &str = "2*delay + heartbeat + delay < rpo";
+const RULE_THROTTLE: &str = "2*delay <= throttle";
+const RULE_THROTTLE_RPO: &str = "throttle < rpo";
+
+struct Output {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs `drcheck ARGS...` to completion (or panics after `DEADLINE`).
+fn drcheck(args: &[&str]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_drcheck"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the drcheck binary starts");
+    let mut out = child.stdout.take().expect("piped stdout");
+    let mut err = child.stderr.take().expect("piped stderr");
+    let out = thread::spawn(move || {
+        let mut s = String::new();
+        out.read_to_string(&mut s).map(|_| s)
+    });
+    let err = thread::spawn(move || {
+        let mut s = String::new();
+        err.read_to_string(&mut s).map(|_| s)
+    });
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("waiting for drcheck") {
+            break status;
+        }
+        if started.elapsed() > DEADLINE {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("drcheck {args:?} did not finish within {DEADLINE:?}");
+        }
+        thread::sleep(Duration::from_millis(5));
+    };
+    let stdout = out.join().unwrap().expect("stdout is UTF-8");
+    let stderr = err.join().unwrap().expect("stderr is UTF-8");
+    Output {
+        code: status.code().unwrap_or_else(|| {
+            panic!("drcheck {args:?} was killed by a signal; stderr:\n{stderr}")
+        }),
+        stdout,
+        stderr,
+    }
+}
+
+/// Runs `drcheck check BASE... EXTRA...`.
+fn check(base: &[&str], extra: &[&str]) -> Output {
+    let mut args = vec!["check"];
+    args.extend_from_slice(base);
+    args.extend_from_slice(extra);
+    drcheck(&args)
+}
+
+fn catalog_names() -> Vec<&'static str> {
+    CATALOG.iter().map(|p| p.name).collect()
+}
+
+/// One row of the text report's verdict table.
+#[derive(Debug, PartialEq, Eq)]
+struct Row {
+    name: String,
+    kind: String,
+    verdict: String,
+}
+
+/// The verdict table: the block of lines between the first and the second blank line of the
+/// text report. Every line in it must be a well-formed row.
+fn verdict_table(report: &str) -> Vec<Row> {
+    let table: Vec<&str> = report
+        .lines()
+        .skip_while(|l| !l.is_empty())
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .collect();
+    assert!(!table.is_empty(), "no verdict table in:\n{report}");
+    table
+        .iter()
+        .map(|line| {
+            assert!(line.starts_with("  "), "table row not indented: {line:?}");
+            let words: Vec<&str> = line.split_whitespace().collect();
+            assert!(words.len() >= 3, "short table row: {line:?}");
+            let row = Row {
+                name: words[0].to_string(),
+                kind: words[1].to_string(),
+                verdict: words[2..].join(" "),
+            };
+            let ok = match row.kind.as_str() {
+                "always" => row.verdict == "holds" || row.verdict == "VIOLATED",
+                "sometimes" => row.verdict == "found" || row.verdict == "NOT FOUND",
+                _ => false,
+            };
+            assert!(ok, "malformed table row: {line:?}");
+            row
+        })
+        .collect()
+}
+
+/// The row's verdict as a `holds` boolean.
+fn row_holds(row: &Row) -> bool {
+    row.verdict == "holds" || row.verdict == "found"
+}
+
+fn kind_name(e: Expectation) -> &'static str {
+    match e {
+        Expectation::Always => "always",
+        Expectation::Sometimes => "sometimes",
+    }
+}
+
+fn parse_json(out: &Output) -> Value {
+    let value: Value = serde_json::from_str(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not one JSON value ({e}):\n{}\nstderr:\n{}",
+            out.stdout, out.stderr
+        )
+    });
+    assert!(value.is_object(), "stdout is JSON but not an object");
+    value
+}
+
+fn properties(report: &Value) -> &Vec<Value> {
+    report["properties"]
+        .as_array()
+        .expect("`properties` is an array")
+}
+
+fn property<'a>(report: &'a Value, name: &str) -> &'a Value {
+    properties(report)
+        .iter()
+        .find(|p| p["name"] == name)
+        .unwrap_or_else(|| panic!("no property {name} in the JSON report"))
+}
+
+/// Checks one step of a path: `minute`, `actor`, `action`, `changes`.
+fn assert_step(step: &Value) {
+    assert!(step["minute"].is_u64(), "step minute: {step}");
+    // `actor` is a name ("clock", "control-plane", ...) or `{"region": N}`.
+    let actor = &step["actor"];
+    assert!(
+        actor.as_str().is_some_and(|a| !a.is_empty()) || actor["region"].is_u64(),
+        "step actor: {step}"
+    );
+    assert!(
+        step.get("action").is_some_and(|a| !a.is_null()),
+        "step action: {step}"
+    );
+    let changes = step["changes"]
+        .as_array()
+        .expect("step changes is an array");
+    assert!(
+        changes.iter().all(Value::is_string),
+        "step changes are strings: {step}"
+    );
+}
+
+/// Checks the whole documented shape of a JSON report and returns it.
+fn assert_report_shape(out: &Output) -> Value {
+    let r = parse_json(out);
+    assert_eq!(r["complete"], Value::Bool(true), "complete");
+    let unique = r["unique_states"].as_u64().expect("unique_states: integer");
+    let total = r["total_states"].as_u64().expect("total_states: integer");
+    assert!(unique >= 1, "at least the initial state");
+    assert!(
+        unique <= total,
+        "unique_states {unique} > total_states {total}"
+    );
+    assert!(r["max_depth"].is_u64(), "max_depth: integer");
+    let seconds = r["seconds"].as_f64().expect("seconds: number");
+    assert!(seconds >= 0.0);
+    let rate = r["states_per_sec"]
+        .as_f64()
+        .expect("states_per_sec: number");
+    assert!(rate >= 0.0);
+
+    let props = properties(&r);
+    for p in props {
+        let name = p["name"].as_str().expect("property name: string");
+        let expectation = p["expectation"].as_str().expect("expectation: string");
+        assert!(
+            expectation == "always" || expectation == "sometimes",
+            "{name}: expectation {expectation}"
+        );
+        let spec = drcheck_properties::property(name).expect("a CATALOG name");
+        assert_eq!(expectation, kind_name(spec.expectation()), "{name}");
+        let holds = p["holds"].as_bool().expect("holds: bool");
+        match &p["path"] {
+            Value::Null => {}
+            Value::Array(steps) => steps.iter().for_each(assert_step),
+            other => panic!("{name}: path is neither null nor an array: {other}"),
+        }
+        // A held `always` property has no counterexample, a violated one has; a found
+        // `sometimes` property has an example, one not found has none.
+        let has_path = p["path"].is_array();
+        match expectation {
+            "always" => assert_eq!(has_path, !holds, "{name}: path vs holds"),
+            _ => assert_eq!(has_path, holds, "{name}: path vs holds"),
+        }
+    }
+
+    let worst = r["worst"].as_object().expect("worst: object");
+    for key in ["data_loss_minutes", "outage_to_writes_minutes"] {
+        let v = worst
+            .get(key)
+            .unwrap_or_else(|| panic!("worst.{key} missing"));
+        assert!(v.is_null() || v.is_u64(), "worst.{key}: {v}");
+    }
+
+    // The exit code follows the verdicts.
+    let all_hold = props.iter().all(|p| p["holds"] == Value::Bool(true));
+    assert_eq!(
+        out.code,
+        if all_hold { 0 } else { 1 },
+        "exit code vs verdicts"
+    );
+    r
+}
+
+fn assert_one_line_error(out: &Output, what: &str) {
+    assert_eq!(out.code, 2, "{what}: exit code; stderr: {}", out.stderr);
+    assert!(
+        out.stdout.is_empty(),
+        "{what}: stdout not empty: {}",
+        out.stdout
+    );
+    assert!(
+        out.stderr.starts_with("error: "),
+        "{what}: stderr: {}",
+        out.stderr
+    );
+    assert_eq!(
+        out.stderr.lines().count(),
+        1,
+        "{what}: stderr is not one line: {}",
+        out.stderr
+    );
+}
+
+fn assert_clap_error(out: &Output, what: &str) {
+    assert_eq!(out.code, 2, "{what}: exit code; stderr: {}", out.stderr);
+    assert!(
+        out.stdout.is_empty(),
+        "{what}: stdout not empty: {}",
+        out.stdout
+    );
+    assert!(
+        out.stderr.starts_with("error:"),
+        "{what}: stderr: {}",
+        out.stderr
+    );
+}
+
+// 1. Exit codes and the text report.
+
+#[test]
+fn correct_model_exits_0_and_every_property_holds_or_is_found() {
+    let out = check(ALL_REACHABLE, &[]);
+    assert_eq!(
+        out.code, 0,
+        "stdout:\n{}\nstderr:\n{}",
+        out.stdout, out.stderr
+    );
+    assert!(out.stderr.is_empty(), "-q still wrote: {}", out.stderr);
+    assert!(out.stdout.starts_with("drcheck: 2 regions, 1 writes"));
+    assert!(out.stdout.contains("complete exploration"));
+    let rows = verdict_table(&out.stdout);
+    let names: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, catalog_names());
+    for (row, spec) in rows.iter().zip(CATALOG) {
+        let expected = match spec.expectation() {
+            Expectation::Always => "holds",
+            Expectation::Sometimes => "found",
+        };
+        assert_eq!(row.kind, kind_name(spec.expectation()), "{row:?}");
+        assert_eq!(row.verdict, expected, "{row:?}");
+    }
+    assert!(!out.stdout.contains("violated after"));
+}
+
+#[test]
+fn bug_exits_1_with_violation_and_timeline() {
+    let out = check(SMALL, &["--bug", "no-compute-failover", "--outages", "1"]);
+    assert_eq!(
+        out.code, 1,
+        "stdout:\n{}\nstderr:\n{}",
+        out.stdout, out.stderr
+    );
+    assert!(out.stdout.contains("--bug no-compute-failover"));
+    let rows = verdict_table(&out.stdout);
+    let names: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, catalog_names());
+    let row = rows.iter().find(|r| r.name == "routing_healthy").unwrap();
+    assert_eq!(row.kind, "always");
+    assert_eq!(row.verdict, "VIOLATED");
+
+    // The counterexample: a heading, then the timeline's header row, then at least one step.
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| l.starts_with("routing_healthy violated after "))
+        .unwrap_or_else(|| panic!("no routing_healthy counterexample in:\n{}", out.stdout));
+    let steps: usize = lines[at]
+        .trim_start_matches("routing_healthy violated after ")
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .expect("a step count");
+    assert!(steps > 0);
+    let header: Vec<&str> = lines[at + 1].split_whitespace().collect();
+    assert_eq!(
+        header[..3],
+        ["min", "actor", "action"],
+        "timeline header: {:?}",
+        lines[at + 1]
+    );
+    let first = lines.get(at + 2).copied().unwrap_or("");
+    assert!(
+        first
+            .split_whitespace()
+            .next()
+            .is_some_and(|m| m.parse::<u32>().is_ok()),
+        "first timeline row starts with a minute: {first:?}"
+    );
+}
+
+// 2. `--json`.
+
+#[test]
+fn json_report_has_the_documented_shape() {
+    let out = check(SMALL, &["--json"]);
+    let r = assert_report_shape(&out);
+    assert!(out.stderr.is_empty(), "-q still wrote: {}", out.stderr);
+    let names: Vec<&str> = properties(&r)
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, catalog_names());
+    for p in properties(&r)
+        .iter()
+        .filter(|p| p["expectation"] == "always")
+    {
+        assert_eq!(p["holds"], Value::Bool(true), "{p}");
+    }
+    // The parameters the flags set are those the report was computed for.
+    assert_eq!(r["params"]["writes"], 0);
+    assert_eq!(r["params"]["partitions"], 0);
+    assert_eq!(r["params"]["isolation"], false);
+    assert_eq!(r["bug"], Value::Null);
+}
+
+#[test]
+fn json_report_under_bug_has_a_counterexample_path() {
+    let out = check(SMALL, &["--json", "--bug", "no-compute-failover"]);
+    let r = assert_report_shape(&out);
+    assert_eq!(out.code, 1);
+    assert_eq!(r["bug"], "no-compute-failover");
+    let names: Vec<&str> = properties(&r)
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, catalog_names());
+    let p = property(&r, "routing_healthy");
+    assert_eq!(p["expectation"], "always");
+    assert_eq!(p["holds"], Value::Bool(false));
+    let path = p["path"].as_array().expect("a counterexample path");
+    assert!(!path.is_empty());
+    assert!(p["violation"].as_str().is_some_and(|v| !v.is_empty()));
+    // Minutes never run backwards along a path.
+    let minutes: Vec<u64> = path.iter().map(|s| s["minute"].as_u64().unwrap()).collect();
+    assert!(minutes.windows(2).all(|w| w[0] <= w[1]), "{minutes:?}");
+}
+
+#[test]
+fn json_and_text_reports_agree() {
+    let args = ["--bug", "no-compute-failover"];
+    let text = check(SMALL, &args);
+    let json = check(SMALL, &[&args[..], &["--json"]].concat());
+    assert_eq!(text.code, json.code);
+    let r = assert_report_shape(&json);
+    let rows = verdict_table(&text.stdout);
+    assert_eq!(rows.len(), properties(&r).len());
+    for (row, p) in rows.iter().zip(properties(&r)) {
+        assert_eq!(row.name, p["name"].as_str().unwrap());
+        assert_eq!(row.kind, p["expectation"].as_str().unwrap());
+        assert_eq!(row_holds(row), p["holds"].as_bool().unwrap(), "{row:?}");
+    }
+}
+
+// 3. `--property`.
+
+#[test]
+fn property_flag_checks_only_that_property() {
+    let out = check(SMALL, &["--property", "routing_healthy"]);
+    assert_eq!(
+        out.code, 0,
+        "stdout:\n{}\nstderr:\n{}",
+        out.stdout, out.stderr
+    );
+    assert_eq!(
+        verdict_table(&out.stdout),
+        [Row {
+            name: "routing_healthy".into(),
+            kind: "always".into(),
+            verdict: "holds".into(),
+        }]
+    );
+
+    let out = check(
+        SMALL,
+        &[
+            "--property",
+            "routing_healthy",
+            "--json",
+            "--bug",
+            "no-compute-failover",
+        ],
+    );
+    let r = assert_report_shape(&out);
+    assert_eq!(out.code, 1);
+    let props = properties(&r);
+    assert_eq!(props.len(), 1, "{props:?}");
+    assert_eq!(props[0]["name"], "routing_healthy");
+    assert_eq!(props[0]["holds"], Value::Bool(false));
+
+    // The exit code only judges the selected property: this bug does not break it.
+    let out = check(
+        SMALL,
+        &[
+            "--property",
+            "single_writer",
+            "--bug",
+            "no-compute-failover",
+        ],
+    );
+    assert_eq!(out.code, 0, "stdout:\n{}", out.stdout);
+    let rows = verdict_table(&out.stdout);
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].name, "single_writer");
+}
+
+#[test]
+fn unknown_property_is_a_usage_error() {
+    let out = check(SMALL, &["--property", "nonsense"]);
+    assert_one_line_error(&out, "--property nonsense");
+    assert!(out.stderr.contains("nonsense"), "{}", out.stderr);
+    for name in catalog_names() {
+        assert!(
+            out.stderr.contains(name),
+            "{name} not listed: {}",
+            out.stderr
+        );
+    }
+}
+
+// 4. `--list-bugs`.
+
+#[test]
+fn list_bugs_names_each_bug_and_the_property_that_catches_it() {
+    let out = drcheck(&["check", "--list-bugs"]);
+    assert_eq!(out.code, 0, "stderr: {}", out.stderr);
+    assert!(out.stderr.is_empty(), "stderr: {}", out.stderr);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 12, "{}", out.stdout);
+    assert_eq!(lines.len(), Bug::ALL.len());
+    for (line, bug) in lines.iter().zip(Bug::ALL) {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        assert!(words.len() > 4, "short line: {line:?}");
+        assert_eq!(words[0], bug.name(), "{line:?}");
+        assert_eq!(words[1..3], ["caught", "by"], "{line:?}");
+        assert!(
+            drcheck_properties::property(words[3]).is_some(),
+            "{line:?} names no property of the CATALOG"
+        );
+        assert_eq!(words[3], bug.caught_by(), "{line:?}");
+    }
+    let mut names: Vec<&str> = lines
+        .iter()
+        .map(|l| l.split_whitespace().next().unwrap())
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!(names.len(), 12, "duplicate bug names");
+}
+
+// 5. Bad input.
+
+#[test]
+fn clap_usage_errors_exit_2() {
+    let cases: &[(&str, &[&str])] = &[
+        ("unknown flag", &["check", "--frobnicate"]),
+        ("unknown subcommand", &["frobnicate"]),
+        ("--bug nonsense", &["check", "--bug", "nonsense"]),
+        ("--threads 0", &["check", "--threads", "0"]),
+        ("--dfs --bfs", &["check", "--dfs", "--bfs"]),
+        ("--writes -1", &["check", "--writes", "-1"]),
+        ("--regions two", &["check", "--regions", "two"]),
+    ];
+    for &(what, args) in cases {
+        let out = drcheck(args);
+        assert_clap_error(&out, what);
+    }
+    // Without a subcommand clap prints the usage (not an `error:` line), still exit 2.
+    let out = drcheck(&[]);
+    assert_eq!(out.code, 2);
+    assert!(out.stdout.is_empty(), "{}", out.stdout);
+    assert!(out.stderr.contains("Usage: drcheck"), "{}", out.stderr);
+
+    let out = drcheck(&["check", "--bug", "nonsense"]);
+    let first = out.stderr.lines().next().unwrap();
+    assert!(first.contains("nonsense"), "{first}");
+    for bug in Bug::ALL {
+        assert!(
+            first.contains(bug.name()),
+            "{} not listed: {first}",
+            bug.name()
+        );
+    }
+}
+
+#[test]
+fn out_of_range_and_non_multiple_parameters_exit_2() {
+    let out = check(SMALL, &["--regions", "7"]);
+    assert_one_line_error(&out, "--regions 7");
+    assert!(out.stderr.contains("--regions 7"), "{}", out.stderr);
+    assert!(out.stderr.contains("out of range"), "{}", out.stderr);
+
+    let out = check(SMALL, &["--lease", "5", "--tick", "2"]);
+    assert_one_line_error(&out, "--lease 5 --tick 2");
+    assert!(
+        out.stderr.contains("is not a multiple of --tick 2"),
+        "{}",
+        out.stderr
+    );
+
+    // With every other time a multiple of the tick, the message names the lease itself.
+    let even = [
+        "--tick",
+        "2",
+        "--heartbeat",
+        "2",
+        "--delay",
+        "2",
+        "--detection",
+        "10",
+        "--skew",
+        "2",
+        "--throttle",
+        "10",
+        "--rpo",
+        "20",
+        "--rto",
+        "60",
+        "--grace",
+        "30",
+        "--drain-timeout",
+        "6",
+    ];
+    let out = check(SMALL, &[&even[..], &["--lease", "5"]].concat());
+    assert_one_line_error(&out, "--lease 5 with even times");
+    assert!(
+        out.stderr
+            .contains("--lease 5 is not a multiple of --tick 2"),
+        "{}",
+        out.stderr
+    );
+    let out = check(SMALL, &[&even[..], &["--lease", "6"]].concat());
+    assert!(
+        out.code == 0 || out.code == 1,
+        "--lease 6 is fine: {}",
+        out.stderr
+    );
+}
+
+#[test]
+fn each_consistency_rule_is_enforced() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["--detection", "2"], RULE_DETECTION),
+        (&["--lease", "1", "--skew", "0"], RULE_LEASE),
+        (&["--rto", "5"], RULE_RTO),
+        (&["--rpo", "4", "--throttle", "3"], RULE_RPO),
+        (&["--throttle", "1"], RULE_THROTTLE),
+        (&["--throttle", "15"], RULE_THROTTLE_RPO),
+    ];
+    for &(args, rule) in cases {
+        let what = args.join(" ");
+        let out = check(SMALL, args);
+        assert_one_line_error(&out, &what);
+        assert!(
+            out.stderr.contains("inconsistent parameters"),
+            "{what}: {}",
+            out.stderr
+        );
+        assert!(
+            out.stderr.contains(rule),
+            "{what}: stderr does not name `{rule}`: {}",
+            out.stderr
+        );
+        // Only the broken rule is named.
+        for other in [
+            RULE_DETECTION,
+            RULE_LEASE,
+            RULE_RTO,
+            RULE_RPO,
+            RULE_THROTTLE,
+            RULE_THROTTLE_RPO,
+        ] {
+            if other != rule && !rule.contains(other) {
+                assert!(
+                    !out.stderr.contains(other),
+                    "{what}: also names `{other}`: {}",
+                    out.stderr
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn allow_inconsistent_skips_the_rules() {
+    let out = check(SMALL, &["--allow-inconsistent", "--detection", "2"]);
+    assert!(
+        out.code == 0 || out.code == 1,
+        "exit {}; stderr: {}",
+        out.code,
+        out.stderr
+    );
+    assert_eq!(verdict_table(&out.stdout).len(), CATALOG.len());
+    // Ranges are still checked.
+    let out = check(SMALL, &["--allow-inconsistent", "--regions", "7"]);
+    assert_one_line_error(&out, "--allow-inconsistent --regions 7");
+}
+
+// 6. Progress goes to stderr.
+
+#[test]
+fn progress_goes_to_stderr_not_stdout() {
+    let out = check(SMALL_NOISY, &["--json"]);
+    let r = assert_report_shape(&out);
+    assert!(
+        out.stderr.contains("explored"),
+        "no summary line on stderr: {:?}",
+        out.stderr
+    );
+    let unique = r["unique_states"].as_u64().unwrap();
+    assert!(
+        out.stderr.contains(&format!("({unique} unique)")),
+        "summary disagrees with the report: {:?}",
+        out.stderr
+    );
+
+    let out = check(SMALL_NOISY, &[]);
+    assert!(out.stdout.starts_with("drcheck: "), "{}", out.stdout);
+    assert!(!out.stdout.contains("explored"), "{}", out.stdout);
+    assert!(!out.stdout.contains('\r'), "{:?}", out.stdout);
+    assert!(out.stderr.contains("explored"), "{:?}", out.stderr);
+}
+
+#[test]
+fn a_run_cut_short_by_the_time_budget_is_incomplete_and_not_a_pass() {
+    // The default model with re-applies takes far longer than one second on one thread.
+    let out = drcheck(&[
+        "check",
+        "--reapplies",
+        "1",
+        "--threads",
+        "1",
+        "--timeout",
+        "1",
+        "--json",
+        "-q",
+    ]);
+    assert_eq!(out.code, 1, "an incomplete check proves nothing");
+    let report = parse_json(&out);
+    assert_eq!(report["complete"], Value::Bool(false));
+    let text = drcheck(&["check", "--threads", "1", "--timeout", "1", "-q"]);
+    assert!(text.stdout.contains("INCOMPLETE exploration"));
+}
