@@ -1,6 +1,6 @@
 //! The clock: one tick of time, which may only pass when nothing urgent is pending.
 
-use drcheck_properties::Status;
+use drcheck_properties::{Role, Status};
 
 use crate::config::Config;
 use crate::protocol::{control, region};
@@ -82,7 +82,12 @@ fn send_heartbeats(cfg: &Config, next: &mut DrState) {
             age: 0,
             epoch: region.epoch,
             role: region.role,
-            old_prefix: region::old_prefix(cfg, next, r),
+            // Only a primary's acknowledgements count for the RPO guard.
+            old_prefix: if region.role == Role::Primary {
+                region::old_prefix(cfg, next, r)
+            } else {
+                0
+            },
         };
         next.heartbeats.push(heartbeat);
     }
