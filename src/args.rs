@@ -18,6 +18,31 @@ pub struct Cli {
 pub enum Command {
     /// Check the DR model exhaustively against every property.
     Check(CheckArgs),
+    /// Serve stateright's Explorer for the model, to step through its states in a browser.
+    Explore(ExploreArgs),
+    /// Print the timeline of a trace file (replaying it through the model first).
+    Show(ShowArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ExploreArgs {
+    /// Address to serve on (loopback unless you ask otherwise).
+    #[arg(long, default_value = "127.0.0.1:3000")]
+    pub addr: String,
+    /// Open at the last step of this trace file (its parameters replace the model flags).
+    #[arg(long, value_name = "FILE")]
+    pub trace: Option<std::path::PathBuf>,
+    /// Skip the consistency rules of the timing parameters.
+    #[arg(long)]
+    pub allow_inconsistent: bool,
+    #[command(flatten)]
+    pub model: ModelArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// A trace file written by `check --trace-out`.
+    pub file: std::path::PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -49,6 +74,9 @@ pub struct CheckArgs {
     /// Skip the consistency rules of the timing parameters (to explore their boundaries).
     #[arg(long)]
     pub allow_inconsistent: bool,
+    /// Write a trace file per failed property and per worst case into DIR.
+    #[arg(long, value_name = "DIR")]
+    pub trace_out: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub model: ModelArgs,
 }

@@ -5,7 +5,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Result;
-use drcheck_model::{check, CheckOptions, Progress, Strategy};
+use drcheck_model::{check, CheckOptions, Metric, Progress, Strategy};
+use drcheck_properties::Expectation;
+use drcheck_traces::{Finding, TraceFile};
 
 use crate::args::CheckArgs;
 use crate::{render, UsageError};
@@ -59,6 +61,11 @@ pub fn run(args: &CheckArgs) -> Result<ExitCode> {
             report.total_states, report.unique_states, report.seconds
         );
     }
+    if let Some(dir) = &args.trace_out {
+        for path in write_traces(dir, args, &report)? {
+            eprintln!("wrote {}", path.display());
+        }
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -78,4 +85,57 @@ fn default_threads() -> usize {
 fn unknown_property(name: &str) -> String {
     let names: Vec<&str> = drcheck_properties::CATALOG.iter().map(|p| p.name).collect();
     format!("unknown property '{name}' (known: {})", names.join(", "))
+}
+
+/// Writes one trace file per failed `always` property and per worst case with a path.
+fn write_traces(
+    dir: &std::path::Path,
+    args: &CheckArgs,
+    report: &drcheck_model::Report,
+) -> Result<Vec<std::path::PathBuf>> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| UsageError(format!("cannot create {}: {e}", dir.display())))?;
+    let mut findings = Vec::new();
+    for p in &report.properties {
+        if let (false, Expectation::Always, Some(path)) = (p.holds, p.expectation, &p.path) {
+            let finding = Finding::Counterexample {
+                property: p.name.to_string(),
+            };
+            findings.push((finding, path));
+        }
+    }
+    for (metric, case) in [
+        (Metric::DataLoss, &report.worst.data_loss),
+        (Metric::OutageToWrites, &report.worst.outage_to_writes),
+    ] {
+        if let Some(case) = case {
+            if let Some(path) = &case.path {
+                let finding = Finding::Worst {
+                    metric: metric.name().to_string(),
+                    minutes: case.minutes,
+                };
+                findings.push((finding, path));
+            }
+        }
+    }
+    let command = std::env::args()
+        .skip(1)
+        .map(|a| if a.contains(' ') { format!("'{a}'") } else { a })
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut written = Vec::new();
+    for (finding, path) in findings {
+        let actions: Vec<_> = path.iter().map(|s| s.action.clone()).collect();
+        let file = TraceFile::record(
+            &report.params,
+            args.allow_inconsistent,
+            finding,
+            &actions,
+            Some(format!("drcheck {command}")),
+        )?;
+        let out = dir.join(drcheck_traces::file_name(&report.params, &file.finding));
+        file.write(&out)?;
+        written.push(out);
+    }
+    Ok(written)
 }

@@ -2,7 +2,9 @@
 
 mod args;
 mod check_cmd;
+mod explore_cmd;
 mod render;
+mod show_cmd;
 
 use std::process::ExitCode;
 
@@ -26,6 +28,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Check(args) => check_cmd::run(&args),
+        Command::Explore(args) => explore_cmd::run(&args),
+        Command::Show(args) => show_cmd::run(&args),
     };
     match result {
         Ok(code) => code,

@@ -5,7 +5,8 @@
 //! - [`state`], [`action`]: what a state holds and the steps between states;
 //! - [`protocol`]: the steps as plain functions (regions, control plane, environment, clock);
 //! - [`model`]: the stateright `Model`;
-//! - [`check`]: the exhaustive check and its report; [`search`]: shortest paths.
+//! - [`check`]: the exhaustive check and its report; [`search`]: shortest paths;
+//! - [`svg`]: the Explorer's sequence diagram of a path.
 
 pub mod action;
 pub mod bug;
@@ -15,6 +16,7 @@ pub mod model;
 pub mod protocol;
 pub mod search;
 pub mod state;
+pub mod svg;
 
 pub use action::{Action, Actor};
 pub use bug::Bug;

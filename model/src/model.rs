@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
 
 use drcheck_properties::{Bounds, FailoverKind, CATALOG};
-use stateright::{Model, Property};
+use stateright::{Model, Path, Property};
 
 use crate::action::Action;
 use crate::config::Config;
@@ -20,6 +20,9 @@ pub struct DrModel {
     pub only: Option<&'static str>,
     /// Worst values seen by the checker.
     pub probe: Arc<Probe>,
+    /// List only enabled steps (the Explorer shows every listed step; the checker skips the
+    /// disabled ones itself, more cheaply).
+    pub enabled_only: bool,
 }
 
 impl DrModel {
@@ -29,7 +32,14 @@ impl DrModel {
             cfg,
             only: None,
             probe: Arc::new(Probe::default()),
+            enabled_only: false,
         }
+    }
+
+    /// The model as the Explorer should show it: only enabled steps are offered.
+    pub fn for_explorer(mut self) -> DrModel {
+        self.enabled_only = true;
+        self
     }
 
     /// Checks only the named property.
@@ -183,6 +193,9 @@ impl Model for DrModel {
 
     fn actions(&self, s: &DrState, actions: &mut Vec<Action>) {
         protocol::candidates(&self.cfg, s, actions);
+        if self.enabled_only {
+            actions.retain(|a| protocol::apply(&self.cfg, s, a).is_some());
+        }
     }
 
     fn next_state(&self, s: &DrState, action: Action) -> Option<DrState> {
@@ -191,6 +204,17 @@ impl Model for DrModel {
 
     fn format_action(&self, action: &Action) -> String {
         format!("{} | {action}", action.actor())
+    }
+
+    /// The Explorer shows the next state in its compact `Display` form, not as `{:#?}`.
+    fn format_step(&self, last_state: &DrState, action: Action) -> Option<String> {
+        self.next_state(last_state, action)
+            .map(|next| next.to_string())
+    }
+
+    /// The Explorer's sequence diagram of the path (see [`crate::svg`]).
+    fn as_svg(&self, path: Path<DrState, Action>) -> Option<String> {
+        Some(crate::svg::sequence_diagram(&self.cfg, &path.into_vec()))
     }
 
     fn properties(&self) -> Vec<Property<Self>> {

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use drcheck_properties::{fmt_log, Ledger, RegionView, Role, Routing, Status, View};
+use drcheck_properties::{fmt_log, Fate, Ledger, RegionView, Role, Routing, Status, View};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
@@ -85,8 +85,9 @@ pub struct Budget {
     pub reapplies: u8,
 }
 
-/// One state of the model.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// One state of the model. Its `Debug` is the compact `Display`: the Explorer prints states
+/// with `Debug`, and a derived one would bury the protocol under field names.
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct DrState {
     pub view: View,
     pub control: ControlPlane,
@@ -186,48 +187,216 @@ pub fn all_but(n: usize, except: usize) -> u8 {
     (0..n).filter(|&r| r != except).fold(0, |m, r| m | (1 << r))
 }
 
+/// Longest line [`DrState`]'s `Display` writes (longer lists wrap onto indented lines).
+pub const DISPLAY_WIDTH: usize = 96;
+
+/// Writes `head` then `items` separated by `sep`, wrapping onto lines indented by two spaces
+/// so that no line exceeds [`DISPLAY_WIDTH`] (an item longer than that stays whole).
+fn wrapped(f: &mut fmt::Formatter<'_>, head: &str, items: &[String], sep: &str) -> fmt::Result {
+    let mut line = head.to_string();
+    let mut first = true;
+    for item in items {
+        let piece = if first {
+            item.clone()
+        } else {
+            format!("{sep}{item}")
+        };
+        if !first && line.len() + piece.trim_end().len() > DISPLAY_WIDTH {
+            writeln!(f, "{}", line.trim_end())?;
+            line = format!("  {item}");
+        } else {
+            line.push_str(&piece);
+        }
+        first = false;
+    }
+    writeln!(f, "{}", line.trim_end())
+}
+
+/// Region numbers set in `bits`, as `[0 2]`.
+fn fmt_bits(bits: u8, n: usize) -> String {
+    let set: Vec<String> = (0..n)
+        .filter(|r| bits & (1 << r) != 0)
+        .map(|r| r.to_string())
+        .collect();
+    format!("[{}]", set.join(" "))
+}
+
+/// `n` ticks, as `1 tick` or `3 ticks`.
+fn ticks(n: u8) -> String {
+    if n == 1 {
+        "1 tick".to_string()
+    } else {
+        format!("{n} ticks")
+    }
+}
+
+fn fmt_ids(ids: &[u8]) -> String {
+    let ids: Vec<String> = ids.iter().map(|id| format!("w{id}")).collect();
+    format!("[{}]", ids.join(" "))
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Phase::Normal => f.write_str("normal"),
+            Phase::FailingOver {
+                from,
+                guard_ok,
+                waited,
+            } => write!(
+                f,
+                "failing over from {from} (RPO guard {}, waited {waited})",
+                if guard_ok { "ok" } else { "refused" }
+            ),
+            Phase::Switchover {
+                target,
+                fenced,
+                draining,
+                requested,
+            } => write!(
+                f,
+                "switchover to {target} ({}, draining {draining}{})",
+                if fenced { "fenced" } else { "not fenced" },
+                if requested { "" } else { ", unrequested" }
+            ),
+        }
+    }
+}
+
+impl fmt::Debug for DrState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
 impl fmt::Display for DrState {
-    /// Compact, one line per participant: how states read in the Explorer and timelines.
+    /// Compact, a few short lines: each region, the control plane, the messages in flight, the
+    /// network, the ghost ledger and the remaining budget. This is how the Explorer shows a
+    /// state (see `DrModel::format_step`); ages and leases are in ticks.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let v = &self.view;
+        let n = v.regions.len();
         for (r, region) in v.regions.iter().enumerate() {
-            write!(
-                f,
-                "region {r}: {:?} {:?}@{} log {} lease {}",
-                region.status,
-                region.role,
-                region.epoch,
-                fmt_log(&region.log),
-                region.lease
-            )?;
+            let status = match region.down_for {
+                Some(t) if region.status != Status::Up => {
+                    format!("{:?} ({})", region.status, ticks(t))
+                }
+                _ => format!("{:?}", region.status),
+            };
+            let mut items = vec![
+                format!("{status} {:?}@{}", region.role, region.epoch),
+                format!("log {}", fmt_log(&region.log)),
+                format!("lease {}", ticks(region.lease)),
+            ];
             if !region.quarantine.is_empty() {
-                write!(f, " quarantine {:?}", region.quarantine)?;
+                items.push(format!("quarantine {}", fmt_ids(&region.quarantine)));
             }
-            writeln!(f)?;
+            if let Some(vol) = self.volatile.get(r) {
+                if region.role == Role::Primary {
+                    items.push(format!("in sync {}", fmt_bits(vol.in_sync, n)));
+                }
+                items.push(format!("hb sent {} ago", vol.since_heartbeat));
+            }
+            wrapped(f, &format!("region {r}: "), &items, ", ")?;
         }
-        writeln!(
+
+        let c = &self.control;
+        let routing = &v.routing;
+        let silence: Vec<String> = c.silence.iter().map(u8::to_string).collect();
+        wrapped(
             f,
-            "control: epoch {} primary {} compute {} failed {:#b} phase {:?}{}",
-            v.routing.epoch,
-            v.routing.primary,
-            v.routing.compute,
-            self.control.failed,
-            self.control.phase,
-            if v.partitioned { " (partitioned)" } else { "" }
+            "control plane: ",
+            &[
+                format!("epoch {}", routing.epoch),
+                format!("data primary {}", routing.primary),
+                format!("endpoint -> region {}", routing.compute),
+                format!("failed {}", fmt_bits(c.failed, n)),
+                format!("phase {}", c.phase),
+                format!("silence [{}]", silence.join(" ")),
+                format!("grant age {}", c.grant_age),
+                format!("old prefix {}", c.old_prefix),
+            ],
+            ", ",
         )?;
-        let writes: Vec<String> = v
-            .ledger
+
+        let heartbeats: Vec<String> = self
+            .heartbeats
+            .iter()
+            .map(|h| format!("from {} age {}", h.from, h.age))
+            .collect();
+        if heartbeats.is_empty() {
+            writeln!(f, "heartbeats: none")?;
+        } else {
+            wrapped(f, "heartbeats: ", &heartbeats, "; ")?;
+        }
+        writeln!(f, "partition: {}", if v.partitioned { "yes" } else { "no" })?;
+
+        let ledger = &v.ledger;
+        let writes: Vec<String> = ledger
             .writes
             .iter()
-            .map(|w| format!("w{}@{}:{:?} age {}", w.id, w.by, w.fate, w.age))
+            .map(|w| {
+                let fate = match w.fate {
+                    Fate::Live => "live".to_string(),
+                    Fate::Lost { failover } => format!("lost by #{failover}"),
+                };
+                let mut s = format!("w{} by {} {fate} age {}", w.id, w.by, w.age);
+                if w.quarantined {
+                    s.push_str(" quarantined");
+                }
+                if let Some(original) = w.reapply_of {
+                    s.push_str(&format!(" (re-applies w{original})"));
+                }
+                s
+            })
             .collect();
-        write!(f, "ledger: [{}]", writes.join(", "))?;
-        for (n, fo) in v.ledger.failovers.iter().enumerate() {
-            write!(
-                f,
-                "\nfailover #{n}: {:?} {}->{} lost {}",
-                fo.kind, fo.from, fo.to, fo.lost
-            )?;
+        if writes.is_empty() {
+            writeln!(f, "writes: none")?;
+        } else {
+            wrapped(f, "writes: ", &writes, "; ")?;
+        }
+        let failovers: Vec<String> = ledger
+            .failovers
+            .iter()
+            .enumerate()
+            .map(|(i, fo)| {
+                let mut s = format!(
+                    "#{i} {:?} {}->{} epoch {} lost {}",
+                    fo.kind, fo.from, fo.to, fo.epoch, fo.lost
+                );
+                if let Some(age) = fo.oldest_loss {
+                    s.push_str(&format!(" (oldest {age} before outage)"));
+                }
+                s
+            })
+            .collect();
+        if failovers.is_empty() {
+            writeln!(f, "failovers: none")?;
+        } else {
+            wrapped(f, "failovers: ", &failovers, "; ")?;
+        }
+        let outage = ledger.outage.map_or("off".to_string(), ticks);
+        let spurious = ledger
+            .spurious
+            .map_or("none".to_string(), |r| format!("region {r}"));
+        writeln!(
+            f,
+            "outage clock: {outage}{}, spurious: {spurious}",
+            if ledger.rto_waived {
+                " (RTO waived)"
+            } else {
+                ""
+            }
+        )?;
+
+        let b = &self.budget;
+        write!(
+            f,
+            "budget: writes {} outages {} partitions {} failbacks {} forced {} reapplies {}",
+            b.writes, b.outages, b.partitions, b.failbacks, b.forced, b.reapplies
+        )?;
+        if let Some(t) = self.elapsed {
+            write!(f, ", elapsed {t}")?;
         }
         Ok(())
     }

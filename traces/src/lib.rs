@@ -1,0 +1,352 @@
+//! drcheck-traces: trace files.
+//!
+//! A trace file is a versioned JSON record of one model path: the model's parameters (with the
+//! `--bug`, if any), what the path shows (a counterexample, an example, a worst case), and each
+//! step with its minute, actor, action and the abstract view after it. Loading a file replays
+//! it through the model: a step the model does not allow, or a recorded view the model does not
+//! reproduce, is refused with the step and the reason.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use drcheck_model::search;
+use drcheck_model::{Action, DrModel, DrState, Params};
+use drcheck_properties::{describe_changes, Check, View};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// The schema version this build writes and reads.
+pub const VERSION: u32 = 1;
+
+/// What a path shows.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Finding {
+    /// Its last state violates an `always` property.
+    Counterexample { property: String },
+    /// Its last state shows a `sometimes` property.
+    Example { property: String },
+    /// Its last state has the worst value of a metric.
+    Worst { metric: String, minutes: u32 },
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Finding::Counterexample { property } => write!(f, "counterexample to {property}"),
+            Finding::Example { property } => write!(f, "example of {property}"),
+            Finding::Worst { metric, minutes } => write!(f, "worst {metric}: {minutes} min"),
+        }
+    }
+}
+
+/// One step of a trace.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TraceStep {
+    /// Minutes since the start.
+    pub minute: u32,
+    /// Who took the step (for readers; replay goes by the action).
+    pub actor: String,
+    pub action: Action,
+    /// The abstract view after the step.
+    pub view: View,
+}
+
+/// A trace file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TraceFile {
+    /// Schema version.
+    pub drcheck_trace: u32,
+    pub finding: Finding,
+    /// The command that wrote it (to regenerate it).
+    #[serde(default)]
+    pub command: Option<String>,
+    /// Model parameters, including the `--bug`.
+    pub params: Params,
+    /// Accept parameters that break the timing consistency rules.
+    #[serde(default)]
+    pub allow_inconsistent: bool,
+    pub steps: Vec<TraceStep>,
+}
+
+/// Why a trace is refused.
+#[derive(Debug, Error)]
+pub enum TraceError {
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: not a drcheck trace: {source}")]
+    Parse {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error(
+        "{path}: trace version {found} is not supported (this drcheck reads version {VERSION})"
+    )]
+    Version { path: PathBuf, found: u64 },
+    #[error("{path}: parameters refused: {source}")]
+    Params {
+        path: PathBuf,
+        source: drcheck_model::ConfigError,
+    },
+    #[error("{path}: step {step} ({action}) is not enabled in the model there")]
+    NotEnabled {
+        path: PathBuf,
+        step: usize,
+        action: Action,
+    },
+    #[error("{path}: step {step} ({action}): the recorded view differs from the model's: {diff}")]
+    ViewMismatch {
+        path: PathBuf,
+        step: usize,
+        action: Action,
+        diff: String,
+    },
+    #[error("{path}: {reason}")]
+    Finding { path: PathBuf, reason: String },
+    #[error("{path}: cannot write: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// A trace that replays in the model: the file and the model states along it.
+pub struct Trace {
+    pub file: TraceFile,
+    pub model: DrModel,
+    /// The initial state, then the state after each step.
+    pub states: Vec<DrState>,
+}
+
+impl fmt::Debug for Trace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Trace")
+            .field("finding", &self.file.finding)
+            .field("steps", &self.file.steps.len())
+            .finish()
+    }
+}
+
+impl Trace {
+    pub fn actions(&self) -> Vec<Action> {
+        self.file.steps.iter().map(|s| s.action.clone()).collect()
+    }
+
+    /// The violation the last state shows, for a counterexample.
+    pub fn violation(&self) -> Option<drcheck_properties::Violation> {
+        let Finding::Counterexample { property } = &self.file.finding else {
+            return None;
+        };
+        let spec = drcheck_properties::property(property)?;
+        let last = self.states.last()?;
+        match spec.check {
+            Check::Always(f) => f(&last.view, &self.model.bounds).err(),
+            Check::Sometimes(_) => None,
+        }
+    }
+}
+
+impl TraceFile {
+    /// Records a path of the model with these parameters.
+    pub fn record(
+        params: &Params,
+        allow_inconsistent: bool,
+        finding: Finding,
+        actions: &[Action],
+        command: Option<String>,
+    ) -> Result<TraceFile, TraceError> {
+        let path = PathBuf::from("<new trace>");
+        let model = model_for(&path, params, allow_inconsistent)?;
+        let steps = search::timeline(&model, actions).map_err(|step| TraceError::NotEnabled {
+            path: path.clone(),
+            step,
+            action: actions[step].clone(),
+        })?;
+        let states = search::replay(&model, actions).map_err(|step| TraceError::NotEnabled {
+            path,
+            step,
+            action: actions[step].clone(),
+        })?;
+        let steps = steps
+            .into_iter()
+            .zip(states.into_iter().skip(1))
+            .map(|(step, state)| TraceStep {
+                minute: step.minute,
+                actor: step.actor.to_string(),
+                action: step.action,
+                view: state.view,
+            })
+            .collect();
+        Ok(TraceFile {
+            drcheck_trace: VERSION,
+            finding,
+            command,
+            params: params.clone(),
+            allow_inconsistent,
+            steps,
+        })
+    }
+
+    /// Writes the file as pretty JSON.
+    pub fn write(&self, path: &Path) -> Result<(), TraceError> {
+        let json = serde_json::to_string_pretty(self).map_err(|e| TraceError::Write {
+            path: path.to_path_buf(),
+            source: std::io::Error::other(e),
+        })?;
+        std::fs::write(path, json + "\n").map_err(|source| TraceError::Write {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+}
+
+fn model_for(
+    path: &Path,
+    params: &Params,
+    allow_inconsistent: bool,
+) -> Result<DrModel, TraceError> {
+    let config = if allow_inconsistent {
+        params.to_ticks()
+    } else {
+        params.validate()
+    }
+    .map_err(|source| TraceError::Params {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(DrModel::new(config))
+}
+
+/// Reads a trace file and replays it through the model, step by step.
+pub fn load(path: &Path) -> Result<Trace, TraceError> {
+    let text = std::fs::read_to_string(path).map_err(|source| TraceError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse(path, &text)
+}
+
+/// Parses and replays trace text (`path` names it in errors).
+pub fn parse(path: &Path, text: &str) -> Result<Trace, TraceError> {
+    // The version first, so that a future schema is refused for what it is.
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|source| TraceError::Parse {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    let found = value.get("drcheck_trace").and_then(|v| v.as_u64());
+    match found {
+        Some(v) if v == u64::from(VERSION) => {}
+        Some(v) => {
+            return Err(TraceError::Version {
+                path: path.to_path_buf(),
+                found: v,
+            })
+        }
+        None => {
+            return Err(TraceError::Finding {
+                path: path.to_path_buf(),
+                reason: "not a drcheck trace: no \"drcheck_trace\" version field".to_string(),
+            })
+        }
+    }
+    let file: TraceFile = serde_json::from_value(value).map_err(|source| TraceError::Parse {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    replay(path, file)
+}
+
+/// Replays a parsed trace file through the model.
+pub fn replay(path: &Path, file: TraceFile) -> Result<Trace, TraceError> {
+    let model = model_for(path, &file.params, file.allow_inconsistent)?;
+    let mut states = vec![model.initial()];
+    for (i, step) in file.steps.iter().enumerate() {
+        let number = i + 1;
+        let last = states.last().expect("the initial state is there");
+        let next =
+            drcheck_model::protocol::apply(&model.cfg, last, &step.action).ok_or_else(|| {
+                TraceError::NotEnabled {
+                    path: path.to_path_buf(),
+                    step: number,
+                    action: step.action.clone(),
+                }
+            })?;
+        if next.view != step.view {
+            let mut diff = describe_changes(&step.view, &next.view);
+            if diff.is_empty() {
+                diff.push("ages or clocks differ".to_string());
+            }
+            return Err(TraceError::ViewMismatch {
+                path: path.to_path_buf(),
+                step: number,
+                action: step.action.clone(),
+                diff: format!("from the recorded view to the model's: {}", diff.join("; ")),
+            });
+        }
+        states.push(next);
+    }
+    let trace = Trace {
+        file,
+        model,
+        states,
+    };
+    check_finding(path, &trace)?;
+    Ok(trace)
+}
+
+/// The last state must show what the file says it shows.
+fn check_finding(path: &Path, trace: &Trace) -> Result<(), TraceError> {
+    let refuse = |reason: String| TraceError::Finding {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let last = trace.states.last().expect("the initial state is there");
+    match &trace.file.finding {
+        Finding::Counterexample { property } | Finding::Example { property } => {
+            let spec = drcheck_properties::property(property)
+                .ok_or_else(|| refuse(format!("unknown property '{property}'")))?;
+            let shows = match spec.check {
+                Check::Always(f) => f(&last.view, &trace.model.bounds).is_err(),
+                Check::Sometimes(f) => f(&last.view, &trace.model.bounds),
+            };
+            let counter = matches!(trace.file.finding, Finding::Counterexample { .. });
+            if counter != matches!(spec.check, Check::Always(_)) {
+                return Err(refuse(format!(
+                    "{property} is not an {} property",
+                    if counter { "always" } else { "sometimes" }
+                )));
+            }
+            if !shows {
+                return Err(refuse(format!(
+                    "the last state does not show the {}",
+                    trace.file.finding
+                )));
+            }
+        }
+        Finding::Worst { metric, .. } => {
+            if !drcheck_model::Metric::ALL
+                .iter()
+                .any(|m| m.name() == metric)
+            {
+                return Err(refuse(format!("unknown metric '{metric}'")));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The file name `check --trace-out` gives a finding: `<bug or model>.<what>.json`.
+pub fn file_name(params: &Params, finding: &Finding) -> String {
+    let prefix = params
+        .bug
+        .map_or("model".to_string(), |b| b.name().to_string());
+    let what = match finding {
+        Finding::Counterexample { property } | Finding::Example { property } => property.clone(),
+        Finding::Worst { metric, .. } => format!("worst-{}", metric.replace('_', "-")),
+    };
+    format!("{prefix}.{what}.json")
+}
