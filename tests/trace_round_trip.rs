@@ -184,3 +184,29 @@ fn a_bad_trace_file_is_a_usage_error_for_show_and_explore() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_ui_folder_where_the_user_stands_does_not_replace_the_explorer() {
+    // stateright serves ./ui/index.htm from the working directory when there is one.
+    let dir = temp_dir("ui-gotcha");
+    std::fs::create_dir_all(dir.join("ui")).unwrap();
+    std::fs::write(dir.join("ui/index.htm"), "HIJACKED").unwrap();
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut args = vec!["explore", "--addr", addr.as_str()];
+    args.extend_from_slice(&SMALL[..SMALL.len() - 3]);
+    let child = Command::new(env!("CARGO_BIN_EXE_drcheck"))
+        .args(&args)
+        .current_dir(&dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("explore starts");
+    let server = Server(child);
+    let page = get(port, "/");
+    assert!(page.contains("200"), "{page}");
+    assert!(!page.contains("HIJACKED"), "the Explorer served ./ui from the user's directory");
+    assert!(page.contains("<html") || page.contains("<!DOCTYPE"), "{page}");
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
