@@ -1,7 +1,9 @@
 //! Command-line arguments.
 
 use clap::{Args, Parser, Subcommand};
-use drcheck_model::{Bug, Params};
+use drcheck_model::{Bug, Config, Params};
+
+use crate::UsageError;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -150,6 +152,17 @@ pub struct ModelArgs {
 }
 
 impl ModelArgs {
+    /// The checked configuration (consistency rules skipped on request).
+    pub fn config(&self, allow_inconsistent: bool) -> Result<Config, UsageError> {
+        let params = self.params();
+        let config = if allow_inconsistent {
+            params.to_ticks()
+        } else {
+            params.validate()
+        };
+        config.map_err(|e| UsageError(e.to_string()))
+    }
+
     pub fn params(&self) -> Params {
         Params {
             tick: self.tick,

@@ -17,13 +17,7 @@ pub fn run(args: &CheckArgs) -> Result<ExitCode> {
         print!("{}", render::bug_list());
         return Ok(ExitCode::SUCCESS);
     }
-    let params = args.model.params();
-    let config = if args.allow_inconsistent {
-        params.to_ticks()
-    } else {
-        params.validate()
-    }
-    .map_err(|e| UsageError(e.to_string()))?;
+    let config = args.model.config(args.allow_inconsistent)?;
     let property = match &args.property {
         Some(name) => Some(
             drcheck_properties::property(name)

@@ -23,13 +23,7 @@ pub fn run(args: &ExploreArgs) -> Result<ExitCode> {
             (model, fragment)
         }
         None => {
-            let params = args.model.params();
-            let config = if args.allow_inconsistent {
-                params.to_ticks()
-            } else {
-                params.validate()
-            }
-            .map_err(|e| UsageError(e.to_string()))?;
+            let config = args.model.config(args.allow_inconsistent)?;
             (DrModel::new(config).for_explorer(), String::new())
         }
     };
