@@ -32,8 +32,12 @@ pub fn run(args: &ExploreArgs) -> Result<ExitCode> {
         .map_err(|e| UsageError(format!("cannot serve on {}: {e}", args.addr)))?;
     // The Explorer prefers ./ui/* in the working directory over its own UI: run it from an
     // empty directory so that a `ui/` folder where the user stands cannot replace it.
-    let dir = std::env::temp_dir().join(format!("drcheck-explorer-{}", std::process::id()));
+    // One shared directory, kept empty (the server runs until killed: nothing to clean up).
+    let dir = std::env::temp_dir().join("drcheck-explorer");
     std::fs::create_dir_all(&dir)?;
+    if dir.join("ui").exists() {
+        std::fs::remove_dir_all(dir.join("ui"))?;
+    }
     std::env::set_current_dir(&dir)?;
     println!("Explorer: http://{}/{fragment}", args.addr);
     println!("(press \"Run to completion\" to check every property; Ctrl-C to stop)");

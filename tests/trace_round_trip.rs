@@ -205,8 +205,14 @@ fn a_ui_folder_where_the_user_stands_does_not_replace_the_explorer() {
     let server = Server(child);
     let page = get(port, "/");
     assert!(page.contains("200"), "{page}");
-    assert!(!page.contains("HIJACKED"), "the Explorer served ./ui from the user's directory");
-    assert!(page.contains("<html") || page.contains("<!DOCTYPE"), "{page}");
+    assert!(
+        !page.contains("HIJACKED"),
+        "the Explorer served ./ui from the user's directory"
+    );
+    assert!(
+        page.contains("<html") || page.contains("<!DOCTYPE"),
+        "{page}"
+    );
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }
