@@ -171,11 +171,6 @@ impl DrState {
         self.view.regions.len() as u8
     }
 
-    /// Can the control plane reach region `r` (and `r` the control plane)?
-    pub fn reachable(&self, r: u8) -> bool {
-        self.region(r).status == Status::Up
-    }
-
     /// Can regions `a` and `b` exchange data?
     pub fn connected(&self, a: u8, b: u8) -> bool {
         self.view.connected(usize::from(a), usize::from(b))
