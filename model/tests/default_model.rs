@@ -39,3 +39,32 @@ fn default_model_is_explored_completely_and_every_property_holds() {
         .as_ref()
         .is_some_and(|c| c.path.is_some()));
 }
+
+/// Two outages: the cases a review found (a guard judged against a stale old prefix after a
+/// promotion or during a fence, an outage clock restarted while the guard refused, compute
+/// left on a dead region once a healthy one is heard again) stay fixed.
+#[test]
+fn with_two_outages_every_always_property_still_holds() {
+    let params = Params {
+        outages: 2,
+        writes: 1,
+        partitions: 1,
+        failbacks: 1,
+        forced: 0,
+        isolation: false,
+        drain_timeout: 13,
+        ..Params::default()
+    };
+    let config = params.validate().expect("consistent");
+    let opts = CheckOptions {
+        threads: 2,
+        ..CheckOptions::default()
+    };
+    let report = check(config, &opts, |_| {});
+    assert!(report.complete);
+    for p in &report.properties {
+        if p.expectation == Expectation::Always {
+            assert!(p.holds, "{}: {:?}", p.name, p.violation);
+        }
+    }
+}

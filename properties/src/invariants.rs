@@ -231,11 +231,14 @@ pub fn failback_zero_loss(v: &View, _: &Bounds) -> Verdict {
     Ok(())
 }
 
-/// The endpoint never routes to a region known to be down for longer than the detection time.
+/// The endpoint never routes to a region known to be down for longer than the detection time,
+/// while the control plane knows a healthy region to route to (one up and heard from since
+/// its last outage).
 pub fn routing_healthy(v: &View, b: &Bounds) -> Verdict {
     let compute = &v.regions[usize::from(v.routing.compute)];
+    let elsewhere = v.regions.iter().any(|r| r.status == Status::Up && !r.dark);
     match compute.down_for {
-        Some(t) if t > b.detection => violated(
+        Some(t) if t > b.detection && elsewhere => violated(
             "routing_healthy",
             format!(
                 "the endpoint routes to region {}, {:?} for {t} ticks (detection {} ticks)",

@@ -41,6 +41,11 @@ pub fn deliver_heartbeat(cfg: &Config, s: &DrState, r: u8) -> Option<DrState> {
     let hb = next.heartbeats.remove(at);
     next.control.silence[usize::from(r)] = 0;
     next.control.failed &= !(1 << r);
+    let compute = next.view.routing.compute;
+    if next.control.is_failed(compute) && !cfg.has_bug(Bug::NoComputeFailover) {
+        // The endpoint had nowhere healthy to go: it goes to the first region heard again.
+        next.view.routing.compute = r;
+    }
     if next.region(r).dark {
         next.region_mut(r).dark = false;
         let view = &mut next.view;
@@ -164,7 +169,8 @@ fn promote_region(
     }
     next.volatile[usize::from(to)].in_sync = 0;
     next.control.grant_age = 0;
-    next.control.old_prefix = 0;
+    // Until its first heartbeat, judge the new primary by what it holds already.
+    next.control.old_prefix = crate::protocol::region::old_prefix(cfg, &next, to);
     next.control.phase = Phase::Normal;
     next.view.routing.primary = to;
     next.view.routing.epoch = epoch;
@@ -190,15 +196,20 @@ fn lease_expired(cfg: &Config, s: &DrState) -> bool {
     cfg.has_bug(Bug::NoLeaseWait) || s.control.grant_age >= cfg.lease_wait()
 }
 
+/// The RPO guard: does `to` hold the old primary's whole old prefix, as its last heartbeat
+/// reported it? (That report does not change while the control plane waits, so neither does
+/// the verdict for a given candidate.)
+fn guard_allows(cfg: &Config, s: &DrState, to: u8) -> bool {
+    cfg.has_bug(Bug::NoRpoGuard) || s.region(to).log.len() >= usize::from(s.control.old_prefix)
+}
+
 /// Automatic failover to `to`, once the old lease has surely expired, if the RPO guard allows.
 pub fn promote(cfg: &Config, s: &DrState, to: u8) -> Option<DrState> {
-    let Phase::FailingOver { from, guard_ok, .. } = s.control.phase else {
+    let Phase::FailingOver { from, .. } = s.control.phase else {
         return None;
     };
-    let guard_holds = cfg.has_bug(Bug::NoRpoGuard)
-        || (guard_ok && s.region(to).log.len() >= usize::from(s.control.old_prefix));
     if cfg.has_bug(Bug::NoAutoFailover)
-        || !guard_holds
+        || !guard_allows(cfg, s, to)
         || !lease_expired(cfg, s)
         || candidate(s, from) != Some(to)
     {
@@ -209,15 +220,12 @@ pub fn promote(cfg: &Config, s: &DrState, to: u8) -> Option<DrState> {
 
 /// The operator forces a failover to `to` after the grace period.
 pub fn force_failover(cfg: &Config, s: &DrState, to: u8) -> Option<DrState> {
-    let Phase::FailingOver {
-        from,
-        guard_ok,
-        waited,
-    } = s.control.phase
-    else {
+    let Phase::FailingOver { from, waited, .. } = s.control.phase else {
         return None;
     };
-    let refused = !guard_ok || cfg.has_bug(Bug::NoAutoFailover);
+    // The operator decides when the guard refuses the best candidate there is now.
+    let refused = cfg.has_bug(Bug::NoAutoFailover)
+        || candidate(s, from).is_some_and(|c| !guard_allows(cfg, s, c));
     let eligible = candidate(s, from).is_some_and(|_| {
         let region = s.region(to);
         to != from

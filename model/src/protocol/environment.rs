@@ -19,7 +19,15 @@ fn start_fault(next: &mut DrState, r: Option<u8>) {
         ledger.outage = None;
     } else if let Some(r) = r {
         let primary = next.view.routing.primary;
-        if r == primary && only_fault(next, r) {
+        let refused = matches!(
+            next.control.phase,
+            crate::state::Phase::FailingOver {
+                guard_ok: false,
+                ..
+            }
+        );
+        // While the RPO guard refuses a failover, availability waits by design.
+        if r == primary && only_fault(next, r) && !refused {
             next.view.ledger.outage = Some(0);
         }
     }

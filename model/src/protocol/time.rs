@@ -82,8 +82,8 @@ fn send_heartbeats(cfg: &Config, next: &mut DrState) {
             age: 0,
             epoch: region.epoch,
             role: region.role,
-            // Only a primary's acknowledgements count for the RPO guard.
-            old_prefix: if region.role == Role::Primary {
+            // Only a primary's (fenced or not) acknowledgements count for the RPO guard.
+            old_prefix: if matches!(region.role, Role::Primary | Role::Fenced) {
                 region::old_prefix(cfg, next, r)
             } else {
                 0
