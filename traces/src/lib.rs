@@ -160,24 +160,26 @@ impl TraceFile {
     ) -> Result<TraceFile, TraceError> {
         let path = PathBuf::from("<new trace>");
         let model = model_for(&path, params, allow_inconsistent)?;
-        let steps = search::timeline(&model, actions).map_err(|step| TraceError::NotEnabled {
-            path: path.clone(),
-            step,
-            action: actions[step].clone(),
-        })?;
-        let states = search::replay(&model, actions).map_err(|step| TraceError::NotEnabled {
+        // One replay gives the views; the minute is the number of ticks so far.
+        let states = search::replay(&model, actions).map_err(|i| TraceError::NotEnabled {
             path,
-            step,
-            action: actions[step].clone(),
+            step: i + 1,
+            action: actions[i].clone(),
         })?;
-        let steps = steps
-            .into_iter()
+        let mut minute = 0;
+        let steps = actions
+            .iter()
             .zip(states.into_iter().skip(1))
-            .map(|(step, state)| TraceStep {
-                minute: step.minute,
-                actor: step.actor.to_string(),
-                action: step.action,
-                view: state.view,
+            .map(|(action, state)| {
+                if *action == Action::Tick {
+                    minute += params.tick;
+                }
+                TraceStep {
+                    minute,
+                    actor: action.actor().to_string(),
+                    action: action.clone(),
+                    view: state.view,
+                }
             })
             .collect();
         Ok(TraceFile {

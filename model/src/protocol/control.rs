@@ -6,7 +6,7 @@ use drcheck_properties::{FailoverKind, Role, Status};
 
 use crate::bug::Bug;
 use crate::config::Config;
-use crate::protocol::region::common_prefix;
+use crate::protocol::region::{common_prefix, old_prefix};
 use crate::state::{DrState, Phase};
 
 /// The healthy secondary of the current epoch the control plane would promote instead of
@@ -170,7 +170,7 @@ fn promote_region(
     next.volatile[usize::from(to)].in_sync = 0;
     next.control.grant_age = 0;
     // Until its first heartbeat, judge the new primary by what it holds already.
-    next.control.old_prefix = crate::protocol::region::old_prefix(cfg, &next, to);
+    next.control.old_prefix = old_prefix(cfg, &next, to);
     next.control.phase = Phase::Normal;
     next.view.routing.primary = to;
     next.view.routing.epoch = epoch;
@@ -244,7 +244,7 @@ pub fn force_failover(cfg: &Config, s: &DrState, to: u8) -> Option<DrState> {
 }
 
 /// Is region `r` a recovered region that can rejoin the current primary now?
-fn may_rejoin(s: &DrState, r: u8) -> bool {
+pub fn may_rejoin(s: &DrState, r: u8) -> bool {
     let routing = &s.view.routing;
     let p = routing.primary;
     let (region, primary) = (s.region(r), s.region(p));
@@ -296,7 +296,7 @@ pub fn rejoin(cfg: &Config, s: &DrState, r: u8) -> Option<DrState> {
 }
 
 /// Can compute move back to the home region: healthy, rejoined, and reaching the data primary?
-fn may_fail_back_compute(s: &DrState) -> bool {
+pub fn may_fail_back_compute(s: &DrState) -> bool {
     let routing = &s.view.routing;
     let home = routing.home;
     routing.compute != home

@@ -3,7 +3,7 @@
 
 use drcheck_properties::{Status, View};
 
-use crate::state::{DrState, Volatile};
+use crate::state::{DrState, Phase, Volatile};
 
 /// Is exactly one thing wrong: no partition, and every region but `except` up?
 fn only_fault(s: &DrState, except: u8) -> bool {
@@ -21,7 +21,7 @@ fn start_fault(next: &mut DrState, r: Option<u8>) {
         let primary = next.view.routing.primary;
         let refused = matches!(
             next.control.phase,
-            crate::state::Phase::FailingOver {
+            Phase::FailingOver {
                 guard_ok: false,
                 ..
             }

@@ -14,9 +14,8 @@ pub fn urgent(cfg: &Config, s: &DrState) -> bool {
     let n = s.region_count();
     s.heartbeats.iter().any(|h| h.age >= cfg.delay)
         || (0..n).any(|r| control::may_declare(cfg, s, r))
-        || (0..n)
-            .any(|r| control::promote(cfg, s, r).is_some() || control::rejoin(cfg, s, r).is_some())
-        || control::compute_failback(s).is_some()
+        || (0..n).any(|r| control::may_rejoin(s, r) || control::promote(cfg, s, r).is_some())
+        || control::may_fail_back_compute(s)
         || control::fence(s).is_some()
         || control::complete_switchover(cfg, s).is_some()
         || control::abort_switchover(cfg, s).is_some()
