@@ -1,0 +1,991 @@
+//! A whole deployment in one process: N regions, the control plane and the global endpoint,
+//! with the operator API, fault injection and the abstract view.
+//!
+//! Two modes. **Virtual**: the virtual clock and the in-memory transport; nothing moves
+//! unless a test says so, and every step (a tick, a write, a delivery) runs to completion
+//! before the next, so runs are deterministic. **Real**: the real (scaled) clock, TCP between
+//! the nodes on loopback, and a ticker; the nodes run on their own.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use drcheck_properties::{Bounds, Entry, RegionView, Role, Routing, Status, View, Violation};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::entry::{Epoch, WriteId};
+use crate::event::{Event, Refusal};
+use crate::ghost::{ticks, Ghost, TICK};
+use crate::message::{Envelope, Message, NodeId};
+use crate::node::{Input, Mailbox, NodeHandle, Output, Wiring};
+use crate::observe::Observer;
+use crate::protocol::control::{ControlMachine, ControlSnapshot, Phase};
+use crate::protocol::region::{Ack, RegionMachine, RegionSnapshot};
+use crate::store::{Durable, MemoryStore, RedbStore, Store, StoreError};
+use crate::time::{Clock, Millis, RealClock, Timing, VirtualClock};
+use crate::transport::memory::{InFlight, MemoryTransport};
+use crate::transport::tcp::{self, TcpTransport};
+use crate::transport::{Links, Transport};
+
+/// Where regions keep their durable state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Storage {
+    /// In memory (it survives a region's crash, not the process).
+    Memory,
+    /// A redb file per region under this directory.
+    Disk(PathBuf),
+}
+
+/// How time passes and messages travel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Virtual clock and in-memory transport, stepped by the caller.
+    Virtual,
+    /// Real clock (`minute_ms` wall milliseconds per protocol minute) and TCP on loopback.
+    Real { minute_ms: u64 },
+}
+
+#[derive(Clone, Debug)]
+pub struct DeploymentConfig {
+    /// 2 or 3 (region 0 starts as primary, compute region and home).
+    pub regions: u8,
+    pub timing: Timing,
+    /// The operator credential the operator API demands.
+    pub operator_token: String,
+    pub storage: Storage,
+    pub mode: Mode,
+    /// Write every event as a JSON line to this file.
+    pub event_log: Option<PathBuf>,
+    /// Keep the ghost ledger for [`Deployment::abstract_view`] (off for benchmarks).
+    pub ghost: bool,
+}
+
+impl Default for DeploymentConfig {
+    fn default() -> Self {
+        DeploymentConfig {
+            regions: 2,
+            timing: Timing::default(),
+            operator_token: String::new(),
+            storage: Storage::Memory,
+            mode: Mode::Virtual,
+            event_log: None,
+            ghost: true,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    #[error("a deployment has 2 or 3 regions, not {0}")]
+    Regions(u8),
+    #[error("the operator token must not be empty")]
+    EmptyToken,
+    #[error("there is no region {0}")]
+    NoSuchRegion(u8),
+    #[error("region {region} is {status:?}; it must be {expected:?} for this")]
+    Status {
+        region: u8,
+        status: Status,
+        expected: Status,
+    },
+    #[error("{0} needs the virtual mode")]
+    NotVirtual(&'static str),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+    #[error("the {0} stopped")]
+    Stopped(NodeId),
+}
+
+/// An operator request.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "request", rename_all = "snake_case")]
+pub enum OperatorRequest {
+    /// Manual data failback to `target` (the home region), as a drained switchover.
+    DataFailback {
+        target: u8,
+    },
+    /// Fail over to `target` although the RPO guard refused, after the grace period.
+    ForceFailover {
+        target: u8,
+    },
+    ListQuarantine,
+    /// Re-apply a quarantined write as a new write at the data primary.
+    Reapply {
+        write: WriteId,
+    },
+}
+
+/// One quarantined write, as the operator sees it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct QuarantineItem {
+    pub region: u8,
+    pub write: WriteId,
+    pub epoch: Epoch,
+    pub acked_at: Millis,
+    pub reapplied: bool,
+    pub payload: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "response", rename_all = "snake_case")]
+pub enum OperatorResponse {
+    Accepted,
+    Quarantine { items: Vec<QuarantineItem> },
+    Reapplied { original: WriteId, write: WriteId },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum OperatorError {
+    #[error("the operator credential is missing or wrong")]
+    Unauthorized,
+    #[error("refused: {0}")]
+    Refused(String),
+}
+
+enum StoreSlot {
+    Memory(MemoryStore),
+    Disk(PathBuf),
+}
+
+impl StoreSlot {
+    fn open(&self) -> Result<Box<dyn Store>, StoreError> {
+        Ok(match self {
+            StoreSlot::Memory(m) => Box::new(m.clone()),
+            StoreSlot::Disk(path) => Box::new(RedbStore::open(path)?),
+        })
+    }
+}
+
+struct RegionSlot {
+    node: Option<NodeHandle>,
+    status: Status,
+    store: StoreSlot,
+    /// How far this region's clock lags the control plane's (the full skew, as the model).
+    lag: Millis,
+}
+
+/// The real mode's plumbing: where each node listens and the tasks that feed them.
+struct RealParts {
+    peers: HashMap<NodeId, SocketAddr>,
+    /// The current mailbox of each node (none while it is down): index `regions` is the
+    /// control plane. The TCP listeners and the ticker post through these.
+    mailboxes: Vec<Arc<Mutex<Option<Mailbox>>>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+fn post_to(slot: &Mutex<Option<Mailbox>>, input: Input) {
+    if let Some(mailbox) = &*slot.lock().unwrap_or_else(PoisonError::into_inner) {
+        mailbox.post(input);
+    }
+}
+
+fn set_mailbox(slot: &Mutex<Option<Mailbox>>, mailbox: Option<Mailbox>) {
+    *slot.lock().unwrap_or_else(PoisonError::into_inner) = mailbox;
+}
+
+impl RealParts {
+    /// Binds a loopback listener per node and feeds what arrives to the node's mailbox.
+    async fn bind(regions: u8, links: &Links) -> Result<RealParts, DeployError> {
+        let mut peers = HashMap::new();
+        let mut mailboxes = Vec::new();
+        let mut tasks = Vec::new();
+        let nodes = (0..regions).map(NodeId::Region).chain([NodeId::Control]);
+        for node in nodes {
+            let listener =
+                tokio::net::TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .map_err(|source| DeployError::Io {
+                        what: format!("listening for {node}"),
+                        source,
+                    })?;
+            let addr = listener.local_addr().map_err(|source| DeployError::Io {
+                what: format!("address of {node}"),
+                source,
+            })?;
+            peers.insert(node, addr);
+            let slot: Arc<Mutex<Option<Mailbox>>> = Arc::default();
+            let (sink, mut arrivals) = mpsc::unbounded_channel::<Envelope>();
+            tasks.push(tcp::listen(listener, links.clone(), sink));
+            let feed = slot.clone();
+            tasks.push(tokio::spawn(async move {
+                while let Some(envelope) = arrivals.recv().await {
+                    post_to(&feed, Input::Message(envelope));
+                }
+            }));
+            mailboxes.push(slot);
+        }
+        Ok(RealParts {
+            peers,
+            mailboxes,
+            tasks,
+        })
+    }
+
+    /// Ticks every node a few times per protocol minute.
+    fn start_ticker(&mut self, minute_ms: u64) {
+        let mailboxes = self.mailboxes.clone();
+        let period = std::time::Duration::from_millis((minute_ms / 4).max(1));
+        self.tasks.push(tokio::spawn(async move {
+            let mut interval = tokio::time::interval(period);
+            loop {
+                interval.tick().await;
+                for slot in &mailboxes {
+                    post_to(slot, Input::Tick);
+                }
+            }
+        }));
+    }
+}
+
+impl Drop for RealParts {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// A running deployment.
+pub struct Deployment {
+    cfg: DeploymentConfig,
+    clock: Arc<dyn Clock>,
+    virtual_clock: Option<Arc<VirtualClock>>,
+    memory: Option<Arc<MemoryTransport>>,
+    links: Links,
+    observer: Arc<Observer>,
+    regions: Vec<RegionSlot>,
+    control: NodeHandle,
+    ghost: Option<Ghost>,
+    /// Protocol time up to which the ghost has counted ticks.
+    ghost_time: Millis,
+    next_write: WriteId,
+    hold: bool,
+    real: Option<RealParts>,
+}
+
+/// What the endpoint answers a write.
+pub type WriteOutcome = Result<Ack, Refusal>;
+
+/// Compares two secrets in time that depends only on their lengths.
+fn same_secret(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+fn io_error(what: String) -> impl FnOnce(std::io::Error) -> DeployError {
+    move |source| DeployError::Io { what, source }
+}
+
+impl Deployment {
+    /// Starts a deployment in the current tokio runtime. A data directory that holds the
+    /// stores of an earlier run is reopened: regions resume from what they persisted.
+    pub async fn start(cfg: DeploymentConfig) -> Result<Deployment, DeployError> {
+        if !(2..=3).contains(&cfg.regions) {
+            return Err(DeployError::Regions(cfg.regions));
+        }
+        if cfg.operator_token.is_empty() {
+            return Err(DeployError::EmptyToken);
+        }
+        let n = cfg.regions;
+        let observer = Arc::new(Observer::new(cfg.ghost));
+        if let Some(path) = &cfg.event_log {
+            observer
+                .log_to(path)
+                .map_err(io_error(format!("event log {}", path.display())))?;
+        }
+        let links = Links::new();
+        let (clock, virtual_clock): (Arc<dyn Clock>, _) = match cfg.mode {
+            Mode::Virtual => {
+                let v = Arc::new(VirtualClock::new());
+                (v.clone(), Some(v))
+            }
+            Mode::Real { minute_ms } => (Arc::new(RealClock::new(minute_ms)), None),
+        };
+        let (memory, real) = match cfg.mode {
+            Mode::Virtual => (Some(Arc::new(MemoryTransport::new(links.clone()))), None),
+            Mode::Real { .. } => (None, Some(RealParts::bind(n, &links).await?)),
+        };
+        let mut regions = Vec::new();
+        for r in 0..n {
+            let store = match &cfg.storage {
+                Storage::Memory => StoreSlot::Memory(MemoryStore::new()),
+                Storage::Disk(dir) => {
+                    std::fs::create_dir_all(dir)
+                        .map_err(io_error(format!("data directory {}", dir.display())))?;
+                    StoreSlot::Disk(dir.join(format!("region-{r}.redb")))
+                }
+            };
+            regions.push(RegionSlot {
+                node: None,
+                status: Status::Up,
+                store,
+                lag: cfg.timing.skew,
+            });
+        }
+        let wiring = Wiring {
+            store: None,
+            transport: transport_for(&memory, &real, &links, NodeId::Control),
+            clock: clock.clone(),
+            lag: 0,
+            observer: observer.clone(),
+        };
+        let control = NodeHandle::spawn(ControlMachine::new(n, cfg.timing, clock.now()), wiring);
+        let mut deployment = Deployment {
+            ghost: cfg.ghost.then(|| Ghost::new(n, &cfg.timing)),
+            cfg,
+            clock,
+            virtual_clock,
+            memory,
+            links,
+            observer,
+            regions,
+            control,
+            ghost_time: 0,
+            next_write: 1,
+            hold: false,
+            real,
+        };
+        for r in 0..n {
+            deployment.boot_region(r, true)?;
+        }
+        if let Some(real) = &mut deployment.real {
+            set_mailbox(
+                &real.mailboxes[usize::from(n)],
+                Some(deployment.control.mailbox()),
+            );
+            if let Mode::Real { minute_ms } = deployment.cfg.mode {
+                real.start_ticker(minute_ms);
+            }
+        }
+        Ok(deployment)
+    }
+
+    /// Starts region `r` from its store (a fresh store gets the initial role).
+    fn boot_region(&mut self, r: u8, first: bool) -> Result<(), DeployError> {
+        let n = self.cfg.regions;
+        let now = self.clock.now();
+        let slot = &self.regions[usize::from(r)];
+        let mut store = slot.store.open()?;
+        let durable = match store.load()? {
+            Some(d) => d,
+            None => {
+                let role = if r == 0 {
+                    Role::Primary
+                } else {
+                    Role::Secondary
+                };
+                let fresh = Durable::fresh(role);
+                store.apply(&[crate::store::StoreOp::SetRole {
+                    epoch: fresh.epoch,
+                    role,
+                }])?;
+                fresh
+            }
+        };
+        let fresh_start = first && durable.log.is_empty() && durable.epoch == 1;
+        let mut machine =
+            RegionMachine::new(r, n, self.cfg.timing, durable, now - now.min(slot.lag));
+        if r == 0 && fresh_start {
+            machine = machine.initial_primary(now + self.cfg.timing.lease);
+        }
+        let node = NodeHandle::spawn(
+            machine,
+            Wiring {
+                store: Some(store),
+                transport: transport_for(&self.memory, &self.real, &self.links, NodeId::Region(r)),
+                clock: self.clock.clone(),
+                lag: slot.lag,
+                observer: self.observer.clone(),
+            },
+        );
+        if let Some(real) = &self.real {
+            set_mailbox(&real.mailboxes[usize::from(r)], Some(node.mailbox()));
+        }
+        self.regions[usize::from(r)].node = Some(node);
+        Ok(())
+    }
+
+    pub fn config(&self) -> &DeploymentConfig {
+        &self.cfg
+    }
+
+    /// Protocol time now, on the control plane's clock.
+    pub fn now(&self) -> Millis {
+        self.clock.now()
+    }
+
+    /// The timing bounds the invariants need, in ticks of the abstract view.
+    pub fn bounds(&self) -> Bounds {
+        let t = &self.cfg.timing;
+        Bounds {
+            rpo: ticks(t.rpo),
+            rto: ticks(t.rto),
+            detection: ticks(t.detection),
+        }
+    }
+
+    fn slot(&self, r: u8) -> Result<&RegionSlot, DeployError> {
+        self.regions
+            .get(usize::from(r))
+            .ok_or(DeployError::NoSuchRegion(r))
+    }
+
+    pub fn status(&self, r: u8) -> Option<Status> {
+        self.regions.get(usize::from(r)).map(|s| s.status)
+    }
+
+    async fn call_region(&self, r: u8, input: Input) -> Option<Output> {
+        self.regions
+            .get(usize::from(r))?
+            .node
+            .as_ref()?
+            .call(input)
+            .await
+    }
+
+    async fn control_snapshot(&self) -> Result<ControlSnapshot, DeployError> {
+        match self.control.call(Input::Snapshot).await {
+            Some(Output::Control(s)) => Ok(*s),
+            _ => Err(DeployError::Stopped(NodeId::Control)),
+        }
+    }
+
+    /// The control plane's state (routing, phase, what it heard).
+    pub async fn control_state(&self) -> Result<ControlSnapshot, DeployError> {
+        self.control_snapshot().await
+    }
+
+    /// Region `r`'s state: from the running region, or from its store while it is down.
+    pub async fn region_state(&self, r: u8) -> Result<RegionSnapshot, DeployError> {
+        let slot = self.slot(r)?;
+        if let Some(Output::Region(s)) = self.call_region(r, Input::Snapshot).await {
+            return Ok(*s);
+        }
+        let durable = slot
+            .store
+            .open()?
+            .load()?
+            .unwrap_or_else(|| Durable::fresh(Role::Secondary));
+        Ok(RegionSnapshot {
+            role: durable.role,
+            epoch: durable.epoch,
+            log: durable.log,
+            quarantine: durable.quarantine,
+            lease_left: 0,
+            accepts_writes: false,
+            in_sync: Vec::new(),
+        })
+    }
+
+    // ----- the abstract view -----
+
+    /// The `properties` view of the deployment now, and whether the endpoint would take a
+    /// write.
+    async fn base_view(&self) -> Result<(View, bool), DeployError> {
+        let control = self.control_snapshot().await?;
+        let ghost = self.ghost.as_ref();
+        let id = |w: WriteId| ghost.map_or(0, |g| g.view_id(w));
+        let mut regions = Vec::new();
+        let mut accepts = Vec::new();
+        for r in 0..self.cfg.regions {
+            let s = self.region_state(r).await?;
+            let status = self.regions[usize::from(r)].status;
+            regions.push(RegionView {
+                status,
+                role: s.role,
+                epoch: u8::try_from(s.epoch).unwrap_or(u8::MAX),
+                log: s
+                    .log
+                    .iter()
+                    .map(|e| Entry {
+                        epoch: u8::try_from(e.epoch).unwrap_or(u8::MAX),
+                        write: id(e.write),
+                    })
+                    .collect(),
+                lease: if status == Status::Down {
+                    0
+                } else {
+                    ticks(s.lease_left)
+                },
+                quarantine: s.quarantine.iter().map(|q| id(q.entry.write)).collect(),
+                down_for: None,
+                dark: false,
+            });
+            accepts.push(s.accepts_writes && status != Status::Down);
+        }
+        let routing = control.routing;
+        let view = View {
+            regions,
+            routing: Routing {
+                epoch: u8::try_from(routing.epoch).unwrap_or(u8::MAX),
+                primary: routing.primary,
+                compute: routing.compute,
+                home: routing.home,
+            },
+            partitioned: self.links.is_partitioned(),
+            ledger: Default::default(),
+        };
+        let (c, p) = (usize::from(routing.compute), usize::from(routing.primary));
+        let writable = view.regions[c].status == Status::Up
+            && view.regions[p].status == Status::Up
+            && view.regions[p].epoch == view.routing.epoch
+            && view.connected(c, p)
+            && accepts[p];
+        Ok((view, writable))
+    }
+
+    /// The `properties` view of the deployment now: every invariant can be checked on it.
+    pub async fn abstract_view(&mut self) -> Result<View, DeployError> {
+        self.observe().await?;
+        let (mut view, _) = self.base_view().await?;
+        if let Some(ghost) = &self.ghost {
+            ghost.fill(&mut view);
+        }
+        Ok(view)
+    }
+
+    /// Every `always` property the deployment violates now.
+    pub async fn violations(&mut self) -> Result<Vec<Violation>, DeployError> {
+        let view = self.abstract_view().await?;
+        Ok(drcheck_properties::violations(&view, &self.bounds()))
+    }
+
+    /// Feeds the events emitted since the last call to the ghost bookkeeping.
+    async fn observe(&mut self) -> Result<(), DeployError> {
+        if self.ghost.is_none() {
+            return Ok(());
+        }
+        let now = self.clock.now();
+        let records = self.observer.drain();
+        if let Some(g) = &mut self.ghost {
+            while self.ghost_time + TICK <= now {
+                self.ghost_time += TICK;
+                g.tick();
+            }
+            g.acknowledge(&records);
+        }
+        let (mut view, writable) = self.base_view().await?;
+        if let Some(g) = &mut self.ghost {
+            g.fill(&mut view);
+            g.observe(&records, &view);
+            g.settle(&view.regions, writable);
+        }
+        Ok(())
+    }
+
+    /// The view with its ghost fields, before a fault is injected.
+    async fn view_now(&mut self) -> Result<View, DeployError> {
+        self.abstract_view().await
+    }
+
+    // ----- stepping (virtual mode) -----
+
+    /// Holds messages until [`Deployment::deliver`] or [`Deployment::drop_message`] (on), or
+    /// delivers every message as soon as it is sent (off, the default).
+    pub fn set_hold(&mut self, hold: bool) {
+        self.hold = hold;
+    }
+
+    /// Messages sent and not yet delivered (virtual mode).
+    pub fn in_flight(&self) -> Vec<InFlight> {
+        self.memory
+            .as_ref()
+            .map_or_else(Vec::new, |m| m.in_flight())
+    }
+
+    /// Delivers message `seq` now, in any order; `false` if no such message is in flight.
+    pub async fn deliver(&mut self, seq: u64) -> Result<bool, DeployError> {
+        let Some(m) = self.memory.as_ref().and_then(|m| m.take(seq)) else {
+            return Ok(false);
+        };
+        self.hand_over(m.envelope).await?;
+        self.observe().await?;
+        Ok(true)
+    }
+
+    /// Loses message `seq`. A lost heartbeat makes its region unreachable to the control
+    /// plane at this instant, as far as the invariants are concerned.
+    pub async fn drop_message(&mut self, seq: u64) -> Result<bool, DeployError> {
+        let Some(m) = self.memory.as_ref().and_then(|m| m.take(seq)) else {
+            return Ok(false);
+        };
+        if let (NodeId::Region(r), Message::Heartbeat(_)) = (m.envelope.from, &m.envelope.msg) {
+            let view = self.view_now().await?;
+            if let Some(g) = &mut self.ghost {
+                g.unreachable(r, &view);
+            }
+        }
+        Ok(true)
+    }
+
+    async fn hand_over(&mut self, envelope: Envelope) -> Result<(), DeployError> {
+        if !self.links.allows(envelope.from, envelope.to) {
+            return Ok(());
+        }
+        match envelope.to {
+            NodeId::Control => {
+                self.control
+                    .call(Input::Message(envelope))
+                    .await
+                    .ok_or(DeployError::Stopped(NodeId::Control))?;
+            }
+            NodeId::Region(r) => {
+                // A region that is down loses what arrives.
+                let _ = self.call_region(r, Input::Message(envelope)).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Delivers every message in flight, and those they cause, unless messages are held.
+    pub async fn settle(&mut self) -> Result<(), DeployError> {
+        self.observe().await?;
+        if self.hold {
+            return Ok(());
+        }
+        // Each delivery may send more; a run of them always ends (no message answers a
+        // confirmation), the bound only guards against a protocol bug.
+        for _ in 0..100_000 {
+            let Some(m) = self.memory.as_ref().and_then(|m| m.pop()) else {
+                return Ok(());
+            };
+            self.hand_over(m.envelope).await?;
+            self.observe().await?;
+        }
+        Ok(())
+    }
+
+    /// Advances the virtual clock by `minutes`, one minute at a time: every region ticks,
+    /// messages are delivered, then the control plane ticks.
+    pub async fn advance(&mut self, minutes: u32) -> Result<(), DeployError> {
+        let clock = self
+            .virtual_clock
+            .clone()
+            .ok_or(DeployError::NotVirtual("advancing the clock"))?;
+        for _ in 0..minutes {
+            clock.advance(TICK);
+            for r in 0..self.cfg.regions {
+                let _ = self.call_region(r, Input::Tick).await;
+                self.settle().await?;
+            }
+            self.control
+                .call(Input::Tick)
+                .await
+                .ok_or(DeployError::Stopped(NodeId::Control))?;
+            self.settle().await?;
+        }
+        Ok(())
+    }
+
+    // ----- clients -----
+
+    fn next_write_id(&mut self) -> WriteId {
+        let id = self.next_write;
+        self.next_write += 1;
+        id
+    }
+
+    /// A write through the global endpoint: to the compute region, which forwards it to the
+    /// data primary.
+    pub async fn write(&mut self, payload: String) -> Result<WriteOutcome, DeployError> {
+        self.write_routed(payload, None).await
+    }
+
+    async fn write_routed(
+        &mut self,
+        payload: String,
+        reapply_of: Option<WriteId>,
+    ) -> Result<WriteOutcome, DeployError> {
+        let routing = self.control_snapshot().await?.routing;
+        let (c, p) = (routing.compute, routing.primary);
+        let reachable = self.regions[usize::from(c)].status == Status::Up
+            && (c == p || self.links.allows(NodeId::Region(c), NodeId::Region(p)));
+        if !reachable {
+            return Ok(Err(Refusal::Unavailable));
+        }
+        self.write_to(p, payload, reapply_of).await
+    }
+
+    /// A write by a client inside region `r` (it reaches `r` even while `r` is cut off).
+    pub async fn write_at(&mut self, r: u8, payload: String) -> Result<WriteOutcome, DeployError> {
+        self.slot(r)?;
+        self.write_to(r, payload, None).await
+    }
+
+    async fn write_to(
+        &mut self,
+        r: u8,
+        payload: String,
+        reapply_of: Option<WriteId>,
+    ) -> Result<WriteOutcome, DeployError> {
+        let write = self.next_write_id();
+        let input = Input::Write {
+            write,
+            payload,
+            reapply_of,
+        };
+        let outcome = match self.call_region(r, input).await {
+            Some(Output::Write(outcome)) => outcome,
+            _ => Err(Refusal::Unavailable),
+        };
+        self.settle().await?;
+        Ok(outcome)
+    }
+
+    // ----- the operator -----
+
+    /// An operator request, refused unless `token` is the deployment's operator token; a
+    /// refused request changes nothing.
+    pub async fn operator(
+        &mut self,
+        token: &str,
+        request: OperatorRequest,
+    ) -> Result<Result<OperatorResponse, OperatorError>, DeployError> {
+        if !same_secret(token, &self.cfg.operator_token) {
+            self.observer.emit(
+                self.clock.now(),
+                NodeId::Control,
+                Event::OperatorRefused {
+                    request: format!("{request:?}"),
+                    reason: "missing or wrong operator credential".to_string(),
+                },
+            );
+            return Ok(Err(OperatorError::Unauthorized));
+        }
+        let answer = match request {
+            OperatorRequest::DataFailback { target } => {
+                self.control_request(Input::Failback { target }).await?
+            }
+            OperatorRequest::ForceFailover { target } => {
+                self.control_request(Input::ForceFailover { target })
+                    .await?
+            }
+            OperatorRequest::ListQuarantine => Ok(OperatorResponse::Quarantine {
+                items: self.quarantine().await?,
+            }),
+            OperatorRequest::Reapply { write } => self.reapply(write).await?,
+        };
+        self.settle().await?;
+        Ok(answer)
+    }
+
+    async fn control_request(
+        &mut self,
+        input: Input,
+    ) -> Result<Result<OperatorResponse, OperatorError>, DeployError> {
+        match self.control.call(input).await {
+            Some(Output::Operator(Ok(()))) => Ok(Ok(OperatorResponse::Accepted)),
+            Some(Output::Operator(Err(reason))) => Ok(Err(OperatorError::Refused(reason))),
+            _ => Err(DeployError::Stopped(NodeId::Control)),
+        }
+    }
+
+    /// Every quarantined write of every region (a region that is down shows its store's).
+    pub async fn quarantine(&self) -> Result<Vec<QuarantineItem>, DeployError> {
+        let mut items = Vec::new();
+        for r in 0..self.cfg.regions {
+            for q in self.region_state(r).await?.quarantine {
+                items.push(QuarantineItem {
+                    region: r,
+                    write: q.entry.write,
+                    epoch: q.entry.epoch,
+                    acked_at: q.entry.acked_at,
+                    reapplied: q.reapplied,
+                    payload: q.entry.payload,
+                });
+            }
+        }
+        Ok(items)
+    }
+
+    async fn reapply(
+        &mut self,
+        write: WriteId,
+    ) -> Result<Result<OperatorResponse, OperatorError>, DeployError> {
+        let refuse = |reason: String| Ok(Err(OperatorError::Refused(reason)));
+        let items = self.quarantine().await?;
+        let Some(item) = items.iter().find(|q| q.write == write) else {
+            return refuse(format!("write {write} is in no quarantine"));
+        };
+        if item.reapplied {
+            return refuse(format!("write {write} was re-applied already"));
+        }
+        if self.regions[usize::from(item.region)].status == Status::Down {
+            return refuse(format!(
+                "region {} holding write {write} is down",
+                item.region
+            ));
+        }
+        let (region, payload) = (item.region, item.payload.clone());
+        let ack = match self.write_routed(payload, Some(write)).await? {
+            Ok(ack) => ack,
+            Err(refusal) => {
+                return refuse(format!("the data primary refused the write: {refusal}"))
+            }
+        };
+        let _ = self
+            .call_region(region, Input::MarkReapplied { write })
+            .await;
+        self.observer.emit(
+            self.clock.now(),
+            NodeId::Control,
+            Event::Reapplied {
+                original: write,
+                write: ack.write,
+            },
+        );
+        Ok(Ok(OperatorResponse::Reapplied {
+            original: write,
+            write: ack.write,
+        }))
+    }
+
+    // ----- faults -----
+
+    fn expect_status(&self, r: u8, expected: Status) -> Result<(), DeployError> {
+        let status = self.slot(r)?.status;
+        if status == expected {
+            Ok(())
+        } else {
+            Err(DeployError::Status {
+                region: r,
+                status,
+                expected,
+            })
+        }
+    }
+
+    fn guard_refused(control: &ControlSnapshot) -> bool {
+        matches!(
+            control.phase,
+            Phase::FailingOver {
+                guard_ok: false,
+                ..
+            }
+        )
+    }
+
+    async fn before_outage(&mut self, r: u8) -> Result<(), DeployError> {
+        let view = self.view_now().await?;
+        let refused = Self::guard_refused(&self.control_snapshot().await?);
+        if let Some(g) = &mut self.ghost {
+            g.outage(r, &view, refused);
+        }
+        Ok(())
+    }
+
+    /// Region `r` crashes: its task stops at once, volatile state (the lease) is lost, its
+    /// store survives; messages it had sent and not delivered are lost.
+    pub async fn crash(&mut self, r: u8) -> Result<(), DeployError> {
+        self.expect_status(r, Status::Up)?;
+        self.before_outage(r).await?;
+        if let Some(real) = &self.real {
+            set_mailbox(&real.mailboxes[usize::from(r)], None);
+        }
+        if let Some(node) = self.regions[usize::from(r)].node.take() {
+            node.kill().await;
+        }
+        if let Some(m) = &self.memory {
+            m.drop_from(NodeId::Region(r));
+        }
+        self.regions[usize::from(r)].status = Status::Down;
+        self.settle().await
+    }
+
+    /// Region `r` restarts from its store.
+    pub async fn recover(&mut self, r: u8) -> Result<(), DeployError> {
+        self.expect_status(r, Status::Down)?;
+        self.boot_region(r, false)?;
+        self.regions[usize::from(r)].status = Status::Up;
+        if let Some(g) = &mut self.ghost {
+            g.restored(r);
+        }
+        self.settle().await
+    }
+
+    /// Region `r` is cut off from the control plane and the other regions; it keeps running
+    /// and serving its own clients.
+    pub async fn isolate(&mut self, r: u8) -> Result<(), DeployError> {
+        self.expect_status(r, Status::Up)?;
+        self.before_outage(r).await?;
+        self.links.set_isolated(r, true);
+        if let Some(m) = &self.memory {
+            m.drop_from(NodeId::Region(r));
+        }
+        self.regions[usize::from(r)].status = Status::Isolated;
+        self.settle().await
+    }
+
+    pub async fn reconnect(&mut self, r: u8) -> Result<(), DeployError> {
+        self.expect_status(r, Status::Isolated)?;
+        self.links.set_isolated(r, false);
+        self.regions[usize::from(r)].status = Status::Up;
+        if let Some(g) = &mut self.ghost {
+            g.restored(r);
+        }
+        self.settle().await
+    }
+
+    /// Cuts the links between regions (the control plane still reaches every region).
+    pub async fn partition(&mut self) -> Result<(), DeployError> {
+        if !self.links.is_partitioned() {
+            self.observe().await?;
+            self.links.set_partitioned(true);
+            if let Some(g) = &mut self.ghost {
+                g.partition();
+            }
+        }
+        self.settle().await
+    }
+
+    pub async fn heal(&mut self) -> Result<(), DeployError> {
+        self.links.set_partitioned(false);
+        self.settle().await
+    }
+
+    /// Flushes the event log and stops every node.
+    pub async fn shutdown(mut self) -> Result<(), DeployError> {
+        self.real = None;
+        for slot in &mut self.regions {
+            if let Some(node) = slot.node.take() {
+                node.kill().await;
+            }
+        }
+        self.observer.flush().map_err(|e| DeployError::Io {
+            what: "event log".to_string(),
+            source: std::io::Error::other(e),
+        })
+    }
+
+    /// Where the data directory's region stores are, if on disk.
+    pub fn store_path(&self, r: u8) -> Option<&Path> {
+        match &self.regions.get(usize::from(r))?.store {
+            StoreSlot::Disk(path) => Some(path),
+            StoreSlot::Memory(_) => None,
+        }
+    }
+}
+
+fn transport_for(
+    memory: &Option<Arc<MemoryTransport>>,
+    real: &Option<RealParts>,
+    links: &Links,
+    me: NodeId,
+) -> Arc<dyn Transport> {
+    match (memory, real) {
+        (Some(m), _) => m.clone(),
+        (None, Some(parts)) => Arc::new(TcpTransport::new(me, parts.peers.clone(), links.clone())),
+        // A deployment is built with one or the other; an unconnected node loses everything.
+        (None, None) => Arc::new(MemoryTransport::new(links.clone())),
+    }
+}

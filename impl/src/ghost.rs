@@ -1,0 +1,237 @@
+//! Ghost bookkeeping for the abstract view: the `properties` ledger of every acknowledged
+//! write and every promotion, which regions have been unreachable, and the outage clock.
+//!
+//! None of it is protocol state: no node reads it. The deployment feeds it the events the
+//! nodes emit and the faults it injects, and it keeps time in ticks of one protocol minute,
+//! as the invariants (and the model) count.
+
+use std::collections::HashMap;
+
+use drcheck_properties::{FailoverKind as Kind, Ledger, RegionView, Status, View};
+
+use crate::entry::WriteId;
+use crate::event::{Event, FailoverKind, Record};
+use crate::time::{Millis, Timing, MINUTE};
+
+/// One tick of the abstract view.
+pub const TICK: Millis = MINUTE;
+
+/// `ms` in ticks, rounded up, saturating at `u8::MAX`.
+pub fn ticks(ms: Millis) -> u8 {
+    u8::try_from(ms.div_ceil(TICK)).unwrap_or(u8::MAX)
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Decided {
+    kind: FailoverKind,
+    from: u8,
+    from_healthy: bool,
+    requested: bool,
+}
+
+#[derive(Debug)]
+pub struct Ghost {
+    age_cap: u8,
+    rto: u8,
+    detection: u8,
+    ledger: Ledger,
+    /// Implementation write id → the view's id (1, 2, … in order of acknowledgement).
+    ids: HashMap<WriteId, u8>,
+    dark: Vec<bool>,
+    down_for: Vec<Option<u8>>,
+    /// Promotions decided and not yet taken effect, by target.
+    decided: HashMap<u8, Decided>,
+}
+
+impl Ghost {
+    pub fn new(regions: u8, timing: &Timing) -> Ghost {
+        let n = usize::from(regions);
+        Ghost {
+            age_cap: ticks(timing.rpo.max(timing.throttle)),
+            rto: ticks(timing.rto),
+            detection: ticks(timing.detection),
+            ledger: Ledger::default(),
+            ids: HashMap::new(),
+            dark: vec![false; n],
+            down_for: vec![None; n],
+            decided: HashMap::new(),
+        }
+    }
+
+    /// The view's id of an implementation write (0 for one never acknowledged).
+    pub fn view_id(&self, write: WriteId) -> u8 {
+        self.ids.get(&write).copied().unwrap_or(0)
+    }
+
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    /// Fills in the ghost fields of a view built from the nodes' snapshots.
+    pub fn fill(&self, view: &mut View) {
+        for (r, region) in view.regions.iter_mut().enumerate() {
+            region.dark = self.dark[r];
+            region.down_for = self.down_for[r];
+        }
+        view.ledger = self.ledger.clone();
+    }
+
+    /// Assigns view ids to the writes acknowledged in `records` (before the regions' logs
+    /// are mapped to the view) and records them.
+    pub fn acknowledge(&mut self, records: &[Record]) {
+        for record in records {
+            if let Event::WriteAccepted {
+                region,
+                write,
+                previous,
+                reapply_of,
+                protected,
+                ..
+            } = &record.event
+            {
+                let id = u8::try_from(self.ledger.writes.len() + 1).unwrap_or(u8::MAX);
+                self.ids.insert(*write, id);
+                let dark = self
+                    .dark
+                    .get(usize::from(*region))
+                    .copied()
+                    .unwrap_or(false);
+                self.ledger.acknowledge(
+                    id,
+                    *region,
+                    previous.map(|p| self.view_id(p)),
+                    reapply_of.map(|o| self.view_id(o)),
+                    dark,
+                    *protected,
+                    self.age_cap,
+                );
+            }
+        }
+    }
+
+    /// Everything else the events say, with `view` the state after them.
+    pub fn observe(&mut self, records: &[Record], view: &View) {
+        for record in records {
+            match &record.event {
+                Event::FailoverDecided {
+                    kind,
+                    from,
+                    to,
+                    from_healthy,
+                    requested,
+                    ..
+                } => {
+                    let decided = Decided {
+                        kind: *kind,
+                        from: *from,
+                        from_healthy: *from_healthy,
+                        requested: *requested,
+                    };
+                    self.decided.insert(*to, decided);
+                }
+                Event::Promoted { region, epoch } => {
+                    if let Some(d) = self.decided.remove(region) {
+                        let kind = match d.kind {
+                            FailoverKind::Automatic => Kind::Automatic,
+                            FailoverKind::Forced => Kind::Forced,
+                            FailoverKind::Switchover => Kind::Switchover,
+                        };
+                        self.ledger.record_failover(
+                            kind,
+                            d.from,
+                            *region,
+                            u8::try_from(*epoch).unwrap_or(u8::MAX),
+                            &view.regions,
+                            d.from_healthy,
+                            d.requested,
+                            self.age_cap,
+                        );
+                    }
+                }
+                Event::Rejoined { quarantined, .. } => {
+                    let ids: Vec<u8> = quarantined.iter().map(|&w| self.view_id(w)).collect();
+                    self.ledger.quarantine(ids);
+                }
+                Event::RegionDeclaredFailed { region, .. } => {
+                    let dark = self.dark.get(usize::from(*region)).copied().unwrap_or(true);
+                    if !dark && self.ledger.spurious.is_none() {
+                        self.ledger.spurious = Some(*region);
+                    }
+                }
+                Event::HeartbeatReceived { region, .. } => {
+                    let r = usize::from(*region);
+                    if self.dark.get(r) == Some(&true) {
+                        self.dark[r] = false;
+                        self.ledger.available(&view.regions[r]);
+                    }
+                }
+                Event::FailoverStarted {
+                    guard_ok: false, ..
+                } => {
+                    self.ledger.outage = None;
+                    self.ledger.rto_waived = true;
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Region `r` became unreachable from the control plane (an outage, or a heartbeat lost).
+    pub fn unreachable(&mut self, r: u8, view: &View) {
+        let i = usize::from(r);
+        if !self.dark[i] {
+            self.dark[i] = true;
+            self.ledger.unavailable(&view.regions[i]);
+        }
+    }
+
+    /// Region `r` crashed or was isolated; `view` is the state before.
+    pub fn outage(&mut self, r: u8, view: &View, guard_refused: bool) {
+        self.down_for[usize::from(r)] = Some(0);
+        self.unreachable(r, view);
+        let only_fault = !view.partitioned
+            && view
+                .regions
+                .iter()
+                .enumerate()
+                .all(|(x, region)| x == usize::from(r) || region.status == Status::Up);
+        self.start_fault(r == view.routing.primary && only_fault && !guard_refused);
+    }
+
+    /// The inter-region link was cut.
+    pub fn partition(&mut self) {
+        self.start_fault(false);
+    }
+
+    /// A new fault: a second one excuses the outage clock (the RTO is promised for single
+    /// faults); a single fault of the primary starts it.
+    fn start_fault(&mut self, starts_outage: bool) {
+        if self.ledger.outage.is_some() {
+            self.ledger.outage = None;
+        } else if starts_outage {
+            self.ledger.outage = Some(0);
+        }
+    }
+
+    /// Region `r` is back (recovered or reconnected).
+    pub fn restored(&mut self, r: u8) {
+        self.down_for[usize::from(r)] = None;
+    }
+
+    /// One tick of protocol time passed.
+    pub fn tick(&mut self) {
+        self.ledger.tick(self.age_cap, self.rto);
+        for d in self.down_for.iter_mut().flatten() {
+            *d = (*d + 1).min(self.detection + 1);
+        }
+    }
+
+    /// After every step: writes every region holds can no longer be lost; the outage clock
+    /// stops once the endpoint takes writes again.
+    pub fn settle(&mut self, regions: &[RegionView], endpoint_writable: bool) {
+        self.ledger.settle(regions, self.age_cap);
+        if endpoint_writable {
+            self.ledger.outage = None;
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! What the participants say to each other.
+
+use drcheck_properties::Role;
+use serde::{Deserialize, Serialize};
+
+use crate::entry::{Epoch, LogEntry, WriteId};
+use crate::time::Millis;
+
+/// A participant that sends and receives protocol messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeId {
+    Region(u8),
+    Control,
+}
+
+impl std::fmt::Display for NodeId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NodeId::Region(r) => write!(f, "region {r}"),
+            NodeId::Control => f.write_str("control plane"),
+        }
+    }
+}
+
+/// A region's periodic report to the control plane.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    pub epoch: Epoch,
+    pub role: Role,
+    pub log_len: u64,
+    /// Epoch and id of the last entry.
+    pub last: Option<(Epoch, WriteId)>,
+    /// The log's epoch boundaries (see [`crate::entry::epoch_runs`]); a rejoining region
+    /// truncates against the primary's.
+    pub runs: Vec<(Epoch, u64)>,
+    /// From a primary (fenced or not): how many leading entries were acknowledged at least
+    /// RPO − heartbeat − delay ago. 0 from anyone else.
+    pub old_prefix: u64,
+    /// A secondary heard from the primary of its epoch within heartbeat + delay.
+    pub primary_contact: bool,
+    /// From a primary: the secondaries it counts as in sync.
+    pub in_sync: Vec<u8>,
+}
+
+/// Every protocol message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Message {
+    /// Region → control plane.
+    Heartbeat(Heartbeat),
+    /// Control plane → primary: a lease until `expiry` on the control plane's clock.
+    Grant { epoch: Epoch, expiry: Millis },
+    /// Control plane → a region that missed a promotion: epoch `epoch` exists.
+    NewEpoch { epoch: Epoch },
+    /// Control plane → candidate: become primary of `epoch`, with a lease until `expiry`.
+    Promote { epoch: Epoch, expiry: Millis },
+    /// Control plane → recovered region: rejoin `epoch` as a secondary, truncating against
+    /// the primary's epoch runs.
+    Rejoin {
+        epoch: Epoch,
+        primary: u8,
+        runs: Vec<(Epoch, u64)>,
+    },
+    /// Control plane → primary: stop writing and give up the lease (switchover to `target`).
+    Fence { epoch: Epoch, target: u8 },
+    /// Primary → control plane: fenced; `log_len` is final.
+    Fenced { epoch: Epoch, log_len: u64 },
+    /// Control plane → fenced primary: the switchover was aborted.
+    Unfence { epoch: Epoch },
+    /// Fenced primary → control plane: `target` confirmed the whole log.
+    Drained { epoch: Epoch, target: u8 },
+    /// Control plane → primary: `region` was declared failed; it is no longer in sync.
+    OutOfSync { epoch: Epoch, region: u8 },
+    /// Primary → secondary: entries from index `start` (possibly none: a keep-alive).
+    Append {
+        epoch: Epoch,
+        start: u64,
+        entries: Vec<LogEntry>,
+    },
+    /// Secondary → primary: my log holds `log_len` entries of yours.
+    Confirm { epoch: Epoch, log_len: u64 },
+}
+
+impl Message {
+    /// The message's kind, as events and logs name it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Message::Heartbeat(_) => "heartbeat",
+            Message::Grant { .. } => "grant",
+            Message::NewEpoch { .. } => "new_epoch",
+            Message::Promote { .. } => "promote",
+            Message::Rejoin { .. } => "rejoin",
+            Message::Fence { .. } => "fence",
+            Message::Fenced { .. } => "fenced",
+            Message::Unfence { .. } => "unfence",
+            Message::Drained { .. } => "drained",
+            Message::OutOfSync { .. } => "out_of_sync",
+            Message::Append { .. } => "append",
+            Message::Confirm { .. } => "confirm",
+        }
+    }
+}
+
+/// A message as it travels: who sent it, to whom, and what.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    pub from: NodeId,
+    pub to: NodeId,
+    pub msg: Message,
+}

@@ -1,0 +1,229 @@
+//! The async shell around a state machine: one tokio task per participant.
+//!
+//! A node takes [`Input`]s from its inbox one at a time, hands each to its machine with the
+//! time of its own clock, then carries out the [`Effects`]: persist (all or nothing, before
+//! anything is acknowledged), record events, send messages, and answer the caller. A store
+//! failure stops the node (fail-stop): a region that cannot persist must not acknowledge.
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::entry::WriteId;
+use crate::event::{Event, Refusal};
+use crate::message::{Envelope, NodeId};
+use crate::observe::Observer;
+use crate::protocol::control::{ControlMachine, ControlSnapshot};
+use crate::protocol::region::{Ack, RegionMachine, RegionSnapshot};
+use crate::protocol::Effects;
+use crate::store::Store;
+use crate::time::{Clock, Millis};
+use crate::transport::Transport;
+
+/// Something a node is asked to handle.
+#[derive(Debug)]
+pub enum Input {
+    /// Time passed: look at the clock.
+    Tick,
+    Message(Envelope),
+    /// A client write (region), or an operator's re-apply (`reapply_of`).
+    Write {
+        write: WriteId,
+        payload: String,
+        reapply_of: Option<WriteId>,
+    },
+    /// Region: mark a quarantined write as re-applied.
+    MarkReapplied {
+        write: WriteId,
+    },
+    /// Control plane: operator's manual data failback.
+    Failback {
+        target: u8,
+    },
+    /// Control plane: operator's forced failover.
+    ForceFailover {
+        target: u8,
+    },
+    Snapshot,
+}
+
+/// A node's answer.
+#[derive(Debug)]
+pub enum Output {
+    Done,
+    Write(Result<Ack, Refusal>),
+    Operator(Result<(), String>),
+    Marked(bool),
+    Region(Box<RegionSnapshot>),
+    Control(Box<ControlSnapshot>),
+}
+
+/// A protocol state machine a node can run.
+pub trait Machine: Send + 'static {
+    fn node(&self) -> NodeId;
+    fn handle(&mut self, now: Millis, input: Input, fx: &mut Effects) -> Output;
+}
+
+impl Machine for RegionMachine {
+    fn node(&self) -> NodeId {
+        NodeId::Region(self.id())
+    }
+
+    fn handle(&mut self, now: Millis, input: Input, fx: &mut Effects) -> Output {
+        match input {
+            Input::Tick => self.tick(now, fx),
+            Input::Message(env) => self.receive(now, env.from, env.msg, fx),
+            Input::Write {
+                write,
+                payload,
+                reapply_of,
+            } => return Output::Write(self.write(now, write, payload, reapply_of, fx)),
+            Input::MarkReapplied { write } => {
+                return Output::Marked(self.mark_reapplied(write, fx))
+            }
+            Input::Snapshot => return Output::Region(Box::new(self.snapshot(now))),
+            Input::Failback { .. } | Input::ForceFailover { .. } => {
+                return Output::Operator(Err("a region takes no operator requests".into()))
+            }
+        }
+        Output::Done
+    }
+}
+
+impl Machine for ControlMachine {
+    fn node(&self) -> NodeId {
+        NodeId::Control
+    }
+
+    fn handle(&mut self, now: Millis, input: Input, fx: &mut Effects) -> Output {
+        match input {
+            Input::Tick => self.tick(now, fx),
+            Input::Message(env) => self.receive(now, env.from, env.msg, fx),
+            Input::Failback { target } => {
+                return Output::Operator(self.request_failback(now, target, fx))
+            }
+            Input::ForceFailover { target } => {
+                return Output::Operator(self.force_failover(now, target, fx))
+            }
+            Input::Snapshot => return Output::Control(Box::new(self.snapshot(now))),
+            Input::Write { .. } => return Output::Write(Err(Refusal::NotPrimary)),
+            Input::MarkReapplied { .. } => return Output::Marked(false),
+        }
+        Output::Done
+    }
+}
+
+#[derive(Debug)]
+struct Job {
+    input: Input,
+    reply: Option<oneshot::Sender<Output>>,
+}
+
+/// Everything a node's task needs besides its machine.
+pub struct Wiring {
+    pub store: Option<Box<dyn Store>>,
+    pub transport: Arc<dyn Transport>,
+    pub clock: Arc<dyn Clock>,
+    /// How far this node's clock lags the control plane's.
+    pub lag: Millis,
+    pub observer: Arc<Observer>,
+}
+
+/// Where a node's inputs go; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Mailbox {
+    inbox: mpsc::UnboundedSender<Job>,
+}
+
+impl Mailbox {
+    /// Hands `input` to the node without waiting; dropped if the node stopped.
+    pub fn post(&self, input: Input) {
+        let _ = self.inbox.send(Job { input, reply: None });
+    }
+}
+
+/// A running node.
+#[derive(Debug)]
+pub struct NodeHandle {
+    inbox: mpsc::UnboundedSender<Job>,
+    task: JoinHandle<()>,
+}
+
+impl NodeHandle {
+    /// Starts `machine` in a task of the current tokio runtime.
+    pub fn spawn(machine: impl Machine, wiring: Wiring) -> NodeHandle {
+        let (inbox, jobs) = mpsc::unbounded_channel();
+        let task = tokio::spawn(run(machine, wiring, jobs));
+        NodeHandle { inbox, task }
+    }
+
+    /// Hands `input` to the node and waits until it is handled; `None` if the node stopped.
+    pub async fn call(&self, input: Input) -> Option<Output> {
+        let (reply, answer) = oneshot::channel();
+        self.inbox
+            .send(Job {
+                input,
+                reply: Some(reply),
+            })
+            .ok()?;
+        answer.await.ok()
+    }
+
+    pub fn mailbox(&self) -> Mailbox {
+        Mailbox {
+            inbox: self.inbox.clone(),
+        }
+    }
+
+    /// Stops the node at once, as a crash would, and waits until its task is gone (and with
+    /// it the store it held open).
+    pub async fn kill(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+
+    pub fn is_running(&self) -> bool {
+        !self.task.is_finished()
+    }
+}
+
+async fn run(
+    mut machine: impl Machine,
+    mut wiring: Wiring,
+    mut jobs: mpsc::UnboundedReceiver<Job>,
+) {
+    let node = machine.node();
+    while let Some(job) = jobs.recv().await {
+        let clock_now = wiring.clock.now();
+        let now = clock_now.saturating_sub(wiring.lag);
+        let mut fx = Effects::default();
+        let output = machine.handle(now, job.input, &mut fx);
+        if !fx.store.is_empty() {
+            if let Some(store) = &mut wiring.store {
+                if let Err(e) = store.apply(&fx.store) {
+                    if let NodeId::Region(region) = node {
+                        let event = Event::StoreFailed {
+                            region,
+                            error: e.to_string(),
+                        };
+                        wiring.observer.emit(clock_now, node, event);
+                    }
+                    if let Some(reply) = job.reply {
+                        let _ = reply.send(Output::Write(Err(Refusal::StoreFailed)));
+                    }
+                    return;
+                }
+            }
+        }
+        for event in fx.events {
+            wiring.observer.emit(clock_now, node, event);
+        }
+        for envelope in fx.send {
+            wiring.transport.send(envelope);
+        }
+        if let Some(reply) = job.reply {
+            let _ = reply.send(output);
+        }
+    }
+}

@@ -1,0 +1,636 @@
+//! The control plane: health monitor, lease issuer and router behind the global endpoint.
+//!
+//! It hears heartbeats, grants the primary's lease, declares silent regions failed, moves
+//! compute off them at once, and fails the data primary over once the old lease has surely
+//! expired and the RPO guard allows; otherwise it waits the grace period and leaves the
+//! decision to the operator. It rejoins recovered regions, moves compute home automatically
+//! and runs the operator's data failback as a drained switchover.
+
+use std::cmp::Reverse;
+
+use drcheck_properties::Role;
+
+use crate::entry::Epoch;
+use crate::event::{Event, FailoverKind};
+use crate::message::{Heartbeat, Message, NodeId};
+use crate::protocol::Effects;
+use crate::time::{Millis, Timing};
+
+/// The control plane's routing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Routing {
+    pub epoch: Epoch,
+    /// The data primary.
+    pub primary: u8,
+    /// The region the global endpoint sends requests to.
+    pub compute: u8,
+    /// The region compute fails back to.
+    pub home: u8,
+}
+
+/// What the control plane is doing about the data primary.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "phase", rename_all = "snake_case")]
+pub enum Phase {
+    Normal,
+    /// The primary was declared failed at `since`; waiting for the old lease to expire (and,
+    /// if the RPO guard refused, for the grace period and then the operator).
+    FailingOver {
+        from: u8,
+        since: Millis,
+        guard_ok: bool,
+    },
+    /// Manual data failback: the primary was asked to fence at `started`.
+    Switchover {
+        target: u8,
+        started: Millis,
+        fenced_at: Option<Millis>,
+        requested: bool,
+    },
+}
+
+#[derive(Clone, Debug, Default)]
+struct Health {
+    last_heard: Millis,
+    failed: bool,
+    report: Option<Heartbeat>,
+}
+
+/// The control plane as the status API and the abstract view see it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ControlSnapshot {
+    pub routing: Routing,
+    pub phase: Phase,
+    /// Per region: declared failed.
+    pub failed: Vec<bool>,
+    /// Per region: time since its last heartbeat arrived.
+    pub silence: Vec<Millis>,
+    /// Per region: the log length of its last heartbeat.
+    pub reported_len: Vec<Option<u64>>,
+    /// `old_prefix_len` of the primary's last heartbeat.
+    pub old_prefix: u64,
+    /// Time since the last lease grant to the primary.
+    pub grant_age: Millis,
+}
+
+#[derive(Debug)]
+pub struct ControlMachine {
+    timing: Timing,
+    routing: Routing,
+    health: Vec<Health>,
+    last_grant: Millis,
+    old_prefix: u64,
+    /// The primary's epoch runs, from a heartbeat it sent as primary of the current epoch (its
+    /// entries of older epochs are final then).
+    primary_runs: Option<Vec<(Epoch, u64)>>,
+    phase: Phase,
+}
+
+impl ControlMachine {
+    /// Region 0 is primary, compute region and home of epoch 1, with a lease granted at `now`.
+    pub fn new(regions: u8, timing: Timing, now: Millis) -> Self {
+        ControlMachine {
+            timing,
+            routing: Routing {
+                epoch: 1,
+                primary: 0,
+                compute: 0,
+                home: 0,
+            },
+            health: (0..regions)
+                .map(|_| Health {
+                    last_heard: now,
+                    ..Health::default()
+                })
+                .collect(),
+            last_grant: now,
+            old_prefix: 0,
+            primary_runs: Some(Vec::new()),
+            phase: Phase::Normal,
+        }
+    }
+
+    pub fn routing(&self) -> Routing {
+        self.routing
+    }
+
+    pub fn snapshot(&self, now: Millis) -> ControlSnapshot {
+        ControlSnapshot {
+            routing: self.routing,
+            phase: self.phase.clone(),
+            failed: self.health.iter().map(|h| h.failed).collect(),
+            silence: self
+                .health
+                .iter()
+                .map(|h| now.saturating_sub(h.last_heard))
+                .collect(),
+            reported_len: self
+                .health
+                .iter()
+                .map(|h| h.report.as_ref().map(|r| r.log_len))
+                .collect(),
+            old_prefix: self.old_prefix,
+            grant_age: now.saturating_sub(self.last_grant),
+        }
+    }
+
+    fn regions(&self) -> u8 {
+        self.health.len() as u8
+    }
+
+    fn failed(&self, r: u8) -> bool {
+        self.health[usize::from(r)].failed
+    }
+
+    fn report(&self, r: u8) -> Option<&Heartbeat> {
+        self.health.get(usize::from(r))?.report.as_ref()
+    }
+
+    fn reported_len(&self, r: u8) -> u64 {
+        self.report(r).map_or(0, |h| h.log_len)
+    }
+
+    /// Is `r` (by its last report) a secondary of the current epoch, not declared failed?
+    fn healthy_secondary(&self, r: u8) -> bool {
+        !self.failed(r)
+            && self
+                .report(r)
+                .is_some_and(|h| h.role == Role::Secondary && h.epoch == self.routing.epoch)
+    }
+
+    /// The secondary to promote instead of `from`: the most caught up (by last entry's epoch,
+    /// then length), lowest index on ties. A stale region never qualifies.
+    fn candidate(&self, from: u8) -> Option<u8> {
+        (0..self.regions())
+            .filter(|&r| r != from && self.healthy_secondary(r))
+            .max_by_key(|&r| {
+                let h = self.report(r);
+                (
+                    h.and_then(|h| h.last.map(|(e, _)| e)),
+                    self.reported_len(r),
+                    Reverse(r),
+                )
+            })
+    }
+
+    fn guard_allows(&self, to: u8) -> bool {
+        self.reported_len(to) >= self.old_prefix
+    }
+
+    fn lease_expired(&self, now: Millis) -> bool {
+        now.saturating_sub(self.last_grant) >= self.timing.lease_wait()
+    }
+
+    fn move_compute(&mut self, to: u8, reason: &str, fx: &mut Effects) {
+        let from = self.routing.compute;
+        if from != to {
+            self.routing.compute = to;
+            fx.event(Event::ComputeMoved {
+                from,
+                to,
+                reason: reason.to_string(),
+            });
+        }
+    }
+
+    /// Time passes: declare silent regions, promote, move compute home, time out a drain.
+    pub fn tick(&mut self, now: Millis, fx: &mut Effects) {
+        for r in 0..self.regions() {
+            let h = &self.health[usize::from(r)];
+            let silent_for = now.saturating_sub(h.last_heard);
+            if !h.failed && silent_for >= self.timing.detection {
+                self.declare(now, r, silent_for, fx);
+            }
+        }
+        self.decide(now, fx);
+    }
+
+    /// The decisions that wait on a condition rather than on a message.
+    fn decide(&mut self, now: Millis, fx: &mut Effects) {
+        if let Phase::FailingOver { from, .. } = self.phase {
+            if self.lease_expired(now) {
+                if let Some(to) = self.candidate(from).filter(|&c| self.guard_allows(c)) {
+                    self.promote(now, FailoverKind::Automatic, to, false, fx);
+                }
+            }
+        }
+        self.fail_back_compute(fx);
+        self.time_out_switchover(now, fx);
+    }
+
+    fn declare(&mut self, now: Millis, r: u8, silent_for: Millis, fx: &mut Effects) {
+        self.health[usize::from(r)].failed = true;
+        fx.event(Event::RegionDeclaredFailed {
+            region: r,
+            silent_for,
+        });
+        if self.routing.compute == r {
+            let healthy = (0..self.regions()).find(|&x| !self.failed(x));
+            if let Some(to) = self.candidate(r).or(healthy) {
+                self.move_compute(to, "compute region declared failed", fx);
+            }
+        }
+        if r == self.routing.primary {
+            let candidate = self.candidate(r);
+            let guard_ok = candidate.is_some_and(|c| self.guard_allows(c));
+            self.phase = Phase::FailingOver {
+                from: r,
+                since: now,
+                guard_ok,
+            };
+            fx.event(Event::FailoverStarted {
+                from: r,
+                guard_ok,
+                old_prefix: self.old_prefix,
+            });
+            if !guard_ok {
+                let reason = match candidate {
+                    None => format!("no secondary of epoch {} is available", self.routing.epoch),
+                    Some(c) => format!(
+                        "RPO guard: region {c} holds {} entries, the old primary's last \
+                         heartbeat reported {} acknowledged more than RPO - heartbeat - delay ago",
+                        self.reported_len(c),
+                        self.old_prefix
+                    ),
+                };
+                fx.event(Event::FailoverBlocked {
+                    from: r,
+                    candidate,
+                    reason,
+                });
+            }
+        } else {
+            let primary = NodeId::Region(self.routing.primary);
+            let epoch = self.routing.epoch;
+            fx.send(
+                NodeId::Control,
+                primary,
+                Message::OutOfSync { epoch, region: r },
+            );
+            if matches!(self.phase, Phase::Switchover { target, .. } if target == r) {
+                self.abort_switchover("the target was declared failed", fx);
+            }
+        }
+    }
+
+    /// Makes `to` the data primary of a new epoch.
+    fn promote(
+        &mut self,
+        now: Millis,
+        kind: FailoverKind,
+        to: u8,
+        requested: bool,
+        fx: &mut Effects,
+    ) {
+        let from = self.routing.primary;
+        let from_healthy = !self.failed(from);
+        let epoch = self.routing.epoch + 1;
+        self.routing.epoch = epoch;
+        self.routing.primary = to;
+        if self.failed(self.routing.compute) {
+            self.move_compute(to, "data primary promoted", fx);
+        }
+        self.last_grant = now;
+        // Until its first heartbeat as primary, judge the new primary by what it holds.
+        self.old_prefix = self.report(to).map_or(0, |h| h.old_prefix);
+        self.primary_runs = None;
+        self.phase = Phase::Normal;
+        if let Some(h) = &mut self.health[usize::from(to)].report {
+            h.epoch = epoch;
+            h.role = Role::Primary;
+        }
+        fx.event(Event::FailoverDecided {
+            kind,
+            from,
+            to,
+            epoch,
+            from_healthy,
+            requested,
+        });
+        let expiry = now + self.timing.lease;
+        fx.send(
+            NodeId::Control,
+            NodeId::Region(to),
+            Message::Promote { epoch, expiry },
+        );
+        fx.send(
+            NodeId::Control,
+            NodeId::Region(from),
+            Message::NewEpoch { epoch },
+        );
+    }
+
+    /// A protocol message arrives.
+    pub fn receive(&mut self, now: Millis, from: NodeId, msg: Message, fx: &mut Effects) {
+        let NodeId::Region(r) = from else {
+            return;
+        };
+        if usize::from(r) >= self.health.len() {
+            return;
+        }
+        match msg {
+            Message::Heartbeat(hb) => self.heartbeat(now, r, hb, fx),
+            Message::Fenced { epoch, .. } => {
+                if let Phase::Switchover { fenced_at, .. } = &mut self.phase {
+                    if epoch == self.routing.epoch && r == self.routing.primary {
+                        *fenced_at = Some(now);
+                    }
+                }
+            }
+            Message::Drained { epoch, target } => {
+                if let Phase::Switchover {
+                    target: t,
+                    fenced_at: Some(_),
+                    requested,
+                    ..
+                } = self.phase
+                {
+                    let current = epoch == self.routing.epoch && r == self.routing.primary;
+                    if current && t == target && !self.failed(target) {
+                        self.promote(now, FailoverKind::Switchover, target, requested, fx);
+                    }
+                }
+            }
+            _ => {}
+        }
+        self.decide(now, fx);
+    }
+
+    fn heartbeat(&mut self, now: Millis, r: u8, hb: Heartbeat, fx: &mut Effects) {
+        fx.event(Event::HeartbeatReceived {
+            region: r,
+            epoch: hb.epoch,
+        });
+        let health = &mut self.health[usize::from(r)];
+        health.last_heard = now;
+        health.failed = false;
+        health.report = Some(hb.clone());
+        if self.failed(self.routing.compute) {
+            self.move_compute(r, "first healthy region heard", fx);
+        }
+        let epoch = self.routing.epoch;
+        if r == self.routing.primary && hb.epoch < epoch && hb.role == Role::Secondary {
+            // The promotion did not arrive: say it again.
+            self.last_grant = now;
+            let expiry = now + self.timing.lease;
+            fx.send(
+                NodeId::Control,
+                NodeId::Region(r),
+                Message::Promote { epoch, expiry },
+            );
+            return;
+        }
+        if hb.epoch < epoch {
+            fx.send(
+                NodeId::Control,
+                NodeId::Region(r),
+                Message::NewEpoch { epoch },
+            );
+            self.offer_rejoin(r, fx);
+            return;
+        }
+        if hb.role == Role::Stale {
+            self.offer_rejoin(r, fx);
+            return;
+        }
+        if r != self.routing.primary {
+            return;
+        }
+        if matches!(self.phase, Phase::FailingOver { from, .. } if from == r) {
+            self.phase = Phase::Normal;
+            fx.event(Event::FailoverCancelled { from: r });
+        }
+        let switching = matches!(self.phase, Phase::Switchover { .. });
+        if !switching && hb.role == Role::Fenced {
+            // A switchover was aborted while this primary was unreachable.
+            fx.send(
+                NodeId::Control,
+                NodeId::Region(r),
+                Message::Unfence { epoch },
+            );
+        }
+        self.old_prefix = hb.old_prefix;
+        if matches!(hb.role, Role::Primary | Role::Fenced) {
+            self.primary_runs = Some(hb.runs.clone());
+        }
+        for &s in &hb.in_sync {
+            if self.health.get(usize::from(s)).is_some_and(|h| h.failed) {
+                // The primary still counts a region declared failed: tell it again.
+                let out = Message::OutOfSync { epoch, region: s };
+                fx.send(NodeId::Control, NodeId::Region(r), out);
+            }
+        }
+        if !switching && hb.role == Role::Primary {
+            self.last_grant = now;
+            let expiry = now + self.timing.lease;
+            fx.send(
+                NodeId::Control,
+                NodeId::Region(r),
+                Message::Grant { epoch, expiry },
+            );
+        }
+    }
+
+    /// A region that missed a promotion rejoins once the primary's log is known.
+    fn offer_rejoin(&self, r: u8, fx: &mut Effects) {
+        let primary = self.routing.primary;
+        if r == primary || self.failed(r) {
+            return;
+        }
+        if let Some(runs) = &self.primary_runs {
+            fx.send(
+                NodeId::Control,
+                NodeId::Region(r),
+                Message::Rejoin {
+                    epoch: self.routing.epoch,
+                    primary,
+                    runs: runs.clone(),
+                },
+            );
+        }
+    }
+
+    /// Compute moves home as soon as the home region is a healthy member of the current
+    /// epoch that reaches the data primary.
+    fn fail_back_compute(&mut self, fx: &mut Effects) {
+        let home = self.routing.home;
+        if self.routing.compute == home || self.failed(home) {
+            return;
+        }
+        let member = self.report(home).is_some_and(|h| {
+            h.epoch == self.routing.epoch
+                && h.role != Role::Stale
+                && (home == self.routing.primary || h.primary_contact)
+        });
+        if member {
+            self.move_compute(home, "compute failback", fx);
+        }
+    }
+
+    fn time_out_switchover(&mut self, now: Millis, fx: &mut Effects) {
+        if let Phase::Switchover {
+            started, fenced_at, ..
+        } = self.phase
+        {
+            let limit = self.timing.drain_timeout;
+            match fenced_at {
+                Some(t) if now.saturating_sub(t) >= limit => {
+                    self.abort_switchover("the drain timed out", fx);
+                }
+                None if now.saturating_sub(started) >= limit => {
+                    self.abort_switchover("the primary did not confirm the fence", fx);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn abort_switchover(&mut self, reason: &str, fx: &mut Effects) {
+        if let Phase::Switchover { target, .. } = self.phase {
+            self.phase = Phase::Normal;
+            let epoch = self.routing.epoch;
+            fx.send(
+                NodeId::Control,
+                NodeId::Region(self.routing.primary),
+                Message::Unfence { epoch },
+            );
+            fx.event(Event::SwitchoverAborted {
+                target,
+                reason: reason.to_string(),
+            });
+        }
+    }
+
+    /// Operator: fail the data back to `target` (the home region) as a drained switchover.
+    pub fn request_failback(
+        &mut self,
+        now: Millis,
+        target: u8,
+        fx: &mut Effects,
+    ) -> Result<(), String> {
+        let result = self.check_failback(target);
+        match result {
+            Ok(()) => {
+                self.phase = Phase::Switchover {
+                    target,
+                    started: now,
+                    fenced_at: None,
+                    requested: true,
+                };
+                fx.event(Event::SwitchoverStarted {
+                    target,
+                    requested: true,
+                });
+                let epoch = self.routing.epoch;
+                fx.send(
+                    NodeId::Control,
+                    NodeId::Region(self.routing.primary),
+                    Message::Fence { epoch, target },
+                );
+                Ok(())
+            }
+            Err(reason) => {
+                fx.event(Event::OperatorRefused {
+                    request: format!("data failback to region {target}"),
+                    reason: reason.clone(),
+                });
+                Err(reason)
+            }
+        }
+    }
+
+    fn check_failback(&self, target: u8) -> Result<(), String> {
+        let (home, primary, epoch) = (self.routing.home, self.routing.primary, self.routing.epoch);
+        if usize::from(target) >= self.health.len() {
+            return Err(format!("there is no region {target}"));
+        }
+        if target != home {
+            return Err(format!("data fails back only to the home region {home}"));
+        }
+        if target == primary {
+            return Err(format!("region {target} is already the data primary"));
+        }
+        if self.phase != Phase::Normal {
+            return Err("a failover or switchover is in progress".to_string());
+        }
+        if self.failed(target) {
+            return Err(format!("region {target} is declared failed"));
+        }
+        let (Some(t), Some(p)) = (self.report(target), self.report(primary)) else {
+            return Err("no heartbeat yet from the target or the primary".to_string());
+        };
+        if t.role != Role::Secondary || t.epoch != epoch {
+            return Err(format!(
+                "region {target} is not a secondary of epoch {epoch} (it reports {:?} of epoch {})",
+                t.role, t.epoch
+            ));
+        }
+        if p.role != Role::Primary || self.failed(primary) {
+            return Err(format!("the data primary {primary} is not healthy"));
+        }
+        if t.log_len != p.log_len || t.last != p.last {
+            return Err(format!(
+                "region {target} has not caught up (it holds {} entries, the primary {})",
+                t.log_len, p.log_len
+            ));
+        }
+        Ok(())
+    }
+
+    /// Operator: force a failover to `target` after the grace period, when the RPO guard
+    /// refused the automatic one. The data loss it causes is recorded.
+    pub fn force_failover(
+        &mut self,
+        now: Millis,
+        target: u8,
+        fx: &mut Effects,
+    ) -> Result<(), String> {
+        match self.check_forced(now, target) {
+            Ok(()) => {
+                self.promote(now, FailoverKind::Forced, target, true, fx);
+                Ok(())
+            }
+            Err(reason) => {
+                fx.event(Event::OperatorRefused {
+                    request: format!("forced failover to region {target}"),
+                    reason: reason.clone(),
+                });
+                Err(reason)
+            }
+        }
+    }
+
+    fn check_forced(&self, now: Millis, target: u8) -> Result<(), String> {
+        if usize::from(target) >= self.health.len() {
+            return Err(format!("there is no region {target}"));
+        }
+        let Phase::FailingOver { from, since, .. } = self.phase else {
+            return Err("no failover is pending: the data primary is healthy".to_string());
+        };
+        let epoch = self.routing.epoch;
+        let Some(best) = self.candidate(from) else {
+            return Err(format!("no secondary of epoch {epoch} is available"));
+        };
+        if self.guard_allows(best) {
+            return Err(
+                "the RPO guard allows an automatic failover; it needs no operator".to_string(),
+            );
+        }
+        let waited = now.saturating_sub(since);
+        if waited < self.timing.grace {
+            return Err(format!(
+                "the grace period has not passed ({waited} of {} ms waited for the old primary)",
+                self.timing.grace
+            ));
+        }
+        if !self.lease_expired(now) {
+            return Err("the old primary's lease may still be valid".to_string());
+        }
+        if target == from || !self.healthy_secondary(target) {
+            return Err(format!(
+                "region {target} is not a healthy secondary of epoch {epoch}"
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,28 @@
+//! The DR protocol as plain state machines: inputs in, [`Effects`] out, time passed in.
+//! Nothing here does I/O; `crate::runtime` drives these from tokio tasks.
+
+pub mod control;
+pub mod region;
+
+use crate::event::Event;
+use crate::message::{Envelope, Message, NodeId};
+use crate::store::StoreOp;
+
+/// What handling one input asks the shell to do, in this order: persist `store` (all or
+/// nothing; nothing is acknowledged before it is durable), record `events`, send `send`.
+#[derive(Debug, Default)]
+pub struct Effects {
+    pub store: Vec<StoreOp>,
+    pub events: Vec<Event>,
+    pub send: Vec<Envelope>,
+}
+
+impl Effects {
+    fn send(&mut self, from: NodeId, to: NodeId, msg: Message) {
+        self.send.push(Envelope { from, to, msg });
+    }
+
+    fn event(&mut self, event: Event) {
+        self.events.push(event);
+    }
+}

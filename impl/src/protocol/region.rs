@@ -1,0 +1,545 @@
+//! A region: data primary, secondary, fenced primary or stale region waiting to rejoin.
+//!
+//! The primary acknowledges a write only under a valid lease and the bounded-staleness
+//! throttle, after it is durable; it ships entries to the other regions, which append them in
+//! order and confirm. A region's clock may lag the control plane's: `now` here is the
+//! region's own clock, and a lease is valid while it is before the expiry the control plane
+//! granted on its clock.
+
+use drcheck_properties::Role;
+
+use crate::entry::{common_prefix, epoch_runs, Epoch, LogEntry, Quarantined, WriteId};
+use crate::event::{Event, Refusal};
+use crate::message::{Heartbeat, Message, NodeId};
+use crate::protocol::Effects;
+use crate::store::{Durable, StoreOp};
+use crate::time::{Millis, Timing};
+
+/// Most entries one `Append` carries (a lagging secondary catches up over several).
+const MAX_BATCH: usize = 512;
+
+/// A write the region acknowledged: durable in its log at `index`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ack {
+    pub write: WriteId,
+    pub epoch: Epoch,
+    pub index: u64,
+}
+
+/// What the region looks like from outside, for the abstract view and operators.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RegionSnapshot {
+    pub role: Role,
+    pub epoch: Epoch,
+    pub log: Vec<LogEntry>,
+    pub quarantine: Vec<Quarantined>,
+    /// Protocol time until this region's clock reaches its lease expiry (0: no lease).
+    pub lease_left: Millis,
+    /// Would it acknowledge a write now (role, lease and throttle)?
+    pub accepts_writes: bool,
+    /// As primary: the secondaries it counts as in sync.
+    pub in_sync: Vec<u8>,
+}
+
+#[derive(Debug)]
+pub struct RegionMachine {
+    id: u8,
+    regions: u8,
+    timing: Timing,
+    durable: Durable,
+    /// Lease expiry on the control plane's clock.
+    lease: Option<Millis>,
+    /// As primary: per region, how much of the log it confirmed (`None`: not heard yet).
+    confirmed: Vec<Option<u64>>,
+    in_sync: Vec<bool>,
+    /// As fenced primary: the switchover's target.
+    fence_target: Option<u8>,
+    last_heartbeat: Millis,
+    last_keepalive: Option<Millis>,
+    /// As secondary: when the primary of its epoch was last heard.
+    primary_heard: Option<Millis>,
+}
+
+impl RegionMachine {
+    /// A region starting from its durable state (fresh or after a restart): no lease, no
+    /// replication progress.
+    pub fn new(id: u8, regions: u8, timing: Timing, durable: Durable, now: Millis) -> Self {
+        let n = usize::from(regions);
+        RegionMachine {
+            id,
+            regions,
+            timing,
+            durable,
+            lease: None,
+            confirmed: vec![None; n],
+            in_sync: vec![false; n],
+            fence_target: None,
+            last_heartbeat: now,
+            last_keepalive: None,
+            primary_heard: None,
+        }
+    }
+
+    /// The initial primary of a new deployment: a lease until `lease_expiry` and every other
+    /// (empty) region in sync.
+    pub fn initial_primary(mut self, lease_expiry: Millis) -> Self {
+        self.lease = Some(lease_expiry);
+        for r in 0..self.regions {
+            if r != self.id {
+                self.confirmed[usize::from(r)] = Some(0);
+                self.in_sync[usize::from(r)] = true;
+            }
+        }
+        self
+    }
+
+    pub fn id(&self) -> u8 {
+        self.id
+    }
+
+    pub fn role(&self) -> Role {
+        self.durable.role
+    }
+
+    pub fn epoch(&self) -> Epoch {
+        self.durable.epoch
+    }
+
+    pub fn log(&self) -> &[LogEntry] {
+        &self.durable.log
+    }
+
+    fn me(&self) -> NodeId {
+        NodeId::Region(self.id)
+    }
+
+    fn has_lease(&self, now: Millis) -> bool {
+        self.lease.is_some_and(|expiry| now < expiry)
+    }
+
+    fn set_role(&mut self, epoch: Epoch, role: Role, fx: &mut Effects) {
+        let op = StoreOp::SetRole { epoch, role };
+        self.durable.apply(&op);
+        fx.store.push(op);
+    }
+
+    /// Length of the log every in-sync secondary has confirmed.
+    fn confirmed_by_in_sync(&self) -> u64 {
+        (0..usize::from(self.regions))
+            .filter(|&r| self.in_sync[r])
+            .map(|r| self.confirmed[r].unwrap_or(0))
+            .min()
+            .unwrap_or(self.durable.log.len() as u64)
+    }
+
+    /// How long until the throttle lifts, if it is on now.
+    fn throttled_for(&self, now: Millis) -> Option<Millis> {
+        let oldest = usize::try_from(self.confirmed_by_in_sync()).ok()?;
+        let entry = self.durable.log.get(oldest)?;
+        let age = now.saturating_sub(entry.acked_at);
+        (age >= self.timing.throttle).then_some(self.timing.heartbeat.max(1))
+    }
+
+    fn refusal(&self, now: Millis) -> Option<Refusal> {
+        match self.durable.role {
+            Role::Primary => {}
+            Role::Fenced => return Some(Refusal::Fenced),
+            Role::Secondary | Role::Stale => return Some(Refusal::NotPrimary),
+        }
+        if !self.has_lease(now) {
+            return Some(Refusal::NoLease);
+        }
+        self.throttled_for(now)
+            .map(|retry_after| Refusal::Throttled { retry_after })
+    }
+
+    /// A client write (or an operator's re-apply of a quarantined write).
+    pub fn write(
+        &mut self,
+        now: Millis,
+        write: WriteId,
+        payload: String,
+        reapply_of: Option<WriteId>,
+        fx: &mut Effects,
+    ) -> Result<Ack, Refusal> {
+        if let Some(reason) = self.refusal(now) {
+            fx.event(Event::WriteRefused {
+                region: self.id,
+                write,
+                reason: reason.clone(),
+            });
+            return Err(reason);
+        }
+        let index = self.durable.log.len() as u64;
+        let entry = LogEntry {
+            epoch: self.durable.epoch,
+            write,
+            acked_at: now,
+            reapply_of,
+            payload,
+        };
+        let previous = self.durable.log.last().map(|e| e.write);
+        let op = StoreOp::Append(vec![entry.clone()]);
+        self.durable.apply(&op);
+        fx.store.push(op);
+        fx.event(Event::WriteAccepted {
+            region: self.id,
+            write,
+            epoch: self.durable.epoch,
+            index,
+            previous,
+            reapply_of,
+            protected: self.in_sync.iter().any(|&s| s),
+        });
+        // Ship at once to every secondary that is up to date; the others catch up on ticks.
+        for r in 0..self.regions {
+            if r != self.id && self.confirmed[usize::from(r)] == Some(index) {
+                fx.send(
+                    self.me(),
+                    NodeId::Region(r),
+                    Message::Append {
+                        epoch: self.durable.epoch,
+                        start: index,
+                        entries: vec![entry.clone()],
+                    },
+                );
+            }
+        }
+        Ok(Ack {
+            write,
+            epoch: self.durable.epoch,
+            index,
+        })
+    }
+
+    /// Marks a quarantined write as re-applied (the operator re-applied it elsewhere).
+    pub fn mark_reapplied(&mut self, write: WriteId, fx: &mut Effects) -> bool {
+        let held = self
+            .durable
+            .quarantine
+            .iter()
+            .any(|q| q.entry.write == write && !q.reapplied);
+        if held {
+            let op = StoreOp::MarkReapplied { write };
+            self.durable.apply(&op);
+            fx.store.push(op);
+        }
+        held
+    }
+
+    /// `old_prefix_len`: leading entries acknowledged at least RPO − H − D ago.
+    fn old_prefix(&self, now: Millis) -> u64 {
+        let threshold = self.timing.old_prefix_age();
+        self.durable
+            .log
+            .iter()
+            .take_while(|e| now.saturating_sub(e.acked_at) >= threshold)
+            .count() as u64
+    }
+
+    fn ships(&self) -> bool {
+        matches!(self.durable.role, Role::Primary | Role::Fenced)
+    }
+
+    /// Time passes: the lease may run out, a heartbeat may be due, entries are (re)shipped.
+    pub fn tick(&mut self, now: Millis, fx: &mut Effects) {
+        if let Some(expiry) = self.lease {
+            if now >= expiry {
+                self.lease = None;
+                fx.event(Event::LeaseExpired {
+                    region: self.id,
+                    epoch: self.durable.epoch,
+                });
+            }
+        }
+        if now.saturating_sub(self.last_heartbeat) >= self.timing.heartbeat {
+            self.last_heartbeat = now;
+            self.send_heartbeat(now, fx);
+        }
+        if self.ships() {
+            self.ship(now, fx);
+        }
+    }
+
+    fn send_heartbeat(&self, now: Millis, fx: &mut Effects) {
+        let log = &self.durable.log;
+        let contact = self
+            .primary_heard
+            .is_some_and(|t| now.saturating_sub(t) <= self.timing.heartbeat + self.timing.delay);
+        let heartbeat = Heartbeat {
+            epoch: self.durable.epoch,
+            role: self.durable.role,
+            log_len: log.len() as u64,
+            last: log.last().map(|e| (e.epoch, e.write)),
+            runs: epoch_runs(log),
+            old_prefix: self.old_prefix(now),
+            primary_contact: self.ships() || contact,
+            in_sync: (0..self.regions)
+                .filter(|&r| self.in_sync[usize::from(r)])
+                .collect(),
+        };
+        fx.event(Event::HeartbeatSent {
+            region: self.id,
+            epoch: self.durable.epoch,
+            log_len: log.len() as u64,
+        });
+        fx.send(self.me(), NodeId::Control, Message::Heartbeat(heartbeat));
+    }
+
+    /// Ships unconfirmed entries to every region that confirmed less than the whole log, and
+    /// an empty keep-alive (which asks for a confirmation) every heartbeat interval.
+    fn ship(&mut self, now: Millis, fx: &mut Effects) {
+        let keepalive = self
+            .last_keepalive
+            .is_none_or(|t| now.saturating_sub(t) >= self.timing.heartbeat);
+        if keepalive {
+            self.last_keepalive = Some(now);
+        }
+        let len = self.durable.log.len() as u64;
+        for r in 0..self.regions {
+            if r == self.id {
+                continue;
+            }
+            let start = match self.confirmed[usize::from(r)] {
+                Some(c) if c < len => c,
+                _ if keepalive => len,
+                _ => continue,
+            };
+            let from = usize::try_from(start).unwrap_or(usize::MAX);
+            let entries: Vec<LogEntry> = self.durable.log[from.min(self.durable.log.len())..]
+                .iter()
+                .take(MAX_BATCH)
+                .cloned()
+                .collect();
+            fx.send(
+                self.me(),
+                NodeId::Region(r),
+                Message::Append {
+                    epoch: self.durable.epoch,
+                    start,
+                    entries,
+                },
+            );
+        }
+    }
+
+    /// A protocol message arrives.
+    pub fn receive(&mut self, now: Millis, from: NodeId, msg: Message, fx: &mut Effects) {
+        let epoch = self.durable.epoch;
+        match msg {
+            Message::Grant { epoch: e, expiry } => {
+                if e == epoch && self.durable.role == Role::Primary {
+                    self.lease = Some(self.lease.map_or(expiry, |l| l.max(expiry)));
+                    fx.event(Event::LeaseGranted {
+                        region: self.id,
+                        epoch,
+                        expiry,
+                    });
+                }
+            }
+            Message::NewEpoch { epoch: e } => {
+                if e > epoch && self.durable.role != Role::Stale {
+                    self.become_stale(e, fx);
+                }
+            }
+            Message::Promote { epoch: e, expiry } => {
+                if e > epoch && self.durable.role == Role::Secondary {
+                    self.promote(e, expiry, fx);
+                }
+            }
+            Message::Rejoin {
+                epoch: e,
+                primary,
+                runs,
+            } => {
+                let behind = e > epoch || (e == epoch && self.durable.role == Role::Stale);
+                if behind && primary != self.id {
+                    self.rejoin(now, e, &runs, fx);
+                }
+            }
+            Message::Fence { epoch: e, target } => {
+                if e == epoch && self.durable.role == Role::Primary {
+                    self.lease = None;
+                    self.fence_target = Some(target);
+                    self.set_role(epoch, Role::Fenced, fx);
+                    let log_len = self.durable.log.len() as u64;
+                    fx.event(Event::Fenced {
+                        region: self.id,
+                        epoch,
+                        log_len,
+                    });
+                    fx.send(
+                        self.me(),
+                        NodeId::Control,
+                        Message::Fenced { epoch, log_len },
+                    );
+                    self.report_drained(fx);
+                }
+            }
+            Message::Unfence { epoch: e } => {
+                if e == epoch && self.durable.role == Role::Fenced {
+                    self.fence_target = None;
+                    self.set_role(epoch, Role::Primary, fx);
+                    fx.event(Event::Unfenced {
+                        region: self.id,
+                        epoch,
+                    });
+                }
+            }
+            Message::OutOfSync { epoch: e, region } => {
+                let r = usize::from(region);
+                if e == epoch && self.ships() && self.in_sync.get(r) == Some(&true) {
+                    self.in_sync[r] = false;
+                    fx.event(Event::OutOfSync {
+                        primary: self.id,
+                        region,
+                    });
+                }
+            }
+            Message::Append {
+                epoch: e,
+                start,
+                entries,
+            } => {
+                if let NodeId::Region(p) = from {
+                    if e == epoch && self.durable.role == Role::Secondary {
+                        self.primary_heard = Some(now);
+                        self.append(p, start, entries, fx);
+                    }
+                }
+            }
+            Message::Confirm { epoch: e, log_len } => {
+                if let NodeId::Region(r) = from {
+                    if e == epoch && self.ships() {
+                        self.confirm(r, log_len, fx);
+                    }
+                }
+            }
+            Message::Heartbeat(_) | Message::Fenced { .. } | Message::Drained { .. } => {}
+        }
+    }
+
+    fn become_stale(&mut self, newer: Epoch, fx: &mut Effects) {
+        self.lease = None;
+        self.fence_target = None;
+        self.set_role(self.durable.epoch, Role::Stale, fx);
+        fx.event(Event::Stale {
+            region: self.id,
+            epoch: newer,
+        });
+    }
+
+    fn promote(&mut self, epoch: Epoch, expiry: Millis, fx: &mut Effects) {
+        self.lease = Some(expiry);
+        self.confirmed = vec![None; usize::from(self.regions)];
+        self.in_sync = vec![false; usize::from(self.regions)];
+        self.primary_heard = None;
+        self.last_keepalive = None;
+        self.set_role(epoch, Role::Primary, fx);
+        fx.event(Event::Promoted {
+            region: self.id,
+            epoch,
+        });
+    }
+
+    fn rejoin(&mut self, now: Millis, epoch: Epoch, runs: &[(Epoch, u64)], fx: &mut Effects) {
+        let keep = common_prefix(&self.durable.log, runs);
+        let quarantined: Vec<WriteId> = self.durable.log[usize::try_from(keep).unwrap_or(0)..]
+            .iter()
+            .map(|e| e.write)
+            .collect();
+        if !quarantined.is_empty() {
+            let op = StoreOp::QuarantineSuffix { keep };
+            self.durable.apply(&op);
+            fx.store.push(op);
+        }
+        self.lease = None;
+        self.fence_target = None;
+        self.primary_heard = Some(now);
+        self.set_role(epoch, Role::Secondary, fx);
+        fx.event(Event::Rejoined {
+            region: self.id,
+            epoch,
+            kept: keep,
+            quarantined,
+        });
+    }
+
+    /// As secondary: entries from the primary `p`, starting at index `start`.
+    fn append(&mut self, p: u8, start: u64, entries: Vec<LogEntry>, fx: &mut Effects) {
+        let len = self.durable.log.len() as u64;
+        if start <= len {
+            let skip = usize::try_from(len - start).unwrap_or(usize::MAX);
+            let fresh: Vec<LogEntry> = entries.into_iter().skip(skip).collect();
+            if !fresh.is_empty() {
+                let op = StoreOp::Append(fresh);
+                self.durable.apply(&op);
+                fx.store.push(op);
+                fx.event(Event::Replicated {
+                    from: p,
+                    to: self.id,
+                    epoch: self.durable.epoch,
+                    log_len: self.durable.log.len() as u64,
+                });
+            }
+        }
+        // A gap (an earlier message was lost) is answered with where the log really ends.
+        fx.send(
+            self.me(),
+            NodeId::Region(p),
+            Message::Confirm {
+                epoch: self.durable.epoch,
+                log_len: self.durable.log.len() as u64,
+            },
+        );
+    }
+
+    /// As primary (or fenced primary): region `r` holds `log_len` entries of this log.
+    fn confirm(&mut self, r: u8, log_len: u64, fx: &mut Effects) {
+        let i = usize::from(r);
+        if i >= self.confirmed.len() || r == self.id {
+            return;
+        }
+        let len = self.durable.log.len() as u64;
+        self.confirmed[i] = Some(log_len.min(len));
+        if log_len == len && !self.in_sync[i] {
+            self.in_sync[i] = true;
+            fx.event(Event::InSync {
+                primary: self.id,
+                region: r,
+            });
+        }
+        self.report_drained(fx);
+    }
+
+    /// As fenced primary: tells the control plane once the target holds the whole log.
+    fn report_drained(&self, fx: &mut Effects) {
+        if let Some(target) = self.fence_target {
+            let len = self.durable.log.len() as u64;
+            if self.confirmed[usize::from(target)] == Some(len) {
+                fx.send(
+                    self.me(),
+                    NodeId::Control,
+                    Message::Drained {
+                        epoch: self.durable.epoch,
+                        target,
+                    },
+                );
+            }
+        }
+    }
+
+    pub fn snapshot(&self, now: Millis) -> RegionSnapshot {
+        RegionSnapshot {
+            role: self.durable.role,
+            epoch: self.durable.epoch,
+            log: self.durable.log.clone(),
+            quarantine: self.durable.quarantine.clone(),
+            lease_left: self.lease.map_or(0, |e| e.saturating_sub(now)),
+            accepts_writes: self.refusal(now).is_none(),
+            in_sync: (0..self.regions)
+                .filter(|&r| self.in_sync[usize::from(r)])
+                .collect(),
+        }
+    }
+}

@@ -1,0 +1,126 @@
+//! Protocol time and the `Clock` seam.
+//!
+//! Protocol time is in milliseconds of *protocol* minutes since the deployment started: a
+//! virtual clock advances it by hand, a real clock scales wall time (`minute_ms` wall
+//! milliseconds per protocol minute) so that a 60-minute RTO can be watched in seconds.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+/// Milliseconds of protocol time.
+pub type Millis = u64;
+
+/// One protocol minute.
+pub const MINUTE: Millis = 60_000;
+
+/// The protocol's timing parameters, in protocol milliseconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Timing {
+    /// A region heartbeats the control plane this often.
+    pub heartbeat: Millis,
+    /// The largest delay a message may take (a bound the protocol assumes, not enforces).
+    pub delay: Millis,
+    /// Silence after which the control plane declares a region failed.
+    pub detection: Millis,
+    /// Lease length, on the control plane's clock.
+    pub lease: Millis,
+    /// How far a region's clock may lag the control plane's.
+    pub skew: Millis,
+    /// Age of the oldest unconfirmed write at which the primary refuses new writes.
+    pub throttle: Millis,
+    pub rpo: Millis,
+    pub rto: Millis,
+    /// How long the control plane waits for the old primary when the RPO guard refuses.
+    pub grace: Millis,
+    /// How long a switchover may drain before it is aborted.
+    pub drain_timeout: Millis,
+}
+
+impl Default for Timing {
+    /// The defaults of `../shared/DESIGN.md`, the same as the model's.
+    fn default() -> Self {
+        Timing {
+            heartbeat: MINUTE,
+            delay: MINUTE,
+            detection: 5 * MINUTE,
+            lease: 5 * MINUTE,
+            skew: MINUTE,
+            throttle: 5 * MINUTE,
+            rpo: 15 * MINUTE,
+            rto: 60 * MINUTE,
+            grace: 30 * MINUTE,
+            drain_timeout: 5 * MINUTE,
+        }
+    }
+}
+
+impl Timing {
+    /// How long after its last grant a lease has surely expired on every region's clock.
+    pub fn lease_wait(&self) -> Millis {
+        self.lease + self.skew
+    }
+
+    /// Writes acknowledged at least this long ago count in `old_prefix_len` (RPO − H − D).
+    pub fn old_prefix_age(&self) -> Millis {
+        self.rpo.saturating_sub(self.heartbeat + self.delay)
+    }
+}
+
+/// Where protocol time comes from.
+pub trait Clock: Send + Sync + 'static {
+    /// Protocol time now, on the control plane's clock (a region subtracts its lag).
+    fn now(&self) -> Millis;
+}
+
+/// Wall time, scaled: `minute_ms` wall milliseconds make one protocol minute.
+#[derive(Debug)]
+pub struct RealClock {
+    start: Instant,
+    minute_ms: u64,
+}
+
+impl RealClock {
+    pub fn new(minute_ms: u64) -> RealClock {
+        RealClock {
+            start: Instant::now(),
+            minute_ms: minute_ms.max(1),
+        }
+    }
+
+    /// Wall milliseconds per protocol minute.
+    pub fn minute_ms(&self) -> u64 {
+        self.minute_ms
+    }
+}
+
+impl Clock for RealClock {
+    fn now(&self) -> Millis {
+        let wall = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        wall.saturating_mul(MINUTE) / self.minute_ms
+    }
+}
+
+/// A clock that moves only when a test advances it.
+#[derive(Debug, Default)]
+pub struct VirtualClock {
+    now: AtomicU64,
+}
+
+impl VirtualClock {
+    pub fn new() -> VirtualClock {
+        VirtualClock::default()
+    }
+
+    /// Moves the clock forward by `by` and returns the new time.
+    pub fn advance(&self, by: Millis) -> Millis {
+        self.now.fetch_add(by, Ordering::SeqCst) + by
+    }
+}
+
+impl Clock for VirtualClock {
+    fn now(&self) -> Millis {
+        self.now.load(Ordering::SeqCst)
+    }
+}

@@ -1,0 +1,322 @@
+//! The TCP transport between real sockets on 127.0.0.1: order, fault injection on both ends,
+//! reconnecting to a peer that starts late, and surviving garbage on the wire.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use drcheck_impl::message::{Envelope, Message, NodeId};
+use drcheck_impl::transport::tcp::{listen, TcpTransport, MAX_LINE};
+use drcheck_impl::transport::{Links, Transport};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc::{self, UnboundedReceiver};
+use tokio::task::JoinHandle;
+use tokio::time::{timeout, Instant};
+
+const R0: NodeId = NodeId::Region(0);
+const R1: NodeId = NodeId::Region(1);
+const CP: NodeId = NodeId::Control;
+
+/// No test may take longer than this.
+const TEST_LIMIT: Duration = Duration::from_secs(30);
+/// How long to wait for a message that must arrive.
+const ARRIVAL: Duration = Duration::from_secs(5);
+
+async fn bounded(test: impl Future<Output = ()>) {
+    timeout(TEST_LIMIT, test).await.expect("test timed out");
+}
+
+fn confirm(from: NodeId, to: NodeId, epoch: u32, log_len: u64) -> Envelope {
+    Envelope {
+        from,
+        to,
+        msg: Message::Confirm { epoch, log_len },
+    }
+}
+
+/// A listening node: its address, its inbox and the listener task.
+struct Node {
+    addr: SocketAddr,
+    inbox: UnboundedReceiver<Envelope>,
+    task: JoinHandle<()>,
+}
+
+async fn node(links: &Links) -> Node {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    start(listener, links)
+}
+
+fn start(listener: TcpListener, links: &Links) -> Node {
+    let addr = listener.local_addr().unwrap();
+    let (sink, inbox) = mpsc::unbounded_channel();
+    let task = listen(listener, links.clone(), sink);
+    Node { addr, inbox, task }
+}
+
+async fn next(inbox: &mut UnboundedReceiver<Envelope>) -> Envelope {
+    timeout(ARRIVAL, inbox.recv())
+        .await
+        .expect("no message arrived in time")
+        .expect("listener closed the inbox")
+}
+
+fn transport(me: NodeId, peers: &[(NodeId, SocketAddr)], links: &Links) -> TcpTransport {
+    TcpTransport::new(
+        me,
+        peers.iter().copied().collect::<HashMap<_, _>>(),
+        links.clone(),
+    )
+}
+
+fn line(envelope: &Envelope) -> Vec<u8> {
+    let mut line = serde_json::to_vec(envelope).unwrap();
+    line.push(b'\n');
+    line
+}
+
+/// Waits until the listener closes `stream` (EOF or a reset), discarding anything it sends.
+async fn closed_by_peer(stream: &mut TcpStream) {
+    let mut buf = [0u8; 64];
+    loop {
+        match timeout(ARRIVAL, stream.read(&mut buf)).await {
+            Err(_) => panic!("the listener did not close the connection"),
+            Ok(Ok(0)) | Ok(Err(_)) => return,
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_arrive_in_order_and_intact() {
+    bounded(async {
+        let links = Links::new();
+        let mut b = node(&links).await;
+        let a = transport(R0, &[(R1, b.addr)], &links);
+        for i in 0..1000 {
+            a.send(confirm(R0, R1, 1, i));
+        }
+        for i in 0..1000 {
+            assert_eq!(next(&mut b.inbox).await, confirm(R0, R1, 1, i));
+        }
+        // A bigger message, with text that needs escaping, comes through intact too.
+        let entries = (0..50)
+            .map(|i| drcheck_impl::entry::LogEntry {
+                epoch: 1,
+                write: i,
+                acked_at: 1000 + i,
+                reapply_of: (i % 2 == 0).then_some(i / 2),
+                payload: format!(
+                    "{{\"resourceType\":\"Patient\",\"note\":\"line\\n{i}\\u00e9\"}}\n"
+                ),
+            })
+            .collect();
+        let append = Envelope {
+            from: R0,
+            to: R1,
+            msg: Message::Append {
+                epoch: 1,
+                start: 1000,
+                entries,
+            },
+        };
+        a.send(append.clone());
+        assert_eq!(next(&mut b.inbox).await, append);
+
+        // An unknown peer is a dropped message, not a panic.
+        a.send(confirm(R0, CP, 1, 0));
+
+        // `send` works from a thread outside the runtime.
+        let a = std::sync::Arc::new(a);
+        let from_thread = std::sync::Arc::clone(&a);
+        std::thread::spawn(move || from_thread.send(confirm(R0, R1, 1, 1001)))
+            .join()
+            .unwrap();
+        assert_eq!(next(&mut b.inbox).await, confirm(R0, R1, 1, 1001));
+
+        // Closing the inbox ends the listener.
+        drop(b.inbox);
+        timeout(ARRIVAL, b.task)
+            .await
+            .expect("the listener did not end once its sink was closed")
+            .unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_partition_cuts_region_links_but_not_the_control_plane() {
+    bounded(async {
+        let links = Links::new();
+        let mut r1 = node(&links).await;
+        let mut cp = node(&links).await;
+        let r0 = transport(R0, &[(R1, r1.addr), (CP, cp.addr)], &links);
+        let control = transport(CP, &[(R1, r1.addr)], &links);
+
+        links.set_partitioned(true);
+        r0.send(confirm(R0, R1, 1, 1)); // cut
+        r0.send(confirm(R0, CP, 1, 2));
+        control.send(confirm(CP, R1, 1, 3));
+        assert_eq!(next(&mut cp.inbox).await, confirm(R0, CP, 1, 2));
+        assert_eq!(next(&mut r1.inbox).await, confirm(CP, R1, 1, 3));
+
+        links.set_partitioned(false);
+        r0.send(confirm(R0, R1, 1, 4));
+        // The first region-to-region message R1 sees is the one sent after healing.
+        assert_eq!(next(&mut r1.inbox).await, confirm(R0, R1, 1, 4));
+
+        // A cut made while a message is in flight drops it on arrival: write straight to
+        // R1's listener with the partition in place; only the control plane's line passes.
+        links.set_partitioned(true);
+        let mut raw = TcpStream::connect(r1.addr).await.unwrap();
+        raw.write_all(&line(&confirm(R0, R1, 1, 5))).await.unwrap();
+        raw.write_all(&line(&confirm(CP, R1, 1, 6))).await.unwrap();
+        raw.flush().await.unwrap();
+        assert_eq!(next(&mut r1.inbox).await, confirm(CP, R1, 1, 6));
+
+        // An isolated region reaches no one, the control plane included.
+        links.set_partitioned(false);
+        links.set_isolated(0, true);
+        r0.send(confirm(R0, CP, 1, 7)); // cut
+        links.set_isolated(0, false);
+        r0.send(confirm(R0, CP, 1, 8));
+        assert_eq!(next(&mut cp.inbox).await, confirm(R0, CP, 1, 8));
+        assert!(r1.inbox.try_recv().is_err() && cp.inbox.try_recv().is_err());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_peer_that_starts_late_is_reached_once_it_listens() {
+    bounded(async {
+        let links = Links::new();
+        // Reserve a port, then close it: nothing listens there yet.
+        let addr = TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let a = transport(R0, &[(R1, addr)], &links);
+        for i in 0..10 {
+            a.send(confirm(R0, R1, 1, i)); // lost: connection refused
+        }
+
+        let mut b = start(TcpListener::bind(addr).await.unwrap(), &links);
+        // Keep sending until something gets through (the writer may be backing off).
+        let deadline = Instant::now() + ARRIVAL;
+        let mut i = 10;
+        let first = loop {
+            assert!(
+                Instant::now() < deadline,
+                "no message got through after the peer started"
+            );
+            a.send(confirm(R0, R1, 1, i));
+            i += 1;
+            if let Ok(got) = timeout(Duration::from_millis(20), b.inbox.recv()).await {
+                break got.expect("listener closed the inbox");
+            }
+        };
+        assert!(matches!(first.msg, Message::Confirm { epoch: 1, .. }));
+
+        // Connected: from now on nothing is lost, and order holds.
+        for j in 0..100 {
+            a.send(confirm(R0, R1, 2, j));
+        }
+        let mut expected = 0;
+        while expected < 100 {
+            match next(&mut b.inbox).await.msg {
+                Message::Confirm { epoch: 1, .. } => assert_eq!(expected, 0, "old after new"),
+                Message::Confirm { epoch: 2, log_len } => {
+                    assert_eq!(log_len, expected);
+                    expected += 1;
+                }
+                other => panic!("unexpected message {other:?}"),
+            }
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_restarted_peer_is_reached_again() {
+    bounded(async {
+        let links = Links::new();
+        let mut b = node(&links).await;
+        let a = transport(R0, &[(R1, b.addr)], &links);
+        a.send(confirm(R0, R1, 1, 0));
+        assert_eq!(next(&mut b.inbox).await, confirm(R0, R1, 1, 0));
+
+        // The peer dies (aborting the listener closes its connections) and comes back on
+        // the same address; the writer still holds the dead connection.
+        b.task.abort();
+        assert!(b.task.await.unwrap_err().is_cancelled());
+        let mut b = start(TcpListener::bind(b.addr).await.unwrap(), &links);
+        let deadline = Instant::now() + ARRIVAL;
+        let mut i = 1;
+        loop {
+            assert!(
+                Instant::now() < deadline,
+                "no message got through after the restart"
+            );
+            a.send(confirm(R0, R1, 1, i));
+            i += 1;
+            if let Ok(got) = timeout(Duration::from_millis(20), b.inbox.recv()).await {
+                let got = got.expect("listener closed the inbox");
+                assert!(matches!(got.msg, Message::Confirm { log_len, .. } if log_len >= 1));
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_malformed_line_closes_its_connection_but_not_the_listener() {
+    bounded(async {
+        let links = Links::new();
+        let mut b = node(&links).await;
+
+        // A good line, then garbage: the good one is delivered, then the connection closes.
+        let mut raw = TcpStream::connect(b.addr).await.unwrap();
+        raw.write_all(&line(&confirm(R0, R1, 1, 1))).await.unwrap();
+        raw.write_all(b"this is not json\n").await.unwrap();
+        raw.flush().await.unwrap();
+        assert_eq!(next(&mut b.inbox).await, confirm(R0, R1, 1, 1));
+        closed_by_peer(&mut raw).await;
+
+        // Valid JSON that is not an envelope is malformed too.
+        let mut raw = TcpStream::connect(b.addr).await.unwrap();
+        raw.write_all(b"{\"from\":\"control\",\"to\":{\"region\":1}}\n")
+            .await
+            .unwrap();
+        closed_by_peer(&mut raw).await;
+
+        // A later connection still delivers.
+        let a = transport(R0, &[(R1, b.addr)], &links);
+        a.send(confirm(R0, R1, 1, 2));
+        assert_eq!(next(&mut b.inbox).await, confirm(R0, R1, 1, 2));
+        assert!(!b.task.is_finished());
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_over_long_line_closes_its_connection_but_not_the_listener() {
+    bounded(async {
+        let links = Links::new();
+        let mut b = node(&links).await;
+
+        let mut raw = TcpStream::connect(b.addr).await.unwrap();
+        let long = vec![b'x'; MAX_LINE + 1024];
+        // The listener may close the connection before all is written: ignore write errors.
+        let _ = raw.write_all(&long).await;
+        closed_by_peer(&mut raw).await;
+
+        let mut raw = TcpStream::connect(b.addr).await.unwrap();
+        raw.write_all(&line(&confirm(R0, R1, 1, 1))).await.unwrap();
+        assert_eq!(next(&mut b.inbox).await, confirm(R0, R1, 1, 1));
+        assert!(b.inbox.try_recv().is_err());
+    })
+    .await;
+}
