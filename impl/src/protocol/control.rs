@@ -368,6 +368,14 @@ impl ControlMachine {
         if self.failed(self.routing.compute) {
             self.move_compute(r, "first healthy region heard", fx);
         }
+        if hb.epoch > self.routing.epoch {
+            // A control plane that restarted learns the current epoch from the regions.
+            self.routing.epoch = hb.epoch;
+            self.primary_runs = None;
+            if matches!(hb.role, Role::Primary | Role::Fenced) {
+                self.routing.primary = r;
+            }
+        }
         let epoch = self.routing.epoch;
         if r == self.routing.primary && hb.epoch < epoch && hb.role == Role::Secondary {
             // The promotion did not arrive: say it again.

@@ -1,7 +1,7 @@
 //! Helpers shared by the implementation's integration tests.
 #![allow(dead_code)]
 
-use drcheck_impl::deployment::{Deployment, DeploymentConfig};
+use drcheck_impl::deployment::{Deployment, DeploymentConfig, OperatorRequest};
 use drcheck_properties::View;
 
 pub const TOKEN: &str = "s3cret-operator-token";
@@ -57,3 +57,50 @@ pub async fn run_until(
 pub fn patient(n: u32) -> String {
     format!(r#"{{"resourceType":"Patient","id":"p{n}"}}"#)
 }
+
+/// Isolates the primary (its lease runs out), fails over, rejoins the old primary, fails data back: most kinds of step happen.
+pub async fn eventful_run(d: &mut Deployment) {
+    d.write(patient(0)).await.unwrap().expect("acknowledged");
+    d.advance(1).await.unwrap();
+    d.set_hold(true);
+    d.write(patient(1)).await.unwrap().expect("acknowledged");
+    d.isolate(0).await.unwrap();
+    d.set_hold(false);
+    d.advance(10).await.unwrap();
+    d.write(patient(2)).await.unwrap().expect("region 1 took over");
+    d.reconnect(0).await.unwrap();
+    d.advance(5).await.unwrap();
+    let answer = d
+        .operator(TOKEN, OperatorRequest::DataFailback { target: 0 })
+        .await
+        .unwrap();
+    assert!(answer.is_ok(), "{answer:?}");
+    d.advance(5).await.unwrap();
+    let refused = d
+        .operator("wrong", OperatorRequest::ListQuarantine)
+        .await
+        .unwrap();
+    assert!(refused.is_err());
+}
+
+/// The kinds of event [`eventful_run`] must produce.
+pub const EXPECTED_KINDS: &[&str] = &[
+    "write_accepted",
+    "replicated",
+    "in_sync",
+    "heartbeat_sent",
+    "heartbeat_received",
+    "lease_granted",
+    "lease_expired",
+    "region_declared_failed",
+    "failover_started",
+    "failover_decided",
+    "promoted",
+    "stale",
+    "rejoined",
+    "compute_moved",
+    "switchover_started",
+    "fenced",
+    "operator_refused",
+];
+
