@@ -68,8 +68,8 @@ pub enum Event {
         /// The write before it in the log.
         previous: Option<WriteId>,
         reapply_of: Option<WriteId>,
-        /// The primary counted an in-sync secondary.
-        protected: bool,
+        /// The secondaries the primary counted in sync.
+        in_sync: Vec<u8>,
     },
     WriteRefused {
         region: u8,

@@ -21,12 +21,16 @@ pub fn ticks(ms: Millis) -> u8 {
     u8::try_from(ms.div_ceil(TICK)).unwrap_or(u8::MAX)
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct Decided {
     kind: FailoverKind,
     from: u8,
     from_healthy: bool,
     requested: bool,
+    /// Each write's age when its region became unreachable, as it stood at the decision: the
+    /// loss is judged against the outage that caused the failover, even if the old primary
+    /// is heard again before the promotion reaches the new one.
+    outage_ages: Vec<(u8, Option<u8>)>,
 }
 
 #[derive(Debug)]
@@ -85,7 +89,7 @@ impl Ghost {
                 write,
                 previous,
                 reapply_of,
-                protected,
+                in_sync,
                 ..
             } = &record.event
             {
@@ -102,7 +106,7 @@ impl Ghost {
                     previous.map(|p| self.view_id(p)),
                     reapply_of.map(|o| self.view_id(o)),
                     dark,
-                    *protected,
+                    in_sync.iter().fold(0u8, |bits, &r| bits | (1 << r)),
                     self.age_cap,
                 );
             }
@@ -126,11 +130,23 @@ impl Ghost {
                         from: *from,
                         from_healthy: *from_healthy,
                         requested: *requested,
+                        outage_ages: self
+                            .ledger
+                            .writes
+                            .iter()
+                            .map(|w| (w.id, w.age_at_outage))
+                            .collect(),
                     };
                     self.decided.insert(*to, decided);
                 }
                 Event::Promoted { region, epoch } => {
                     if let Some(d) = self.decided.remove(region) {
+                        for (id, age) in &d.outage_ages {
+                            let write = self.ledger.writes.iter_mut().find(|w| w.id == *id);
+                            if let (Some(w), Some(_)) = (write, age) {
+                                w.age_at_outage = *age;
+                            }
+                        }
                         let kind = match d.kind {
                             FailoverKind::Automatic => Kind::Automatic,
                             FailoverKind::Forced => Kind::Forced,

@@ -27,7 +27,9 @@ async fn the_json_lines_log_reads_back_as_the_events_of_the_run() {
         .lines()
         .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
         .collect();
-    assert!(records.windows(2).all(|w| w[0].seq + 1 == w[1].seq && w[0].at <= w[1].at));
+    assert!(records
+        .windows(2)
+        .all(|w| w[0].seq + 1 == w[1].seq && w[0].at <= w[1].at));
     let kinds: BTreeSet<&str> = records.iter().map(|r| r.event.kind()).collect();
     for kind in EXPECTED_KINDS {
         assert!(kinds.contains(kind), "no {kind} event in {kinds:?}");
@@ -54,7 +56,9 @@ async fn the_json_lines_log_reads_back_as_the_events_of_the_run() {
         .find(|l| l.contains("\"write_accepted\""))
         .unwrap();
     let fields: serde_json::Value = serde_json::from_str(line).unwrap();
-    for name in ["seq", "at", "node", "event", "region", "write", "epoch", "index", "protected"] {
+    for name in [
+        "seq", "at", "node", "event", "region", "write", "epoch", "index", "in_sync",
+    ] {
         assert!(fields.get(name).is_some(), "{name} missing from {line}");
     }
     assert!(first.get("seq").is_some());

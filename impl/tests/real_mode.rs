@@ -75,7 +75,10 @@ async fn over_tcp_with_redb_a_crashed_primary_fails_over_within_the_rto() {
     let state = d.control_state().await.unwrap();
     assert_eq!((state.routing.epoch, state.routing.primary), (2, 1));
     let region1 = d.region_state(1).await.unwrap();
-    assert!(region1.log.len() >= 11, "nothing acknowledged before the crash is lost");
+    assert!(
+        region1.log.len() >= 11,
+        "nothing acknowledged before the crash is lost"
+    );
 
     // Region 0 restarts from its redb file and rejoins as secondary; compute follows it home.
     d.recover(0).await.unwrap();
@@ -108,7 +111,11 @@ async fn a_restarted_deployment_resumes_from_its_data_directory() {
 
     let d = Deployment::start(config(&dir)).await.unwrap();
     let region0 = d.region_state(0).await.unwrap();
-    assert_eq!(region0.log.len(), 5, "the primary's log survived the restart");
+    assert_eq!(
+        region0.log.len(),
+        5,
+        "the primary's log survived the restart"
+    );
     assert_eq!(region0.log[4].payload, patient(4));
     // A restarted primary holds no lease until the control plane grants one.
     let d2 = tokio::sync::Mutex::new(d);

@@ -20,7 +20,8 @@ struct Fields(Vec<(String, String)>);
 
 impl tracing::field::Visit for Fields {
     fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-        self.0.push((field.name().to_string(), format!("{value:?}")));
+        self.0
+            .push((field.name().to_string(), format!("{value:?}")));
     }
     fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
         self.0.push((field.name().to_string(), value.to_string()));
@@ -60,13 +61,20 @@ async fn every_step_is_a_tracing_event_with_stable_fields() {
     let mut kinds = BTreeSet::new();
     for fields in &events {
         let names: Vec<&str> = fields.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(names, ["seq", "at", "node", "event", "detail"], "{fields:?}");
+        assert_eq!(
+            names,
+            ["seq", "at", "node", "event", "detail"],
+            "{fields:?}"
+        );
         kinds.insert(fields[3].1.clone());
         // `detail` is the event's JSON form, with the same `event` kind.
         let detail: serde_json::Value = serde_json::from_str(&fields[4].1).unwrap();
         assert_eq!(detail["event"].as_str(), Some(fields[3].1.as_str()));
     }
     for kind in EXPECTED_KINDS {
-        assert!(kinds.contains(*kind), "no {kind} tracing event in {kinds:?}");
+        assert!(
+            kinds.contains(*kind),
+            "no {kind} tracing event in {kinds:?}"
+        );
     }
 }

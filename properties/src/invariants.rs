@@ -109,9 +109,10 @@ pub fn rpo_bound(v: &View, b: &Bounds) -> Verdict {
     Ok(())
 }
 
-/// No failover loses two writes acknowledged RPO or more apart while an in-sync secondary
-/// protected them: the throttle bounds the loss window. (A primary with no in-sync secondary
-/// writes unprotected; the RPO guard is what stands between those writes and a failover.)
+/// No failover loses two writes acknowledged RPO or more apart while the region it promotes
+/// was an in-sync secondary: the throttle bounds the loss window. (A primary with no in-sync
+/// secondary writes unprotected, and a region out of sync was not protecting; the RPO guard
+/// is what stands between those writes and a failover.)
 pub fn loss_window(v: &View, b: &Bounds) -> Verdict {
     for (n, f) in v.ledger.failovers.iter().enumerate() {
         if f.lost >= 2 && f.spread >= b.rpo {

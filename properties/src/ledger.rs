@@ -35,9 +35,10 @@ pub struct WriteRecord {
     pub quarantined: bool,
     /// Has the operator re-applied it (as a new write)?
     pub reapplied: bool,
-    /// Acknowledged while the primary counted an in-sync secondary (the throttle bounds how
-    /// far apart such writes can be lost).
-    pub protected: bool,
+    /// The secondaries (bit per region) the primary counted in sync when it acknowledged
+    /// this write: the throttle bounds how far apart such writes a failover to one of them
+    /// can lose.
+    pub protected_by: u8,
     /// Its age when the region holding it last became unreachable (0 if acknowledged while
     /// the region was unreachable): how long before the outage it was acknowledged.
     pub age_at_outage: Option<u8>,
@@ -68,7 +69,7 @@ pub struct FailoverRecord {
     /// old primary was unreachable (0 if acknowledged after that instant).
     pub oldest_loss: Option<u8>,
     /// Ticks between the acknowledgements of the oldest and the newest lost write that were
-    /// acknowledged under the protection of an in-sync secondary.
+    /// acknowledged while the new primary was an in-sync secondary.
     pub spread: u8,
     /// Did the control plane consider the old primary healthy at the promotion?
     pub from_healthy: bool,
@@ -104,8 +105,8 @@ impl Ledger {
     }
 
     /// Records that region `by` acknowledged write `id`, appended after `previous` in its log;
-    /// `unavailable`: the control plane cannot reach `by` (an isolated region); `protected`:
-    /// `by` counted an in-sync secondary.
+    /// `unavailable`: the control plane cannot reach `by` (an isolated region);
+    /// `protected_by`: the secondaries `by` counted in sync (bit per region).
     #[allow(clippy::too_many_arguments)]
     pub fn acknowledge(
         &mut self,
@@ -114,7 +115,7 @@ impl Ledger {
         previous: Option<u8>,
         reapply_of: Option<u8>,
         unavailable: bool,
-        protected: bool,
+        protected_by: u8,
         age_cap: u8,
     ) {
         let gap = previous
@@ -132,7 +133,7 @@ impl Ledger {
             reapply_of,
             quarantined: false,
             reapplied: false,
-            protected,
+            protected_by,
             age_at_outage: unavailable.then_some(0),
         });
     }
@@ -223,8 +224,9 @@ impl Ledger {
             .max();
         // Spread of the protected lost writes: the ack-time gaps from the first to the last.
         let records: Vec<&WriteRecord> = lost.iter().filter_map(|&id| self.write(id)).collect();
-        let first = records.iter().position(|w| w.protected);
-        let last = records.iter().rposition(|w| w.protected);
+        let protected = |w: &&WriteRecord| w.protected_by & (1 << to) != 0;
+        let first = records.iter().position(protected);
+        let last = records.iter().rposition(protected);
         let spread = match (first, last) {
             (Some(a), Some(b)) => records[a + 1..=b]
                 .iter()

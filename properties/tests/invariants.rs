@@ -58,7 +58,7 @@ fn write(id: u8, by: u8, age: u8, gap: u8) -> WriteRecord {
         reapply_of: None,
         quarantined: false,
         reapplied: false,
-        protected: true,
+        protected_by: 0b10,
         age_at_outage: None,
     }
 }
@@ -713,19 +713,19 @@ fn ticks(ledger: &mut Ledger, n: usize) {
     }
 }
 
-/// `acknowledge(id, by, previous, reapply_of, unavailable, protected)` with the test cap.
+/// `acknowledge(id, by, previous, reapply_of, unavailable, protected_by)` with the test cap.
 fn ack(ledger: &mut Ledger, id: u8, previous: Option<u8>) {
-    ledger.acknowledge(id, 0, previous, None, false, true, CAP);
+    ledger.acknowledge(id, 0, previous, None, false, 0b10, CAP);
 }
 
 #[test]
 fn acknowledge_records_a_live_write_of_age_zero() {
     let mut l = Ledger::default();
-    l.acknowledge(1, 1, None, None, false, true, CAP);
+    l.acknowledge(1, 1, None, None, false, 0b01, CAP);
     let w = l.write(1).unwrap();
     assert_eq!((w.id, w.by, w.age), (1, 1, 0));
     assert_eq!(w.fate, Fate::Live);
-    assert!(w.protected);
+    assert_eq!(w.protected_by, 0b01);
     assert!(!w.quarantined && !w.reapplied);
     assert_eq!(w.reapply_of, None);
     assert_eq!(w.age_at_outage, None);
@@ -750,14 +750,14 @@ fn acknowledge_first_write_of_a_log_has_gap_cap() {
 #[test]
 fn acknowledge_records_unprotected_write() {
     let mut l = Ledger::default();
-    l.acknowledge(1, 0, None, None, false, false, CAP);
-    assert!(!l.write(1).unwrap().protected);
+    l.acknowledge(1, 0, None, None, false, 0, CAP);
+    assert_eq!(l.write(1).unwrap().protected_by, 0);
 }
 
 #[test]
 fn acknowledge_while_unavailable_starts_at_outage_age_zero() {
     let mut l = Ledger::default();
-    l.acknowledge(1, 0, None, None, true, true, CAP);
+    l.acknowledge(1, 0, None, None, true, 0b10, CAP);
     assert_eq!(l.write(1).unwrap().age_at_outage, Some(0));
 }
 
@@ -765,7 +765,7 @@ fn acknowledge_while_unavailable_starts_at_outage_age_zero() {
 fn acknowledge_reapply_marks_the_original_reapplied() {
     let mut l = Ledger::default();
     ack(&mut l, 1, None);
-    l.acknowledge(2, 1, None, Some(1), false, true, CAP);
+    l.acknowledge(2, 1, None, Some(1), false, 0b01, CAP);
     assert!(l.write(1).unwrap().reapplied);
     assert_eq!(l.write(2).unwrap().reapply_of, Some(1));
     assert!(!l.write(2).unwrap().reapplied);
@@ -927,7 +927,7 @@ fn failover_setup() -> (Vec<RegionView>, Ledger) {
         write(3, 0, 6, 3),
         write(4, 0, 2, 4),
     ];
-    writes[1].protected = false;
+    writes[1].protected_by = 0;
     for (w, at_outage) in writes[1..].iter_mut().zip([8, 5, 1]) {
         w.age_at_outage = Some(at_outage);
     }
@@ -1002,8 +1002,8 @@ fn record_failover_spread_covers_only_protected_lost_writes() {
 #[test]
 fn record_failover_spread_includes_unprotected_writes_between_protected_ones() {
     let (regions, mut l) = failover_setup();
-    l.writes[1].protected = true;
-    l.writes[2].protected = false;
+    l.writes[1].protected_by = 0b10;
+    l.writes[2].protected_by = 0;
     let f = automatic_failover(&regions, &mut l);
     // From w2 to w4: w3's gap plus w4's gap.
     assert_eq!(f.spread, 3 + 4);
@@ -1012,7 +1012,7 @@ fn record_failover_spread_includes_unprotected_writes_between_protected_ones() {
 #[test]
 fn record_failover_spread_is_zero_with_one_protected_lost_write() {
     let (regions, mut l) = failover_setup();
-    l.writes[3].protected = false;
+    l.writes[3].protected_by = 0;
     let f = automatic_failover(&regions, &mut l);
     assert_eq!(f.spread, 0);
 }
@@ -1022,7 +1022,7 @@ fn record_failover_spread_saturates_at_cap() {
     let (regions, mut l) = failover_setup();
     l.writes[2].gap = CAP - 1;
     l.writes[3].gap = CAP - 1;
-    l.writes[1].protected = true;
+    l.writes[1].protected_by = 0b10;
     let f = automatic_failover(&regions, &mut l);
     assert_eq!(f.spread, CAP);
 }

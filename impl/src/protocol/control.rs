@@ -150,9 +150,12 @@ impl ControlMachine {
         self.report(r).map_or(0, |h| h.log_len)
     }
 
-    /// Is `r` (by its last report) a secondary of the current epoch, not declared failed?
-    fn healthy_secondary(&self, r: u8) -> bool {
-        !self.failed(r)
+    /// Is `r` (by its last report) a secondary of the current epoch, heard within heartbeat
+    /// + delay (a region silent for longer may be down without being declared yet)?
+    fn healthy_secondary(&self, r: u8, now: Millis) -> bool {
+        let h = &self.health[usize::from(r)];
+        !h.failed
+            && now.saturating_sub(h.last_heard) <= self.timing.heartbeat + self.timing.delay
             && self
                 .report(r)
                 .is_some_and(|h| h.role == Role::Secondary && h.epoch == self.routing.epoch)
@@ -160,9 +163,9 @@ impl ControlMachine {
 
     /// The secondary to promote instead of `from`: the most caught up (by last entry's epoch,
     /// then length), lowest index on ties. A stale region never qualifies.
-    fn candidate(&self, from: u8) -> Option<u8> {
+    fn candidate(&self, from: u8, now: Millis) -> Option<u8> {
         (0..self.regions())
-            .filter(|&r| r != from && self.healthy_secondary(r))
+            .filter(|&r| r != from && self.healthy_secondary(r, now))
             .max_by_key(|&r| {
                 let h = self.report(r);
                 (
@@ -209,7 +212,7 @@ impl ControlMachine {
     fn decide(&mut self, now: Millis, fx: &mut Effects) {
         if let Phase::FailingOver { from, .. } = self.phase {
             if self.lease_expired(now) {
-                if let Some(to) = self.candidate(from).filter(|&c| self.guard_allows(c)) {
+                if let Some(to) = self.candidate(from, now).filter(|&c| self.guard_allows(c)) {
                     self.promote(now, FailoverKind::Automatic, to, false, fx);
                 }
             }
@@ -226,12 +229,12 @@ impl ControlMachine {
         });
         if self.routing.compute == r {
             let healthy = (0..self.regions()).find(|&x| !self.failed(x));
-            if let Some(to) = self.candidate(r).or(healthy) {
+            if let Some(to) = self.candidate(r, now).or(healthy) {
                 self.move_compute(to, "compute region declared failed", fx);
             }
         }
         if r == self.routing.primary {
-            let candidate = self.candidate(r);
+            let candidate = self.candidate(r, now);
             let guard_ok = candidate.is_some_and(|c| self.guard_allows(c));
             self.phase = Phase::FailingOver {
                 from: r,
@@ -616,7 +619,7 @@ impl ControlMachine {
             return Err("no failover is pending: the data primary is healthy".to_string());
         };
         let epoch = self.routing.epoch;
-        let Some(best) = self.candidate(from) else {
+        let Some(best) = self.candidate(from, now) else {
             return Err(format!("no secondary of epoch {epoch} is available"));
         };
         if self.guard_allows(best) {
@@ -634,9 +637,15 @@ impl ControlMachine {
         if !self.lease_expired(now) {
             return Err("the old primary's lease may still be valid".to_string());
         }
-        if target == from || !self.healthy_secondary(target) {
+        if target == from || !self.healthy_secondary(target, now) {
             return Err(format!(
                 "region {target} is not a healthy secondary of epoch {epoch}"
+            ));
+        }
+        if target != best {
+            // Any other target would lose more than the failover must.
+            return Err(format!(
+                "region {best} holds more of the log than region {target}; force the failover to it"
             ));
         }
         Ok(())

@@ -51,6 +51,9 @@ pub struct RegionMachine {
     lease: Option<Millis>,
     /// As primary: per region, how much of the log it confirmed (`None`: not heard yet).
     confirmed: Vec<Option<u64>>,
+    /// As primary: per region, the index of the next entry to ship without waiting for a
+    /// confirmation (pipelining); unconfirmed entries are shipped again every tick.
+    next: Vec<Option<u64>>,
     in_sync: Vec<bool>,
     /// As fenced primary: the switchover's target.
     fence_target: Option<u8>,
@@ -72,6 +75,7 @@ impl RegionMachine {
             durable,
             lease: None,
             confirmed: vec![None; n],
+            next: vec![None; n],
             in_sync: vec![false; n],
             fence_target: None,
             last_heartbeat: now,
@@ -87,6 +91,7 @@ impl RegionMachine {
         for r in 0..self.regions {
             if r != self.id {
                 self.confirmed[usize::from(r)] = Some(0);
+                self.next[usize::from(r)] = Some(0);
                 self.in_sync[usize::from(r)] = true;
             }
         }
@@ -189,11 +194,14 @@ impl RegionMachine {
             index,
             previous,
             reapply_of,
-            protected: self.in_sync.iter().any(|&s| s),
+            in_sync: (0..self.regions)
+                .filter(|&r| self.in_sync[usize::from(r)])
+                .collect(),
         });
-        // Ship at once to every secondary that is up to date; the others catch up on ticks.
+        // Ship at once to every secondary sent everything before; the others catch up on ticks.
         for r in 0..self.regions {
-            if r != self.id && self.confirmed[usize::from(r)] == Some(index) {
+            if r != self.id && self.next[usize::from(r)] == Some(index) {
+                self.next[usize::from(r)] = Some(index + 1);
                 fx.send(
                     self.me(),
                     NodeId::Region(r),
@@ -311,6 +319,11 @@ impl RegionMachine {
                 .take(MAX_BATCH)
                 .cloned()
                 .collect();
+            let sent = start + entries.len() as u64;
+            let next = &mut self.next[usize::from(r)];
+            if next.is_none_or(|n| n < sent) {
+                *next = Some(sent);
+            }
             fx.send(
                 self.me(),
                 NodeId::Region(r),
@@ -432,6 +445,7 @@ impl RegionMachine {
     fn promote(&mut self, epoch: Epoch, expiry: Millis, fx: &mut Effects) {
         self.lease = Some(expiry);
         self.confirmed = vec![None; usize::from(self.regions)];
+        self.next = vec![None; usize::from(self.regions)];
         self.in_sync = vec![false; usize::from(self.regions)];
         self.primary_heard = None;
         self.last_keepalive = None;
@@ -501,7 +515,11 @@ impl RegionMachine {
             return;
         }
         let len = self.durable.log.len() as u64;
-        self.confirmed[i] = Some(log_len.min(len));
+        let confirmed = log_len.min(len);
+        self.confirmed[i] = Some(confirmed);
+        if self.next[i].is_none_or(|n| n < confirmed) {
+            self.next[i] = Some(confirmed);
+        }
         if log_len == len && !self.in_sync[i] {
             self.in_sync[i] = true;
             fx.event(Event::InSync {

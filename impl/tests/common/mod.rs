@@ -67,7 +67,10 @@ pub async fn eventful_run(d: &mut Deployment) {
     d.isolate(0).await.unwrap();
     d.set_hold(false);
     d.advance(10).await.unwrap();
-    d.write(patient(2)).await.unwrap().expect("region 1 took over");
+    d.write(patient(2))
+        .await
+        .unwrap()
+        .expect("region 1 took over");
     d.reconnect(0).await.unwrap();
     d.advance(5).await.unwrap();
     let answer = d
@@ -103,4 +106,3 @@ pub const EXPECTED_KINDS: &[&str] = &[
     "fenced",
     "operator_refused",
 ];
-

@@ -226,9 +226,11 @@ pub fn force_failover(cfg: &Config, s: &DrState, to: u8) -> Option<DrState> {
     // The operator decides when the guard refuses the best candidate there is now.
     let refused = cfg.has_bug(Bug::NoAutoFailover)
         || candidate(s, from).is_some_and(|c| !guard_allows(cfg, s, c));
-    let eligible = candidate(s, from).is_some_and(|_| {
+    // Only to the most caught-up secondary: any other would lose more than it must.
+    let eligible = candidate(s, from).is_some_and(|c| {
         let region = s.region(to);
-        to != from
+        c == to
+            && to != from
             && !s.control.is_failed(to)
             && region.status == Status::Up
             && region.role == Role::Secondary

@@ -55,7 +55,7 @@ pub fn old_prefix(cfg: &Config, s: &DrState, r: u8) -> u8 {
 /// Appends a new write to region `r`'s log and records it in the ledger.
 fn append_write(cfg: &Config, next: &mut DrState, r: u8, reapply_of: Option<u8>) {
     let id = u8::try_from(next.view.ledger.writes.len() + 1).unwrap_or(u8::MAX);
-    let protected = next.volatile[usize::from(r)].in_sync != 0;
+    let protected_by = next.volatile[usize::from(r)].in_sync;
     let region = next.region_mut(r);
     let unavailable = region.dark;
     let previous = region.log.last().map(|e| e.write);
@@ -70,7 +70,7 @@ fn append_write(cfg: &Config, next: &mut DrState, r: u8, reapply_of: Option<u8>)
         previous,
         reapply_of,
         unavailable,
-        protected,
+        protected_by,
         cfg.age_cap,
     );
 }
