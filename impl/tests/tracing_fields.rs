@@ -10,13 +10,16 @@ use std::sync::{Arc, Mutex};
 use common::{eventful_run, EXPECTED_KINDS, TOKEN};
 use drcheck_impl::deployment::{Deployment, DeploymentConfig};
 
+/// An event's fields: name and value, in order.
+type FieldList = Vec<(String, String)>;
+
 /// Collects the events of target `drcheck` with their fields.
 #[derive(Clone, Default)]
 struct Capture {
-    events: Arc<Mutex<Vec<Vec<(String, String)>>>>,
+    events: Arc<Mutex<Vec<FieldList>>>,
 }
 
-struct Fields(Vec<(String, String)>);
+struct Fields(FieldList);
 
 impl tracing::field::Visit for Fields {
     fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
