@@ -65,10 +65,10 @@ async fn take(d: &mut Deployment, step: &Step, outages: &mut u32) {
     let status = |d: &Deployment, r: u8| d.status(r).expect("region exists");
     match *step {
         Step::Write => {
-            d.write(patient(0)).await.expect("write");
+            let _refused_is_fine = d.write(patient(0)).await.expect("write");
         }
         Step::WriteAt(r) => {
-            d.write_at(r, patient(1)).await.expect("write");
+            let _refused_is_fine = d.write_at(r, patient(1)).await.expect("write");
         }
         Step::Advance(minutes) => {
             // Nothing may be in flight for longer than the maximum delay.
@@ -121,7 +121,7 @@ async fn take(d: &mut Deployment, step: &Step, outages: &mut u32) {
         Step::Stall(r) => {
             d.set_hold(false);
             d.partition().await.expect("partition");
-            d.write(patient(3)).await.expect("write");
+            let _refused_is_fine = d.write(patient(3)).await.expect("write");
             d.advance(14).await.expect("advance");
             if *outages < OUTAGES && status(d, r) == Status::Up {
                 *outages += 1;
