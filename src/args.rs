@@ -24,6 +24,114 @@ pub enum Command {
     Explore(ExploreArgs),
     /// Print the timeline of a trace file (replaying it through the model first).
     Show(ShowArgs),
+    /// Run a whole local deployment: regions and control plane as processes, the FHIR
+    /// endpoint on 127.0.0.1:8080; Ctrl-C stops it.
+    Serve(ServeArgs),
+    /// Run one region of a deployment described by a cluster file (as `serve` does).
+    Region(RegionArgs),
+    /// Run the control plane of a deployment described by a cluster file.
+    Control(ControlArgs),
+    /// Show a running deployment's DR status: regions, roles, epoch, lag, loss window.
+    Status(EndpointArgs),
+    /// Ask for manual data failback to the home region (a drained switchover).
+    Failback(TargetArgs),
+    /// Force a failover the RPO guard refused, after the grace period (records the loss).
+    ForceFailover(TargetArgs),
+    /// List the lost-writes quarantine.
+    Quarantine(OperatorArgs),
+    /// Re-apply a quarantined write as a new write.
+    Reapply(ReapplyArgs),
+    /// Inject a fault into a deployment run by `serve`.
+    Fault(FaultArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Where the endpoint listens.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// Data directory (stores, logs, cluster.json); a new temporary one by default.
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<std::path::PathBuf>,
+    /// 2 or 3 regions.
+    #[arg(long, default_value_t = 2)]
+    pub regions: u8,
+    /// Wall milliseconds per protocol minute: 1000 makes the 60-minute RTO a minute long.
+    #[arg(long, default_value_t = 60_000)]
+    pub minute_ms: u64,
+    /// The operator token (generated and printed when not given).
+    #[arg(long, env = "DRCHECK_TOKEN")]
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RegionArgs {
+    /// The cluster file `serve` writes (cluster.json in its data directory).
+    #[arg(long, value_name = "FILE")]
+    pub cluster: std::path::PathBuf,
+    /// Which region.
+    #[arg(long)]
+    pub id: u8,
+}
+
+#[derive(Debug, Args)]
+pub struct ControlArgs {
+    #[arg(long, value_name = "FILE")]
+    pub cluster: std::path::PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct EndpointArgs {
+    /// The deployment's endpoint.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub endpoint: String,
+}
+
+#[derive(Debug, Args)]
+pub struct OperatorArgs {
+    #[command(flatten)]
+    pub endpoint: EndpointArgs,
+    /// The operator token `serve` printed.
+    #[arg(long, env = "DRCHECK_TOKEN", hide_env_values = true)]
+    pub token: String,
+}
+
+#[derive(Debug, Args)]
+pub struct TargetArgs {
+    #[command(flatten)]
+    pub operator: OperatorArgs,
+    /// The region to move the data primary to.
+    #[arg(long)]
+    pub target: u8,
+}
+
+#[derive(Debug, Args)]
+pub struct ReapplyArgs {
+    #[command(flatten)]
+    pub operator: OperatorArgs,
+    /// The quarantined write's id (see `drcheck quarantine`).
+    #[arg(long)]
+    pub write: u64,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum FaultKind {
+    Crash,
+    Recover,
+    Isolate,
+    Reconnect,
+    Partition,
+    Heal,
+}
+
+#[derive(Debug, Args)]
+pub struct FaultArgs {
+    #[command(flatten)]
+    pub operator: OperatorArgs,
+    pub fault: FaultKind,
+    /// The region (for crash, recover, isolate, reconnect).
+    #[arg(long)]
+    pub region: Option<u8>,
 }
 
 #[derive(Debug, Args)]

@@ -1,9 +1,10 @@
-//! drcheck: a thin CLI over the model, the properties and (later) the implementation.
+//! drcheck: a thin CLI over the model, the properties and the implementation.
 
 mod args;
 mod check_cmd;
 mod explore_cmd;
 mod render;
+mod service_cmd;
 mod show_cmd;
 
 use std::process::ExitCode;
@@ -30,6 +31,15 @@ fn main() -> ExitCode {
         Command::Check(args) => check_cmd::run(&args),
         Command::Explore(args) => explore_cmd::run(&args),
         Command::Show(args) => show_cmd::run(&args),
+        Command::Serve(args) => service_cmd::serve(&args),
+        Command::Region(args) => service_cmd::region(&args),
+        Command::Control(args) => service_cmd::control(&args),
+        Command::Status(args) => service_cmd::status(&args),
+        Command::Failback(args) => service_cmd::failback(&args),
+        Command::ForceFailover(args) => service_cmd::force_failover(&args),
+        Command::Quarantine(args) => service_cmd::quarantine(&args),
+        Command::Reapply(args) => service_cmd::reapply(&args),
+        Command::Fault(args) => service_cmd::fault(&args),
     };
     match result {
         Ok(code) => code,

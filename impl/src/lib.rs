@@ -13,11 +13,13 @@
 pub mod deployment;
 pub mod entry;
 pub mod event;
+pub mod fhir;
 pub mod ghost;
 pub mod message;
 pub mod node;
 pub mod observe;
 pub mod protocol;
+pub mod service;
 pub mod store;
 pub mod time;
 pub mod transport;

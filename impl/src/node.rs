@@ -11,6 +11,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::entry::WriteId;
+use crate::fhir::change::Change;
+use crate::fhir::index::WriteRequest;
+use crate::service::rpc::{Failure, RegionSummary};
 use crate::event::{Event, Refusal};
 use crate::message::{Envelope, NodeId};
 use crate::observe::Observer;
@@ -46,6 +49,23 @@ pub enum Input {
         target: u8,
     },
     Snapshot,
+    /// Region running FHIR: a write, checked against the current versions, then appended.
+    FhirWrite {
+        write: WriteId,
+        request: WriteRequest,
+        unix_ms: u64,
+        /// The quarantined write an operator re-applies with this one.
+        reapply_of: Option<WriteId>,
+    },
+    /// Region running FHIR: the current version, one version, or the history of a resource.
+    FhirRead {
+        kind: String,
+        id: String,
+        version: Option<u64>,
+        history: bool,
+    },
+    /// Region running FHIR: what the status API shows.
+    Summary,
 }
 
 /// A node's answer.
@@ -57,6 +77,36 @@ pub enum Output {
     Marked(bool),
     Region(Box<RegionSnapshot>),
     Control(Box<ControlSnapshot>),
+    /// A FHIR write: acknowledged (with the change it made), nothing to do (`None`), or failed.
+    FhirWritten(FhirWriteResult),
+    FhirRead(Result<Vec<Change>, Failure>),
+    Summary(Box<RegionSummary>),
+}
+
+pub type FhirWriteResult = Result<Option<(Ack, Change)>, Failure>;
+
+/// The answer of a machine that does not serve FHIR.
+fn no_fhir() -> Failure {
+    Failure {
+        status: 501,
+        code: "not-supported".to_string(),
+        diagnostics: "this node does not serve FHIR".to_string(),
+        retry_after: None,
+    }
+}
+
+/// Answers inputs a machine does not take.
+fn unsupported(input: &Input) -> Output {
+    match input {
+        Input::FhirWrite { .. } => Output::FhirWritten(Err(no_fhir())),
+        Input::FhirRead { .. } => Output::FhirRead(Err(no_fhir())),
+        Input::Write { .. } => Output::Write(Err(Refusal::NotPrimary)),
+        Input::MarkReapplied { .. } => Output::Marked(false),
+        Input::Failback { .. } | Input::ForceFailover { .. } => {
+            Output::Operator(Err("this node takes no operator requests".into()))
+        }
+        _ => Output::Done,
+    }
 }
 
 /// A protocol state machine a node can run.
@@ -83,9 +133,7 @@ impl Machine for RegionMachine {
                 return Output::Marked(self.mark_reapplied(write, fx))
             }
             Input::Snapshot => return Output::Region(Box::new(self.snapshot(now))),
-            Input::Failback { .. } | Input::ForceFailover { .. } => {
-                return Output::Operator(Err("a region takes no operator requests".into()))
-            }
+            other => return unsupported(&other),
         }
         Output::Done
     }
@@ -107,8 +155,7 @@ impl Machine for ControlMachine {
                 return Output::Operator(self.force_failover(now, target, fx))
             }
             Input::Snapshot => return Output::Control(Box::new(self.snapshot(now))),
-            Input::Write { .. } => return Output::Write(Err(Refusal::NotPrimary)),
-            Input::MarkReapplied { .. } => return Output::Marked(false),
+            other => return unsupported(&other),
         }
         Output::Done
     }

@@ -77,14 +77,39 @@ pub trait Clock: Send + Sync + 'static {
 /// Wall time, scaled: `minute_ms` wall milliseconds make one protocol minute.
 #[derive(Debug)]
 pub struct RealClock {
-    start: Instant,
+    start: Start,
     minute_ms: u64,
+}
+
+/// Where protocol time 0 is.
+#[derive(Debug)]
+enum Start {
+    /// When this process made the clock.
+    Here(Instant),
+    /// A wall-clock instant (Unix milliseconds) shared by the processes of a deployment.
+    Unix(u64),
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 impl RealClock {
     pub fn new(minute_ms: u64) -> RealClock {
         RealClock {
-            start: Instant::now(),
+            start: Start::Here(Instant::now()),
+            minute_ms: minute_ms.max(1),
+        }
+    }
+
+    /// A clock whose time 0 is `start_unix_ms`: every process of a deployment made with the
+    /// same start agrees on protocol time (up to the machines' clock skew).
+    pub fn since_unix(start_unix_ms: u64, minute_ms: u64) -> RealClock {
+        RealClock {
+            start: Start::Unix(start_unix_ms),
             minute_ms: minute_ms.max(1),
         }
     }
@@ -97,7 +122,10 @@ impl RealClock {
 
 impl Clock for RealClock {
     fn now(&self) -> Millis {
-        let wall = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let wall = match self.start {
+            Start::Here(at) => u64::try_from(at.elapsed().as_millis()).unwrap_or(u64::MAX),
+            Start::Unix(at) => unix_ms().saturating_sub(at),
+        };
         wall.saturating_mul(MINUTE) / self.minute_ms
     }
 }

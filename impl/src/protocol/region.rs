@@ -19,7 +19,7 @@ use crate::time::{Millis, Timing};
 const MAX_BATCH: usize = 512;
 
 /// A write the region acknowledged: durable in its log at `index`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Ack {
     pub write: WriteId,
     pub epoch: Epoch,
@@ -145,7 +145,8 @@ impl RegionMachine {
         (age >= self.timing.throttle).then_some(self.timing.heartbeat.max(1))
     }
 
-    fn refusal(&self, now: Millis) -> Option<Refusal> {
+    /// Why this region would refuse a write now, if it would.
+    pub fn refusal(&self, now: Millis) -> Option<Refusal> {
         match self.durable.role {
             Role::Primary => {}
             Role::Fenced => return Some(Refusal::Fenced),
@@ -156,6 +157,35 @@ impl RegionMachine {
         }
         self.throttled_for(now)
             .map(|retry_after| Refusal::Throttled { retry_after })
+    }
+
+    /// As primary: how old the oldest write the most caught-up secondary lacks is; what a
+    /// failover would lose if this region died now.
+    pub fn exposure(&self, now: Millis) -> Option<Millis> {
+        if !self.ships() {
+            return None;
+        }
+        let best = (0..usize::from(self.regions))
+            .filter(|&r| r != usize::from(self.id))
+            .map(|r| self.confirmed[r].unwrap_or(0))
+            .max()
+            .unwrap_or(0);
+        let oldest = self.durable.log.get(usize::try_from(best).ok()?)?;
+        Some(now.saturating_sub(oldest.acked_at))
+    }
+
+    pub fn quarantine(&self) -> &[Quarantined] {
+        &self.durable.quarantine
+    }
+
+    pub fn lease_left(&self, now: Millis) -> Millis {
+        self.lease.map_or(0, |e| e.saturating_sub(now))
+    }
+
+    pub fn in_sync_regions(&self) -> Vec<u8> {
+        (0..self.regions)
+            .filter(|&r| self.in_sync[usize::from(r)])
+            .collect()
     }
 
     /// A client write (or an operator's re-apply of a quarantined write).

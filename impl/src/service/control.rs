@@ -1,0 +1,60 @@
+//! `drcheck control`: the control plane as a process.
+
+use std::sync::Arc;
+
+use crate::message::NodeId;
+use crate::node::{Input, NodeHandle, Output, Wiring};
+use crate::protocol::control::ControlMachine;
+use crate::service::region::Common;
+use crate::service::rpc::{Reply, Request};
+use crate::service::{ProcessConfig, ServiceError};
+use crate::time::Clock;
+use crate::transport::tcp::TcpTransport;
+
+/// Runs the control plane until Ctrl-C.
+pub async fn run(cfg: ProcessConfig) -> Result<(), ServiceError> {
+    if cfg.node != NodeId::Control {
+        return Err(ServiceError::Config("`control` runs the control plane".into()));
+    }
+    let common = Common::new(&cfg)?;
+    let machine = ControlMachine::new(cfg.regions, cfg.timing, common.clock.now());
+    let node = Arc::new(NodeHandle::spawn(
+        machine,
+        Wiring {
+            store: None,
+            transport: Arc::new(TcpTransport::new(cfg.node, cfg.peers.clone(), common.links.clone())),
+            clock: common.clock.clone(),
+            lag: 0,
+            observer: common.observer.clone(),
+        },
+    ));
+    let handler_node = node.clone();
+    let handle = move |request: Request| {
+        let node = handler_node.clone();
+        async move { answer(&node, request).await }
+    };
+    common.run(&cfg, node, handle).await
+}
+
+async fn answer(node: &NodeHandle, request: Request) -> Reply {
+    let input = match request {
+        Request::ControlState => Input::Snapshot,
+        Request::Failback { target } => Input::Failback { target },
+        Request::ForceFailover { target } => Input::ForceFailover { target },
+        other => {
+            return Reply::Error {
+                message: format!("the control plane does not answer {other:?}"),
+            }
+        }
+    };
+    match node.call(input).await {
+        Some(Output::Control(snapshot)) => Reply::Control(snapshot),
+        Some(Output::Operator(result)) => Reply::Operator { result },
+        Some(_) => Reply::Error {
+            message: "unexpected answer from the control plane".into(),
+        },
+        None => Reply::Error {
+            message: "the control plane stopped".into(),
+        },
+    }
+}

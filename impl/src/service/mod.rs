@@ -1,0 +1,142 @@
+//! The service as real processes: a region or the control plane per process, talking the
+//! protocol over TCP; the global endpoint (FHIR over HTTP, the operator and status API) in
+//! front; a supervisor that starts them all for `drcheck serve` and injects faults.
+//!
+//! Processes agree on protocol time through a shared start instant (Unix milliseconds) and
+//! the minute scale. The endpoint reaches the processes through [`rpc`]: one JSON line asked,
+//! one answered, per TCP connection.
+
+pub mod control;
+pub mod endpoint;
+pub mod fhir_region;
+pub mod http;
+pub mod region;
+pub mod rpc;
+pub mod supervisor;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::message::NodeId;
+use crate::time::Timing;
+
+/// Everything a region or control-plane process needs to know at start.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ProcessConfig {
+    pub node: NodeId,
+    pub regions: u8,
+    pub timing: Timing,
+    /// Wall milliseconds per protocol minute.
+    pub minute_ms: u64,
+    /// Protocol time 0, in Unix milliseconds, shared by every process of the deployment.
+    pub start_unix_ms: u64,
+    /// Where every node listens for protocol messages.
+    pub peers: HashMap<NodeId, SocketAddr>,
+    /// Where this process answers the endpoint.
+    pub rpc: SocketAddr,
+    /// A region's data directory (its redb file lives there).
+    pub data_dir: Option<PathBuf>,
+    /// Write this process's events as JSON lines here.
+    pub event_log: Option<PathBuf>,
+}
+
+/// Where one node listens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeAddrs {
+    /// Protocol messages from the other nodes.
+    pub protocol: SocketAddr,
+    /// Requests from the endpoint.
+    pub rpc: SocketAddr,
+}
+
+/// A whole deployment's layout: written by `drcheck serve` to `cluster.json` in its data
+/// directory, read by every process it starts (and usable by hand with `drcheck region` and
+/// `drcheck control`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Cluster {
+    pub regions: u8,
+    pub timing: Timing,
+    pub minute_ms: u64,
+    pub start_unix_ms: u64,
+    pub control: NodeAddrs,
+    /// Region `r` at index `r`.
+    pub region: Vec<NodeAddrs>,
+    /// Region `r` keeps its store in `data_dir/region-r`.
+    pub data_dir: PathBuf,
+}
+
+impl Cluster {
+    pub fn load(path: &std::path::Path) -> Result<Cluster, ServiceError> {
+        let text = std::fs::read_to_string(path).map_err(io(format!("reading {}", path.display())))?;
+        let cluster: Cluster = serde_json::from_str(&text)
+            .map_err(|e| ServiceError::Config(format!("{}: {e}", path.display())))?;
+        if !(2..=3).contains(&cluster.regions) || cluster.region.len() != usize::from(cluster.regions) {
+            return Err(ServiceError::Config(format!(
+                "{}: {} regions listed for a deployment of {}",
+                path.display(),
+                cluster.region.len(),
+                cluster.regions
+            )));
+        }
+        Ok(cluster)
+    }
+
+    pub fn addrs(&self, node: NodeId) -> Option<NodeAddrs> {
+        match node {
+            NodeId::Control => Some(self.control),
+            NodeId::Region(r) => self.region.get(usize::from(r)).copied(),
+        }
+    }
+
+    /// The configuration of one of its processes.
+    pub fn process(&self, node: NodeId) -> Result<ProcessConfig, ServiceError> {
+        let addrs = self
+            .addrs(node)
+            .ok_or_else(|| ServiceError::Config(format!("the cluster has no {node}")))?;
+        let mut peers = HashMap::new();
+        peers.insert(NodeId::Control, self.control.protocol);
+        for (r, a) in self.region.iter().enumerate() {
+            peers.insert(NodeId::Region(r as u8), a.protocol);
+        }
+        let dir = match node {
+            NodeId::Region(r) => Some(self.data_dir.join(format!("region-{r}"))),
+            NodeId::Control => None,
+        };
+        let name = match node {
+            NodeId::Region(r) => format!("events-region-{r}.jsonl"),
+            NodeId::Control => "events-control.jsonl".to_string(),
+        };
+        Ok(ProcessConfig {
+            node,
+            regions: self.regions,
+            timing: self.timing,
+            minute_ms: self.minute_ms,
+            start_unix_ms: self.start_unix_ms,
+            peers,
+            rpc: addrs.rpc,
+            data_dir: dir,
+            event_log: Some(self.data_dir.join(name)),
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error("{0}")]
+    Config(String),
+}
+
+pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServiceError {
+    let what = what.into();
+    move |source| ServiceError::Io { what, source }
+}

@@ -1,0 +1,231 @@
+//! `drcheck region`: one region as a process. Its store is a redb file in its data directory;
+//! it talks the protocol over TCP and answers the endpoint over [`rpc`](super::rpc).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use drcheck_properties::Role;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+use crate::message::{Envelope, NodeId};
+use crate::node::{Input, Mailbox, NodeHandle, Output, Wiring};
+use crate::observe::Observer;
+use crate::protocol::region::RegionMachine;
+use crate::service::fhir_region::FhirRegion;
+use crate::service::rpc::{self, Reply, Request};
+use crate::service::{io, ProcessConfig, ServiceError};
+use crate::store::{Durable, RedbStore, Store, StoreOp};
+use crate::time::{Clock, RealClock};
+use crate::transport::tcp::{self, TcpTransport};
+use crate::transport::Links;
+
+/// Everything a node process starts besides its machine: clock, observer, protocol listener.
+pub(crate) struct Common {
+    pub clock: Arc<RealClock>,
+    pub observer: Arc<Observer>,
+    pub links: Links,
+}
+
+impl Common {
+    pub fn new(cfg: &ProcessConfig) -> Result<Common, ServiceError> {
+        let observer = Arc::new(Observer::new(false));
+        if let Some(path) = &cfg.event_log {
+            observer
+                .log_to(path)
+                .map_err(io(format!("event log {}", path.display())))?;
+        }
+        Ok(Common {
+            clock: Arc::new(RealClock::since_unix(cfg.start_unix_ms, cfg.minute_ms)),
+            observer,
+            links: Links::new(),
+        })
+    }
+
+    /// Feeds protocol messages and ticks to the node, and serves `handle` on the RPC address,
+    /// until Ctrl-C or the node stops.
+    pub async fn run<F, Fut>(
+        &self,
+        cfg: &ProcessConfig,
+        node: Arc<NodeHandle>,
+        handle: F,
+    ) -> Result<(), ServiceError>
+    where
+        F: Fn(Request) -> Fut + Clone + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Reply> + Send + 'static,
+    {
+        let me = cfg.node;
+        let listen_at = *cfg
+            .peers
+            .get(&me)
+            .ok_or_else(|| ServiceError::Config(format!("no protocol address for {me}")))?;
+        let listener = TcpListener::bind(listen_at)
+            .await
+            .map_err(io(format!("listening for protocol messages on {listen_at}")))?;
+        let rpc_listener = TcpListener::bind(cfg.rpc)
+            .await
+            .map_err(io(format!("listening for the endpoint on {}", cfg.rpc)))?;
+        let (sink, mut arrivals) = mpsc::unbounded_channel::<Envelope>();
+        let _listen = tcp::listen(listener, self.links.clone(), sink);
+        let mailbox: Mailbox = node.mailbox();
+        let feed = mailbox.clone();
+        tokio::spawn(async move {
+            while let Some(envelope) = arrivals.recv().await {
+                feed.post(Input::Message(envelope));
+            }
+        });
+        let ticker = mailbox.clone();
+        let period = Duration::from_millis((cfg.minute_ms / 4).max(1));
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(period);
+            loop {
+                interval.tick().await;
+                ticker.post(Input::Tick);
+            }
+        });
+        let _rpc = rpc::serve(rpc_listener, handle);
+        let mut watch = tokio::time::interval(Duration::from_millis(100));
+        let parent = std::os::unix::process::parent_id();
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => break,
+                _ = watch.tick() => {
+                    if !node.is_running() {
+                        let _ = self.observer.flush();
+                        return Err(ServiceError::Config(format!("{me} stopped (its store failed)")));
+                    }
+                    // Started by `serve`, which died without stopping us: stop too.
+                    if parent != 1 && std::os::unix::process::parent_id() != parent {
+                        break;
+                    }
+                }
+            }
+        }
+        let _ = self.observer.flush();
+        Ok(())
+    }
+}
+
+/// Runs region `cfg.node` until Ctrl-C.
+pub async fn run(cfg: ProcessConfig) -> Result<(), ServiceError> {
+    let NodeId::Region(r) = cfg.node else {
+        return Err(ServiceError::Config("`region` runs a region".into()));
+    };
+    let dir = cfg
+        .data_dir
+        .clone()
+        .ok_or_else(|| ServiceError::Config("a region needs a data directory".into()))?;
+    std::fs::create_dir_all(&dir).map_err(io(format!("data directory {}", dir.display())))?;
+    let common = Common::new(&cfg)?;
+    let mut store = RedbStore::open(&dir.join(format!("region-{r}.redb")))?;
+    let now = common.clock.now();
+    let lag = cfg.timing.skew;
+    let (durable, first_start) = match store.load()? {
+        Some(d) => (d, false),
+        None => {
+            let role = if r == 0 { Role::Primary } else { Role::Secondary };
+            let fresh = Durable::fresh(role);
+            store.apply(&[StoreOp::SetRole {
+                epoch: fresh.epoch,
+                role,
+            }])?;
+            (fresh, true)
+        }
+    };
+    let mut machine = RegionMachine::new(r, cfg.regions, cfg.timing, durable, now.saturating_sub(lag));
+    if r == 0 && first_start {
+        machine = machine.initial_primary(now + cfg.timing.lease);
+    }
+    let node = NodeHandle::spawn(
+        FhirRegion::new(machine, cfg.minute_ms),
+        Wiring {
+            store: Some(Box::new(store)),
+            transport: Arc::new(TcpTransport::new(cfg.node, cfg.peers.clone(), common.links.clone())),
+            clock: common.clock.clone(),
+            lag,
+            observer: common.observer.clone(),
+        },
+    );
+    let node = Arc::new(node);
+    let links = common.links.clone();
+    let handler_node = node.clone();
+    let handle = move |request: Request| {
+        let node = handler_node.clone();
+        let links = links.clone();
+        async move { answer(&node, &links, r, request).await }
+    };
+    common.run(&cfg, node, handle).await
+}
+
+async fn answer(node: &NodeHandle, links: &Links, r: u8, request: Request) -> Reply {
+    let output = match request {
+        Request::FhirWrite {
+            write,
+            request,
+            unix_ms,
+            reapply_of,
+        } => {
+            node.call(Input::FhirWrite {
+                write,
+                request,
+                unix_ms,
+                reapply_of,
+            })
+            .await
+        }
+        Request::FhirRead {
+            kind,
+            id,
+            version,
+            history,
+        } => {
+            node.call(Input::FhirRead {
+                kind,
+                id,
+                version,
+                history,
+            })
+            .await
+        }
+        Request::Reapply {
+            write,
+            payload,
+            reapply_of,
+        } => {
+            node.call(Input::Write {
+                write,
+                payload,
+                reapply_of: Some(reapply_of),
+            })
+            .await
+        }
+        Request::MarkReapplied { write } => node.call(Input::MarkReapplied { write }).await,
+        Request::RegionState => node.call(Input::Summary).await,
+        Request::SetLinks {
+            isolated,
+            partitioned,
+        } => {
+            links.set_isolated(r, isolated);
+            links.set_partitioned(partitioned);
+            return Reply::Done;
+        }
+        other => {
+            return Reply::Error {
+                message: format!("a region does not answer {other:?}"),
+            }
+        }
+    };
+    match output {
+        Some(Output::FhirWritten(result)) => Reply::FhirWritten { result },
+        Some(Output::FhirRead(result)) => Reply::FhirRead { result },
+        Some(Output::Write(result)) => Reply::Reapplied { result },
+        Some(Output::Marked(held)) => Reply::Marked { held },
+        Some(Output::Summary(summary)) => Reply::Region(summary),
+        Some(_) => Reply::Error {
+            message: "unexpected answer from the region".into(),
+        },
+        None => Reply::Error {
+            message: format!("region {r} stopped"),
+        },
+    }
+}

@@ -1,0 +1,308 @@
+//! `drcheck serve`: a whole deployment on this machine. It starts the control plane and each
+//! region as child processes of the same executable, serves the endpoint itself, injects the
+//! faults the operator asks for (a crash is SIGKILL, a recovery a restart from the same data
+//! directory), and stops everything on Ctrl-C.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::process::{Child, Command};
+
+use crate::message::NodeId;
+use crate::service::endpoint::{self, EndpointConfig, Fault, Faults};
+use crate::service::rpc::{self, Reply, Request};
+use crate::service::{io, Cluster, NodeAddrs, ServiceError};
+use crate::time::{unix_ms, Timing};
+
+/// How `drcheck serve` was asked to run.
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    pub listen: SocketAddr,
+    /// Where the stores, logs and `cluster.json` go (a new temporary directory by default).
+    pub data_dir: Option<PathBuf>,
+    pub regions: u8,
+    pub minute_ms: u64,
+    pub timing: Timing,
+    /// The operator token (generated when not given).
+    pub token: Option<String>,
+    /// The `drcheck` executable the child processes run.
+    pub exe: PathBuf,
+}
+
+#[derive(Default)]
+struct Links {
+    isolated: Vec<bool>,
+    partitioned: bool,
+}
+
+pub struct Supervisor {
+    exe: PathBuf,
+    cluster_file: PathBuf,
+    cluster: Cluster,
+    control: Mutex<Option<Child>>,
+    regions: Mutex<Vec<Option<Child>>>,
+    links: Mutex<Links>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A free loopback port (bound, then released for the child to take).
+fn free_addr() -> Result<SocketAddr, ServiceError> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(io("finding a free port"))
+}
+
+fn node_addrs() -> Result<NodeAddrs, ServiceError> {
+    Ok(NodeAddrs {
+        protocol: free_addr()?,
+        rpc: free_addr()?,
+    })
+}
+
+/// A random hex token from the standard library's randomly keyed hasher.
+fn random_token() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    (0..2)
+        .map(|i| {
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u64(unix_ms() ^ (u64::from(std::process::id()) << 20) ^ i);
+            format!("{:016x}", h.finish())
+        })
+        .collect()
+}
+
+impl Supervisor {
+    fn spawn(&self, node: NodeId) -> Result<Child, ServiceError> {
+        let (verb, name) = match node {
+            NodeId::Control => ("control", "control".to_string()),
+            NodeId::Region(r) => ("region", format!("region-{r}")),
+        };
+        let log_path = self.cluster.data_dir.join(format!("{name}.log"));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(io(format!("log {}", log_path.display())))?;
+        let err = log.try_clone().map_err(io("log file"))?;
+        let mut command = Command::new(&self.exe);
+        command.arg(verb).arg("--cluster").arg(&self.cluster_file);
+        if let NodeId::Region(r) = node {
+            command.arg("--id").arg(r.to_string());
+        }
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(err))
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(io(format!("starting {} {verb}", self.exe.display())))
+    }
+
+    /// Starts the control plane and every region.
+    pub fn start(cluster: Cluster, cluster_file: PathBuf, exe: PathBuf) -> Result<Arc<Supervisor>, ServiceError> {
+        let n = usize::from(cluster.regions);
+        let supervisor = Arc::new(Supervisor {
+            exe,
+            cluster_file,
+            cluster,
+            control: Mutex::new(None),
+            regions: Mutex::new((0..n).map(|_| None).collect()),
+            links: Mutex::new(Links {
+                isolated: vec![false; n],
+                partitioned: false,
+            }),
+        });
+        *lock(&supervisor.control) = Some(supervisor.spawn(NodeId::Control)?);
+        for r in 0..supervisor.cluster.regions {
+            let child = supervisor.spawn(NodeId::Region(r))?;
+            lock(&supervisor.regions)[usize::from(r)] = Some(child);
+        }
+        Ok(supervisor)
+    }
+
+    /// Stops every process.
+    pub async fn shutdown(&self) {
+        let mut children: Vec<Child> = lock(&self.regions).iter_mut().filter_map(Option::take).collect();
+        children.extend(lock(&self.control).take());
+        for child in &mut children {
+            let _ = child.start_kill();
+        }
+        for mut child in children {
+            let _ = child.wait().await;
+        }
+    }
+
+    /// Tells region `r`'s process which of its links are cut (it may have just started).
+    async fn apply_links(&self, r: u8) -> Result<(), String> {
+        let (isolated, partitioned) = {
+            let links = lock(&self.links);
+            (links.isolated[usize::from(r)], links.partitioned)
+        };
+        let addr = self.cluster.region[usize::from(r)].rpc;
+        let request = Request::SetLinks {
+            isolated,
+            partitioned,
+        };
+        let mut last = String::new();
+        for _ in 0..100 {
+            match rpc::call(addr, &request, Duration::from_secs(1)).await {
+                Ok(Reply::Done) => return Ok(()),
+                Ok(other) => last = format!("{other:?}"),
+                Err(e) => last = e.to_string(),
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Err(format!("region {r} did not take the link settings: {last}"))
+    }
+
+    fn check_region(&self, r: u8) -> Result<(), String> {
+        if r < self.cluster.regions {
+            Ok(())
+        } else {
+            Err(format!("there is no region {r}"))
+        }
+    }
+
+    async fn inject_fault(&self, fault: Fault) -> Result<String, String> {
+        match fault {
+            Fault::Crash { region } => {
+                self.check_region(region)?;
+                let child = lock(&self.regions)[usize::from(region)].take();
+                let Some(mut child) = child else {
+                    return Err(format!("region {region} is already down"));
+                };
+                let pid = child.id();
+                child.start_kill().map_err(|e| e.to_string())?;
+                let _ = child.wait().await;
+                Ok(format!("region {region} killed (pid {})", pid.unwrap_or(0)))
+            }
+            Fault::Recover { region } => {
+                self.check_region(region)?;
+                if self.running(region) {
+                    return Err(format!("region {region} is running"));
+                }
+                let child = self.spawn(NodeId::Region(region)).map_err(|e| e.to_string())?;
+                let pid = child.id();
+                lock(&self.regions)[usize::from(region)] = Some(child);
+                self.apply_links(region).await?;
+                Ok(format!("region {region} restarted (pid {})", pid.unwrap_or(0)))
+            }
+            Fault::Isolate { region } | Fault::Reconnect { region } => {
+                self.check_region(region)?;
+                let isolate = matches!(fault, Fault::Isolate { .. });
+                lock(&self.links).isolated[usize::from(region)] = isolate;
+                if self.running(region) {
+                    self.apply_links(region).await?;
+                }
+                Ok(format!(
+                    "region {region} {}",
+                    if isolate { "isolated" } else { "reconnected" }
+                ))
+            }
+            Fault::Partition | Fault::Heal => {
+                let cut = matches!(fault, Fault::Partition);
+                lock(&self.links).partitioned = cut;
+                for r in 0..self.cluster.regions {
+                    if self.running(r) {
+                        self.apply_links(r).await?;
+                    }
+                }
+                Ok(if cut { "regions partitioned" } else { "partition healed" }.to_string())
+            }
+        }
+    }
+}
+
+impl Faults for Supervisor {
+    fn inject(&self, fault: Fault) -> Pin<Box<dyn std::future::Future<Output = Result<String, String>> + Send + '_>> {
+        Box::pin(self.inject_fault(fault))
+    }
+
+    fn running(&self, region: u8) -> bool {
+        let mut regions = lock(&self.regions);
+        match regions.get_mut(usize::from(region)) {
+            Some(Some(child)) => matches!(child.try_wait(), Ok(None)),
+            _ => false,
+        }
+    }
+
+    fn partitioned(&self) -> bool {
+        lock(&self.links).partitioned
+    }
+
+    fn pids(&self) -> Vec<Option<u32>> {
+        lock(&self.regions)
+            .iter()
+            .map(|c| c.as_ref().and_then(Child::id))
+            .collect()
+    }
+}
+
+/// Runs a whole deployment until Ctrl-C. Prints where the endpoint listens, the data
+/// directory and the operator token.
+pub async fn serve(opts: ServeOptions) -> Result<(), ServiceError> {
+    if !(2..=3).contains(&opts.regions) {
+        return Err(ServiceError::Config(format!("a deployment has 2 or 3 regions, not {}", opts.regions)));
+    }
+    let data_dir = match &opts.data_dir {
+        Some(dir) => dir.clone(),
+        None => std::env::temp_dir().join(format!("drcheck-serve-{}-{}", std::process::id(), unix_ms())),
+    };
+    std::fs::create_dir_all(&data_dir).map_err(io(format!("data directory {}", data_dir.display())))?;
+    let cluster_file = data_dir.join("cluster.json");
+    // A data directory from an earlier run keeps its layout and its protocol clock.
+    let cluster = match Cluster::load(&cluster_file) {
+        Ok(c) if c.regions == opts.regions => Cluster {
+            minute_ms: opts.minute_ms,
+            timing: opts.timing,
+            control: node_addrs()?,
+            region: (0..opts.regions).map(|_| node_addrs()).collect::<Result<_, _>>()?,
+            ..c
+        },
+        _ => Cluster {
+            regions: opts.regions,
+            timing: opts.timing,
+            minute_ms: opts.minute_ms,
+            start_unix_ms: unix_ms(),
+            control: node_addrs()?,
+            region: (0..opts.regions).map(|_| node_addrs()).collect::<Result<_, _>>()?,
+            data_dir: data_dir.clone(),
+        },
+    };
+    let text = serde_json::to_string_pretty(&cluster).map_err(|e| ServiceError::Config(e.to_string()))?;
+    std::fs::write(&cluster_file, text).map_err(io(format!("writing {}", cluster_file.display())))?;
+    let token = opts.token.clone().unwrap_or_else(random_token);
+    let listener = tokio::net::TcpListener::bind(opts.listen)
+        .await
+        .map_err(io(format!("listening on {}", opts.listen)))?;
+    let endpoint_addr = listener.local_addr().map_err(io("endpoint address"))?;
+    let supervisor = Supervisor::start(cluster.clone(), cluster_file, opts.exe.clone())?;
+    let router = endpoint::router(EndpointConfig {
+        control: cluster.control.rpc,
+        regions: cluster.region.iter().map(|a| a.rpc).collect(),
+        token: token.clone(),
+        faults: Some(supervisor.clone()),
+    });
+    println!("drcheck serve: {} regions and a control plane as processes; a protocol minute is {} ms", cluster.regions, cluster.minute_ms);
+    println!("endpoint: http://{endpoint_addr}");
+    println!("data: {}", data_dir.display());
+    println!("operator token: {token}");
+    println!("stop with Ctrl-C");
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+    let served = axum::serve(listener, router)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await;
+    supervisor.shutdown().await;
+    println!("drcheck serve: stopped");
+    served.map_err(io("serving the endpoint"))
+}

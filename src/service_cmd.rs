@@ -1,0 +1,157 @@
+//! The service verbs: `serve`, `region`, `control`, and the operator's client verbs against a
+//! running deployment's endpoint.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use drcheck_impl::message::NodeId;
+use drcheck_impl::service::endpoint::Fault;
+use drcheck_impl::service::supervisor::{self, ServeOptions};
+use drcheck_impl::service::{control, http, region, Cluster};
+use drcheck_impl::time::Timing;
+
+use crate::args::{
+    ControlArgs, EndpointArgs, FaultArgs, FaultKind, OperatorArgs, ReapplyArgs, RegionArgs,
+    ServeArgs, TargetArgs,
+};
+use crate::UsageError;
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+fn socket_addr(text: &str, what: &str) -> Result<SocketAddr> {
+    let bare = text
+        .trim_start_matches("http://")
+        .trim_end_matches('/');
+    bare.to_socket_addrs()
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .ok_or_else(|| UsageError(format!("{what} {text:?} is not host:port")).into())
+}
+
+pub fn serve(args: &ServeArgs) -> Result<ExitCode> {
+    if !(2..=3).contains(&args.regions) {
+        return Err(UsageError(format!("--regions must be 2 or 3, not {}", args.regions)).into());
+    }
+    if args.minute_ms == 0 {
+        return Err(UsageError("--minute-ms must be at least 1".into()).into());
+    }
+    if args.token.as_deref() == Some("") {
+        return Err(UsageError("--token must not be empty".into()).into());
+    }
+    let opts = ServeOptions {
+        listen: socket_addr(&args.listen, "--listen")?,
+        data_dir: args.data.clone(),
+        regions: args.regions,
+        minute_ms: args.minute_ms,
+        timing: Timing::default(),
+        token: args.token.clone(),
+        exe: std::env::current_exe().context("finding the drcheck executable")?,
+    };
+    runtime()?.block_on(supervisor::serve(opts))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn load_cluster(path: &std::path::Path) -> Result<Cluster> {
+    Cluster::load(path).map_err(|e| UsageError(e.to_string()).into())
+}
+
+pub fn region(args: &RegionArgs) -> Result<ExitCode> {
+    let cluster = load_cluster(&args.cluster)?;
+    let cfg = cluster
+        .process(NodeId::Region(args.id))
+        .map_err(|e| UsageError(e.to_string()))?;
+    runtime()?.block_on(region::run(cfg))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn control(args: &ControlArgs) -> Result<ExitCode> {
+    let cluster = load_cluster(&args.cluster)?;
+    let cfg = cluster
+        .process(NodeId::Control)
+        .map_err(|e| UsageError(e.to_string()))?;
+    runtime()?.block_on(control::run(cfg))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Sends one request to the endpoint; prints the answer; exit 0 on success, 1 otherwise.
+fn ask(endpoint: &EndpointArgs, method: &str, path: &str, token: Option<&str>, body: Option<serde_json::Value>) -> Result<ExitCode> {
+    let addr = socket_addr(&endpoint.endpoint, "--endpoint")?;
+    let bearer = token.map(|t| format!("Bearer {t}"));
+    let mut headers = vec![("Accept", "application/json")];
+    if let Some(b) = &bearer {
+        headers.push(("Authorization", b));
+    }
+    let bytes = body.map(|b| b.to_string()).unwrap_or_default();
+    if !bytes.is_empty() {
+        headers.push(("Content-Type", "application/json"));
+    }
+    let response = runtime()?
+        .block_on(http::request(addr, method, path, &headers, bytes.as_bytes()))
+        .with_context(|| format!("cannot reach the endpoint at {addr}"))?;
+    let shown = match response.json() {
+        Ok(json) => serde_json::to_string_pretty(&json).unwrap_or_default(),
+        Err(_) => response.text(),
+    };
+    if (200..300).contains(&response.status) {
+        println!("{shown}");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        let diagnostics = response
+            .json()
+            .ok()
+            .and_then(|j| j["issue"][0]["diagnostics"].as_str().map(str::to_string))
+            .unwrap_or(shown);
+        eprintln!("refused ({}): {diagnostics}", response.status);
+        Ok(ExitCode::from(1))
+    }
+}
+
+pub fn status(args: &EndpointArgs) -> Result<ExitCode> {
+    ask(args, "GET", "/_dr/status", None, None)
+}
+
+fn operator(args: &OperatorArgs, method: &str, path: &str, body: Option<serde_json::Value>) -> Result<ExitCode> {
+    if args.token.is_empty() {
+        return Err(UsageError("--token must not be empty".into()).into());
+    }
+    ask(&args.endpoint, method, path, Some(&args.token), body)
+}
+
+pub fn failback(args: &TargetArgs) -> Result<ExitCode> {
+    operator(&args.operator, "POST", "/_dr/failback", Some(serde_json::json!({ "target": args.target })))
+}
+
+pub fn force_failover(args: &TargetArgs) -> Result<ExitCode> {
+    operator(&args.operator, "POST", "/_dr/force-failover", Some(serde_json::json!({ "target": args.target })))
+}
+
+pub fn quarantine(args: &OperatorArgs) -> Result<ExitCode> {
+    operator(args, "GET", "/_dr/quarantine", None)
+}
+
+pub fn reapply(args: &ReapplyArgs) -> Result<ExitCode> {
+    operator(&args.operator, "POST", "/_dr/reapply", Some(serde_json::json!({ "write": args.write })))
+}
+
+pub fn fault(args: &FaultArgs) -> Result<ExitCode> {
+    let region = || {
+        args.region
+            .ok_or_else(|| UsageError(format!("{:?} needs --region", args.fault).to_lowercase()))
+    };
+    let fault = match args.fault {
+        FaultKind::Crash => Fault::Crash { region: region()? },
+        FaultKind::Recover => Fault::Recover { region: region()? },
+        FaultKind::Isolate => Fault::Isolate { region: region()? },
+        FaultKind::Reconnect => Fault::Reconnect { region: region()? },
+        FaultKind::Partition => Fault::Partition,
+        FaultKind::Heal => Fault::Heal,
+    };
+    let body = serde_json::to_value(fault).context("encoding the fault")?;
+    operator(&args.operator, "POST", "/_dr/fault", Some(body))
+}
