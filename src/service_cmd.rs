@@ -25,9 +25,7 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 fn socket_addr(text: &str, what: &str) -> Result<SocketAddr> {
-    let bare = text
-        .trim_start_matches("http://")
-        .trim_end_matches('/');
+    let bare = text.trim_start_matches("http://").trim_end_matches('/');
     bare.to_socket_addrs()
         .ok()
         .and_then(|mut addrs| addrs.next())
@@ -80,7 +78,13 @@ pub fn control(args: &ControlArgs) -> Result<ExitCode> {
 }
 
 /// Sends one request to the endpoint; prints the answer; exit 0 on success, 1 otherwise.
-fn ask(endpoint: &EndpointArgs, method: &str, path: &str, token: Option<&str>, body: Option<serde_json::Value>) -> Result<ExitCode> {
+fn ask(
+    endpoint: &EndpointArgs,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<serde_json::Value>,
+) -> Result<ExitCode> {
     let addr = socket_addr(&endpoint.endpoint, "--endpoint")?;
     let bearer = token.map(|t| format!("Bearer {t}"));
     let mut headers = vec![("Accept", "application/json")];
@@ -92,7 +96,13 @@ fn ask(endpoint: &EndpointArgs, method: &str, path: &str, token: Option<&str>, b
         headers.push(("Content-Type", "application/json"));
     }
     let response = runtime()?
-        .block_on(http::request(addr, method, path, &headers, bytes.as_bytes()))
+        .block_on(http::request(
+            addr,
+            method,
+            path,
+            &headers,
+            bytes.as_bytes(),
+        ))
         .with_context(|| format!("cannot reach the endpoint at {addr}"))?;
     let shown = match response.json() {
         Ok(json) => serde_json::to_string_pretty(&json).unwrap_or_default(),
@@ -116,7 +126,12 @@ pub fn status(args: &EndpointArgs) -> Result<ExitCode> {
     ask(args, "GET", "/_dr/status", None, None)
 }
 
-fn operator(args: &OperatorArgs, method: &str, path: &str, body: Option<serde_json::Value>) -> Result<ExitCode> {
+fn operator(
+    args: &OperatorArgs,
+    method: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> Result<ExitCode> {
     if args.token.is_empty() {
         return Err(UsageError("--token must not be empty".into()).into());
     }
@@ -124,11 +139,21 @@ fn operator(args: &OperatorArgs, method: &str, path: &str, body: Option<serde_js
 }
 
 pub fn failback(args: &TargetArgs) -> Result<ExitCode> {
-    operator(&args.operator, "POST", "/_dr/failback", Some(serde_json::json!({ "target": args.target })))
+    operator(
+        &args.operator,
+        "POST",
+        "/_dr/failback",
+        Some(serde_json::json!({ "target": args.target })),
+    )
 }
 
 pub fn force_failover(args: &TargetArgs) -> Result<ExitCode> {
-    operator(&args.operator, "POST", "/_dr/force-failover", Some(serde_json::json!({ "target": args.target })))
+    operator(
+        &args.operator,
+        "POST",
+        "/_dr/force-failover",
+        Some(serde_json::json!({ "target": args.target })),
+    )
 }
 
 pub fn quarantine(args: &OperatorArgs) -> Result<ExitCode> {
@@ -136,7 +161,12 @@ pub fn quarantine(args: &OperatorArgs) -> Result<ExitCode> {
 }
 
 pub fn reapply(args: &ReapplyArgs) -> Result<ExitCode> {
-    operator(&args.operator, "POST", "/_dr/reapply", Some(serde_json::json!({ "write": args.write })))
+    operator(
+        &args.operator,
+        "POST",
+        "/_dr/reapply",
+        Some(serde_json::json!({ "write": args.write })),
+    )
 }
 
 pub fn fault(args: &FaultArgs) -> Result<ExitCode> {

@@ -30,8 +30,15 @@ fn patient(family: &str, id: Option<&str>) -> String {
 fn record(acked: &mut Acked, response: &drcheck_impl::service::http::Response, family: &str) {
     let body = response.json().expect("resource JSON");
     let id = body["id"].as_str().expect("id").to_string();
-    let version: u64 = body["meta"]["versionId"].as_str().expect("versionId").parse().expect("number");
-    assert_eq!(response.header("ETag"), Some(format!("W/\"{version}\"").as_str()));
+    let version: u64 = body["meta"]["versionId"]
+        .as_str()
+        .expect("versionId")
+        .parse()
+        .expect("number");
+    assert_eq!(
+        response.header("ETag"),
+        Some(format!("W/\"{version}\"").as_str())
+    );
     assert!(response.header("Last-Modified").is_some());
     acked.insert(id, (version, family.to_string()));
 }
@@ -50,7 +57,9 @@ fn a_killed_primary_fails_over_and_everything_comes_back_home() {
         let family = format!("Family{n}");
         let created = serve.create("Patient", &patient(&family, None));
         assert_eq!(created.status, 201, "{}", created.text());
-        assert!(created.header("Location").is_some_and(|l| l.ends_with("/_history/1")));
+        assert!(created
+            .header("Location")
+            .is_some_and(|l| l.ends_with("/_history/1")));
         record(&mut acked, &created, &family);
     }
     for (id, (version, _)) in acked.clone() {
@@ -77,13 +86,21 @@ fn a_killed_primary_fails_over_and_everything_comes_back_home() {
     // kill -9 the primary region's process.
     let status = serve.status();
     assert_eq!(status["routing"]["primary"], 0);
-    let pid = region_field(&status, 0, "pid").as_u64().expect("region 0 runs");
-    let killed = Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap();
+    let pid = region_field(&status, 0, "pid")
+        .as_u64()
+        .expect("region 0 runs");
+    let killed = Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
     assert!(killed.success());
 
     // The same endpoint takes writes again within the RTO.
     let took = serve.eventually(minutes(60), "writes resume after the failover", || {
-        serve.create("Patient", &patient("AfterFailover", None)).status == 201
+        serve
+            .create("Patient", &patient("AfterFailover", None))
+            .status
+            == 201
     });
     assert!(took < minutes(60), "RTO exceeded: {took:?}");
     let status = serve.status();
@@ -93,7 +110,10 @@ fn a_killed_primary_fails_over_and_everything_comes_back_home() {
     // The lost writes are within the RPO: region 1 lacks exactly the unreplicated ones.
     for id in &unreplicated {
         let read = serve.get(&format!("/Patient/{id}"));
-        assert_eq!(read.status, 404, "lost write {id} is not at the new primary");
+        assert_eq!(
+            read.status, 404,
+            "lost write {id} is not at the new primary"
+        );
         acked.remove(id);
     }
     let again = serve.create("Patient", &patient("AfterFailover2", None));
@@ -104,29 +124,49 @@ fn a_killed_primary_fails_over_and_everything_comes_back_home() {
     let heal = serve.operator("POST", "/_dr/fault", &json!({ "fault": "heal" }));
     assert_eq!(heal.status, 200, "{}", heal.text());
     let recovered = serve.verb(&["fault", "recover", "--region", "0"]);
-    assert!(recovered.status.success(), "{}", String::from_utf8_lossy(&recovered.stderr));
+    assert!(
+        recovered.status.success(),
+        "{}",
+        String::from_utf8_lossy(&recovered.stderr)
+    );
     serve.eventually(minutes(20), "region 0 rejoins as secondary", || {
         let s = serve.status();
         region_field(&s, 0, "role") == "Secondary" && region_field(&s, 0, "epoch") == 2
     });
     let quarantine = serve.operator("GET", "/_dr/quarantine", &json!({}));
     assert_eq!(quarantine.status, 200, "{}", quarantine.text());
-    let items = quarantine.json().unwrap()["quarantine"].as_array().unwrap().clone();
+    let items = quarantine.json().unwrap()["quarantine"]
+        .as_array()
+        .unwrap()
+        .clone();
     let mut quarantined: Vec<String> = items
         .iter()
-        .map(|q| q["resource"].as_str().unwrap().trim_start_matches("Patient/").to_string())
+        .map(|q| {
+            q["resource"]
+                .as_str()
+                .unwrap()
+                .trim_start_matches("Patient/")
+                .to_string()
+        })
         .collect();
     quarantined.sort();
     let mut expected = unreplicated.clone();
     expected.sort();
-    assert_eq!(quarantined, expected, "the quarantine holds exactly the lost writes");
+    assert_eq!(
+        quarantined, expected,
+        "the quarantine holds exactly the lost writes"
+    );
 
     // Compute fails back home by itself; data stays in region 1.
     serve.eventually(minutes(10), "compute fails back", || {
         serve.status()["routing"]["compute"] == 0
     });
     std::thread::sleep(minutes(10));
-    assert_eq!(serve.status()["routing"]["primary"], 1, "data never fails back by itself");
+    assert_eq!(
+        serve.status()["routing"]["primary"],
+        1,
+        "data never fails back by itself"
+    );
 
     // Data fails back on the operator's request (the CLI verb), losing nothing.
     serve.eventually(minutes(10), "region 0 caught up", || {
@@ -134,7 +174,11 @@ fn a_killed_primary_fails_over_and_everything_comes_back_home() {
         region_field(&s, 0, "replication_lag") == 0
     });
     let failback = serve.verb(&["failback", "--target", "0"]);
-    assert!(failback.status.success(), "{}", String::from_utf8_lossy(&failback.stderr));
+    assert!(
+        failback.status.success(),
+        "{}",
+        String::from_utf8_lossy(&failback.stderr)
+    );
     serve.eventually(minutes(10), "data fails back", || {
         let s = serve.status();
         s["routing"]["primary"] == 0 && s["routing"]["epoch"] == 3
@@ -151,7 +195,11 @@ fn a_killed_primary_fails_over_and_everything_comes_back_home() {
     // The operator re-applies a lost write: it is readable again, as a new version.
     let lost = items[0]["write"].as_u64().unwrap();
     let reapplied = serve.verb(&["reapply", "--write", &lost.to_string()]);
-    assert!(reapplied.status.success(), "{}", String::from_utf8_lossy(&reapplied.stderr));
+    assert!(
+        reapplied.status.success(),
+        "{}",
+        String::from_utf8_lossy(&reapplied.stderr)
+    );
     let id = items[0]["resource"].as_str().unwrap();
     let read = serve.get(&format!("/{id}"));
     assert_eq!(read.status, 200, "{}", read.text());

@@ -11,15 +11,15 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::entry::WriteId;
+use crate::event::{Event, Refusal};
 use crate::fhir::change::Change;
 use crate::fhir::index::WriteRequest;
-use crate::service::rpc::{Failure, RegionSummary};
-use crate::event::{Event, Refusal};
 use crate::message::{Envelope, NodeId};
 use crate::observe::Observer;
 use crate::protocol::control::{ControlMachine, ControlSnapshot};
 use crate::protocol::region::{Ack, RegionMachine, RegionSnapshot};
 use crate::protocol::Effects;
+use crate::service::rpc::{Failure, RegionSummary};
 use crate::store::Store;
 use crate::time::{Clock, Millis};
 use crate::transport::Transport;

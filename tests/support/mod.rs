@@ -42,7 +42,10 @@ impl Serve {
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
         let endpoint = loop {
-            let line = lines.next().expect("serve prints its endpoint").expect("stdout");
+            let line = lines
+                .next()
+                .expect("serve prints its endpoint")
+                .expect("stdout");
             if let Some(url) = line.strip_prefix("endpoint: http://") {
                 break url.parse().expect("endpoint address");
             }
@@ -59,13 +62,26 @@ impl Serve {
             data,
             runtime,
         };
-        serve.eventually(Duration::from_secs(20), "the deployment takes writes", || {
-            serve.create("Patient", r#"{"resourceType":"Patient","id":"warm-up"}"#).status == 201
-        });
+        serve.eventually(
+            Duration::from_secs(20),
+            "the deployment takes writes",
+            || {
+                serve
+                    .create("Patient", r#"{"resourceType":"Patient","id":"warm-up"}"#)
+                    .status
+                    == 201
+            },
+        );
         serve
     }
 
-    pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Response {
         self.runtime
             .block_on(http::request(self.endpoint, method, path, headers, body))
             .expect("the endpoint answers")
@@ -97,7 +113,10 @@ impl Serve {
         self.request(
             method,
             path,
-            &[("Authorization", &auth), ("Content-Type", "application/json")],
+            &[
+                ("Authorization", &auth),
+                ("Content-Type", "application/json"),
+            ],
             body.to_string().as_bytes(),
         )
     }
@@ -109,7 +128,12 @@ impl Serve {
     }
 
     /// Polls `check` every 50 ms until it holds; fails after `limit`. Returns the time taken.
-    pub fn eventually(&self, limit: Duration, what: &str, mut check: impl FnMut() -> bool) -> Duration {
+    pub fn eventually(
+        &self,
+        limit: Duration,
+        what: &str,
+        mut check: impl FnMut() -> bool,
+    ) -> Duration {
         let start = Instant::now();
         while start.elapsed() < limit {
             if check() {
@@ -117,7 +141,10 @@ impl Serve {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("{what}: not within {limit:?}; status {}", self.get("/_dr/status").text());
+        panic!(
+            "{what}: not within {limit:?}; status {}",
+            self.get("/_dr/status").text()
+        );
     }
 
     /// Runs a `drcheck` client verb against this deployment.
@@ -149,7 +176,12 @@ impl Drop for Serve {
 
 /// The OperationOutcome's first issue code, checking the body is one.
 pub fn outcome_code(response: &Response) -> String {
-    let body = response.json().unwrap_or_else(|e| panic!("{e}: {}", response.text()));
+    let body = response
+        .json()
+        .unwrap_or_else(|e| panic!("{e}: {}", response.text()));
     assert_eq!(body["resourceType"], "OperationOutcome", "{body}");
-    body["issue"][0]["code"].as_str().expect("issue code").to_string()
+    body["issue"][0]["code"]
+        .as_str()
+        .expect("issue code")
+        .to_string()
 }

@@ -14,7 +14,9 @@ use crate::transport::tcp::TcpTransport;
 /// Runs the control plane until Ctrl-C.
 pub async fn run(cfg: ProcessConfig) -> Result<(), ServiceError> {
     if cfg.node != NodeId::Control {
-        return Err(ServiceError::Config("`control` runs the control plane".into()));
+        return Err(ServiceError::Config(
+            "`control` runs the control plane".into(),
+        ));
     }
     let common = Common::new(&cfg)?;
     let machine = ControlMachine::new(cfg.regions, cfg.timing, common.clock.now());
@@ -22,7 +24,11 @@ pub async fn run(cfg: ProcessConfig) -> Result<(), ServiceError> {
         machine,
         Wiring {
             store: None,
-            transport: Arc::new(TcpTransport::new(cfg.node, cfg.peers.clone(), common.links.clone())),
+            transport: Arc::new(TcpTransport::new(
+                cfg.node,
+                cfg.peers.clone(),
+                common.links.clone(),
+            )),
             clock: common.clock.clone(),
             lag: 0,
             observer: common.observer.clone(),

@@ -53,13 +53,17 @@ impl FhirRegion {
 
     /// Protocol time as whole wall seconds, at least 1.
     fn wall_seconds(&self, protocol: Millis) -> u64 {
-        (protocol.saturating_mul(self.minute_ms) / MINUTE).div_ceil(1000).max(1)
+        (protocol.saturating_mul(self.minute_ms) / MINUTE)
+            .div_ceil(1000)
+            .max(1)
     }
 
     fn failure(&self, refusal: &Refusal) -> Failure {
         let minute = self.wall_seconds(MINUTE);
         let (status, code, retry_after) = match refusal {
-            Refusal::Throttled { retry_after } => (429, "throttled", self.wall_seconds(*retry_after)),
+            Refusal::Throttled { retry_after } => {
+                (429, "throttled", self.wall_seconds(*retry_after))
+            }
             _ => (503, "transient", minute),
         };
         Failure {
@@ -92,7 +96,10 @@ impl FhirRegion {
         let Some(change) = index::prepare(&self.index, request, &new_id, unix_ms)? else {
             return Ok(None);
         };
-        match self.machine.write(now, write, change.to_payload(), reapply_of, fx) {
+        match self
+            .machine
+            .write(now, write, change.to_payload(), reapply_of, fx)
+        {
             Ok(ack) => {
                 self.sync(false);
                 Ok(Some((ack, change)))
@@ -101,7 +108,14 @@ impl FhirRegion {
         }
     }
 
-    fn read(&mut self, now: Millis, kind: &str, id: &str, version: Option<u64>, history: bool) -> Result<Vec<Change>, Failure> {
+    fn read(
+        &mut self,
+        now: Millis,
+        kind: &str,
+        id: &str,
+        version: Option<u64>,
+        history: bool,
+    ) -> Result<Vec<Change>, Failure> {
         // Reads are served by the data primary under its lease, so they see every
         // acknowledged write (the throttle only holds back writes).
         match self.machine.refusal(now) {
@@ -167,7 +181,10 @@ impl Machine for FhirRegion {
             Input::Summary => Output::Summary(Box::new(self.summary(now))),
             other => {
                 let output = self.machine.handle(now, other, fx);
-                let rejoined = fx.events.iter().any(|e| matches!(e, Event::Rejoined { .. }));
+                let rejoined = fx
+                    .events
+                    .iter()
+                    .any(|e| matches!(e, Event::Rejoined { .. }));
                 self.sync(rejoined);
                 output
             }

@@ -109,8 +109,9 @@ impl Connection {
         if chunked {
             loop {
                 let size_line = self.line().await?;
-                let size = usize::from_str_radix(size_line.split(';').next().unwrap_or("").trim(), 16)
-                    .map_err(|_| bad(format!("bad chunk size {size_line:?}")))?;
+                let size =
+                    usize::from_str_radix(size_line.split(';').next().unwrap_or("").trim(), 16)
+                        .map_err(|_| bad(format!("bad chunk size {size_line:?}")))?;
                 if size == 0 {
                     let _ = self.line().await?;
                     break;
@@ -124,7 +125,9 @@ impl Connection {
                 let _ = self.line().await?;
             }
         } else if let Some(len) = response.header("content-length") {
-            let len: usize = len.parse().map_err(|_| bad(format!("bad Content-Length {len}")))?;
+            let len: usize = len
+                .parse()
+                .map_err(|_| bad(format!("bad Content-Length {len}")))?;
             if len > MAX_BODY {
                 return Err(bad("response body too large"));
             }
@@ -143,5 +146,8 @@ pub async fn request(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> std::io::Result<Response> {
-    Connection::open(addr).await?.send(method, path, headers, body).await
+    Connection::open(addr)
+        .await?
+        .send(method, path, headers, body)
+        .await
 }

@@ -70,10 +70,13 @@ pub struct Cluster {
 
 impl Cluster {
     pub fn load(path: &std::path::Path) -> Result<Cluster, ServiceError> {
-        let text = std::fs::read_to_string(path).map_err(io(format!("reading {}", path.display())))?;
+        let text =
+            std::fs::read_to_string(path).map_err(io(format!("reading {}", path.display())))?;
         let cluster: Cluster = serde_json::from_str(&text)
             .map_err(|e| ServiceError::Config(format!("{}: {e}", path.display())))?;
-        if !(2..=3).contains(&cluster.regions) || cluster.region.len() != usize::from(cluster.regions) {
+        if !(2..=3).contains(&cluster.regions)
+            || cluster.region.len() != usize::from(cluster.regions)
+        {
             return Err(ServiceError::Config(format!(
                 "{}: {} regions listed for a deployment of {}",
                 path.display(),

@@ -59,9 +59,9 @@ impl Common {
             .peers
             .get(&me)
             .ok_or_else(|| ServiceError::Config(format!("no protocol address for {me}")))?;
-        let listener = TcpListener::bind(listen_at)
-            .await
-            .map_err(io(format!("listening for protocol messages on {listen_at}")))?;
+        let listener = TcpListener::bind(listen_at).await.map_err(io(format!(
+            "listening for protocol messages on {listen_at}"
+        )))?;
         let rpc_listener = TcpListener::bind(cfg.rpc)
             .await
             .map_err(io(format!("listening for the endpoint on {}", cfg.rpc)))?;
@@ -123,7 +123,11 @@ pub async fn run(cfg: ProcessConfig) -> Result<(), ServiceError> {
     let (durable, first_start) = match store.load()? {
         Some(d) => (d, false),
         None => {
-            let role = if r == 0 { Role::Primary } else { Role::Secondary };
+            let role = if r == 0 {
+                Role::Primary
+            } else {
+                Role::Secondary
+            };
             let fresh = Durable::fresh(role);
             store.apply(&[StoreOp::SetRole {
                 epoch: fresh.epoch,
@@ -132,7 +136,8 @@ pub async fn run(cfg: ProcessConfig) -> Result<(), ServiceError> {
             (fresh, true)
         }
     };
-    let mut machine = RegionMachine::new(r, cfg.regions, cfg.timing, durable, now.saturating_sub(lag));
+    let mut machine =
+        RegionMachine::new(r, cfg.regions, cfg.timing, durable, now.saturating_sub(lag));
     if r == 0 && first_start {
         machine = machine.initial_primary(now + cfg.timing.lease);
     }
@@ -140,7 +145,11 @@ pub async fn run(cfg: ProcessConfig) -> Result<(), ServiceError> {
         FhirRegion::new(machine, cfg.minute_ms),
         Wiring {
             store: Some(Box::new(store)),
-            transport: Arc::new(TcpTransport::new(cfg.node, cfg.peers.clone(), common.links.clone())),
+            transport: Arc::new(TcpTransport::new(
+                cfg.node,
+                cfg.peers.clone(),
+                common.links.clone(),
+            )),
             clock: common.clock.clone(),
             lag,
             observer: common.observer.clone(),

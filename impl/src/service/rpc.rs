@@ -137,7 +137,11 @@ pub enum RpcError {
 }
 
 /// Asks `addr` and waits for the answer (at most `timeout`).
-pub async fn call(addr: SocketAddr, request: &Request, timeout: Duration) -> Result<Reply, RpcError> {
+pub async fn call(
+    addr: SocketAddr,
+    request: &Request,
+    timeout: Duration,
+) -> Result<Reply, RpcError> {
     let unreachable = |reason: String| RpcError::Unreachable { addr, reason };
     let exchange = async {
         let mut stream = TcpStream::connect(addr)
@@ -157,7 +161,9 @@ pub async fn call(addr: SocketAddr, request: &Request, timeout: Duration) -> Res
             .await
             .map_err(|e| unreachable(e.to_string()))?;
         if answer.is_empty() {
-            return Err(unreachable("the connection closed without an answer".into()));
+            return Err(unreachable(
+                "the connection closed without an answer".into(),
+            ));
         }
         serde_json::from_slice(&answer).map_err(|e| RpcError::Garbled {
             addr,

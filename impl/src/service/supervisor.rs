@@ -106,7 +106,11 @@ impl Supervisor {
     }
 
     /// Starts the control plane and every region.
-    pub fn start(cluster: Cluster, cluster_file: PathBuf, exe: PathBuf) -> Result<Arc<Supervisor>, ServiceError> {
+    pub fn start(
+        cluster: Cluster,
+        cluster_file: PathBuf,
+        exe: PathBuf,
+    ) -> Result<Arc<Supervisor>, ServiceError> {
         let n = usize::from(cluster.regions);
         let supervisor = Arc::new(Supervisor {
             exe,
@@ -129,7 +133,10 @@ impl Supervisor {
 
     /// Stops every process.
     pub async fn shutdown(&self) {
-        let mut children: Vec<Child> = lock(&self.regions).iter_mut().filter_map(Option::take).collect();
+        let mut children: Vec<Child> = lock(&self.regions)
+            .iter_mut()
+            .filter_map(Option::take)
+            .collect();
         children.extend(lock(&self.control).take());
         for child in &mut children {
             let _ = child.start_kill();
@@ -188,11 +195,16 @@ impl Supervisor {
                 if self.running(region) {
                     return Err(format!("region {region} is running"));
                 }
-                let child = self.spawn(NodeId::Region(region)).map_err(|e| e.to_string())?;
+                let child = self
+                    .spawn(NodeId::Region(region))
+                    .map_err(|e| e.to_string())?;
                 let pid = child.id();
                 lock(&self.regions)[usize::from(region)] = Some(child);
                 self.apply_links(region).await?;
-                Ok(format!("region {region} restarted (pid {})", pid.unwrap_or(0)))
+                Ok(format!(
+                    "region {region} restarted (pid {})",
+                    pid.unwrap_or(0)
+                ))
             }
             Fault::Isolate { region } | Fault::Reconnect { region } => {
                 self.check_region(region)?;
@@ -214,14 +226,22 @@ impl Supervisor {
                         self.apply_links(r).await?;
                     }
                 }
-                Ok(if cut { "regions partitioned" } else { "partition healed" }.to_string())
+                Ok(if cut {
+                    "regions partitioned"
+                } else {
+                    "partition healed"
+                }
+                .to_string())
             }
         }
     }
 }
 
 impl Faults for Supervisor {
-    fn inject(&self, fault: Fault) -> Pin<Box<dyn std::future::Future<Output = Result<String, String>> + Send + '_>> {
+    fn inject(
+        &self,
+        fault: Fault,
+    ) -> Pin<Box<dyn std::future::Future<Output = Result<String, String>> + Send + '_>> {
         Box::pin(self.inject_fault(fault))
     }
 
@@ -249,13 +269,21 @@ impl Faults for Supervisor {
 /// directory and the operator token.
 pub async fn serve(opts: ServeOptions) -> Result<(), ServiceError> {
     if !(2..=3).contains(&opts.regions) {
-        return Err(ServiceError::Config(format!("a deployment has 2 or 3 regions, not {}", opts.regions)));
+        return Err(ServiceError::Config(format!(
+            "a deployment has 2 or 3 regions, not {}",
+            opts.regions
+        )));
     }
     let data_dir = match &opts.data_dir {
         Some(dir) => dir.clone(),
-        None => std::env::temp_dir().join(format!("drcheck-serve-{}-{}", std::process::id(), unix_ms())),
+        None => std::env::temp_dir().join(format!(
+            "drcheck-serve-{}-{}",
+            std::process::id(),
+            unix_ms()
+        )),
     };
-    std::fs::create_dir_all(&data_dir).map_err(io(format!("data directory {}", data_dir.display())))?;
+    std::fs::create_dir_all(&data_dir)
+        .map_err(io(format!("data directory {}", data_dir.display())))?;
     let cluster_file = data_dir.join("cluster.json");
     // A data directory from an earlier run keeps its layout and its protocol clock.
     let cluster = match Cluster::load(&cluster_file) {
@@ -263,7 +291,9 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServiceError> {
             minute_ms: opts.minute_ms,
             timing: opts.timing,
             control: node_addrs()?,
-            region: (0..opts.regions).map(|_| node_addrs()).collect::<Result<_, _>>()?,
+            region: (0..opts.regions)
+                .map(|_| node_addrs())
+                .collect::<Result<_, _>>()?,
             ..c
         },
         _ => Cluster {
@@ -272,12 +302,16 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServiceError> {
             minute_ms: opts.minute_ms,
             start_unix_ms: unix_ms(),
             control: node_addrs()?,
-            region: (0..opts.regions).map(|_| node_addrs()).collect::<Result<_, _>>()?,
+            region: (0..opts.regions)
+                .map(|_| node_addrs())
+                .collect::<Result<_, _>>()?,
             data_dir: data_dir.clone(),
         },
     };
-    let text = serde_json::to_string_pretty(&cluster).map_err(|e| ServiceError::Config(e.to_string()))?;
-    std::fs::write(&cluster_file, text).map_err(io(format!("writing {}", cluster_file.display())))?;
+    let text =
+        serde_json::to_string_pretty(&cluster).map_err(|e| ServiceError::Config(e.to_string()))?;
+    std::fs::write(&cluster_file, text)
+        .map_err(io(format!("writing {}", cluster_file.display())))?;
     let token = opts.token.clone().unwrap_or_else(random_token);
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await
@@ -290,7 +324,10 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServiceError> {
         token: token.clone(),
         faults: Some(supervisor.clone()),
     });
-    println!("drcheck serve: {} regions and a control plane as processes; a protocol minute is {} ms", cluster.regions, cluster.minute_ms);
+    println!(
+        "drcheck serve: {} regions and a control plane as processes; a protocol minute is {} ms",
+        cluster.regions, cluster.minute_ms
+    );
     println!("endpoint: http://{endpoint_addr}");
     println!("data: {}", data_dir.display());
     println!("operator token: {token}");
