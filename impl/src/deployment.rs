@@ -60,6 +60,8 @@ pub struct DeploymentConfig {
     pub event_log: Option<PathBuf>,
     /// Keep the ghost ledger for [`Deployment::abstract_view`] (off for benchmarks).
     pub ghost: bool,
+    /// Implementation mutants switched on (none without the `mutants` feature).
+    pub mutants: crate::mutant::Mutants,
 }
 
 impl Default for DeploymentConfig {
@@ -72,6 +74,7 @@ impl Default for DeploymentConfig {
             mode: Mode::Virtual,
             event_log: None,
             ghost: true,
+            mutants: crate::mutant::Mutants::default(),
         }
     }
 }
@@ -339,7 +342,8 @@ impl Deployment {
             lag: 0,
             observer: observer.clone(),
         };
-        let control = NodeHandle::spawn(ControlMachine::new(n, cfg.timing, clock.now()), wiring);
+        let machine = ControlMachine::new(n, cfg.timing, clock.now()).with_mutants(cfg.mutants);
+        let control = NodeHandle::spawn(machine, wiring);
         let mut deployment = Deployment {
             ghost: cfg.ghost.then(|| Ghost::new(n, &cfg.timing)),
             cfg,
@@ -394,7 +398,8 @@ impl Deployment {
         };
         let fresh_start = first && durable.log.is_empty() && durable.epoch == 1;
         let mut machine =
-            RegionMachine::new(r, n, self.cfg.timing, durable, now - now.min(slot.lag));
+            RegionMachine::new(r, n, self.cfg.timing, durable, now - now.min(slot.lag))
+                .with_mutants(self.cfg.mutants);
         if r == 0 && fresh_start {
             machine = machine.initial_primary(now + self.cfg.timing.lease);
         }

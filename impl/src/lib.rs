@@ -16,6 +16,7 @@ pub mod event;
 pub mod fhir;
 pub mod ghost;
 pub mod message;
+pub mod mutant;
 pub mod node;
 pub mod observe;
 pub mod protocol;

@@ -80,6 +80,9 @@ pub enum Message {
     },
     /// Secondary → primary: my log holds `log_len` entries of yours.
     Confirm { epoch: Epoch, log_len: u64 },
+    /// Rejoining region → primary: take my divergent writes back. Sent only by the
+    /// `rejoin-merge` mutant (see `crate::mutant`); a correct primary ignores it.
+    Merge { entries: Vec<LogEntry> },
 }
 
 impl Message {
@@ -98,6 +101,7 @@ impl Message {
             Message::OutOfSync { .. } => "out_of_sync",
             Message::Append { .. } => "append",
             Message::Confirm { .. } => "confirm",
+            Message::Merge { .. } => "merge",
         }
     }
 }

@@ -13,6 +13,7 @@ use drcheck_properties::Role;
 use crate::entry::Epoch;
 use crate::event::{Event, FailoverKind};
 use crate::message::{Heartbeat, Message, NodeId};
+use crate::mutant::{Mutant, Mutants};
 use crate::protocol::Effects;
 use crate::time::{Millis, Timing};
 
@@ -84,6 +85,7 @@ pub struct ControlMachine {
     /// entries of older epochs are final then).
     primary_runs: Option<Vec<(Epoch, u64)>>,
     phase: Phase,
+    mutants: Mutants,
 }
 
 impl ControlMachine {
@@ -107,7 +109,14 @@ impl ControlMachine {
             old_prefix: 0,
             primary_runs: Some(Vec::new()),
             phase: Phase::Normal,
+            mutants: Mutants::default(),
         }
+    }
+
+    /// Switches on implementation mutants (a no-op without the `mutants` feature).
+    pub fn with_mutants(mut self, mutants: Mutants) -> Self {
+        self.mutants = mutants;
+        self
     }
 
     pub fn routing(&self) -> Routing {
@@ -177,14 +186,27 @@ impl ControlMachine {
     }
 
     fn guard_allows(&self, to: u8) -> bool {
-        self.reported_len(to) >= self.old_prefix
+        self.mutants.has(Mutant::NoRpoGuard) || self.reported_len(to) >= self.old_prefix
     }
 
     fn lease_expired(&self, now: Millis) -> bool {
-        now.saturating_sub(self.last_grant) >= self.timing.lease_wait()
+        self.mutants.has(Mutant::NoLeaseWait)
+            || now.saturating_sub(self.last_grant) >= self.timing.lease_wait()
+    }
+
+    /// Silence after which a region is declared failed.
+    fn detection(&self) -> Millis {
+        if self.mutants.has(Mutant::HastyDetection) {
+            self.timing.heartbeat
+        } else {
+            self.timing.detection
+        }
     }
 
     fn move_compute(&mut self, to: u8, reason: &str, fx: &mut Effects) {
+        if self.mutants.has(Mutant::NoComputeFailover) && reason != "compute failback" {
+            return;
+        }
         let from = self.routing.compute;
         if from != to {
             self.routing.compute = to;
@@ -201,7 +223,7 @@ impl ControlMachine {
         for r in 0..self.regions() {
             let h = &self.health[usize::from(r)];
             let silent_for = now.saturating_sub(h.last_heard);
-            if !h.failed && silent_for >= self.timing.detection {
+            if !h.failed && silent_for >= self.detection() {
                 self.declare(now, r, silent_for, fx);
             }
         }
@@ -211,7 +233,7 @@ impl ControlMachine {
     /// The decisions that wait on a condition rather than on a message.
     fn decide(&mut self, now: Millis, fx: &mut Effects) {
         if let Phase::FailingOver { from, .. } = self.phase {
-            if self.lease_expired(now) {
+            if self.lease_expired(now) && !self.mutants.has(Mutant::NoAutoFailover) {
                 if let Some(to) = self.candidate(from, now).filter(|&c| self.guard_allows(c)) {
                     self.promote(now, FailoverKind::Automatic, to, false, fx);
                 }
@@ -219,6 +241,11 @@ impl ControlMachine {
         }
         self.fail_back_compute(fx);
         self.time_out_switchover(now, fx);
+        if self.mutants.has(Mutant::AutoDataFailback)
+            && self.check_failback(self.routing.home).is_ok()
+        {
+            self.start_switchover(now, self.routing.home, false, fx);
+        }
     }
 
     fn declare(&mut self, now: Millis, r: u8, silent_for: Millis, fx: &mut Effects) {
@@ -337,6 +364,14 @@ impl ControlMachine {
                 if let Phase::Switchover { fenced_at, .. } = &mut self.phase {
                     if epoch == self.routing.epoch && r == self.routing.primary {
                         *fenced_at = Some(now);
+                    }
+                }
+                if let Phase::Switchover {
+                    target, requested, ..
+                } = self.phase
+                {
+                    if self.mutants.has(Mutant::FailbackNoDrain) {
+                        self.promote(now, FailoverKind::Switchover, target, requested, fx);
                     }
                 }
             }
@@ -522,22 +557,7 @@ impl ControlMachine {
         let result = self.check_failback(target);
         match result {
             Ok(()) => {
-                self.phase = Phase::Switchover {
-                    target,
-                    started: now,
-                    fenced_at: None,
-                    requested: true,
-                };
-                fx.event(Event::SwitchoverStarted {
-                    target,
-                    requested: true,
-                });
-                let epoch = self.routing.epoch;
-                fx.send(
-                    NodeId::Control,
-                    NodeId::Region(self.routing.primary),
-                    Message::Fence { epoch, target },
-                );
+                self.start_switchover(now, target, true, fx);
                 Ok(())
             }
             Err(reason) => {
@@ -548,6 +568,22 @@ impl ControlMachine {
                 Err(reason)
             }
         }
+    }
+
+    fn start_switchover(&mut self, now: Millis, target: u8, requested: bool, fx: &mut Effects) {
+        self.phase = Phase::Switchover {
+            target,
+            started: now,
+            fenced_at: None,
+            requested,
+        };
+        fx.event(Event::SwitchoverStarted { target, requested });
+        let epoch = self.routing.epoch;
+        fx.send(
+            NodeId::Control,
+            NodeId::Region(self.routing.primary),
+            Message::Fence { epoch, target },
+        );
     }
 
     fn check_failback(&self, target: u8) -> Result<(), String> {
@@ -622,7 +658,7 @@ impl ControlMachine {
         let Some(best) = self.candidate(from, now) else {
             return Err(format!("no secondary of epoch {epoch} is available"));
         };
-        if self.guard_allows(best) {
+        if self.guard_allows(best) && !self.mutants.has(Mutant::NoAutoFailover) {
             return Err(
                 "the RPO guard allows an automatic failover; it needs no operator".to_string(),
             );

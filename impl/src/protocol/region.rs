@@ -11,6 +11,7 @@ use drcheck_properties::Role;
 use crate::entry::{common_prefix, epoch_runs, Epoch, LogEntry, Quarantined, WriteId};
 use crate::event::{Event, Refusal};
 use crate::message::{Heartbeat, Message, NodeId};
+use crate::mutant::{Mutant, Mutants};
 use crate::protocol::Effects;
 use crate::store::{Durable, StoreOp};
 use crate::time::{Millis, Timing};
@@ -61,6 +62,7 @@ pub struct RegionMachine {
     last_keepalive: Option<Millis>,
     /// As secondary: when the primary of its epoch was last heard.
     primary_heard: Option<Millis>,
+    mutants: Mutants,
 }
 
 impl RegionMachine {
@@ -81,7 +83,14 @@ impl RegionMachine {
             last_heartbeat: now,
             last_keepalive: None,
             primary_heard: None,
+            mutants: Mutants::default(),
         }
+    }
+
+    /// Switches on implementation mutants (a no-op without the `mutants` feature).
+    pub fn with_mutants(mut self, mutants: Mutants) -> Self {
+        self.mutants = mutants;
+        self
     }
 
     /// The initial primary of a new deployment: a lease until `lease_expiry` and every other
@@ -139,6 +148,9 @@ impl RegionMachine {
 
     /// How long until the throttle lifts, if it is on now.
     fn throttled_for(&self, now: Millis) -> Option<Millis> {
+        if self.mutants.has(Mutant::NoThrottle) {
+            return None;
+        }
         let oldest = usize::try_from(self.confirmed_by_in_sync()).ok()?;
         let entry = self.durable.log.get(oldest)?;
         let age = now.saturating_sub(entry.acked_at);
@@ -267,7 +279,11 @@ impl RegionMachine {
 
     /// `old_prefix_len`: leading entries acknowledged at least RPO − H − D ago.
     fn old_prefix(&self, now: Millis) -> u64 {
-        let threshold = self.timing.old_prefix_age();
+        let threshold = if self.mutants.has(Mutant::RpoGuardNoMargin) {
+            self.timing.rpo
+        } else {
+            self.timing.old_prefix_age()
+        };
         self.durable
             .log
             .iter()
@@ -397,7 +413,7 @@ impl RegionMachine {
             } => {
                 let behind = e > epoch || (e == epoch && self.durable.role == Role::Stale);
                 if behind && primary != self.id {
-                    self.rejoin(now, e, &runs, fx);
+                    self.rejoin(now, e, (&runs, Some(primary)), fx);
                 }
             }
             Message::Fence { epoch: e, target } => {
@@ -458,6 +474,18 @@ impl RegionMachine {
                     }
                 }
             }
+            Message::Merge { entries } => {
+                // Only the rejoin-merge mutant sends these: its primary takes them back in.
+                if self.mutants.has(Mutant::RejoinMerge) && self.durable.role == Role::Primary {
+                    let merged: Vec<LogEntry> = entries
+                        .into_iter()
+                        .map(|e| LogEntry { epoch, ..e })
+                        .collect();
+                    let op = StoreOp::Append(merged);
+                    self.durable.apply(&op);
+                    fx.store.push(op);
+                }
+            }
             Message::Heartbeat(_) | Message::Fenced { .. } | Message::Drained { .. } => {}
         }
     }
@@ -486,16 +514,35 @@ impl RegionMachine {
         });
     }
 
-    fn rejoin(&mut self, now: Millis, epoch: Epoch, runs: &[(Epoch, u64)], fx: &mut Effects) {
+    fn rejoin(
+        &mut self,
+        now: Millis,
+        epoch: Epoch,
+        (runs, primary): (&[(Epoch, u64)], Option<u8>),
+        fx: &mut Effects,
+    ) {
         let keep = common_prefix(&self.durable.log, runs);
-        let quarantined: Vec<WriteId> = self.durable.log[usize::try_from(keep).unwrap_or(0)..]
-            .iter()
-            .map(|e| e.write)
-            .collect();
-        if !quarantined.is_empty() {
-            let op = StoreOp::QuarantineSuffix { keep };
+        let suffix: Vec<LogEntry> = self.durable.log[usize::try_from(keep).unwrap_or(0)..].to_vec();
+        let mut quarantined: Vec<WriteId> = suffix.iter().map(|e| e.write).collect();
+        let op = if self.mutants.has(Mutant::RejoinNoTruncate) {
+            None
+        } else if self.mutants.has(Mutant::RejoinNoQuarantine) {
+            Some(StoreOp::Truncate { keep })
+        } else {
+            Some(StoreOp::QuarantineSuffix { keep })
+        };
+        if !matches!(op, Some(StoreOp::QuarantineSuffix { .. })) {
+            quarantined.clear();
+        }
+        if let Some(op) = op.filter(|_| !suffix.is_empty()) {
             self.durable.apply(&op);
             fx.store.push(op);
+        }
+        if self.mutants.has(Mutant::RejoinMerge) && !suffix.is_empty() {
+            if let Some(primary) = primary {
+                let merge = Message::Merge { entries: suffix };
+                fx.send(self.me(), NodeId::Region(primary), merge);
+            }
         }
         self.lease = None;
         self.fence_target = None;

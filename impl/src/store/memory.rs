@@ -103,6 +103,7 @@ pub(super) mod tests {
                 .prop_map(|es| StoreOp::Append(es.into_iter().map(|(e, w)| entry(e, w)).collect())),
             1 => (1u32..6, role()).prop_map(|(epoch, role)| StoreOp::SetRole { epoch, role }),
             1 => (0u64..12).prop_map(|keep| StoreOp::QuarantineSuffix { keep }),
+            1 => (0u64..12).prop_map(|keep| StoreOp::Truncate { keep }),
             1 => (0u64..20).prop_map(|write| StoreOp::MarkReapplied { write }),
         ]
     }

@@ -54,6 +54,12 @@ impl Durable {
                         reapplied: false,
                     }));
             }
+            StoreOp::Truncate { keep } => {
+                let keep = usize::try_from(*keep)
+                    .unwrap_or(usize::MAX)
+                    .min(self.log.len());
+                self.log.truncate(keep);
+            }
             StoreOp::MarkReapplied { write } => {
                 for q in &mut self.quarantine {
                     if q.entry.write == *write {
@@ -76,6 +82,9 @@ pub enum StoreOp {
     QuarantineSuffix { keep: u64 },
     /// Marks a quarantined write as re-applied by the operator.
     MarkReapplied { write: WriteId },
+    /// Drops the log's entries from index `keep` on. Only the `rejoin-no-quarantine` mutant
+    /// does this: a correct region never drops an acknowledged write.
+    Truncate { keep: u64 },
 }
 
 #[derive(Debug, thiserror::Error)]

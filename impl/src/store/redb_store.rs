@@ -136,6 +136,15 @@ impl RedbStore {
                     quarantine.insert(seq, record.as_slice()).at(path)?;
                 }
             }
+            StoreOp::Truncate { keep } => {
+                let mut doomed = Vec::new();
+                for item in log.range(*keep..).at(path)? {
+                    doomed.push(item.at(path)?.0.value());
+                }
+                for index in doomed {
+                    log.remove(index).at(path)?;
+                }
+            }
             StoreOp::MarkReapplied { write } => {
                 let mut marked = Vec::new();
                 for item in quarantine.iter().at(path)? {

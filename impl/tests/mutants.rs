@@ -1,0 +1,251 @@
+//! Every implementation mutant (named as the model's `--bug` it mirrors) is caught: in a
+//! scenario built for it, the property the model's bug breaks fails on `abstract_view()`,
+//! and the same scenario on the correct implementation keeps every invariant.
+//!
+//! Built only with the `mutants` feature (the workspace's tests switch it on through the root
+//! package's dev-dependency); a normal build has no mutant code.
+#![cfg(feature = "mutants")]
+
+mod common;
+
+use common::{patient, TOKEN};
+use drcheck_impl::deployment::{Deployment, DeploymentConfig, OperatorRequest};
+use drcheck_impl::message::{Message, NodeId};
+use drcheck_impl::mutant::{Mutant, Mutants};
+
+/// Runs a scenario, collecting every property violated after any of its steps.
+struct Run {
+    d: Deployment,
+    broken: Vec<&'static str>,
+}
+
+impl Run {
+    async fn start(mutant: Option<Mutant>) -> Run {
+        let cfg = DeploymentConfig {
+            operator_token: TOKEN.to_string(),
+            mutants: mutant.map(Mutants::only).unwrap_or_default(),
+            ..DeploymentConfig::default()
+        };
+        Run {
+            d: Deployment::start(cfg).await.expect("deployment"),
+            broken: Vec::new(),
+        }
+    }
+
+    async fn check(&mut self) {
+        for v in self.d.violations().await.expect("view") {
+            if !self.broken.contains(&v.property) {
+                self.broken.push(v.property);
+            }
+        }
+    }
+
+    async fn minutes(&mut self, n: u32) {
+        for _ in 0..n {
+            self.d.advance(1).await.expect("advance");
+            self.check().await;
+        }
+    }
+
+    async fn write(&mut self) {
+        let _ = self.d.write(patient(0)).await.expect("write");
+        self.check().await;
+    }
+
+    /// Delivers every message in flight for which `pick` holds (and those it causes, while
+    /// messages are held, only if `pick` holds for them too).
+    async fn deliver_where(&mut self, pick: impl Fn(NodeId, NodeId, &Message) -> bool) {
+        loop {
+            let next = self
+                .d
+                .in_flight()
+                .into_iter()
+                .find(|m| pick(m.envelope.from, m.envelope.to, &m.envelope.msg));
+            let Some(m) = next else { break };
+            self.d.deliver(m.seq).await.expect("deliver");
+            self.check().await;
+        }
+    }
+
+    async fn operator(&mut self, request: OperatorRequest) {
+        let _ = self.d.operator(TOKEN, request).await.expect("operator");
+        self.check().await;
+    }
+}
+
+/// Writes, then one more write whose replication is lost with the primary's crash; the
+/// deployment fails over to region 1, which takes a write; region 0 recovers and rejoins.
+async fn failover_and_rejoin(run: &mut Run) {
+    run.write().await;
+    run.minutes(1).await;
+    run.d.set_hold(true);
+    run.write().await;
+    run.d.crash(0).await.expect("crash");
+    run.d.set_hold(false);
+    run.minutes(10).await;
+    run.write().await;
+    run.d.recover(0).await.expect("recover");
+    run.minutes(5).await;
+}
+
+async fn scenario(run: &mut Run, mutant: Mutant) {
+    match mutant {
+        Mutant::NoThrottle => {
+            // Two writes 15 minutes apart while replication is stalled, then a forced
+            // failover loses both: the throttle would have refused the second.
+            run.write().await;
+            run.minutes(1).await;
+            run.d.partition().await.expect("partition");
+            run.write().await;
+            run.minutes(15).await;
+            run.write().await;
+            run.d.crash(0).await.expect("crash");
+            run.minutes(40).await;
+            run.operator(OperatorRequest::ForceFailover { target: 1 })
+                .await;
+            run.minutes(1).await;
+        }
+        Mutant::NoLeaseWait => {
+            run.write().await;
+            run.minutes(1).await;
+            run.d.isolate(0).await.expect("isolate");
+            run.minutes(10).await;
+        }
+        Mutant::NoRpoGuard => {
+            run.d.partition().await.expect("partition");
+            run.write().await;
+            run.minutes(15).await;
+            run.d.crash(0).await.expect("crash");
+            run.minutes(10).await;
+        }
+        Mutant::RpoGuardNoMargin => {
+            // The last heartbeat that arrives reports the write 14 minutes old; the next is
+            // lost and the primary crashes when the write is 15 minutes old.
+            run.d.partition().await.expect("partition");
+            run.write().await;
+            run.minutes(14).await;
+            run.d.set_hold(true);
+            run.d.advance(1).await.expect("advance");
+            let heartbeat = run.d.in_flight().into_iter().find(|m| {
+                m.envelope.from == NodeId::Region(0)
+                    && matches!(m.envelope.msg, Message::Heartbeat(_))
+            });
+            if let Some(m) = heartbeat {
+                run.d.drop_message(m.seq).await.expect("drop");
+            }
+            run.d.crash(0).await.expect("crash");
+            run.d.set_hold(false);
+            run.minutes(10).await;
+        }
+        Mutant::RejoinNoTruncate | Mutant::RejoinNoQuarantine | Mutant::RejoinMerge => {
+            failover_and_rejoin(run).await;
+        }
+        Mutant::FailbackNoDrain => {
+            failover_and_rejoin(run).await;
+            run.minutes(3).await;
+            // A write whose replication to region 0 is held back, then the failback request:
+            // everything but the write's replication is delivered.
+            run.d.set_hold(true);
+            run.write().await;
+            run.operator(OperatorRequest::DataFailback { target: 0 })
+                .await;
+            let not_the_write = |_: NodeId, to: NodeId, msg: &Message| {
+                !(to == NodeId::Region(0) && matches!(msg, Message::Append { .. }))
+            };
+            run.deliver_where(not_the_write).await;
+            run.d.set_hold(false);
+            run.minutes(10).await;
+        }
+        Mutant::AutoDataFailback => {
+            failover_and_rejoin(run).await;
+            run.minutes(30).await;
+        }
+        Mutant::HastyDetection => {
+            // A heartbeat held for less than the maximum delay.
+            run.minutes(2).await;
+            run.d.set_hold(true);
+            run.d.advance(1).await.expect("advance");
+            run.check().await;
+            run.d.set_hold(false);
+            run.d.settle().await.expect("settle");
+            run.minutes(3).await;
+        }
+        Mutant::NoComputeFailover => {
+            run.write().await;
+            run.d.crash(0).await.expect("crash");
+            run.minutes(15).await;
+        }
+        Mutant::NoAutoFailover => {
+            run.write().await;
+            run.minutes(1).await;
+            run.d.crash(0).await.expect("crash");
+            run.minutes(65).await;
+        }
+    }
+}
+
+/// The property the model's bug of the same name breaks.
+fn expected(mutant: Mutant) -> &'static str {
+    match mutant {
+        Mutant::NoThrottle => "loss_window",
+        Mutant::NoLeaseWait => "single_writer",
+        Mutant::NoRpoGuard | Mutant::RpoGuardNoMargin => "rpo_bound",
+        Mutant::RejoinNoTruncate => "log_matching",
+        Mutant::RejoinNoQuarantine => "no_silent_loss",
+        Mutant::RejoinMerge => "no_resurrection",
+        Mutant::FailbackNoDrain => "failback_zero_loss",
+        Mutant::AutoDataFailback => "data_failback_manual",
+        Mutant::HastyDetection => "no_spurious_failover",
+        Mutant::NoComputeFailover => "routing_healthy",
+        Mutant::NoAutoFailover => "rto_bound",
+    }
+}
+
+#[tokio::test]
+async fn every_mutant_breaks_the_property_its_model_bug_breaks() {
+    let mut report = Vec::new();
+    for mutant in Mutant::ALL {
+        let mut broken = Run::start(Some(mutant)).await;
+        scenario(&mut broken, mutant).await;
+        let mut sound = Run::start(None).await;
+        scenario(&mut sound, mutant).await;
+        report.push(format!(
+            "{:<22} mutant breaks {:?}; correct implementation breaks {:?}",
+            mutant.name(),
+            broken.broken,
+            sound.broken
+        ));
+        assert!(
+            broken.broken.contains(&expected(mutant)) && sound.broken.is_empty(),
+            "{}",
+            report.join("\n")
+        );
+    }
+    println!("{}", report.join("\n"));
+}
+
+#[test]
+fn mutant_names_are_the_model_bug_names() {
+    // The model's bug names, as `drcheck check --list-bugs` prints them.
+    let names: Vec<&str> = Mutant::ALL.iter().map(|m| m.name()).collect();
+    assert_eq!(
+        names,
+        [
+            "no-throttle",
+            "no-lease-wait",
+            "no-rpo-guard",
+            "rpo-guard-no-margin",
+            "rejoin-no-truncate",
+            "rejoin-no-quarantine",
+            "rejoin-merge",
+            "failback-no-drain",
+            "auto-data-failback",
+            "hasty-detection",
+            "no-compute-failover",
+            "no-auto-failover",
+        ]
+    );
+    for m in Mutant::ALL {
+        assert_eq!(Mutant::from_name(m.name()), Some(m));
+    }
+}
