@@ -149,13 +149,24 @@ fn every_bad_request_gets_its_status_and_an_operation_outcome_and_changes_nothin
         ),
         (
             "If-Match on nothing",
-            409,
+            412,
             "conflict",
             serve.update(
                 "Patient",
                 "never-made",
                 r#"{"resourceType":"Patient","id":"never-made"}"#,
                 Some("W/\"1\""),
+            ),
+        ),
+        (
+            "If-Match on a deleted resource",
+            409,
+            "conflict",
+            serve.update(
+                "Patient",
+                &gone_id,
+                &format!(r#"{{"resourceType":"Patient","id":"{gone_id}"}}"#),
+                Some("W/\"2\""),
             ),
         ),
         (
@@ -230,6 +241,15 @@ fn every_bad_request_gets_its_status_and_an_operation_outcome_and_changes_nothin
     ];
     for (what, status, code, response) in &cases {
         assert_eq!(response.status, *status, "{what}: {}", response.text());
+        match *status {
+            401 => assert_eq!(
+                response.header("WWW-Authenticate"),
+                Some("Bearer"),
+                "{what}"
+            ),
+            405 => assert!(response.header("Allow").is_some(), "{what}"),
+            _ => {}
+        }
         assert_eq!(outcome_code(response), *code, "{what}");
         assert_eq!(observable(&serve, &id), before, "{what} changed something");
     }

@@ -21,7 +21,7 @@ use crate::ghost::{ticks, Ghost, TICK};
 use crate::message::{Envelope, Message, NodeId};
 use crate::node::{Input, Mailbox, NodeHandle, Output, Wiring};
 use crate::observe::Observer;
-use crate::protocol::control::{ControlMachine, ControlSnapshot, Phase};
+use crate::protocol::control::{recover_routing, ControlMachine, ControlSnapshot, Phase};
 use crate::protocol::region::{Ack, RegionMachine, RegionSnapshot};
 use crate::store::{Durable, MemoryStore, RedbStore, Store, StoreError};
 use crate::time::{Clock, Millis, RealClock, Timing, VirtualClock};
@@ -342,7 +342,18 @@ impl Deployment {
             lag: 0,
             observer: observer.clone(),
         };
-        let machine = ControlMachine::new(n, cfg.timing, clock.now()).with_mutants(cfg.mutants);
+        // A data directory from an earlier run: the control plane resumes its routing.
+        let mut held = Vec::new();
+        for slot in &regions {
+            held.push(slot.store.open()?.load()?.map(|d| (d.epoch, d.role)));
+        }
+        let machine = match recover_routing(&held) {
+            Some((epoch, primary)) => {
+                ControlMachine::resume(n, cfg.timing, clock.now(), epoch, primary)
+            }
+            None => ControlMachine::new(n, cfg.timing, clock.now()),
+        }
+        .with_mutants(cfg.mutants);
         let control = NodeHandle::spawn(machine, wiring);
         let mut deployment = Deployment {
             ghost: cfg.ghost.then(|| Ghost::new(n, &cfg.timing)),
@@ -443,6 +454,11 @@ impl Deployment {
         self.regions
             .get(usize::from(r))
             .ok_or(DeployError::NoSuchRegion(r))
+    }
+
+    /// Is the inter-region link cut?
+    pub fn is_partitioned(&self) -> bool {
+        self.links.is_partitioned()
     }
 
     pub fn status(&self, r: u8) -> Option<Status> {
@@ -822,7 +838,7 @@ impl Deployment {
         let Some(item) = items.iter().find(|q| q.write == write) else {
             return refuse(format!("write {write} is in no quarantine"));
         };
-        if item.reapplied {
+        if items.iter().any(|q| q.write == write && q.reapplied) {
             return refuse(format!("write {write} was re-applied already"));
         }
         if self.regions[usize::from(item.region)].status == Status::Down {
@@ -838,9 +854,11 @@ impl Deployment {
                 return refuse(format!("the data primary refused the write: {refusal}"))
             }
         };
-        let _ = self
-            .call_region(region, Input::MarkReapplied { write })
-            .await;
+        // Every region that quarantined it (with three regions, two may have).
+        let _ = region;
+        for r in 0..self.cfg.regions {
+            let _ = self.call_region(r, Input::MarkReapplied { write }).await;
+        }
         self.observer.emit(
             self.clock.now(),
             NodeId::Control,
@@ -856,6 +874,42 @@ impl Deployment {
     }
 
     // ----- faults -----
+
+    /// The control plane restarts: it loses everything it knew and resumes with the routing
+    /// recovered from the regions' durable states.
+    pub async fn restart_control(&mut self) -> Result<(), DeployError> {
+        self.observe().await?;
+        let mut held = Vec::new();
+        for r in 0..self.cfg.regions {
+            let s = self.region_state(r).await?;
+            held.push(Some((s.epoch, s.role)));
+        }
+        let n = self.cfg.regions;
+        let now = self.clock.now();
+        let machine = match recover_routing(&held) {
+            Some((epoch, primary)) => {
+                ControlMachine::resume(n, self.cfg.timing, now, epoch, primary)
+            }
+            None => ControlMachine::new(n, self.cfg.timing, now),
+        }
+        .with_mutants(self.cfg.mutants);
+        let wiring = Wiring {
+            store: None,
+            transport: transport_for(&self.memory, &self.real, &self.links, NodeId::Control),
+            clock: self.clock.clone(),
+            lag: 0,
+            observer: self.observer.clone(),
+        };
+        let old = std::mem::replace(&mut self.control, NodeHandle::spawn(machine, wiring));
+        old.kill().await;
+        if let Some(real) = &self.real {
+            set_mailbox(
+                &real.mailboxes[usize::from(n)],
+                Some(self.control.mailbox()),
+            );
+        }
+        self.settle().await
+    }
 
     fn expect_status(&self, r: u8, expected: Status) -> Result<(), DeployError> {
         let status = self.slot(r)?.status;

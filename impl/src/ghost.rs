@@ -125,7 +125,7 @@ impl Ghost {
                     requested,
                     ..
                 } => {
-                    let decided = Decided {
+                    let mut decided = Decided {
                         kind: *kind,
                         from: *from,
                         from_healthy: *from_healthy,
@@ -137,6 +137,13 @@ impl Ghost {
                             .map(|w| (w.id, w.age_at_outage))
                             .collect(),
                     };
+                    if let Some(earlier) = self.decided.remove(from) {
+                        // `from` never took office: this failover replaces that one, from the
+                        // same old primary and judged against the same outage.
+                        decided.from = earlier.from;
+                        decided.from_healthy = earlier.from_healthy;
+                        decided.outage_ages = earlier.outage_ages;
+                    }
                     self.decided.insert(*to, decided);
                 }
                 Event::Promoted { region, epoch } => {

@@ -41,6 +41,9 @@ pub struct Heartbeat {
     pub primary_contact: bool,
     /// From a primary: the secondaries it counts as in sync.
     pub in_sync: Vec<u8>,
+    /// When it was sent, on the region's clock: the control plane ignores a heartbeat older
+    /// than one it already took (messages may be reordered).
+    pub sent_at: Millis,
 }
 
 /// Every protocol message.
@@ -49,8 +52,13 @@ pub struct Heartbeat {
 pub enum Message {
     /// Region → control plane.
     Heartbeat(Heartbeat),
-    /// Control plane → primary: a lease until `expiry` on the control plane's clock.
-    Grant { epoch: Epoch, expiry: Millis },
+    /// Control plane → primary: a lease until `expiry` on the control plane's clock, issued
+    /// at `issued` (a primary ignores grants issued before its latest fence).
+    Grant {
+        epoch: Epoch,
+        expiry: Millis,
+        issued: Millis,
+    },
     /// Control plane → a region that missed a promotion: epoch `epoch` exists.
     NewEpoch { epoch: Epoch },
     /// Control plane → candidate: become primary of `epoch`, with a lease until `expiry`.
@@ -62,12 +70,18 @@ pub enum Message {
         primary: u8,
         runs: Vec<(Epoch, u64)>,
     },
-    /// Control plane → primary: stop writing and give up the lease (switchover to `target`).
-    Fence { epoch: Epoch, target: u8 },
+    /// Control plane → primary: stop writing and give up the lease (switchover to `target`),
+    /// issued at `issued` on the control plane's clock.
+    Fence {
+        epoch: Epoch,
+        target: u8,
+        issued: Millis,
+    },
     /// Primary → control plane: fenced; `log_len` is final.
     Fenced { epoch: Epoch, log_len: u64 },
-    /// Control plane → fenced primary: the switchover was aborted.
-    Unfence { epoch: Epoch },
+    /// Control plane → fenced primary: the switchover whose fence was issued at `fence` was
+    /// aborted (an older switchover's late unfence is ignored).
+    Unfence { epoch: Epoch, fence: Millis },
     /// Fenced primary → control plane: `target` confirmed the whole log.
     Drained { epoch: Epoch, target: u8 },
     /// Control plane → primary: `region` was declared failed; it is no longer in sync.

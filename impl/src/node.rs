@@ -161,6 +161,20 @@ impl Machine for ControlMachine {
     }
 }
 
+/// The answer to `input` when the store fails while handling it.
+fn store_failed(input: &Input) -> Output {
+    match input {
+        Input::FhirWrite { .. } => Output::FhirWritten(Err(Failure {
+            status: 503,
+            code: "transient".to_string(),
+            diagnostics: "the region's store failed; it stopped".to_string(),
+            retry_after: Some(1),
+        })),
+        Input::MarkReapplied { .. } => Output::Marked(false),
+        _ => Output::Write(Err(Refusal::StoreFailed)),
+    }
+}
+
 #[derive(Debug)]
 struct Job {
     input: Input,
@@ -245,6 +259,7 @@ async fn run(
         let clock_now = wiring.clock.now();
         let now = clock_now.saturating_sub(wiring.lag);
         let mut fx = Effects::default();
+        let failed = store_failed(&job.input);
         let output = machine.handle(now, job.input, &mut fx);
         if !fx.store.is_empty() {
             if let Some(store) = &mut wiring.store {
@@ -257,7 +272,7 @@ async fn run(
                         wiring.observer.emit(clock_now, node, event);
                     }
                     if let Some(reply) = job.reply {
-                        let _ = reply.send(Output::Write(Err(Refusal::StoreFailed)));
+                        let _ = reply.send(failed);
                     }
                     return;
                 }

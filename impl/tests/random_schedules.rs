@@ -30,6 +30,10 @@ enum Step {
     Failback(u8),
     Force(u8),
     Reapply,
+    /// The control plane restarts and resumes from the regions' stores. Only while every
+    /// region is up and connected: DESIGN.md assumes an always-available control plane, and
+    /// one that just restarted cannot know which region has been down for how long.
+    RestartControl,
     /// A partition stalls replication of a write long enough for the RPO guard to count it,
     /// then region `r` crashes: the path to a blocked failover and a forced one.
     Stall(u8),
@@ -54,6 +58,7 @@ fn step(regions: u8) -> impl Strategy<Value = Step> {
         2 => r.clone().prop_map(Step::Force),
         1 => Just(Step::Reapply),
         1 => r.prop_map(Step::Stall),
+        1 => Just(Step::RestartControl),
     ]
 }
 
@@ -117,6 +122,13 @@ async fn take(d: &mut Deployment, step: &Step, outages: &mut u32) {
         Step::Force(target) => {
             let request = OperatorRequest::ForceFailover { target };
             let _ = d.operator(TOKEN, request).await.expect("operator");
+        }
+        Step::RestartControl => {
+            let regions = d.config().regions;
+            let healthy = (0..regions).all(|r| status(d, r) == Status::Up);
+            if healthy && !d.is_partitioned() {
+                d.restart_control().await.expect("restart");
+            }
         }
         Step::Stall(r) => {
             d.set_hold(false);

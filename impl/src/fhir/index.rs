@@ -194,7 +194,7 @@ pub fn prepare(
             let version = match (index.current(&kind, &id), if_match) {
                 (None, None) => 1, // update as create: the client chose the id
                 (None, Some(_)) => {
-                    return Err(FhirError::conflict(format!(
+                    return Err(FhirError::precondition_failed(format!(
                         "If-Match on a resource that does not exist: {kind}/{id}"
                     )))
                 }
@@ -515,8 +515,8 @@ mod tests {
     fn writes_to_missing_resources() {
         let mut p = Primary::default();
         assert_eq!(status(p.write(delete("x"))), 404);
-        let error = p.write(update("x", "Ann", Some(1))).expect_err("conflict");
-        assert_eq!((error.status, error.code), (409, "conflict"));
+        let error = p.write(update("x", "Ann", Some(1))).expect_err("precondition failed");
+        assert_eq!((error.status, error.code), (412, "conflict"));
         assert!(p.log.is_empty());
         // Update as create: the client picks the id.
         let created = p.write(update("x", "Ann", None)).expect("update as create");
@@ -684,7 +684,7 @@ mod tests {
                 let current = model.get(&id).copied();
                 let expected: Result<Option<(u64, bool)>, u16> = match (&request, current) {
                     (WriteRequest::Create { .. }, _) => Ok(Some((1, false))),
-                    (WriteRequest::Update { if_match: Some(_), .. }, None) => Err(409),
+                    (WriteRequest::Update { if_match: Some(_), .. }, None) => Err(412),
                     (WriteRequest::Update { if_match: Some(_), .. }, Some((_, true))) => Err(409),
                     (WriteRequest::Update { if_match: Some(m), .. }, Some((v, false))) if *m != v => Err(412),
                     (WriteRequest::Update { .. }, None) => Ok(Some((1, false))),

@@ -57,6 +57,13 @@ struct Health {
     report: Option<Heartbeat>,
 }
 
+impl Health {
+    /// Has `hb` been sent after the last report taken (messages may be reordered)?
+    fn is_newer(&self, hb: &Heartbeat) -> bool {
+        self.report.as_ref().is_none_or(|r| hb.sent_at > r.sent_at)
+    }
+}
+
 /// The control plane as the status API and the abstract view see it.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ControlSnapshot {
@@ -68,10 +75,29 @@ pub struct ControlSnapshot {
     pub silence: Vec<Millis>,
     /// Per region: the log length of its last heartbeat.
     pub reported_len: Vec<Option<u64>>,
-    /// `old_prefix_len` of the primary's last heartbeat.
-    pub old_prefix: u64,
+    /// `old_prefix_len` of the primary's last heartbeat (unknown after a restart until the
+    /// primary is heard: the RPO guard refuses meanwhile).
+    pub old_prefix: Option<u64>,
     /// Time since the last lease grant to the primary.
     pub grant_age: Millis,
+}
+
+/// The routing a restarting control plane resumes with, from the regions' durable states
+/// (`None` when no region has a store: a deployment that never ran): the newest epoch any
+/// region holds, and the region that is primary (or fenced primary) of it.
+pub fn recover_routing(stores: &[Option<(Epoch, Role)>]) -> Option<(Epoch, u8)> {
+    let held: Vec<(u8, Epoch, Role)> = stores
+        .iter()
+        .enumerate()
+        .filter_map(|(r, s)| s.map(|(e, role)| (r as u8, e, role)))
+        .collect();
+    let epoch = held.iter().map(|&(_, e, _)| e).max()?;
+    let primary = held
+        .iter()
+        .find(|&&(_, e, role)| e == epoch && matches!(role, Role::Primary | Role::Fenced))
+        .or_else(|| held.iter().find(|&&(_, e, _)| e == epoch))
+        .map(|&(r, _, _)| r)?;
+    Some((epoch, primary))
 }
 
 #[derive(Debug)]
@@ -80,7 +106,12 @@ pub struct ControlMachine {
     routing: Routing,
     health: Vec<Health>,
     last_grant: Millis,
-    old_prefix: u64,
+    old_prefix: Option<u64>,
+    /// Has the primary of the current epoch reported as primary yet? Until it has, the
+    /// secondaries of the epoch before remain candidates (it may die before taking office).
+    primary_confirmed: bool,
+    /// When the current (or last) switchover's fence was issued.
+    last_fence: Millis,
     /// The primary's epoch runs, from a heartbeat it sent as primary of the current epoch (its
     /// entries of older epochs are final then).
     primary_runs: Option<Vec<(Epoch, u64)>>,
@@ -106,11 +137,28 @@ impl ControlMachine {
                 })
                 .collect(),
             last_grant: now,
-            old_prefix: 0,
+            old_prefix: Some(0),
+            primary_confirmed: true,
+            last_fence: 0,
             primary_runs: Some(Vec::new()),
             phase: Phase::Normal,
             mutants: Mutants::default(),
         }
+    }
+
+    /// A control plane restarting at `now` with the routing recovered from the regions'
+    /// stores (see [`recover_routing`]). It has heard nothing yet: it treats the last grant as
+    /// just issued (so it promotes nobody before any earlier lease has surely expired), and
+    /// its RPO guard refuses until the primary reports again.
+    pub fn resume(regions: u8, timing: Timing, now: Millis, epoch: Epoch, primary: u8) -> Self {
+        let mut machine = ControlMachine::new(regions, timing, now);
+        machine.routing.epoch = epoch;
+        machine.routing.primary = primary;
+        machine.routing.compute = primary;
+        machine.old_prefix = None;
+        machine.primary_runs = None;
+        machine.primary_confirmed = false;
+        machine
     }
 
     /// Switches on implementation mutants (a no-op without the `mutants` feature).
@@ -163,11 +211,19 @@ impl ControlMachine {
     /// + delay (a region silent for longer may be down without being declared yet)?
     fn healthy_secondary(&self, r: u8, now: Millis) -> bool {
         let h = &self.health[usize::from(r)];
+        let epoch = self.routing.epoch;
+        let member = |e: Epoch| e == epoch || (!self.primary_confirmed && e + 1 == epoch);
         !h.failed
-            && now.saturating_sub(h.last_heard) <= self.timing.heartbeat + self.timing.delay
+            && now.saturating_sub(h.last_heard) <= self.fresh()
             && self
                 .report(r)
-                .is_some_and(|h| h.role == Role::Secondary && h.epoch == self.routing.epoch)
+                .is_some_and(|h| h.role == Role::Secondary && member(h.epoch))
+    }
+
+    /// How recently a region must have been heard to count as reachable: two heartbeat
+    /// intervals and the delay (one interval of slack for ticks that are not aligned).
+    fn fresh(&self) -> Millis {
+        2 * self.timing.heartbeat + self.timing.delay
     }
 
     /// The secondary to promote instead of `from`: the most caught up (by last entry's epoch,
@@ -186,7 +242,10 @@ impl ControlMachine {
     }
 
     fn guard_allows(&self, to: u8) -> bool {
-        self.mutants.has(Mutant::NoRpoGuard) || self.reported_len(to) >= self.old_prefix
+        self.mutants.has(Mutant::NoRpoGuard)
+            || self
+                .old_prefix
+                .is_some_and(|old| self.reported_len(to) >= old)
     }
 
     fn lease_expired(&self, now: Millis) -> bool {
@@ -271,17 +330,22 @@ impl ControlMachine {
             fx.event(Event::FailoverStarted {
                 from: r,
                 guard_ok,
-                old_prefix: self.old_prefix,
+                old_prefix: self.old_prefix.unwrap_or(u64::MAX),
             });
             if !guard_ok {
                 let reason = match candidate {
                     None => format!("no secondary of epoch {} is available", self.routing.epoch),
-                    Some(c) => format!(
-                        "RPO guard: region {c} holds {} entries, the old primary's last \
-                         heartbeat reported {} acknowledged more than RPO - heartbeat - delay ago",
-                        self.reported_len(c),
-                        self.old_prefix
-                    ),
+                    Some(c) => match self.old_prefix {
+                        Some(old) => format!(
+                            "RPO guard: region {c} holds {} entries, the old primary's last \
+                             heartbeat reported {old} acknowledged more than RPO - heartbeat - \
+                             delay ago",
+                            self.reported_len(c),
+                        ),
+                        None => "RPO guard: the primary was not heard since the control plane \
+                                 restarted, so what it acknowledged is unknown"
+                            .to_string(),
+                    },
                 };
                 fx.event(Event::FailoverBlocked {
                     from: r,
@@ -321,9 +385,13 @@ impl ControlMachine {
             self.move_compute(to, "data primary promoted", fx);
         }
         self.last_grant = now;
-        // Until its first heartbeat as primary, judge the new primary by what it holds.
-        self.old_prefix = self.report(to).map_or(0, |h| h.old_prefix);
+        // Until its first heartbeat as primary, judge the new primary by what it holds, and
+        // keep the old primary's count: if the new one dies before taking office, a failover
+        // from it is really one from the old primary.
+        let holds = self.report(to).map_or(0, |h| h.old_prefix);
+        self.old_prefix = Some(self.old_prefix.unwrap_or(0).max(holds));
         self.primary_runs = None;
+        self.primary_confirmed = false;
         self.phase = Phase::Normal;
         if let Some(h) = &mut self.health[usize::from(to)].report {
             h.epoch = epoch;
@@ -400,19 +468,22 @@ impl ControlMachine {
             epoch: hb.epoch,
         });
         let health = &mut self.health[usize::from(r)];
+        if !health.is_newer(&hb) {
+            return;
+        }
         health.last_heard = now;
         health.failed = false;
         health.report = Some(hb.clone());
         if self.failed(self.routing.compute) {
             self.move_compute(r, "first healthy region heard", fx);
         }
-        if hb.epoch > self.routing.epoch {
-            // A control plane that restarted learns the current epoch from the regions.
+        if hb.epoch > self.routing.epoch && matches!(hb.role, Role::Primary | Role::Fenced) {
+            // The stores it recovered from were behind (a promotion it did not see): the
+            // region that acts as primary of a newer epoch is the primary.
             self.routing.epoch = hb.epoch;
+            self.routing.primary = r;
             self.primary_runs = None;
-            if matches!(hb.role, Role::Primary | Role::Fenced) {
-                self.routing.primary = r;
-            }
+            self.primary_confirmed = false;
         }
         let epoch = self.routing.epoch;
         if r == self.routing.primary && hb.epoch < epoch && hb.role == Role::Secondary {
@@ -424,6 +495,13 @@ impl ControlMachine {
                 NodeId::Region(r),
                 Message::Promote { epoch, expiry },
             );
+            return;
+        }
+        let previous_member =
+            !self.primary_confirmed && hb.epoch + 1 == epoch && hb.role == Role::Secondary;
+        if previous_member {
+            // The new primary has not taken office: this secondary may still have to replace
+            // it, so it is not told about the new epoch yet.
             return;
         }
         if hb.epoch < epoch {
@@ -449,15 +527,23 @@ impl ControlMachine {
         let switching = matches!(self.phase, Phase::Switchover { .. });
         if !switching && hb.role == Role::Fenced {
             // A switchover was aborted while this primary was unreachable.
+            let fence = self.last_fence;
             fx.send(
                 NodeId::Control,
                 NodeId::Region(r),
-                Message::Unfence { epoch },
+                Message::Unfence { epoch, fence },
             );
         }
-        self.old_prefix = hb.old_prefix;
+        self.old_prefix = Some(hb.old_prefix);
         if matches!(hb.role, Role::Primary | Role::Fenced) {
             self.primary_runs = Some(hb.runs.clone());
+            self.primary_confirmed = true;
+        }
+        if let Phase::Switchover { fenced_at, .. } = &mut self.phase {
+            // A fenced heartbeat confirms the fence if its reply was lost.
+            if hb.role == Role::Fenced && fenced_at.is_none() {
+                *fenced_at = Some(now);
+            }
         }
         for &s in &hb.in_sync {
             if self.health.get(usize::from(s)).is_some_and(|h| h.failed) {
@@ -472,7 +558,11 @@ impl ControlMachine {
             fx.send(
                 NodeId::Control,
                 NodeId::Region(r),
-                Message::Grant { epoch, expiry },
+                Message::Grant {
+                    epoch,
+                    expiry,
+                    issued: now,
+                },
             );
         }
     }
@@ -538,7 +628,10 @@ impl ControlMachine {
             fx.send(
                 NodeId::Control,
                 NodeId::Region(self.routing.primary),
-                Message::Unfence { epoch },
+                Message::Unfence {
+                    epoch,
+                    fence: self.last_fence,
+                },
             );
             fx.event(Event::SwitchoverAborted {
                 target,
@@ -579,10 +672,15 @@ impl ControlMachine {
         };
         fx.event(Event::SwitchoverStarted { target, requested });
         let epoch = self.routing.epoch;
+        self.last_fence = now;
         fx.send(
             NodeId::Control,
             NodeId::Region(self.routing.primary),
-            Message::Fence { epoch, target },
+            Message::Fence {
+                epoch,
+                target,
+                issued: now,
+            },
         );
     }
 

@@ -58,6 +58,10 @@ pub struct RegionMachine {
     in_sync: Vec<bool>,
     /// As fenced primary: the switchover's target.
     fence_target: Option<u8>,
+    /// When the control plane issued the latest fence this region obeyed.
+    fence_issued: Option<Millis>,
+    /// The newest epoch this region has heard of (a rejoin must be for at least that one).
+    newest_epoch: Epoch,
     last_heartbeat: Millis,
     last_keepalive: Option<Millis>,
     /// As secondary: when the primary of its epoch was last heard.
@@ -70,6 +74,7 @@ impl RegionMachine {
     /// replication progress.
     pub fn new(id: u8, regions: u8, timing: Timing, durable: Durable, now: Millis) -> Self {
         let n = usize::from(regions);
+        let newest_epoch = durable.epoch;
         RegionMachine {
             id,
             regions,
@@ -80,6 +85,8 @@ impl RegionMachine {
             next: vec![None; n],
             in_sync: vec![false; n],
             fence_target: None,
+            fence_issued: None,
+            newest_epoch,
             last_heartbeat: now,
             last_keepalive: None,
             primary_heard: None,
@@ -328,6 +335,7 @@ impl RegionMachine {
             runs: epoch_runs(log),
             old_prefix: self.old_prefix(now),
             primary_contact: self.ships() || contact,
+            sent_at: now,
             in_sync: (0..self.regions)
                 .filter(|&r| self.in_sync[usize::from(r)])
                 .collect(),
@@ -386,8 +394,17 @@ impl RegionMachine {
     pub fn receive(&mut self, now: Millis, from: NodeId, msg: Message, fx: &mut Effects) {
         let epoch = self.durable.epoch;
         match msg {
-            Message::Grant { epoch: e, expiry } => {
-                if e == epoch && self.durable.role == Role::Primary {
+            Message::Grant {
+                epoch: e,
+                expiry,
+                issued,
+            } => {
+                let before_fence = self.fence_issued.is_some_and(|f| issued < f);
+                if from == NodeId::Control
+                    && e == epoch
+                    && self.durable.role == Role::Primary
+                    && !before_fence
+                {
                     self.lease = Some(self.lease.map_or(expiry, |l| l.max(expiry)));
                     fx.event(Event::LeaseGranted {
                         region: self.id,
@@ -397,12 +414,14 @@ impl RegionMachine {
                 }
             }
             Message::NewEpoch { epoch: e } => {
+                self.newest_epoch = self.newest_epoch.max(e);
                 if e > epoch && self.durable.role != Role::Stale {
                     self.become_stale(e, fx);
                 }
             }
             Message::Promote { epoch: e, expiry } => {
-                if e > epoch && self.durable.role == Role::Secondary {
+                self.newest_epoch = self.newest_epoch.max(e);
+                if from == NodeId::Control && e > epoch && self.durable.role == Role::Secondary {
                     self.promote(e, expiry, fx);
                 }
             }
@@ -411,15 +430,28 @@ impl RegionMachine {
                 primary,
                 runs,
             } => {
-                let behind = e > epoch || (e == epoch && self.durable.role == Role::Stale);
-                if behind && primary != self.id {
-                    self.rejoin(now, e, (&runs, Some(primary)), fx);
+                // Only a rejoin into the newest epoch heard of: a late one for an older
+                // epoch would truncate against a log that has moved on.
+                let current = e > epoch && e >= self.newest_epoch;
+                if from == NodeId::Control && current && primary != self.id {
+                    self.newest_epoch = e;
+                    self.rejoin(e, (&runs, Some(primary)), fx);
                 }
             }
-            Message::Fence { epoch: e, target } => {
-                if e == epoch && self.durable.role == Role::Primary {
+            Message::Fence {
+                epoch: e,
+                target,
+                issued,
+            } => {
+                let valid = target < self.regions && target != self.id;
+                if from == NodeId::Control
+                    && valid
+                    && e == epoch
+                    && self.durable.role == Role::Primary
+                {
                     self.lease = None;
                     self.fence_target = Some(target);
+                    self.fence_issued = Some(issued);
                     self.set_role(epoch, Role::Fenced, fx);
                     let log_len = self.durable.log.len() as u64;
                     fx.event(Event::Fenced {
@@ -435,8 +467,13 @@ impl RegionMachine {
                     self.report_drained(fx);
                 }
             }
-            Message::Unfence { epoch: e } => {
-                if e == epoch && self.durable.role == Role::Fenced {
+            Message::Unfence { epoch: e, fence } => {
+                let this_fence = self.fence_issued.is_none_or(|f| f == fence);
+                if from == NodeId::Control
+                    && e == epoch
+                    && self.durable.role == Role::Fenced
+                    && this_fence
+                {
                     self.fence_target = None;
                     self.set_role(epoch, Role::Primary, fx);
                     fx.event(Event::Unfenced {
@@ -447,7 +484,8 @@ impl RegionMachine {
             }
             Message::OutOfSync { epoch: e, region } => {
                 let r = usize::from(region);
-                if e == epoch && self.ships() && self.in_sync.get(r) == Some(&true) {
+                let control = from == NodeId::Control;
+                if control && e == epoch && self.ships() && self.in_sync.get(r) == Some(&true) {
                     self.in_sync[r] = false;
                     fx.event(Event::OutOfSync {
                         primary: self.id,
@@ -516,7 +554,6 @@ impl RegionMachine {
 
     fn rejoin(
         &mut self,
-        now: Millis,
         epoch: Epoch,
         (runs, primary): (&[(Epoch, u64)], Option<u8>),
         fx: &mut Effects,
@@ -546,7 +583,8 @@ impl RegionMachine {
         }
         self.lease = None;
         self.fence_target = None;
-        self.primary_heard = Some(now);
+        // Contact with the primary is claimed only once it is heard (it may be cut off).
+        self.primary_heard = None;
         self.set_role(epoch, Role::Secondary, fx);
         fx.event(Event::Rejoined {
             region: self.id,
@@ -611,7 +649,7 @@ impl RegionMachine {
     fn report_drained(&self, fx: &mut Effects) {
         if let Some(target) = self.fence_target {
             let len = self.durable.log.len() as u64;
-            if self.confirmed[usize::from(target)] == Some(len) {
+            if self.confirmed.get(usize::from(target)) == Some(&Some(len)) {
                 fx.send(
                     self.me(),
                     NodeId::Control,

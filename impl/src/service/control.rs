@@ -19,7 +19,13 @@ pub async fn run(cfg: ProcessConfig) -> Result<(), ServiceError> {
         ));
     }
     let common = Common::new(&cfg)?;
-    let machine = ControlMachine::new(cfg.regions, cfg.timing, common.clock.now());
+    let now = common.clock.now();
+    let machine = match cfg.resume {
+        Some((epoch, primary)) => {
+            ControlMachine::resume(cfg.regions, cfg.timing, now, epoch, primary)
+        }
+        None => ControlMachine::new(cfg.regions, cfg.timing, now),
+    };
     let node = Arc::new(NodeHandle::spawn(
         machine,
         Wiring {

@@ -32,7 +32,7 @@ use crate::fhir::outcome::FhirError;
 use crate::fhir::{types, validate};
 use crate::protocol::control::ControlSnapshot;
 use crate::protocol::region::Ack;
-use crate::service::rpc::{self, Failure, RegionSummary, Reply, Request};
+use crate::service::rpc::{self, Failure, QuarantinedWrite, RegionSummary, Reply, Request};
 use crate::time::unix_ms;
 
 /// Largest request body accepted (413 above).
@@ -71,6 +71,8 @@ pub trait Faults: Send + Sync + 'static {
     /// Is region `r`'s process running?
     fn running(&self, region: u8) -> bool;
     fn partitioned(&self) -> bool;
+    /// Is region `r` cut off (isolated)?
+    fn isolated(&self, region: u8) -> bool;
     /// Process ids, for the status API.
     fn pids(&self) -> Vec<Option<u32>>;
 }
@@ -105,22 +107,16 @@ pub fn router(cfg: EndpointConfig) -> Router {
         .route("/_dr/quarantine", get(quarantine))
         .route("/_dr/reapply", post(reapply))
         .route("/_dr/fault", post(fault))
-        .route("/{kind}", post(create).fallback(method_not_allowed))
+        .route("/{kind}", post(create).fallback(only_post))
         .route(
             "/{kind}/{id}",
             get(read)
                 .put(update)
                 .delete(delete)
-                .fallback(method_not_allowed),
+                .fallback(only_get_put_delete),
         )
-        .route(
-            "/{kind}/{id}/_history",
-            get(history).fallback(method_not_allowed),
-        )
-        .route(
-            "/{kind}/{id}/_history/{vid}",
-            get(vread).fallback(method_not_allowed),
-        )
+        .route("/{kind}/{id}/_history", get(history).fallback(only_get))
+        .route("/{kind}/{id}/_history/{vid}", get(vread).fallback(only_get))
         .fallback(not_found)
         .with_state(state)
 }
@@ -185,11 +181,27 @@ async fn not_found() -> Response {
     error_response(&FhirError::not_found("no such endpoint".to_string()), None)
 }
 
-async fn method_not_allowed(method: Method) -> Response {
-    error_response(
-        &FhirError::method_not_allowed(format!("{method} is not supported here")),
+fn method_not_allowed(method: &Method, allow: &'static str) -> Response {
+    let mut response = error_response(
+        &FhirError::method_not_allowed(format!("{method} is not supported here; use {allow}")),
         None,
-    )
+    );
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    response
+}
+
+async fn only_post(method: Method) -> Response {
+    method_not_allowed(&method, "POST")
+}
+
+async fn only_get(method: Method) -> Response {
+    method_not_allowed(&method, "GET")
+}
+
+async fn only_get_put_delete(method: Method) -> Response {
+    method_not_allowed(&method, "GET, PUT, DELETE")
 }
 
 async fn call(addr: SocketAddr, request: &Request) -> Result<Reply, Response> {
@@ -214,6 +226,14 @@ impl Endpoint {
         if let Some(faults) = &self.cfg.faults {
             if !faults.running(c) {
                 return Err(unavailable(format!("compute region {c} is down")));
+            }
+            if !faults.running(p) {
+                return Err(unavailable(format!("data primary {p} is down")));
+            }
+            if faults.isolated(c) || faults.isolated(p) {
+                return Err(unavailable(format!(
+                    "the compute region {c} or the data primary {p} is cut off"
+                )));
             }
             if c != p && faults.partitioned() {
                 return Err(unavailable(format!(
@@ -244,10 +264,14 @@ impl Endpoint {
         if same {
             Ok(())
         } else {
-            Err(error_response(
-                &FhirError::unauthorized("the operator token is missing or wrong".to_string()),
+            let mut response = error_response(
+                &FhirError::unauthorized("the operator token is missing or wrong"),
                 None,
-            ))
+            );
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            Err(response)
         }
     }
 
@@ -264,9 +288,22 @@ impl Endpoint {
             unix_ms: unix_ms(),
             reapply_of,
         };
-        match call(primary, &rpc).await? {
+        let reply = rpc::call(primary, &rpc, RPC_TIMEOUT)
+            .await
+            .map_err(|e| match e {
+                // Sent, and no answer: the write may or may not have been acknowledged.
+                rpc::RpcError::Garbled { .. } | rpc::RpcError::Unreachable { sent: true, .. } => {
+                    error_response(
+                        &FhirError::new(504, "timeout", format!("the outcome is unknown: {e}")),
+                        None,
+                    )
+                }
+                rpc::RpcError::Unreachable { .. } => unavailable(e.to_string()),
+            })?;
+        match reply {
             Reply::FhirWritten { result } => result.map_err(|f| failure_response(&f)),
-            other => Err(unavailable(format!("data primary: {other:?}"))),
+            Reply::Error { message } => Err(unavailable(format!("data primary: {message}"))),
+            _ => Err(unavailable("the data primary answered something else")),
         }
     }
 
@@ -741,22 +778,18 @@ async fn reapply(State(ep): Shared, headers: HeaderMap, body: Body) -> Response 
         Ok(w) => w.write,
         Err(response) => return response,
     };
-    let held = ep
+    let held: Vec<QuarantinedWrite> = ep
         .regions()
         .await
         .into_iter()
-        .enumerate()
-        .find_map(|(r, s)| {
-            let s = s.ok()?;
-            let q = s.quarantine.into_iter().find(|q| q.write == original)?;
-            Some((r, q))
-        });
-    let Some((region, q)) = held else {
+        .filter_map(|s| s.ok()?.quarantine.into_iter().find(|q| q.write == original))
+        .collect();
+    let Some(q) = held.first().cloned() else {
         return refused(format!(
             "write {original} is in no quarantine of a running region"
         ));
     };
-    if q.reapplied {
+    if held.iter().any(|q| q.reapplied) {
         return refused(format!("write {original} was re-applied already"));
     }
     let change = match Change::from_payload(&q.payload) {
@@ -780,11 +813,10 @@ async fn reapply(State(ep): Shared, headers: HeaderMap, body: Body) -> Response 
         Ok(w) => w,
         Err(response) => return response,
     };
-    let _ = call(
-        ep.cfg.regions[region],
-        &Request::MarkReapplied { write: original },
-    )
-    .await;
+    // Every region that quarantined it (with three regions, two may have).
+    for addr in &ep.cfg.regions {
+        let _ = call(*addr, &Request::MarkReapplied { write: original }).await;
+    }
     ok_json(json!({
         "reapplied": original,
         "write": written.as_ref().map(|(ack, _)| ack.write),

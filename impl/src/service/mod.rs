@@ -41,6 +41,8 @@ pub struct ProcessConfig {
     pub data_dir: Option<PathBuf>,
     /// Write this process's events as JSON lines here.
     pub event_log: Option<PathBuf>,
+    /// Control plane: the routing to resume with (see [`Cluster::resume`]).
+    pub resume: Option<(crate::entry::Epoch, u8)>,
 }
 
 /// Where one node listens.
@@ -66,6 +68,10 @@ pub struct Cluster {
     pub region: Vec<NodeAddrs>,
     /// Region `r` keeps its store in `data_dir/region-r`.
     pub data_dir: PathBuf,
+    /// The routing the control plane resumes with when the regions' stores hold an earlier
+    /// run (epoch, data primary); `None` for a new deployment.
+    #[serde(default)]
+    pub resume: Option<(crate::entry::Epoch, u8)>,
 }
 
 impl Cluster {
@@ -122,6 +128,7 @@ impl Cluster {
             rpc: addrs.rpc,
             data_dir: dir,
             event_log: Some(self.data_dir.join(name)),
+            resume: self.resume,
         })
     }
 }

@@ -138,7 +138,9 @@ pub async fn run(cfg: ProcessConfig) -> Result<(), ServiceError> {
     };
     let mut machine =
         RegionMachine::new(r, cfg.regions, cfg.timing, durable, now.saturating_sub(lag));
-    if r == 0 && first_start {
+    // The first primary's first lease is implied by the deployment's start (the control
+    // plane counts it as granted at time 0); a region whose store was wiped later gets none.
+    if r == 0 && first_start && now < cfg.timing.lease {
         machine = machine.initial_primary(now + cfg.timing.lease);
     }
     let node = NodeHandle::spawn(

@@ -130,8 +130,13 @@ pub enum Reply {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RpcError {
+    /// No answer; `sent`: the request went out (it may have been carried out).
     #[error("cannot reach {addr}: {reason}")]
-    Unreachable { addr: SocketAddr, reason: String },
+    Unreachable {
+        addr: SocketAddr,
+        reason: String,
+        sent: bool,
+    },
     #[error("{addr} answered something unreadable: {reason}")]
     Garbled { addr: SocketAddr, reason: String },
 }
@@ -142,7 +147,12 @@ pub async fn call(
     request: &Request,
     timeout: Duration,
 ) -> Result<Reply, RpcError> {
-    let unreachable = |reason: String| RpcError::Unreachable { addr, reason };
+    let sent = std::sync::atomic::AtomicBool::new(false);
+    let unreachable = |reason: String| RpcError::Unreachable {
+        addr,
+        reason,
+        sent: sent.load(std::sync::atomic::Ordering::Relaxed),
+    };
     let exchange = async {
         let mut stream = TcpStream::connect(addr)
             .await
@@ -150,6 +160,7 @@ pub async fn call(
         let _ = stream.set_nodelay(true);
         let mut line = serde_json::to_vec(request).map_err(|e| unreachable(e.to_string()))?;
         line.push(b'\n');
+        sent.store(true, std::sync::atomic::Ordering::Relaxed);
         stream
             .write_all(&line)
             .await
@@ -170,9 +181,10 @@ pub async fn call(
             reason: e.to_string(),
         })
     };
-    tokio::time::timeout(timeout, exchange)
-        .await
-        .map_err(|_| unreachable(format!("no answer within {timeout:?}")))?
+    match tokio::time::timeout(timeout, exchange).await {
+        Ok(result) => result,
+        Err(_) => Err(unreachable(format!("no answer within {timeout:?}"))),
+    }
 }
 
 /// Answers requests on `listener` with `handle`, one task per connection.

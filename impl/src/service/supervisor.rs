@@ -257,12 +257,42 @@ impl Faults for Supervisor {
         lock(&self.links).partitioned
     }
 
+    fn isolated(&self, region: u8) -> bool {
+        lock(&self.links)
+            .isolated
+            .get(usize::from(region))
+            .copied()
+            .unwrap_or(false)
+    }
+
     fn pids(&self) -> Vec<Option<u32>> {
         lock(&self.regions)
             .iter()
             .map(|c| c.as_ref().and_then(Child::id))
             .collect()
     }
+}
+
+/// The routing the control plane resumes with, read from the regions' stores (closed now:
+/// no region process runs yet).
+fn recover_from_stores(
+    cluster: &Cluster,
+) -> Result<Option<(crate::entry::Epoch, u8)>, ServiceError> {
+    use crate::store::Store as _;
+    let mut held = Vec::new();
+    for r in 0..cluster.regions {
+        let path = cluster
+            .data_dir
+            .join(format!("region-{r}"))
+            .join(format!("region-{r}.redb"));
+        let durable = if path.exists() {
+            crate::store::RedbStore::open(&path)?.load()?
+        } else {
+            None
+        };
+        held.push(durable.map(|d| (d.epoch, d.role)));
+    }
+    Ok(crate::protocol::control::recover_routing(&held))
 }
 
 /// Runs a whole deployment until Ctrl-C. Prints where the endpoint listens, the data
@@ -286,28 +316,50 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServiceError> {
         .map_err(io(format!("data directory {}", data_dir.display())))?;
     let cluster_file = data_dir.join("cluster.json");
     // A data directory from an earlier run keeps its layout and its protocol clock.
-    let cluster = match Cluster::load(&cluster_file) {
-        Ok(c) if c.regions == opts.regions => Cluster {
-            minute_ms: opts.minute_ms,
-            timing: opts.timing,
-            control: node_addrs()?,
-            region: (0..opts.regions)
-                .map(|_| node_addrs())
-                .collect::<Result<_, _>>()?,
-            ..c
-        },
-        _ => Cluster {
+    let fresh_addrs = || -> Result<(NodeAddrs, Vec<NodeAddrs>), ServiceError> {
+        let regions = (0..opts.regions)
+            .map(|_| node_addrs())
+            .collect::<Result<_, _>>()?;
+        Ok((node_addrs()?, regions))
+    };
+    let (control, region) = fresh_addrs()?;
+    let earlier = cluster_file
+        .exists()
+        .then(|| Cluster::load(&cluster_file))
+        .transpose()?;
+    let mut cluster = match earlier {
+        Some(c) => {
+            // Protocol time must not jump: the run keeps its start and its minute.
+            if c.regions != opts.regions || c.minute_ms != opts.minute_ms {
+                return Err(ServiceError::Config(format!(
+                    "{} holds a deployment of {} regions with a {} ms minute; start it with \
+                     --regions {} --minute-ms {}, or use another --data directory",
+                    data_dir.display(),
+                    c.regions,
+                    c.minute_ms,
+                    c.regions,
+                    c.minute_ms
+                )));
+            }
+            Cluster {
+                timing: opts.timing,
+                control,
+                region,
+                ..c
+            }
+        }
+        None => Cluster {
             regions: opts.regions,
             timing: opts.timing,
             minute_ms: opts.minute_ms,
             start_unix_ms: unix_ms(),
-            control: node_addrs()?,
-            region: (0..opts.regions)
-                .map(|_| node_addrs())
-                .collect::<Result<_, _>>()?,
+            control,
+            region,
             data_dir: data_dir.clone(),
+            resume: None,
         },
     };
+    cluster.resume = recover_from_stores(&cluster)?;
     let text =
         serde_json::to_string_pretty(&cluster).map_err(|e| ServiceError::Config(e.to_string()))?;
     std::fs::write(&cluster_file, text)
