@@ -515,7 +515,9 @@ mod tests {
     fn writes_to_missing_resources() {
         let mut p = Primary::default();
         assert_eq!(status(p.write(delete("x"))), 404);
-        let error = p.write(update("x", "Ann", Some(1))).expect_err("precondition failed");
+        let error = p
+            .write(update("x", "Ann", Some(1)))
+            .expect_err("precondition failed");
         assert_eq!((error.status, error.code), (412, "conflict"));
         assert!(p.log.is_empty());
         // Update as create: the client picks the id.
