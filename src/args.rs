@@ -24,6 +24,9 @@ pub enum Command {
     Explore(ExploreArgs),
     /// Print the timeline of a trace file (replaying it through the model first).
     Show(ShowArgs),
+    /// Replay a trace file on the implementation, comparing its view with the model's after
+    /// every step (exit 1 at the first difference).
+    Replay(ShowArgs),
     /// Run a whole local deployment: regions and control plane as processes, the FHIR
     /// endpoint on 127.0.0.1:8080; Ctrl-C stops it.
     Serve(ServeArgs),

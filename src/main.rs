@@ -4,6 +4,7 @@ mod args;
 mod check_cmd;
 mod explore_cmd;
 mod render;
+mod replay_cmd;
 mod service_cmd;
 mod show_cmd;
 
@@ -31,6 +32,7 @@ fn main() -> ExitCode {
         Command::Check(args) => check_cmd::run(&args),
         Command::Explore(args) => explore_cmd::run(&args),
         Command::Show(args) => show_cmd::run(&args),
+        Command::Replay(args) => replay_cmd::run(&args),
         Command::Serve(args) => service_cmd::serve(&args),
         Command::Region(args) => service_cmd::region(&args),
         Command::Control(args) => service_cmd::control(&args),

@@ -24,7 +24,7 @@ use crate::observe::Observer;
 use crate::protocol::control::{recover_routing, ControlMachine, ControlSnapshot, Phase};
 use crate::protocol::region::{Ack, RegionMachine, RegionSnapshot};
 use crate::store::{Durable, MemoryStore, RedbStore, Store, StoreError};
-use crate::time::{Clock, Millis, RealClock, Timing, VirtualClock};
+use crate::time::{Clock, Millis, RealClock, Timing, VirtualClock, MINUTE};
 use crate::transport::memory::{InFlight, MemoryTransport};
 use crate::transport::tcp::{self, TcpTransport};
 use crate::transport::{Links, Transport};
@@ -62,6 +62,9 @@ pub struct DeploymentConfig {
     pub ghost: bool,
     /// Implementation mutants switched on (none without the `mutants` feature).
     pub mutants: crate::mutant::Mutants,
+    /// The control plane decides nothing by itself ([`Deployment::control_step`]) and every
+    /// message waits to be delivered: a caller follows a model path step by step.
+    pub controlled: bool,
 }
 
 impl Default for DeploymentConfig {
@@ -75,6 +78,7 @@ impl Default for DeploymentConfig {
             event_log: None,
             ghost: true,
             mutants: crate::mutant::Mutants::default(),
+            controlled: false,
         }
     }
 }
@@ -310,6 +314,9 @@ impl Deployment {
         let (clock, virtual_clock): (Arc<dyn Clock>, _) = match cfg.mode {
             Mode::Virtual => {
                 let v = Arc::new(VirtualClock::new());
+                // Start a day in, so that regions' clocks, which lag by the skew, are never
+                // before time 0.
+                v.advance(24 * 60 * MINUTE);
                 (v.clone(), Some(v))
             }
             Mode::Real { minute_ms } => (Arc::new(RealClock::new(minute_ms)), None),
@@ -354,7 +361,14 @@ impl Deployment {
             None => ControlMachine::new(n, cfg.timing, clock.now()),
         }
         .with_mutants(cfg.mutants);
+        let machine = if cfg.controlled {
+            machine.controlled()
+        } else {
+            machine
+        };
         let control = NodeHandle::spawn(machine, wiring);
+        let hold = cfg.controlled;
+        let ghost_time = clock.now();
         let mut deployment = Deployment {
             ghost: cfg.ghost.then(|| Ghost::new(n, &cfg.timing)),
             cfg,
@@ -365,9 +379,9 @@ impl Deployment {
             observer,
             regions,
             control,
-            ghost_time: 0,
+            ghost_time,
             next_write: 1,
-            hold: false,
+            hold,
             real,
         };
         for r in 0..n {
@@ -535,6 +549,8 @@ impl Deployment {
                     .collect(),
                 lease: if status == Status::Down {
                     0
+                } else if self.cfg.mutants.wrong_view() && s.lease_left > 0 {
+                    ticks(s.lease_left) + 1
                 } else {
                     ticks(s.lease_left)
                 },
@@ -666,6 +682,31 @@ impl Deployment {
             }
         }
         Ok(())
+    }
+
+    /// Controlled mode: the control plane takes `step` now, or says why it is not enabled.
+    pub async fn control_step(
+        &mut self,
+        step: crate::protocol::control::ControlStep,
+    ) -> Result<Result<(), String>, DeployError> {
+        let answer = match self.control.call(Input::ControlStep(step)).await {
+            Some(Output::Operator(answer)) => answer,
+            _ => return Err(DeployError::Stopped(NodeId::Control)),
+        };
+        self.observe().await?;
+        Ok(answer)
+    }
+
+    /// Region `from` retransmits to region `to` now (controlled stepping).
+    pub async fn ship_now(&mut self, from: u8, to: u8) -> Result<(), DeployError> {
+        let _ = self.call_region(from, Input::ShipNow { to }).await;
+        self.observe().await
+    }
+
+    /// The implementation's write id of the view's write `id` (1, 2, … in order of
+    /// acknowledgement).
+    pub fn write_id(&self, id: u8) -> Option<WriteId> {
+        self.ghost.as_ref()?.write_id(id)
     }
 
     /// Delivers every message in flight, and those they cause, unless messages are held.

@@ -67,6 +67,11 @@ impl Ghost {
         self.ids.get(&write).copied().unwrap_or(0)
     }
 
+    /// The implementation's id of the view's write `id`.
+    pub fn write_id(&self, id: u8) -> Option<WriteId> {
+        self.ids.iter().find(|(_, &v)| v == id).map(|(&w, _)| w)
+    }
+
     pub fn ledger(&self) -> &Ledger {
         &self.ledger
     }

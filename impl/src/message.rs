@@ -41,6 +41,8 @@ pub struct Heartbeat {
     pub primary_contact: bool,
     /// From a primary: the secondaries it counts as in sync.
     pub in_sync: Vec<u8>,
+    /// From a primary: per region, the last declaration (`OutOfSync` seq) it applied.
+    pub out_of_sync_seen: Vec<u64>,
     /// When it was sent, on the region's clock: the control plane ignores a heartbeat older
     /// than one it already took (messages may be reordered).
     pub sent_at: Millis,
@@ -63,6 +65,19 @@ pub enum Message {
     NewEpoch { epoch: Epoch },
     /// Control plane → candidate: become primary of `epoch`, with a lease until `expiry`.
     Promote { epoch: Epoch, expiry: Millis },
+    /// New primary → control plane: promoted; its log's epoch runs (final for the older
+    /// epochs), which regions rejoining this epoch truncate against.
+    Promoted {
+        epoch: Epoch,
+        runs: Vec<(Epoch, u64)>,
+    },
+    /// Rejoined region → control plane: rejoined `epoch` as secondary, keeping `log_len`
+    /// entries (the control plane's picture of it is current at once).
+    Rejoined {
+        epoch: Epoch,
+        log_len: u64,
+        last: Option<(Epoch, WriteId)>,
+    },
     /// Control plane → recovered region: rejoin `epoch` as a secondary, truncating against
     /// the primary's epoch runs.
     Rejoin {
@@ -85,7 +100,9 @@ pub enum Message {
     /// Fenced primary → control plane: `target` confirmed the whole log.
     Drained { epoch: Epoch, target: u8 },
     /// Control plane → primary: `region` was declared failed; it is no longer in sync.
-    OutOfSync { epoch: Epoch, region: u8 },
+    /// `seq` numbers the control plane's declarations of `region` (a resend of a lost one is
+    /// recognised as such).
+    OutOfSync { epoch: Epoch, region: u8, seq: u64 },
     /// Primary → secondary: entries from index `start` (possibly none: a keep-alive).
     Append {
         epoch: Epoch,
@@ -107,6 +124,8 @@ impl Message {
             Message::Grant { .. } => "grant",
             Message::NewEpoch { .. } => "new_epoch",
             Message::Promote { .. } => "promote",
+            Message::Promoted { .. } => "promoted",
+            Message::Rejoined { .. } => "rejoined",
             Message::Rejoin { .. } => "rejoin",
             Message::Fence { .. } => "fence",
             Message::Fenced { .. } => "fenced",

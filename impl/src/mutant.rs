@@ -64,6 +64,10 @@ impl Mutant {
 pub struct Mutants {
     #[cfg(feature = "mutants")]
     active: Option<Mutant>,
+    /// The abstraction maps one field wrongly (every lease one tick long): what refinement
+    /// checking must catch in the mapping itself, not in the protocol.
+    #[cfg(feature = "mutants")]
+    wrong_abstraction: bool,
 }
 
 impl Mutants {
@@ -72,6 +76,29 @@ impl Mutants {
     pub fn only(mutant: Mutant) -> Mutants {
         Mutants {
             active: Some(mutant),
+            wrong_abstraction: false,
+        }
+    }
+
+    /// A correct protocol behind a wrong abstraction (see the field).
+    #[cfg(feature = "mutants")]
+    pub fn wrong_abstraction() -> Mutants {
+        Mutants {
+            active: None,
+            wrong_abstraction: true,
+        }
+    }
+
+    /// Is the abstraction to be mapped wrongly?
+    #[inline]
+    pub fn wrong_view(&self) -> bool {
+        #[cfg(feature = "mutants")]
+        {
+            self.wrong_abstraction
+        }
+        #[cfg(not(feature = "mutants"))]
+        {
+            false
         }
     }
 

@@ -16,7 +16,7 @@ use crate::fhir::change::Change;
 use crate::fhir::index::WriteRequest;
 use crate::message::{Envelope, NodeId};
 use crate::observe::Observer;
-use crate::protocol::control::{ControlMachine, ControlSnapshot};
+use crate::protocol::control::{ControlMachine, ControlSnapshot, ControlStep};
 use crate::protocol::region::{Ack, RegionMachine, RegionSnapshot};
 use crate::protocol::Effects;
 use crate::service::rpc::{Failure, RegionSummary};
@@ -66,6 +66,12 @@ pub enum Input {
     },
     /// Region running FHIR: what the status API shows.
     Summary,
+    /// Control plane in controlled mode: take this decision now, if enabled.
+    ControlStep(ControlStep),
+    /// Region: retransmit to this region now rather than at the next tick.
+    ShipNow {
+        to: u8,
+    },
 }
 
 /// A node's answer.
@@ -102,7 +108,7 @@ fn unsupported(input: &Input) -> Output {
         Input::FhirRead { .. } => Output::FhirRead(Err(no_fhir())),
         Input::Write { .. } => Output::Write(Err(Refusal::NotPrimary)),
         Input::MarkReapplied { .. } => Output::Marked(false),
-        Input::Failback { .. } | Input::ForceFailover { .. } => {
+        Input::Failback { .. } | Input::ForceFailover { .. } | Input::ControlStep(_) => {
             Output::Operator(Err("this node takes no operator requests".into()))
         }
         _ => Output::Done,
@@ -133,6 +139,7 @@ impl Machine for RegionMachine {
                 return Output::Marked(self.mark_reapplied(write, fx))
             }
             Input::Snapshot => return Output::Region(Box::new(self.snapshot(now))),
+            Input::ShipNow { to } => self.ship_now(to, fx),
             other => return unsupported(&other),
         }
         Output::Done
@@ -155,6 +162,7 @@ impl Machine for ControlMachine {
                 return Output::Operator(self.force_failover(now, target, fx))
             }
             Input::Snapshot => return Output::Control(Box::new(self.snapshot(now))),
+            Input::ControlStep(step) => return Output::Operator(self.step(now, step, fx)),
             other => return unsupported(&other),
         }
         Output::Done

@@ -6,6 +6,9 @@
 //! it through the model: a step the model does not allow, or a recorded view the model does not
 //! reproduce, is refused with the step and the reason.
 
+pub mod refine;
+pub mod walk;
+
 use std::fmt;
 use std::path::{Path, PathBuf};
 

@@ -47,7 +47,23 @@ pub enum Phase {
         started: Millis,
         fenced_at: Option<Millis>,
         requested: bool,
+        /// The fenced primary reported the target holds its whole log.
+        drained: bool,
     },
+}
+
+/// One decision of the control plane, taken on request in controlled mode (to follow a
+/// model path step by step); on its own otherwise.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum ControlStep {
+    Declare(u8),
+    Promote(u8),
+    Rejoin(u8),
+    ComputeFailback,
+    CompleteSwitchover,
+    AbortSwitchover,
+    /// Only the `auto-data-failback` mutant takes this one.
+    AutoFailback,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -55,6 +71,8 @@ struct Health {
     last_heard: Millis,
     failed: bool,
     report: Option<Heartbeat>,
+    /// How many times this region was declared failed (numbers `OutOfSync`).
+    declared: u64,
 }
 
 impl Health {
@@ -117,6 +135,8 @@ pub struct ControlMachine {
     primary_runs: Option<Vec<(Epoch, u64)>>,
     phase: Phase,
     mutants: Mutants,
+    /// Decides nothing by itself: every decision waits for a [`ControlStep`].
+    controlled: bool,
 }
 
 impl ControlMachine {
@@ -130,10 +150,28 @@ impl ControlMachine {
                 compute: 0,
                 home: 0,
             },
+            // A new deployment: the control plane knows how every region starts.
             health: (0..regions)
-                .map(|_| Health {
+                .map(|r| Health {
                     last_heard: now,
-                    ..Health::default()
+                    failed: false,
+                    declared: 0,
+                    report: Some(Heartbeat {
+                        epoch: 1,
+                        role: if r == 0 {
+                            Role::Primary
+                        } else {
+                            Role::Secondary
+                        },
+                        log_len: 0,
+                        last: None,
+                        runs: Vec::new(),
+                        old_prefix: 0,
+                        primary_contact: true,
+                        in_sync: Vec::new(),
+                        out_of_sync_seen: Vec::new(),
+                        sent_at: 0,
+                    }),
                 })
                 .collect(),
             last_grant: now,
@@ -143,7 +181,14 @@ impl ControlMachine {
             primary_runs: Some(Vec::new()),
             phase: Phase::Normal,
             mutants: Mutants::default(),
+            controlled: false,
         }
+    }
+
+    /// A control plane that takes decisions only when asked ([`ControlMachine::step`]).
+    pub fn controlled(mut self) -> Self {
+        self.controlled = true;
+        self
     }
 
     /// A control plane restarting at `now` with the routing recovered from the regions'
@@ -158,6 +203,9 @@ impl ControlMachine {
         machine.old_prefix = None;
         machine.primary_runs = None;
         machine.primary_confirmed = false;
+        for h in &mut machine.health {
+            h.report = None;
+        }
         machine
     }
 
@@ -207,23 +255,18 @@ impl ControlMachine {
         self.report(r).map_or(0, |h| h.log_len)
     }
 
-    /// Is `r` (by its last report) a secondary of the current epoch, heard within heartbeat
-    /// + delay (a region silent for longer may be down without being declared yet)?
-    fn healthy_secondary(&self, r: u8, now: Millis) -> bool {
+    /// Is `r` (by its last report) a secondary of the current epoch, not declared failed?
+    /// (A silent region may be down without being declared yet: if it is promoted and never
+    /// takes office, it is declared in turn and the secondaries of the epoch before remain
+    /// candidates; see `primary_confirmed`.)
+    fn healthy_secondary(&self, r: u8, _now: Millis) -> bool {
         let h = &self.health[usize::from(r)];
         let epoch = self.routing.epoch;
         let member = |e: Epoch| e == epoch || (!self.primary_confirmed && e + 1 == epoch);
         !h.failed
-            && now.saturating_sub(h.last_heard) <= self.fresh()
             && self
                 .report(r)
                 .is_some_and(|h| h.role == Role::Secondary && member(h.epoch))
-    }
-
-    /// How recently a region must have been heard to count as reachable: two heartbeat
-    /// intervals and the delay (one interval of slack for ticks that are not aligned).
-    fn fresh(&self) -> Millis {
-        2 * self.timing.heartbeat + self.timing.delay
     }
 
     /// The secondary to promote instead of `from`: the most caught up (by last entry's epoch,
@@ -279,6 +322,9 @@ impl ControlMachine {
 
     /// Time passes: declare silent regions, promote, move compute home, time out a drain.
     pub fn tick(&mut self, now: Millis, fx: &mut Effects) {
+        if self.controlled {
+            return;
+        }
         for r in 0..self.regions() {
             let h = &self.health[usize::from(r)];
             let silent_for = now.saturating_sub(h.last_heard);
@@ -296,6 +342,18 @@ impl ControlMachine {
                 if let Some(to) = self.candidate(from, now).filter(|&c| self.guard_allows(c)) {
                     self.promote(now, FailoverKind::Automatic, to, false, fx);
                 }
+            }
+        }
+        if let Phase::Switchover {
+            target,
+            fenced_at: Some(_),
+            drained: true,
+            requested,
+            ..
+        } = self.phase
+        {
+            if !self.failed(target) {
+                self.promote(now, FailoverKind::Switchover, target, requested, fx);
             }
         }
         self.fail_back_compute(fx);
@@ -356,10 +414,17 @@ impl ControlMachine {
         } else {
             let primary = NodeId::Region(self.routing.primary);
             let epoch = self.routing.epoch;
+            let h = &mut self.health[usize::from(r)];
+            h.declared += 1;
+            let seq = h.declared;
             fx.send(
                 NodeId::Control,
                 primary,
-                Message::OutOfSync { epoch, region: r },
+                Message::OutOfSync {
+                    epoch,
+                    region: r,
+                    seq,
+                },
             );
             if matches!(self.phase, Phase::Switchover { target, .. } if target == r) {
                 self.abort_switchover("the target was declared failed", fx);
@@ -411,11 +476,15 @@ impl ControlMachine {
             NodeId::Region(to),
             Message::Promote { epoch, expiry },
         );
-        fx.send(
-            NodeId::Control,
-            NodeId::Region(from),
-            Message::NewEpoch { epoch },
-        );
+        if kind == FailoverKind::Switchover {
+            // The old primary rejoins like any region. (After a failover it learns of the
+            // new epoch from the answer to its next heartbeat.)
+            fx.send(
+                NodeId::Control,
+                NodeId::Region(from),
+                Message::NewEpoch { epoch },
+            );
+        }
     }
 
     /// A protocol message arrives.
@@ -438,28 +507,45 @@ impl ControlMachine {
                     target, requested, ..
                 } = self.phase
                 {
-                    if self.mutants.has(Mutant::FailbackNoDrain) {
+                    if self.mutants.has(Mutant::FailbackNoDrain) && !self.controlled {
                         self.promote(now, FailoverKind::Switchover, target, requested, fx);
                     }
                 }
             }
+            Message::Promoted { epoch, runs }
+                if epoch == self.routing.epoch && r == self.routing.primary =>
+            {
+                self.primary_runs = Some(runs);
+                self.primary_confirmed = true;
+            }
+            Message::Rejoined {
+                epoch,
+                log_len,
+                last,
+            } if epoch == self.routing.epoch => {
+                if let Some(h) = &mut self.health[usize::from(r)].report {
+                    h.epoch = epoch;
+                    h.role = Role::Secondary;
+                    h.log_len = log_len;
+                    h.last = last;
+                }
+            }
             Message::Drained { epoch, target } => {
+                let current = epoch == self.routing.epoch && r == self.routing.primary;
                 if let Phase::Switchover {
-                    target: t,
-                    fenced_at: Some(_),
-                    requested,
-                    ..
-                } = self.phase
+                    target: t, drained, ..
+                } = &mut self.phase
                 {
-                    let current = epoch == self.routing.epoch && r == self.routing.primary;
-                    if current && t == target && !self.failed(target) {
-                        self.promote(now, FailoverKind::Switchover, target, requested, fx);
+                    if current && *t == target {
+                        *drained = true;
                     }
                 }
             }
             _ => {}
         }
-        self.decide(now, fx);
+        if !self.controlled {
+            self.decide(now, fx);
+        }
     }
 
     fn heartbeat(&mut self, now: Millis, r: u8, hb: Heartbeat, fx: &mut Effects) {
@@ -510,11 +596,15 @@ impl ControlMachine {
                 NodeId::Region(r),
                 Message::NewEpoch { epoch },
             );
-            self.offer_rejoin(r, fx);
+            if !self.controlled {
+                self.offer_rejoin(r, fx);
+            }
             return;
         }
         if hb.role == Role::Stale {
-            self.offer_rejoin(r, fx);
+            if !self.controlled {
+                self.offer_rejoin(r, fx);
+            }
             return;
         }
         if r != self.routing.primary {
@@ -545,14 +635,16 @@ impl ControlMachine {
                 *fenced_at = Some(now);
             }
         }
-        for &s in &hb.in_sync {
-            if self.health.get(usize::from(s)).is_some_and(|h| h.failed) {
-                // The primary still counts a region declared failed: tell it again.
-                let out = Message::OutOfSync { epoch, region: s };
-                fx.send(NodeId::Control, NodeId::Region(r), out);
+        // No lease once the primary confirmed a fence (a grant that crosses the fence on the
+        // way is ignored by the fenced primary).
+        let fenced = matches!(
+            self.phase,
+            Phase::Switchover {
+                fenced_at: Some(_),
+                ..
             }
-        }
-        if !switching && hb.role == Role::Primary {
+        );
+        if !fenced && hb.role == Role::Primary {
             self.last_grant = now;
             let expiry = now + self.timing.lease;
             fx.send(
@@ -568,10 +660,16 @@ impl ControlMachine {
     }
 
     /// A region that missed a promotion rejoins once the primary's log is known.
-    fn offer_rejoin(&self, r: u8, fx: &mut Effects) {
+    fn offer_rejoin(&self, r: u8, fx: &mut Effects) -> bool {
         let primary = self.routing.primary;
         if r == primary || self.failed(r) {
-            return;
+            return false;
+        }
+        let behind = self
+            .report(r)
+            .is_some_and(|h| h.epoch < self.routing.epoch || h.role == Role::Stale);
+        if !behind {
+            return false;
         }
         if let Some(runs) = &self.primary_runs {
             fx.send(
@@ -583,15 +681,17 @@ impl ControlMachine {
                     runs: runs.clone(),
                 },
             );
+            return true;
         }
+        false
     }
 
     /// Compute moves home as soon as the home region is a healthy member of the current
     /// epoch that reaches the data primary.
-    fn fail_back_compute(&mut self, fx: &mut Effects) {
+    fn fail_back_compute(&mut self, fx: &mut Effects) -> bool {
         let home = self.routing.home;
         if self.routing.compute == home || self.failed(home) {
-            return;
+            return false;
         }
         let member = self.report(home).is_some_and(|h| {
             h.epoch == self.routing.epoch
@@ -601,6 +701,7 @@ impl ControlMachine {
         if member {
             self.move_compute(home, "compute failback", fx);
         }
+        member
     }
 
     fn time_out_switchover(&mut self, now: Millis, fx: &mut Effects) {
@@ -640,6 +741,93 @@ impl ControlMachine {
         }
     }
 
+    /// Takes one decision on request (controlled mode), or says why it is not enabled now.
+    pub fn step(&mut self, now: Millis, step: ControlStep, fx: &mut Effects) -> Result<(), String> {
+        let refuse = |why: &str| Err(format!("{step:?}: {why}"));
+        match step {
+            ControlStep::Declare(r) => {
+                let Some(h) = self.health.get(usize::from(r)) else {
+                    return refuse("no such region");
+                };
+                let silent_for = now.saturating_sub(h.last_heard);
+                if h.failed {
+                    return refuse("already declared failed");
+                }
+                if silent_for < self.detection() {
+                    return refuse("heard within the detection time");
+                }
+                self.declare(now, r, silent_for, fx);
+            }
+            ControlStep::Promote(to) => {
+                let Phase::FailingOver { from, .. } = self.phase else {
+                    return refuse("no failover is pending");
+                };
+                if self.mutants.has(Mutant::NoAutoFailover) {
+                    return refuse("automatic failover is off");
+                }
+                if !self.lease_expired(now) {
+                    return refuse("the old lease may still be valid");
+                }
+                if self.candidate(from, now) != Some(to) {
+                    return refuse("not the candidate");
+                }
+                if !self.guard_allows(to) {
+                    return refuse("the RPO guard refuses");
+                }
+                self.promote(now, FailoverKind::Automatic, to, false, fx);
+            }
+            ControlStep::Rejoin(r) => {
+                if usize::from(r) >= self.health.len() || !self.offer_rejoin(r, fx) {
+                    return refuse("not a recovered region that can rejoin now");
+                }
+            }
+            ControlStep::ComputeFailback => {
+                if !self.fail_back_compute(fx) {
+                    return refuse("the home region cannot take compute now");
+                }
+            }
+            ControlStep::CompleteSwitchover => {
+                let Phase::Switchover {
+                    target,
+                    fenced_at: Some(_),
+                    drained,
+                    requested,
+                    ..
+                } = self.phase
+                else {
+                    return refuse("no fenced switchover");
+                };
+                if !(drained || self.mutants.has(Mutant::FailbackNoDrain)) || self.failed(target) {
+                    return refuse("the target has not drained");
+                }
+                self.promote(now, FailoverKind::Switchover, target, requested, fx);
+            }
+            ControlStep::AbortSwitchover => {
+                let Phase::Switchover {
+                    fenced_at: Some(t),
+                    drained,
+                    ..
+                } = self.phase
+                else {
+                    return refuse("no fenced switchover");
+                };
+                if drained || now.saturating_sub(t) < self.timing.drain_timeout {
+                    return refuse("the drain has not timed out");
+                }
+                self.abort_switchover("the drain timed out", fx);
+            }
+            ControlStep::AutoFailback => {
+                let home = self.routing.home;
+                if !self.mutants.has(Mutant::AutoDataFailback) || self.check_failback(home).is_err()
+                {
+                    return refuse("not an automatic failback");
+                }
+                self.start_switchover(now, home, false, fx);
+            }
+        }
+        Ok(())
+    }
+
     /// Operator: fail the data back to `target` (the home region) as a drained switchover.
     pub fn request_failback(
         &mut self,
@@ -669,6 +857,7 @@ impl ControlMachine {
             started: now,
             fenced_at: None,
             requested,
+            drained: false,
         };
         fx.event(Event::SwitchoverStarted { target, requested });
         let epoch = self.routing.epoch;

@@ -56,6 +56,8 @@ pub struct RegionMachine {
     /// confirmation (pipelining); unconfirmed entries are shipped again every tick.
     next: Vec<Option<u64>>,
     in_sync: Vec<bool>,
+    /// Per region, the last declaration (`OutOfSync` seq) applied.
+    out_of_sync_seen: Vec<u64>,
     /// As fenced primary: the switchover's target.
     fence_target: Option<u8>,
     /// When the control plane issued the latest fence this region obeyed.
@@ -84,6 +86,7 @@ impl RegionMachine {
             confirmed: vec![None; n],
             next: vec![None; n],
             in_sync: vec![false; n],
+            out_of_sync_seen: vec![0; n],
             fence_target: None,
             fence_issued: None,
             newest_epoch,
@@ -339,6 +342,7 @@ impl RegionMachine {
             in_sync: (0..self.regions)
                 .filter(|&r| self.in_sync[usize::from(r)])
                 .collect(),
+            out_of_sync_seen: self.out_of_sync_seen.clone(),
         };
         fx.event(Event::HeartbeatSent {
             region: self.id,
@@ -357,36 +361,49 @@ impl RegionMachine {
         if keepalive {
             self.last_keepalive = Some(now);
         }
-        let len = self.durable.log.len() as u64;
         for r in 0..self.regions {
-            if r == self.id {
-                continue;
+            if r != self.id {
+                self.ship_to(r, keepalive, fx);
             }
-            let start = match self.confirmed[usize::from(r)] {
-                Some(c) if c < len => c,
-                _ if keepalive => len,
-                _ => continue,
-            };
-            let from = usize::try_from(start).unwrap_or(usize::MAX);
-            let entries: Vec<LogEntry> = self.durable.log[from.min(self.durable.log.len())..]
-                .iter()
-                .take(MAX_BATCH)
-                .cloned()
-                .collect();
-            let sent = start + entries.len() as u64;
-            let next = &mut self.next[usize::from(r)];
-            if next.is_none_or(|n| n < sent) {
-                *next = Some(sent);
-            }
-            fx.send(
-                self.me(),
-                NodeId::Region(r),
-                Message::Append {
-                    epoch: self.durable.epoch,
-                    start,
-                    entries,
-                },
-            );
+        }
+    }
+
+    /// Ships to region `to` what it has not confirmed, or (with `keepalive`) an empty append
+    /// that asks where its log ends.
+    fn ship_to(&mut self, to: u8, keepalive: bool, fx: &mut Effects) {
+        let len = self.durable.log.len() as u64;
+        let start = match self.confirmed[usize::from(to)] {
+            Some(c) if c < len => c,
+            _ if keepalive => len,
+            _ => return,
+        };
+        let from = usize::try_from(start).unwrap_or(usize::MAX);
+        let entries: Vec<LogEntry> = self.durable.log[from.min(self.durable.log.len())..]
+            .iter()
+            .take(MAX_BATCH)
+            .cloned()
+            .collect();
+        let sent = start + entries.len() as u64;
+        let next = &mut self.next[usize::from(to)];
+        if next.is_none_or(|n| n < sent) {
+            *next = Some(sent);
+        }
+        fx.send(
+            self.me(),
+            NodeId::Region(to),
+            Message::Append {
+                epoch: self.durable.epoch,
+                start,
+                entries,
+            },
+        );
+    }
+
+    /// Ships to `to` now rather than at the next tick (a region's retransmission, taken when
+    /// a caller steps the deployment by hand).
+    pub fn ship_now(&mut self, to: u8, fx: &mut Effects) {
+        if self.ships() && to != self.id && to < self.regions {
+            self.ship_to(to, true, fx);
         }
     }
 
@@ -482,10 +499,18 @@ impl RegionMachine {
                     });
                 }
             }
-            Message::OutOfSync { epoch: e, region } => {
+            Message::OutOfSync {
+                epoch: e,
+                region,
+                seq,
+            } => {
                 let r = usize::from(region);
                 let control = from == NodeId::Control;
-                if control && e == epoch && self.ships() && self.in_sync.get(r) == Some(&true) {
+                let fresh = self.out_of_sync_seen.get(r).is_some_and(|&seen| seq > seen);
+                if control && fresh {
+                    self.out_of_sync_seen[r] = seq;
+                }
+                if control && fresh && e == epoch && self.ships() && self.in_sync[r] {
                     self.in_sync[r] = false;
                     fx.event(Event::OutOfSync {
                         primary: self.id,
@@ -524,7 +549,11 @@ impl RegionMachine {
                     fx.store.push(op);
                 }
             }
-            Message::Heartbeat(_) | Message::Fenced { .. } | Message::Drained { .. } => {}
+            Message::Heartbeat(_)
+            | Message::Fenced { .. }
+            | Message::Drained { .. }
+            | Message::Promoted { .. }
+            | Message::Rejoined { .. } => {}
         }
     }
 
@@ -550,6 +579,12 @@ impl RegionMachine {
             region: self.id,
             epoch,
         });
+        let runs = epoch_runs(&self.durable.log);
+        fx.send(
+            self.me(),
+            NodeId::Control,
+            Message::Promoted { epoch, runs },
+        );
     }
 
     fn rejoin(
@@ -592,6 +627,13 @@ impl RegionMachine {
             kept: keep,
             quarantined,
         });
+        let log = &self.durable.log;
+        let rejoined = Message::Rejoined {
+            epoch,
+            log_len: log.len() as u64,
+            last: log.last().map(|e| (e.epoch, e.write)),
+        };
+        fx.send(self.me(), NodeId::Control, rejoined);
     }
 
     /// As secondary: entries from the primary `p`, starting at index `start`.

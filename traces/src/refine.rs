@@ -1,0 +1,457 @@
+//! Model → implementation: a model path replayed on the implementation, step by step.
+//!
+//! The implementation runs in controlled mode (virtual clock, in-memory transport, every
+//! message held, a control plane that decides only when asked), and each model step becomes
+//! the implementation operations that take it: a `Tick` advances the clock one minute, a
+//! `DeliverHeartbeat` delivers that region's oldest heartbeat, a `Replicate` delivers the
+//! entries in flight between the two regions and the confirmations back, a control-plane
+//! decision is asked for by name. Commands of the control plane to a region are atomic in
+//! the model, so they are delivered at once (but a fence, which is its own model step).
+//! After every step the implementation's `abstract_view()` must equal the model's view.
+
+use drcheck_impl::deployment::{DeployError, Deployment, DeploymentConfig, OperatorRequest};
+use drcheck_impl::message::{Message, NodeId};
+use drcheck_impl::mutant::Mutants;
+use drcheck_impl::protocol::control::ControlStep;
+use drcheck_impl::time::{Timing, MINUTE};
+use drcheck_model::protocol::apply;
+use drcheck_model::{Action, Config, DrState};
+use drcheck_properties::{describe_changes, View};
+
+/// Where the implementation parted from the model.
+#[derive(Clone, Debug)]
+pub struct Divergence {
+    /// 1-based step number (0: the initial states differ).
+    pub step: usize,
+    pub action: Option<Action>,
+    pub kind: DivergenceKind,
+    pub model: View,
+    pub implementation: View,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DivergenceKind {
+    /// The model takes the step; the implementation refuses it, for this reason.
+    Refused(String),
+    /// Both took the step; the views differ afterwards.
+    Views,
+}
+
+impl Divergence {
+    /// What differs, model against implementation, one line each: every field of the views
+    /// that differs, by its path (`regions[0].lease: 6 -> 5`).
+    pub fn differences(&self) -> Vec<String> {
+        let (Ok(model), Ok(implementation)) = (
+            serde_json::to_value(&self.model),
+            serde_json::to_value(&self.implementation),
+        ) else {
+            return describe_changes(&self.model, &self.implementation);
+        };
+        let mut out = Vec::new();
+        field_diff("", &model, &implementation, &mut out);
+        out
+    }
+}
+
+/// Every leaf where `a` and `b` differ, as `path: a -> b`.
+fn field_diff(path: &str, a: &serde_json::Value, b: &serde_json::Value, out: &mut Vec<String>) {
+    use serde_json::Value;
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            for (key, va) in x {
+                let sub = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
+                field_diff(&sub, va, y.get(key).unwrap_or(&Value::Null), out);
+            }
+        }
+        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
+            for (i, (va, vb)) in x.iter().zip(y).enumerate() {
+                field_diff(&format!("{path}[{i}]"), va, vb, out);
+            }
+        }
+        _ if a != b => out.push(format!("{path}: {a} -> {b}")),
+        _ => {}
+    }
+}
+
+impl std::fmt::Display for Divergence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let action = self
+            .action
+            .as_ref()
+            .map_or("the initial state".to_string(), |a| a.to_string());
+        match &self.kind {
+            DivergenceKind::Refused(why) => writeln!(
+                f,
+                "step {} ({action}): enabled in the model, refused by the implementation: {why}",
+                self.step
+            )?,
+            DivergenceKind::Views => writeln!(
+                f,
+                "step {} ({action}): the views differ (model -> implementation):",
+                self.step
+            )?,
+        }
+        for line in self.differences() {
+            writeln!(f, "  {line}")?;
+        }
+        Ok(())
+    }
+}
+
+/// How a replay went.
+#[derive(Clone, Debug)]
+pub struct Replay {
+    /// Steps the implementation took and matched.
+    pub matched: usize,
+    pub divergence: Option<Divergence>,
+    /// What the matched steps covered.
+    pub coverage: Coverage,
+    /// The implementation's view at the end (after the diverging step, if any).
+    pub last_view: View,
+}
+
+/// Which model steps a set of replays covered.
+#[derive(Clone, Debug, Default)]
+pub struct Coverage {
+    /// Steps by kind and the role of the region they name (`write [Primary]`).
+    pub kinds: std::collections::BTreeMap<String, usize>,
+    /// Distinct model transitions (state, step), by hash.
+    pub transitions: std::collections::HashSet<u64>,
+    pub steps: usize,
+}
+
+impl Coverage {
+    fn record(&mut self, state: &DrState, action: &Action) {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        state.hash(&mut h);
+        action.hash(&mut h);
+        self.transitions.insert(h.finish());
+        self.steps += 1;
+        let kind = serde_json::to_value(action)
+            .ok()
+            .and_then(|v| v["step"].as_str().map(str::to_string))
+            .unwrap_or_default();
+        let role = named_region(action)
+            .and_then(|r| state.view.regions.get(usize::from(r)))
+            .map(|r| format!(" [{:?}]", r.role))
+            .unwrap_or_default();
+        *self.kinds.entry(format!("{kind}{role}")).or_default() += 1;
+    }
+
+    /// Adds another replay's coverage.
+    pub fn merge(&mut self, other: &Coverage) {
+        for (k, n) in &other.kinds {
+            *self.kinds.entry(k.clone()).or_default() += n;
+        }
+        self.transitions.extend(&other.transitions);
+        self.steps += other.steps;
+    }
+}
+
+/// The region a step names (the writer, the shipper, the one declared, promoted, …).
+fn named_region(action: &Action) -> Option<u8> {
+    match *action {
+        Action::Write { region }
+        | Action::DeliverHeartbeat { region }
+        | Action::Declare { region }
+        | Action::Promote { region }
+        | Action::Rejoin { region }
+        | Action::Crash { region }
+        | Action::Isolate { region }
+        | Action::Recover { region }
+        | Action::Reconnect { region } => Some(region),
+        Action::Replicate { from, .. } => Some(from),
+        Action::RequestFailback { target }
+        | Action::ForceFailover { target }
+        | Action::AutoFailback { target } => Some(target),
+        _ => None,
+    }
+}
+
+/// Divergences understood and not yet resolved, with their cause: the control plane of the
+/// implementation decides on what regions last reported; the model's reads their actual
+/// state. `None`: a divergence nobody has explained (a test fails on it).
+pub fn known_divergence(d: &Divergence) -> Option<&'static str> {
+    let refused = matches!(d.kind, DivergenceKind::Refused(_));
+    let only_choice = d.differences().iter().all(|line| {
+        ["routing.compute", "ledger.rto_waived", "ledger.outage"]
+            .iter()
+            .any(|field| line.starts_with(field))
+    });
+    match d.action.as_ref()? {
+        Action::ComputeFailback if refused => Some(
+            "compute failback: the implementation needs evidence (replication traffic, reported \
+             in a heartbeat) that home reaches the primary; the model reads the connectivity",
+        ),
+        Action::RequestFailback { .. } | Action::AutoFailback { .. } if refused => Some(
+            "data failback: the implementation judges 'caught up' on the regions' last \
+             heartbeats; the model on their logs",
+        ),
+        Action::Declare { .. } if !refused && only_choice => Some(
+            "candidate on declare: the implementation picks among the regions not declared \
+             failed, by their last heartbeats; the model among the regions up, by their logs",
+        ),
+        _ => None,
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RefineError {
+    #[error("the implementation runs in minutes: replay needs --tick 1, not {0}")]
+    Tick(u32),
+    #[error("step {step} ({action}) is not enabled in the model")]
+    NotInModel { step: usize, action: Action },
+    #[error(transparent)]
+    Deploy(#[from] DeployError),
+}
+
+const TOKEN: &str = "replay";
+
+/// The implementation's timing for the model's parameters.
+fn timing(cfg: &Config) -> Timing {
+    let p = &cfg.params;
+    let ms = |minutes: u32| u64::from(minutes) * MINUTE;
+    Timing {
+        heartbeat: ms(p.heartbeat),
+        delay: ms(p.delay),
+        detection: ms(p.detection),
+        lease: ms(p.lease),
+        skew: ms(p.skew),
+        throttle: ms(p.throttle),
+        rpo: ms(p.rpo),
+        rto: ms(p.rto),
+        grace: ms(p.grace),
+        drain_timeout: ms(p.drain_timeout),
+    }
+}
+
+/// Delivers every message in flight that `pick` chooses, oldest first, including those the
+/// deliveries cause.
+async fn deliver_all(
+    d: &mut Deployment,
+    pick: impl Fn(NodeId, NodeId, &Message) -> bool,
+) -> Result<usize, DeployError> {
+    let mut delivered = 0;
+    while let Some(m) = d
+        .in_flight()
+        .into_iter()
+        .find(|m| pick(m.envelope.from, m.envelope.to, &m.envelope.msg))
+    {
+        d.deliver(m.seq).await?;
+        delivered += 1;
+    }
+    Ok(delivered)
+}
+
+/// The control plane's commands are atomic in the model: deliver them, and the answers of a
+/// promoted or rejoined region (a fence waits for its own step).
+async fn commands(d: &mut Deployment) -> Result<(), DeployError> {
+    deliver_all(d, |from, to, msg| {
+        (from == NodeId::Control && !matches!(msg, Message::Fence { .. }))
+            || matches!(
+                msg,
+                Message::Promoted { .. } | Message::Rejoined { .. } | Message::Merge { .. }
+            )
+            || (to == NodeId::Control && matches!(msg, Message::Fenced { .. }))
+    })
+    .await
+    .map(|_| ())
+}
+
+/// What is in flight from `from` to `to` (entries, confirmations, a drained notice), then
+/// retransmissions, until nothing moves: the model's replication is one atomic catch-up.
+async fn replicate(d: &mut Deployment, from: u8, to: u8) -> Result<usize, DeployError> {
+    let (src, dst) = (NodeId::Region(from), NodeId::Region(to));
+    let exchange = |f: NodeId, t: NodeId, msg: &Message| {
+        (f == src && t == dst && matches!(msg, Message::Append { .. }))
+            || (f == dst && t == src && matches!(msg, Message::Confirm { .. }))
+            || (f == src && t == NodeId::Control && matches!(msg, Message::Drained { .. }))
+    };
+    let mut moved = deliver_all(d, exchange).await?;
+    for _ in 0..3 {
+        d.ship_now(from, to).await?;
+        moved += deliver_all(d, exchange).await?;
+    }
+    Ok(moved)
+}
+
+fn refused(why: impl Into<String>) -> Result<Result<(), String>, DeployError> {
+    Ok(Err(why.into()))
+}
+
+/// Takes one model step on the implementation; `Err` says why the implementation refused.
+async fn take(d: &mut Deployment, action: &Action) -> Result<Result<(), String>, DeployError> {
+    let payload = || r#"{"resourceType":"Patient"}"#.to_string();
+    let step = |s: ControlStep| s;
+    let outcome = match *action {
+        Action::Tick => {
+            d.advance(1).await?;
+            Ok(())
+        }
+        Action::Write { region } => d
+            .write_at(region, payload())
+            .await?
+            .map(|_| ())
+            .map_err(|refusal| refusal.to_string()),
+        Action::DeliverHeartbeat { region } => {
+            let oldest = d.in_flight().into_iter().find(|m| {
+                m.envelope.from == NodeId::Region(region)
+                    && matches!(m.envelope.msg, Message::Heartbeat(_))
+            });
+            let Some(m) = oldest else {
+                return refused(format!("no heartbeat from region {region} is in flight"));
+            };
+            d.deliver(m.seq).await?;
+            Ok(())
+        }
+        Action::Replicate { from, to } => {
+            if replicate(d, from, to).await? == 0 {
+                return refused(format!("region {from} ships nothing to region {to}"));
+            }
+            Ok(())
+        }
+        Action::Declare { region } => d.control_step(step(ControlStep::Declare(region))).await?,
+        Action::Promote { region } => d.control_step(ControlStep::Promote(region)).await?,
+        Action::Rejoin { region } => d.control_step(ControlStep::Rejoin(region)).await?,
+        Action::ComputeFailback => d.control_step(ControlStep::ComputeFailback).await?,
+        Action::CompleteSwitchover => {
+            // The fenced primary tells the control plane the target holds its whole log: a
+            // keep-alive and its confirmation, which change nothing in the views.
+            let control = d.control_state().await?;
+            if let drcheck_impl::protocol::control::Phase::Switchover { target, .. } = control.phase
+            {
+                let primary = control.routing.primary;
+                let same = d.region_state(target).await?.log == d.region_state(primary).await?.log;
+                if same {
+                    replicate(d, primary, target).await?;
+                }
+            }
+            d.control_step(ControlStep::CompleteSwitchover).await?
+        }
+        Action::AbortSwitchover => d.control_step(ControlStep::AbortSwitchover).await?,
+        Action::AutoFailback { .. } => d.control_step(ControlStep::AutoFailback).await?,
+        Action::Fence => {
+            let fences = deliver_all(d, |from, _, msg| {
+                from == NodeId::Control && matches!(msg, Message::Fence { .. })
+            })
+            .await?;
+            if fences == 0 {
+                return refused("no fence is in flight");
+            }
+            deliver_all(d, |_, to, msg| {
+                to == NodeId::Control
+                    && matches!(msg, Message::Fenced { .. } | Message::Drained { .. })
+            })
+            .await?;
+            Ok(())
+        }
+        Action::Crash { region } => d.crash(region).await.map_err(|e| e.to_string()),
+        Action::Isolate { region } => d.isolate(region).await.map_err(|e| e.to_string()),
+        Action::Recover { region } => d.recover(region).await.map_err(|e| e.to_string()),
+        Action::Reconnect { region } => d.reconnect(region).await.map_err(|e| e.to_string()),
+        Action::Partition => {
+            d.partition().await?;
+            Ok(())
+        }
+        Action::Heal => {
+            d.heal().await?;
+            Ok(())
+        }
+        Action::RequestFailback { target } => d
+            .operator(TOKEN, OperatorRequest::DataFailback { target })
+            .await?
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
+        Action::ForceFailover { target } => d
+            .operator(TOKEN, OperatorRequest::ForceFailover { target })
+            .await?
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
+        Action::Reapply { write } => {
+            let Some(id) = d.write_id(write) else {
+                return refused(format!("the implementation has no write w{write}"));
+            };
+            d.operator(TOKEN, OperatorRequest::Reapply { write: id })
+                .await?
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        }
+    };
+    commands(d).await?;
+    Ok(outcome)
+}
+
+/// Replays `actions` (a path of the model `cfg`) on the implementation, with `mutants`
+/// switched on (none without the `mutants` feature), comparing views after every step.
+pub async fn replay(
+    cfg: &Config,
+    actions: &[Action],
+    mutants: Mutants,
+) -> Result<Replay, RefineError> {
+    if cfg.params.tick != 1 {
+        return Err(RefineError::Tick(cfg.params.tick));
+    }
+    let mut d = Deployment::start(DeploymentConfig {
+        regions: cfg.regions,
+        timing: timing(cfg),
+        operator_token: TOKEN.to_string(),
+        mutants,
+        controlled: true,
+        ..DeploymentConfig::default()
+    })
+    .await?;
+    let mut state = DrState::initial(cfg);
+    let mut coverage = Coverage::default();
+    let diverged = |step, action: Option<&Action>, kind, model: &View, implementation| Divergence {
+        step,
+        action: action.cloned(),
+        kind,
+        model: model.clone(),
+        implementation,
+    };
+    let view = d.abstract_view().await?;
+    if view != state.view {
+        let divergence = diverged(0, None, DivergenceKind::Views, &state.view, view);
+        return Ok(Replay {
+            matched: 0,
+            last_view: divergence.implementation.clone(),
+            divergence: Some(divergence),
+            coverage,
+        });
+    }
+    for (i, action) in actions.iter().enumerate() {
+        let next = apply(cfg, &state, action).ok_or_else(|| RefineError::NotInModel {
+            step: i + 1,
+            action: action.clone(),
+        })?;
+        let outcome = take(&mut d, action).await?;
+        let view = d.abstract_view().await?;
+        let kind = match outcome {
+            Err(why) => Some(DivergenceKind::Refused(why)),
+            Ok(()) if view != next.view => Some(DivergenceKind::Views),
+            Ok(()) => None,
+        };
+        if let Some(kind) = kind {
+            let divergence = diverged(i + 1, Some(action), kind, &next.view, view);
+            return Ok(Replay {
+                matched: i,
+                last_view: divergence.implementation.clone(),
+                divergence: Some(divergence),
+                coverage,
+            });
+        }
+        coverage.record(&state, action);
+        state = next;
+    }
+    Ok(Replay {
+        matched: actions.len(),
+        divergence: None,
+        coverage,
+        last_view: state.view,
+    })
+}

@@ -1,0 +1,172 @@
+//! Model paths replayed on the implementation (`drcheck_traces::refine`): random walks of
+//! the model, and every bug's counterexample on the correct implementation and on the
+//! mutant named as the bug.
+
+use std::path::Path;
+use std::time::Instant;
+
+use drcheck_impl::mutant::{Mutant, Mutants};
+use drcheck_model::Params;
+use drcheck_traces::refine::{known_divergence, replay, Coverage, DivergenceKind, RefineError};
+use drcheck_traces::walk::random_walk;
+
+fn parameter_sets() -> Vec<(&'static str, Params)> {
+    vec![
+        ("default", Params::default()),
+        (
+            "3 regions",
+            Params {
+                regions: 3,
+                writes: 3,
+                outages: 2,
+                ..Params::default()
+            },
+        ),
+        (
+            "re-apply, more faults",
+            Params {
+                reapplies: 1,
+                writes: 3,
+                outages: 2,
+                partitions: 2,
+                failbacks: 2,
+                ..Params::default()
+            },
+        ),
+    ]
+}
+
+const WALKS: u64 = 1000;
+const DEPTH: usize = 100;
+
+#[tokio::test]
+async fn random_walks_of_the_model_replay_on_the_implementation() {
+    let mut total = Coverage::default();
+    let start = Instant::now();
+    for (name, params) in parameter_sets() {
+        let cfg = params.validate().expect("consistent parameters");
+        let mut matched = 0;
+        let mut known = std::collections::BTreeMap::<&str, u32>::new();
+        for seed in 0..WALKS {
+            let path = random_walk(&cfg, seed, DEPTH);
+            let r = replay(&cfg, &path, Mutants::default())
+                .await
+                .expect("replay");
+            total.merge(&r.coverage);
+            let Some(d) = r.divergence else {
+                matched += 1;
+                continue;
+            };
+            match known_divergence(&d) {
+                Some(cause) => *known.entry(cause).or_default() += 1,
+                None => panic!(
+                    "{name}, walk seed {seed} (depth {DEPTH}): an unexplained divergence\n{d}"
+                ),
+            }
+        }
+        println!("{name}: {matched} of {WALKS} walks of {DEPTH} steps followed to the end");
+        for (cause, n) in &known {
+            println!("  {n} stopped at a known divergence: {cause}");
+        }
+        assert!(
+            matched * 10 >= WALKS * 9,
+            "{name}: only {matched} of {WALKS} walks matched"
+        );
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    println!(
+        "{} steps replayed ({:.0} steps/s), {} distinct model transitions; by kind: {:?}",
+        total.steps,
+        total.steps as f64 / seconds,
+        total.transitions.len(),
+        total.kinds
+    );
+}
+
+fn corpus() -> Vec<drcheck_traces::Trace> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
+    let mut traces: Vec<_> = std::fs::read_dir(dir)
+        .expect("corpus")
+        .filter_map(|e| {
+            let path = e.ok()?.path();
+            (path.extension()? == "json").then_some(path)
+        })
+        .map(|path| drcheck_traces::load(&path).expect("a corpus file loads"))
+        .collect();
+    traces.sort_by_key(|t| t.model.cfg.params.bug.map(|b| b.name()));
+    traces
+}
+
+#[tokio::test]
+async fn a_bug_counterexample_is_not_followed_by_the_correct_implementation() {
+    for trace in corpus() {
+        let mut cfg = trace.model.cfg.clone();
+        let bug = cfg.params.bug.take().map_or("?", |b| b.name());
+        // Against the correct model: the implementation refines it, so a path it does not
+        // allow (a step a guard refuses, or time passing past an urgent step) is one the
+        // implementation must not follow either.
+        let property = trace.violation().expect("the model's violation").property;
+        match replay(&cfg, &trace.actions(), Mutants::default()).await {
+            Err(RefineError::NotInModel { .. }) => {}
+            Ok(r) => {
+                let broken = drcheck_properties::violations(&r.last_view, &trace.model.bounds);
+                assert!(
+                    r.divergence.is_some() || broken.iter().all(|v| v.property != property),
+                    "--bug {bug}: the correct implementation breaks {property} on this path"
+                );
+            }
+            Err(e) => panic!("--bug {bug}: {e}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_bug_counterexample_breaks_the_same_property_on_its_mutant() {
+    let mut reproduced = Vec::new();
+    let mut known = Vec::new();
+    for trace in corpus() {
+        let cfg = &trace.model.cfg;
+        let bug = cfg.params.bug.expect("a bug's counterexample");
+        let mutant = Mutant::from_name(bug.name()).expect("a mutant of that name");
+        let r = replay(cfg, &trace.actions(), Mutants::only(mutant))
+            .await
+            .expect("replay");
+        let property = trace.violation().expect("the model's violation").property;
+        match &r.divergence {
+            None => {
+                let broken = drcheck_properties::violations(&r.last_view, &trace.model.bounds);
+                assert!(
+                    broken.iter().any(|v| v.property == property),
+                    "--bug {}: the mutant followed the path but {property} holds: {broken:?}",
+                    bug.name()
+                );
+                reproduced.push(bug.name());
+            }
+            Some(d) => match known_divergence(d) {
+                Some(cause) => known.push(format!("{}: {cause}", bug.name())),
+                None => panic!("--bug {}: an unexplained divergence\n{d}", bug.name()),
+            },
+        }
+    }
+    println!("reproduced on the mutant: {reproduced:?}");
+    println!("not yet (known divergences): {known:#?}");
+    assert!(reproduced.len() >= 8, "only {reproduced:?} reproduced");
+}
+
+#[tokio::test]
+async fn a_wrong_abstraction_is_caught_with_a_readable_difference() {
+    let cfg = Params::default().validate().expect("defaults");
+    let path = random_walk(&cfg, 1, 10);
+    let r = replay(&cfg, &path, Mutants::wrong_abstraction())
+        .await
+        .expect("replay");
+    let d = r.divergence.expect("the wrong lease is seen");
+    assert_eq!((d.step, d.kind.clone()), (0, DivergenceKind::Views));
+    assert_eq!(d.differences(), ["regions[0].lease: 6 -> 7"]);
+    let text = d.to_string();
+    assert!(
+        text.contains("step 0 (the initial state): the views differ"),
+        "{text}"
+    );
+    assert!(text.contains("regions[0].lease: 6 -> 7"), "{text}");
+}
