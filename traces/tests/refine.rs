@@ -170,3 +170,36 @@ async fn a_wrong_abstraction_is_caught_with_a_readable_difference() {
     );
     assert!(text.contains("regions[0].lease: 6 -> 7"), "{text}");
 }
+
+/// Every transition of the default model within this many steps is replayed.
+const BOUNDED_DEPTH: usize = 9;
+
+#[tokio::test]
+async fn every_transition_of_the_default_model_within_a_depth_replays_on_the_implementation() {
+    let cfg = Params::default().validate().expect("defaults");
+    let paths = drcheck_traces::walk::transitions_within(&cfg, BOUNDED_DEPTH);
+    let start = Instant::now();
+    let mut followed = 0;
+    let mut known = std::collections::BTreeMap::<&str, u32>::new();
+    let mut steps = 0;
+    for path in &paths {
+        let r = replay(&cfg, path, Mutants::default())
+            .await
+            .expect("replay");
+        steps += path.len();
+        match r.divergence {
+            None => followed += 1,
+            Some(d) => match known_divergence(&d) {
+                Some(cause) => *known.entry(cause).or_default() += 1,
+                None => panic!("an unexplained divergence on {path:?}\n{d}"),
+            },
+        }
+    }
+    println!(
+        "{followed} of the {} transitions within {BOUNDED_DEPTH} steps followed ({steps} steps, \
+         {:.0} steps/s); known divergences: {known:?}",
+        paths.len(),
+        steps as f64 / start.elapsed().as_secs_f64()
+    );
+    assert!(followed * 100 >= paths.len() * 99);
+}
