@@ -27,6 +27,9 @@ pub enum Command {
     /// Replay a trace file on the implementation, comparing its view with the model's after
     /// every step (exit 1 at the first difference).
     Replay(ShowArgs),
+    /// Check that an implementation's JSON-lines event log is a behaviour of the model
+    /// (exit 1 at the first event none explains).
+    Validate(ValidateArgs),
     /// Run a whole local deployment: regions and control plane as processes, the FHIR
     /// endpoint on 127.0.0.1:8080; Ctrl-C stops it.
     Serve(ServeArgs),
@@ -150,6 +153,12 @@ pub struct ExploreArgs {
     pub allow_inconsistent: bool,
     #[command(flatten)]
     pub model: ModelArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// A deployment's event log (JSON lines, as `DeploymentConfig::event_log` writes it).
+    pub log: std::path::PathBuf,
 }
 
 #[derive(Debug, Args)]

@@ -7,6 +7,7 @@ mod render;
 mod replay_cmd;
 mod service_cmd;
 mod show_cmd;
+mod validate_cmd;
 
 use std::process::ExitCode;
 
@@ -33,6 +34,7 @@ fn main() -> ExitCode {
         Command::Explore(args) => explore_cmd::run(&args),
         Command::Show(args) => show_cmd::run(&args),
         Command::Replay(args) => replay_cmd::run(&args),
+        Command::Validate(args) => validate_cmd::run(&args),
         Command::Serve(args) => service_cmd::serve(&args),
         Command::Region(args) => service_cmd::region(&args),
         Command::Control(args) => service_cmd::control(&args),

@@ -66,3 +66,63 @@ fn a_bad_trace_file_is_a_one_line_error_and_exit_2() {
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.starts_with("error: "), "{stderr}");
 }
+
+/// A log of a short run of the implementation: a write, a crash of the primary, failover.
+fn write_log(path: &std::path::Path) {
+    use drcheck_impl::deployment::{Deployment, DeploymentConfig};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let mut d = Deployment::start(DeploymentConfig {
+            operator_token: "t".to_string(),
+            event_log: Some(path.to_path_buf()),
+            ..DeploymentConfig::default()
+        })
+        .await
+        .expect("deployment");
+        d.write("{}".to_string())
+            .await
+            .expect("write")
+            .expect("acknowledged");
+        d.advance(2).await.expect("advance");
+        d.crash(0).await.expect("crash");
+        d.advance(10).await.expect("advance");
+        d.shutdown().await.expect("shutdown");
+    });
+}
+
+#[test]
+fn an_implementation_log_is_validated_against_the_model() {
+    let path =
+        std::env::temp_dir().join(format!("drcheck-validate-cli-{}.jsonl", std::process::id()));
+    write_log(&path);
+    let valid = drcheck(&["validate", path.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&valid.stdout);
+    assert_eq!(valid.status.code(), Some(0), "{stdout}");
+    assert!(stdout.starts_with("valid: "), "{stdout}");
+
+    // A failover with no declaration before it is no behaviour of the model.
+    let text = std::fs::read_to_string(&path).unwrap();
+    let tampered: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.contains("\"region_declared_failed\""))
+        .collect();
+    std::fs::write(&path, tampered.join("\n")).unwrap();
+    let invalid = drcheck(&["validate", path.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&invalid.stdout);
+    assert_eq!(invalid.status.code(), Some(1), "{stdout}");
+    assert!(stdout.starts_with("not valid: event"), "{stdout}");
+    assert!(stdout.contains("tried from model state 1:"), "{stdout}");
+
+    std::fs::write(&path, "not a log\n").unwrap();
+    let garbage = drcheck(&["validate", path.to_str().unwrap()]);
+    assert_eq!(garbage.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&garbage.stderr);
+    assert!(
+        stderr.contains("line 1:") && stderr.lines().count() == 1,
+        "{stderr}"
+    );
+    let _ = std::fs::remove_file(&path);
+}

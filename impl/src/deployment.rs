@@ -384,6 +384,30 @@ impl Deployment {
             hold,
             real,
         };
+        let t = &deployment.cfg.timing;
+        let timing_minutes = [
+            t.heartbeat,
+            t.delay,
+            t.detection,
+            t.lease,
+            t.skew,
+            t.throttle,
+            t.rpo,
+            t.rto,
+            t.grace,
+            t.drain_timeout,
+        ]
+        .iter()
+        .map(|ms| ms / MINUTE)
+        .collect();
+        deployment.observer.emit(
+            deployment.clock.now(),
+            NodeId::Control,
+            Event::Started {
+                regions: n,
+                timing_minutes,
+            },
+        );
         for r in 0..n {
             deployment.boot_region(r, true)?;
         }
@@ -952,6 +976,14 @@ impl Deployment {
         self.settle().await
     }
 
+    fn fault_event(&self, fault: &str, region: Option<u8>) {
+        let event = Event::Fault {
+            fault: fault.to_string(),
+            region,
+        };
+        self.observer.emit(self.clock.now(), NodeId::Control, event);
+    }
+
     fn expect_status(&self, r: u8, expected: Status) -> Result<(), DeployError> {
         let status = self.slot(r)?.status;
         if status == expected {
@@ -989,6 +1021,7 @@ impl Deployment {
     pub async fn crash(&mut self, r: u8) -> Result<(), DeployError> {
         self.expect_status(r, Status::Up)?;
         self.before_outage(r).await?;
+        self.fault_event("crash", Some(r));
         if let Some(real) = &self.real {
             set_mailbox(&real.mailboxes[usize::from(r)], None);
         }
@@ -1005,6 +1038,7 @@ impl Deployment {
     /// Region `r` restarts from its store.
     pub async fn recover(&mut self, r: u8) -> Result<(), DeployError> {
         self.expect_status(r, Status::Down)?;
+        self.fault_event("recover", Some(r));
         self.boot_region(r, false)?;
         self.regions[usize::from(r)].status = Status::Up;
         if let Some(g) = &mut self.ghost {
@@ -1018,6 +1052,7 @@ impl Deployment {
     pub async fn isolate(&mut self, r: u8) -> Result<(), DeployError> {
         self.expect_status(r, Status::Up)?;
         self.before_outage(r).await?;
+        self.fault_event("isolate", Some(r));
         self.links.set_isolated(r, true);
         if let Some(m) = &self.memory {
             m.drop_from(NodeId::Region(r));
@@ -1028,6 +1063,7 @@ impl Deployment {
 
     pub async fn reconnect(&mut self, r: u8) -> Result<(), DeployError> {
         self.expect_status(r, Status::Isolated)?;
+        self.fault_event("reconnect", Some(r));
         self.links.set_isolated(r, false);
         self.regions[usize::from(r)].status = Status::Up;
         if let Some(g) = &mut self.ghost {
@@ -1040,6 +1076,7 @@ impl Deployment {
     pub async fn partition(&mut self) -> Result<(), DeployError> {
         if !self.links.is_partitioned() {
             self.observe().await?;
+            self.fault_event("partition", None);
             self.links.set_partitioned(true);
             if let Some(g) = &mut self.ghost {
                 g.partition();
@@ -1049,8 +1086,19 @@ impl Deployment {
     }
 
     pub async fn heal(&mut self) -> Result<(), DeployError> {
+        if self.links.is_partitioned() {
+            self.fault_event("heal", None);
+        }
         self.links.set_partitioned(false);
         self.settle().await
+    }
+
+    /// Writes out what the event log holds so far.
+    pub fn flush_events(&self) -> Result<(), DeployError> {
+        self.observer.flush().map_err(|e| DeployError::Io {
+            what: "event log".to_string(),
+            source: std::io::Error::other(e),
+        })
     }
 
     /// Flushes the event log and stops every node.

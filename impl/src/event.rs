@@ -200,6 +200,23 @@ pub enum Event {
         region: u8,
         error: String,
     },
+    /// The primary took a rejoining region's divergent writes back into its log (only the
+    /// `rejoin-merge` mutant does this).
+    Merged {
+        region: u8,
+        writes: Vec<WriteId>,
+    },
+    /// A deployment started: how many regions, and its timing in minutes (heartbeat, delay,
+    /// detection, lease, skew, throttle, rpo, rto, grace, drain timeout).
+    Started {
+        regions: u8,
+        timing_minutes: Vec<u64>,
+    },
+    /// A fault was injected (crash, isolate, recover, reconnect, partition, heal).
+    Fault {
+        fault: String,
+        region: Option<u8>,
+    },
 }
 
 /// An event with when and where it happened.
@@ -243,6 +260,9 @@ impl Event {
             Event::OperatorRefused { .. } => "operator_refused",
             Event::Reapplied { .. } => "reapplied",
             Event::StoreFailed { .. } => "store_failed",
+            Event::Started { .. } => "started",
+            Event::Merged { .. } => "merged",
+            Event::Fault { .. } => "fault",
         }
     }
 }

@@ -78,11 +78,14 @@ pub enum Message {
         log_len: u64,
         last: Option<(Epoch, WriteId)>,
     },
-    /// Control plane → recovered region: rejoin `epoch` as a secondary, truncating against
-    /// the primary's epoch runs.
-    Rejoin {
+    /// Control plane → recovered region: rejoin `epoch` as a secondary of `primary` (asking
+    /// the primary for its log's epoch runs, which needs a link to it).
+    Rejoin { epoch: Epoch, primary: u8 },
+    /// Rejoining region → primary: where does your log stand?
+    JoinRequest { epoch: Epoch },
+    /// Primary → rejoining region: my log's epoch runs; truncate against them.
+    JoinAccept {
         epoch: Epoch,
-        primary: u8,
         runs: Vec<(Epoch, u64)>,
     },
     /// Control plane → primary: stop writing and give up the lease (switchover to `target`),
@@ -127,6 +130,8 @@ impl Message {
             Message::Promoted { .. } => "promoted",
             Message::Rejoined { .. } => "rejoined",
             Message::Rejoin { .. } => "rejoin",
+            Message::JoinRequest { .. } => "join_request",
+            Message::JoinAccept { .. } => "join_accept",
             Message::Fence { .. } => "fence",
             Message::Fenced { .. } => "fenced",
             Message::Unfence { .. } => "unfence",

@@ -49,23 +49,39 @@ fn a_late_rejoin_for_an_older_epoch_truncates_nothing() {
     let mut r = region(2, 2, Role::Secondary, log.clone());
     deliver(&mut r, CP, Message::NewEpoch { epoch: 3 });
     assert_eq!(r.role(), Role::Stale);
-    // A duplicate of the old rejoin into epoch 2, against the runs of then.
-    let old = Message::Rejoin {
+    // A duplicate of the old rejoin into epoch 2, and a late answer of that epoch's primary.
+    let fx = deliver(
+        &mut r,
+        CP,
+        Message::Rejoin {
+            epoch: 2,
+            primary: 1,
+        },
+    );
+    assert!(fx.send.is_empty() && fx.store.is_empty(), "{fx:?}");
+    let late = Message::JoinAccept {
         epoch: 2,
-        primary: 1,
         runs: epoch_runs(&[entry(1, 1)]),
     };
-    let fx = deliver(&mut r, CP, old);
+    let fx = deliver(&mut r, NodeId::Region(1), late);
     assert!(fx.store.is_empty(), "nothing persisted: {:?}", fx.store);
     assert_eq!(r.log(), &log[..]);
     assert!(r.quarantine().is_empty());
-    // The rejoin into epoch 3 is taken.
-    let current = Message::Rejoin {
+    // The rejoin into epoch 3 asks its primary, and truncates against its answer.
+    let fx = deliver(
+        &mut r,
+        CP,
+        Message::Rejoin {
+            epoch: 3,
+            primary: 1,
+        },
+    );
+    assert!(matches!(fx.send[..], [ref m] if m.msg == Message::JoinRequest { epoch: 3 }));
+    let answer = Message::JoinAccept {
         epoch: 3,
-        primary: 1,
         runs: epoch_runs(&log),
     };
-    deliver(&mut r, CP, current);
+    deliver(&mut r, NodeId::Region(1), answer);
     assert_eq!((r.role(), r.epoch()), (Role::Secondary, 3));
 }
 

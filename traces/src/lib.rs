@@ -7,6 +7,7 @@
 //! reproduce, is refused with the step and the reason.
 
 pub mod refine;
+pub mod validate;
 pub mod walk;
 
 use std::fmt;

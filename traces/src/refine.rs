@@ -255,7 +255,11 @@ async fn commands(d: &mut Deployment) -> Result<(), DeployError> {
         (from == NodeId::Control && !matches!(msg, Message::Fence { .. }))
             || matches!(
                 msg,
-                Message::Promoted { .. } | Message::Rejoined { .. } | Message::Merge { .. }
+                Message::Promoted { .. }
+                    | Message::Rejoined { .. }
+                    | Message::Merge { .. }
+                    | Message::JoinRequest { .. }
+                    | Message::JoinAccept { .. }
             )
             || (to == NodeId::Control && matches!(msg, Message::Fenced { .. }))
     })
@@ -393,6 +397,16 @@ pub async fn replay(
     actions: &[Action],
     mutants: Mutants,
 ) -> Result<Replay, RefineError> {
+    replay_logged(cfg, actions, mutants, None).await
+}
+
+/// [`replay`], writing the implementation's events as JSON lines to `event_log`.
+pub async fn replay_logged(
+    cfg: &Config,
+    actions: &[Action],
+    mutants: Mutants,
+    event_log: Option<std::path::PathBuf>,
+) -> Result<Replay, RefineError> {
     if cfg.params.tick != 1 {
         return Err(RefineError::Tick(cfg.params.tick));
     }
@@ -402,6 +416,7 @@ pub async fn replay(
         operator_token: TOKEN.to_string(),
         mutants,
         controlled: true,
+        event_log: event_log.clone(),
         ..DeploymentConfig::default()
     })
     .await?;
@@ -417,6 +432,7 @@ pub async fn replay(
     let view = d.abstract_view().await?;
     if view != state.view {
         let divergence = diverged(0, None, DivergenceKind::Views, &state.view, view);
+        d.flush_events()?;
         return Ok(Replay {
             matched: 0,
             last_view: divergence.implementation.clone(),
@@ -438,6 +454,7 @@ pub async fn replay(
         };
         if let Some(kind) = kind {
             let divergence = diverged(i + 1, Some(action), kind, &next.view, view);
+            d.flush_events()?;
             return Ok(Replay {
                 matched: i,
                 last_view: divergence.implementation.clone(),
@@ -448,6 +465,7 @@ pub async fn replay(
         coverage.record(&state, action);
         state = next;
     }
+    d.flush_events()?;
     Ok(Replay {
         matched: actions.len(),
         divergence: None,

@@ -671,15 +671,13 @@ impl ControlMachine {
         if !behind {
             return false;
         }
-        if let Some(runs) = &self.primary_runs {
+        // Only once the primary has taken office (its log's older epochs are final then).
+        if self.primary_runs.is_some() {
+            let epoch = self.routing.epoch;
             fx.send(
                 NodeId::Control,
                 NodeId::Region(r),
-                Message::Rejoin {
-                    epoch: self.routing.epoch,
-                    primary,
-                    runs: runs.clone(),
-                },
+                Message::Rejoin { epoch, primary },
             );
             return true;
         }

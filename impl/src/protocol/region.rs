@@ -19,6 +19,14 @@ use crate::time::{Millis, Timing};
 /// Most entries one `Append` carries (a lagging secondary catches up over several).
 const MAX_BATCH: usize = 512;
 
+/// The region a message came from (`u8::MAX` for the control plane).
+fn region_of(node: NodeId) -> u8 {
+    match node {
+        NodeId::Region(r) => r,
+        NodeId::Control => u8::MAX,
+    }
+}
+
 /// A write the region acknowledged: durable in its log at `index`.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Ack {
@@ -64,6 +72,8 @@ pub struct RegionMachine {
     fence_issued: Option<Millis>,
     /// The newest epoch this region has heard of (a rejoin must be for at least that one).
     newest_epoch: Epoch,
+    /// A rejoin asked for: its epoch and the primary asked for its log.
+    joining: Option<(Epoch, u8)>,
     last_heartbeat: Millis,
     last_keepalive: Option<Millis>,
     /// As secondary: when the primary of its epoch was last heard.
@@ -90,6 +100,7 @@ impl RegionMachine {
             fence_target: None,
             fence_issued: None,
             newest_epoch,
+            joining: None,
             last_heartbeat: now,
             last_keepalive: None,
             primary_heard: None,
@@ -442,17 +453,36 @@ impl RegionMachine {
                     self.promote(e, expiry, fx);
                 }
             }
-            Message::Rejoin {
-                epoch: e,
-                primary,
-                runs,
-            } => {
+            Message::Rejoin { epoch: e, primary } => {
                 // Only a rejoin into the newest epoch heard of: a late one for an older
                 // epoch would truncate against a log that has moved on.
                 let current = e > epoch && e >= self.newest_epoch;
-                if from == NodeId::Control && current && primary != self.id {
+                if from == NodeId::Control
+                    && current
+                    && primary != self.id
+                    && primary < self.regions
+                {
                     self.newest_epoch = e;
-                    self.rejoin(e, (&runs, Some(primary)), fx);
+                    self.joining = Some((e, primary));
+                    fx.send(
+                        self.me(),
+                        NodeId::Region(primary),
+                        Message::JoinRequest { epoch: e },
+                    );
+                }
+            }
+            Message::JoinRequest { epoch: e } => {
+                if e == epoch && self.ships() {
+                    let runs = epoch_runs(&self.durable.log);
+                    fx.send(self.me(), from, Message::JoinAccept { epoch: e, runs });
+                }
+            }
+            Message::JoinAccept { epoch: e, runs } => {
+                if self.joining == Some((e, region_of(from))) && e > epoch && e >= self.newest_epoch
+                {
+                    self.joining = None;
+                    self.rejoin(e, (&runs, Some(region_of(from))), fx);
+                    self.primary_heard = Some(now);
                 }
             }
             Message::Fence {
@@ -544,9 +574,14 @@ impl RegionMachine {
                         .into_iter()
                         .map(|e| LogEntry { epoch, ..e })
                         .collect();
+                    let writes = merged.iter().map(|e| e.write).collect();
                     let op = StoreOp::Append(merged);
                     self.durable.apply(&op);
                     fx.store.push(op);
+                    fx.event(Event::Merged {
+                        region: self.id,
+                        writes,
+                    });
                 }
             }
             Message::Heartbeat(_)

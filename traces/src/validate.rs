@@ -1,0 +1,451 @@
+//! Implementation → model: is there a behaviour of the model that explains an
+//! implementation's event log?
+//!
+//! Each protocol-significant event names a model step (a write accepted is `Write`, a
+//! heartbeat received `DeliverHeartbeat`, a region declared failed `Declare`, …); events
+//! that are consequences of another step (a lease granted, a region told it is stale) name
+//! none. The search keeps every model state consistent with the log so far (a frontier)
+//! and, for each event, lets time pass as the event's time says (the model's `Tick`, which
+//! the log does not show) and takes the named step from each. An event no state of the
+//! frontier can take is where the log stops being a behaviour of the model.
+
+use std::collections::HashSet;
+
+use drcheck_impl::entry::WriteId;
+use drcheck_impl::event::{Event, FailoverKind, Record};
+use drcheck_impl::time::MINUTE;
+use drcheck_model::protocol::apply;
+use drcheck_model::{Action, Config, DrState, Params};
+
+/// The model step an event is, if any.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Observed {
+    Step(Action),
+    /// Replication observed: a model `Replicate`, or nothing if the model has already done
+    /// it (the implementation may ship one catch-up in several pieces).
+    Replicated {
+        from: u8,
+        to: u8,
+    },
+    /// The endpoint now routes to `to` (a consequence of the step before it).
+    Compute {
+        to: u8,
+    },
+    /// An event no model step is (an implementation doing what the protocol does not).
+    Foreign,
+}
+
+/// Events that are consequences of a step the log shows next to them, or bookkeeping:
+/// they name no model step of their own.
+const CONSEQUENCES: &[&str] = &[
+    "started",
+    "write_refused",
+    "heartbeat_sent",
+    "lease_granted",
+    "lease_expired",
+    "out_of_sync",
+    "failover_started",
+    "failover_blocked",
+    "failover_cancelled",
+    "promoted",
+    "stale",
+    "unfenced",
+    "operator_refused",
+    "reapplied",
+    "store_failed",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ValidateError {
+    #[error("line {line}: {reason}")]
+    BadLine { line: usize, reason: String },
+    #[error("the log does not start with a `started` event")]
+    NoStart,
+    #[error("the log's parameters do not make a model: {0}")]
+    Params(String),
+}
+
+/// The first event no model behaviour explains.
+#[derive(Clone, Debug)]
+pub struct Unexplained {
+    /// 0-based position in the log.
+    pub index: usize,
+    pub record: Record,
+    /// The model step it names.
+    pub step: String,
+    /// Some of the model states it was tried from (at most three).
+    pub tried: Vec<DrState>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Validation {
+    pub events: usize,
+    /// Model steps taken along one explaining behaviour (those the log names and ticks).
+    pub model_steps: usize,
+    pub unexplained: Option<Unexplained>,
+}
+
+/// Unexplained events understood and not yet resolved (the same gaps as
+/// `crate::refine::known_divergence`): the control plane of the implementation decides on
+/// what regions last reported, the model's on their actual state.
+pub fn known_gap(u: &Unexplained) -> Option<&'static str> {
+    match &u.record.event {
+        Event::ComputeMoved { reason, .. } if reason == "compute region declared failed" => Some(
+            "candidate on declare: the implementation picks among the regions not declared \
+             failed; the model among the regions up",
+        ),
+        Event::SwitchoverStarted { .. } => Some(
+            "data failback: the implementation judges the regions on their last heartbeats; \
+             the model on their actual state",
+        ),
+        _ => None,
+    }
+}
+
+/// Reads a JSON-lines event log.
+pub fn parse_log(text: &str) -> Result<Vec<Record>, ValidateError> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str(l).map_err(|e| ValidateError::BadLine {
+                line: i + 1,
+                reason: e.to_string(),
+            })
+        })
+        .collect()
+}
+
+/// The model the log is to be explained by: the deployment's regions and timing, and
+/// budgets as large as the log uses.
+pub fn model_for(records: &[Record]) -> Result<Config, ValidateError> {
+    let Some(Event::Started {
+        regions,
+        timing_minutes,
+    }) = records.first().map(|r| &r.event)
+    else {
+        return Err(ValidateError::NoStart);
+    };
+    let t = |i: usize| timing_minutes.get(i).map_or(0, |&m| m as u32);
+    let count = |pred: &dyn Fn(&Event) -> bool| {
+        records.iter().filter(|r| pred(&r.event)).count().min(200) as u32
+    };
+    // Budgets within the checker's ranges here, set to the log's counts below: a path is
+    // followed, not explored, so large budgets cost nothing.
+    let within = |n: u32| n.min(1);
+    let params = Params {
+        regions: u32::from(*regions),
+        heartbeat: t(0),
+        delay: t(1),
+        detection: t(2),
+        lease: t(3),
+        skew: t(4),
+        throttle: t(5),
+        rpo: t(6),
+        rto: t(7),
+        grace: t(8),
+        drain_timeout: t(9),
+        writes: count(&|e| {
+            matches!(
+                e,
+                Event::WriteAccepted {
+                    reapply_of: None,
+                    ..
+                }
+            )
+        }),
+        reapplies: count(&|e| {
+            matches!(
+                e,
+                Event::WriteAccepted {
+                    reapply_of: Some(_),
+                    ..
+                }
+            )
+        }),
+        outages: count(
+            &|e| matches!(e, Event::Fault { fault, .. } if fault == "crash" || fault == "isolate"),
+        ),
+        partitions: count(&|e| matches!(e, Event::Fault { fault, .. } if fault == "partition")),
+        failbacks: count(&|e| {
+            matches!(
+                e,
+                Event::SwitchoverStarted {
+                    requested: true,
+                    ..
+                }
+            )
+        }),
+        forced: count(&|e| {
+            matches!(
+                e,
+                Event::FailoverDecided {
+                    kind: FailoverKind::Forced,
+                    ..
+                }
+            )
+        }),
+        isolation: true,
+        ..Params::default()
+    };
+    let capped = Params {
+        writes: within(params.writes),
+        reapplies: within(params.reapplies),
+        outages: within(params.outages),
+        partitions: within(params.partitions),
+        failbacks: within(params.failbacks),
+        forced: within(params.forced),
+        ..params.clone()
+    };
+    let mut cfg = capped
+        .validate()
+        .map_err(|e| ValidateError::Params(e.to_string()))?;
+    let budget = |n: u32| u8::try_from(n).unwrap_or(u8::MAX);
+    cfg.writes = budget(params.writes);
+    cfg.reapplies = budget(params.reapplies);
+    cfg.outages = budget(params.outages);
+    cfg.partitions = budget(params.partitions);
+    cfg.failbacks = budget(params.failbacks);
+    cfg.forced = budget(params.forced);
+    cfg.params = params;
+    Ok(cfg)
+}
+
+/// The model step `event` names (`writes`: the implementation's write ids in order of
+/// acknowledgement, for re-applies).
+fn observed(event: &Event, writes: &[WriteId]) -> Option<Observed> {
+    let view_id = |w: WriteId| writes.iter().position(|&x| x == w).map(|i| (i + 1) as u8);
+    Some(Observed::Step(match *event {
+        Event::WriteAccepted {
+            region,
+            reapply_of: None,
+            ..
+        } => Action::Write { region },
+        Event::WriteAccepted {
+            reapply_of: Some(original),
+            ..
+        } => Action::Reapply {
+            write: view_id(original)?,
+        },
+        Event::HeartbeatReceived { region, .. } => Action::DeliverHeartbeat { region },
+        Event::Replicated { from, to, .. } => return Some(Observed::Replicated { from, to }),
+        Event::InSync { primary, region } => {
+            return Some(Observed::Replicated {
+                from: primary,
+                to: region,
+            })
+        }
+        Event::RegionDeclaredFailed { region, .. } => Action::Declare { region },
+        Event::FailoverDecided { kind, to, .. } => match kind {
+            FailoverKind::Automatic => Action::Promote { region: to },
+            FailoverKind::Forced => Action::ForceFailover { target: to },
+            FailoverKind::Switchover => Action::CompleteSwitchover,
+        },
+        Event::Rejoined { region, .. } => Action::Rejoin { region },
+        Event::ComputeMoved { ref reason, to, .. } => match reason.as_str() {
+            "compute failback" => Action::ComputeFailback,
+            // Announced before the promotion it belongs to: nothing to check yet.
+            "data primary promoted" => return None,
+            _ => return Some(Observed::Compute { to }),
+        },
+        Event::SwitchoverStarted { target, requested } => {
+            if requested {
+                Action::RequestFailback { target }
+            } else {
+                Action::AutoFailback { target }
+            }
+        }
+        Event::Fenced { .. } => Action::Fence,
+        Event::SwitchoverAborted { .. } => Action::AbortSwitchover,
+        Event::Fault { ref fault, region } => match (fault.as_str(), region) {
+            ("crash", Some(region)) => Action::Crash { region },
+            ("isolate", Some(region)) => Action::Isolate { region },
+            ("recover", Some(region)) => Action::Recover { region },
+            ("reconnect", Some(region)) => Action::Reconnect { region },
+            ("partition", _) => Action::Partition,
+            ("heal", _) => Action::Heal,
+            _ => return None,
+        },
+        ref other if CONSEQUENCES.contains(&other.kind()) => return None,
+        _ => return Some(Observed::Foreign),
+    }))
+}
+
+/// Did the model move compute in a declaration that the log does not follow with the move?
+fn moved_unannounced(
+    before: &DrState,
+    after: &DrState,
+    action: &Action,
+    next: Option<&Record>,
+) -> bool {
+    let to = after.view.routing.compute;
+    if !matches!(action, Action::Declare { .. }) || before.view.routing.compute == to {
+        return false;
+    }
+    !matches!(next.map(|r| &r.event), Some(Event::ComputeMoved { to: t, .. }) if *t == to)
+}
+
+/// Does the model's rejoin keep as many entries and quarantine as many writes as the
+/// implementation's event says?
+fn rejoined_alike(before: &DrState, after: &DrState, event: &Event) -> bool {
+    let Event::Rejoined {
+        region,
+        kept,
+        quarantined,
+        ..
+    } = event
+    else {
+        return true;
+    };
+    let r = usize::from(*region);
+    let (b, a) = (&before.view.regions[r], &after.view.regions[r]);
+    a.log.len() as u64 == *kept
+        && a.quarantine.len().saturating_sub(b.quarantine.len()) == quarantined.len()
+}
+
+/// Ticks `s` until `minutes` have passed, if the model lets time pass (nothing urgent).
+fn advance(cfg: &Config, s: &DrState, minutes: u64) -> Option<DrState> {
+    let mut s = s.clone();
+    for _ in 0..minutes {
+        s = match apply(cfg, &s, &Action::Tick) {
+            Some(next) => next,
+            // The model does not let time pass while a rejoin or a replication is due; the
+            // implementation takes them at its next tick, so the log shows them just after.
+            None => apply(cfg, &catch_up(cfg, &s)?, &Action::Tick)?,
+        };
+    }
+    Some(s)
+}
+
+/// `s` after every rejoin, replication and compute failback that is due (`None` if there
+/// is none): steps the implementation takes on its next heartbeat or tick.
+fn catch_up(cfg: &Config, s: &DrState) -> Option<DrState> {
+    let n = s.region_count();
+    let mut s = s.clone();
+    let mut moved = false;
+    for r in 0..n {
+        if let Some(next) = apply(cfg, &s, &Action::Rejoin { region: r }) {
+            s = next;
+            moved = true;
+        }
+    }
+    for from in 0..n {
+        for to in 0..n {
+            if drcheck_model::protocol::region::replication_due(cfg, &s, from, to) {
+                s = apply(cfg, &s, &Action::Replicate { from, to })?;
+                moved = true;
+            }
+        }
+    }
+    if let Some(next) = apply(cfg, &s, &Action::ComputeFailback) {
+        s = next;
+        moved = true;
+    }
+    moved.then_some(s)
+}
+
+/// Has the model already taken this step (a rejoin it had to take before time passed)?
+fn already(now: &DrState, action: &Action) -> bool {
+    match *action {
+        Action::Rejoin { region } => now
+            .view
+            .regions
+            .get(usize::from(region))
+            .is_some_and(|r| r.is_member_of(now.view.routing.epoch)),
+        Action::ComputeFailback => now.view.routing.compute == now.view.routing.home,
+        _ => false,
+    }
+}
+
+/// Searches the model `cfg` for a behaviour that explains `records`.
+pub fn validate(cfg: &Config, records: &[Record]) -> Validation {
+    let start = records.first().map_or(0, |r| r.at);
+    let mut frontier: HashSet<DrState> = HashSet::from([DrState::initial(cfg)]);
+    let mut minute = 0u64;
+    let mut steps = 0usize;
+    let mut writes: Vec<WriteId> = Vec::new();
+    for (index, record) in records.iter().enumerate() {
+        let Some(obs) = observed(&record.event, &writes) else {
+            continue;
+        };
+        if let Event::WriteAccepted { write, .. } = record.event {
+            writes.push(write);
+        }
+        let at = record.at.saturating_sub(start) / MINUTE;
+        let wait = at.saturating_sub(minute);
+        let mut next: HashSet<DrState> = HashSet::new();
+        let mut tried = Vec::new();
+        for s in &frontier {
+            let Some(now) = advance(cfg, s, wait) else {
+                tried.push(s.clone());
+                continue;
+            };
+            match &obs {
+                Observed::Step(action) => match apply(cfg, &now, action) {
+                    // A declaration that moves compute is followed by the move's event.
+                    Some(n) if moved_unannounced(&now, &n, action, records.get(index + 1)) => {
+                        tried.push(now)
+                    }
+                    // A rejoin keeps and quarantines what the model's does.
+                    Some(n) if !rejoined_alike(&now, &n, &record.event) => tried.push(now),
+                    Some(n) => {
+                        next.insert(n);
+                    }
+                    None if already(&now, action) => {
+                        next.insert(now);
+                    }
+                    None => tried.push(now),
+                },
+                Observed::Foreign => tried.push(now),
+                Observed::Compute { to } => {
+                    if now.view.routing.compute == *to {
+                        next.insert(now);
+                    } else {
+                        tried.push(now);
+                    }
+                }
+                Observed::Replicated { from, to } => {
+                    let action = Action::Replicate {
+                        from: *from,
+                        to: *to,
+                    };
+                    match apply(cfg, &now, &action) {
+                        Some(n) => {
+                            next.insert(n);
+                        }
+                        None => {
+                            next.insert(now);
+                        }
+                    }
+                }
+            }
+        }
+        if next.is_empty() {
+            tried.truncate(3);
+            let step = match &obs {
+                Observed::Step(a) => a.to_string(),
+                Observed::Replicated { from, to } => format!("replicate {from} -> {to}"),
+                Observed::Compute { to } => format!("the endpoint routes to region {to}"),
+                Observed::Foreign => format!("none: no model step is a {}", record.event.kind()),
+            };
+            return Validation {
+                events: records.len(),
+                model_steps: steps,
+                unexplained: Some(Unexplained {
+                    index,
+                    record: record.clone(),
+                    step,
+                    tried,
+                }),
+            };
+        }
+        steps += wait as usize + 1;
+        minute = at;
+        frontier = next;
+    }
+    Validation {
+        events: records.len(),
+        model_steps: steps,
+        unexplained: None,
+    }
+}
