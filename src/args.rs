@@ -27,6 +27,8 @@ pub enum Command {
     /// Replay a trace file on the implementation, comparing its view with the model's after
     /// every step (exit 1 at the first difference).
     Replay(ShowArgs),
+    /// Write a seeded random walk of the model as a trace file (for `replay`).
+    Walk(WalkArgs),
     /// Check that an implementation's JSON-lines event log is a behaviour of the model
     /// (exit 1 at the first event none explains).
     Validate(ValidateArgs),
@@ -151,6 +153,21 @@ pub struct ExploreArgs {
     /// Skip the consistency rules of the timing parameters.
     #[arg(long)]
     pub allow_inconsistent: bool,
+    #[command(flatten)]
+    pub model: ModelArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct WalkArgs {
+    /// The walk's seed: the same seed and parameters give the same walk.
+    #[arg(long)]
+    pub seed: u64,
+    /// Steps.
+    #[arg(long, default_value_t = 100)]
+    pub depth: usize,
+    /// Directory to write the trace file to.
+    #[arg(long, value_name = "DIR")]
+    pub trace_out: std::path::PathBuf,
     #[command(flatten)]
     pub model: ModelArgs,
 }

@@ -8,6 +8,7 @@ mod replay_cmd;
 mod service_cmd;
 mod show_cmd;
 mod validate_cmd;
+mod walk_cmd;
 
 use std::process::ExitCode;
 
@@ -35,6 +36,7 @@ fn main() -> ExitCode {
         Command::Show(args) => show_cmd::run(&args),
         Command::Replay(args) => replay_cmd::run(&args),
         Command::Validate(args) => validate_cmd::run(&args),
+        Command::Walk(args) => walk_cmd::run(&args),
         Command::Serve(args) => service_cmd::serve(&args),
         Command::Region(args) => service_cmd::region(&args),
         Command::Control(args) => service_cmd::control(&args),

@@ -126,3 +126,30 @@ fn an_implementation_log_is_validated_against_the_model() {
     );
     let _ = std::fs::remove_file(&path);
 }
+
+#[test]
+fn a_seeded_walk_is_written_and_replayed() {
+    let dir = std::env::temp_dir().join(format!("drcheck-walk-cli-{}", std::process::id()));
+    let out = dir.to_str().unwrap();
+    let walk = drcheck(&["walk", "--seed", "7", "--depth", "40", "--trace-out", out]);
+    assert_eq!(
+        walk.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&walk.stderr)
+    );
+    let file = dir.join("model.walk-7.json");
+    let again = std::fs::read_to_string(&file).unwrap();
+    let rewalk = drcheck(&["walk", "--seed", "7", "--depth", "40", "--trace-out", out]);
+    assert!(rewalk.status.success());
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        again,
+        "the same seed, the same walk"
+    );
+    let replay = drcheck(&["replay", file.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&replay.stdout);
+    assert_eq!(replay.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("random walk, seed 7"), "{stdout}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -32,6 +32,8 @@ pub enum Finding {
     Example { property: String },
     /// Its last state has the worst value of a metric.
     Worst { metric: String, minutes: u32 },
+    /// A seeded random walk (`drcheck walk`), for replay.
+    Walk { seed: u64 },
 }
 
 impl fmt::Display for Finding {
@@ -40,6 +42,7 @@ impl fmt::Display for Finding {
             Finding::Counterexample { property } => write!(f, "counterexample to {property}"),
             Finding::Example { property } => write!(f, "example of {property}"),
             Finding::Worst { metric, minutes } => write!(f, "worst {metric}: {minutes} min"),
+            Finding::Walk { seed } => write!(f, "random walk, seed {seed}"),
         }
     }
 }
@@ -333,6 +336,7 @@ fn check_finding(path: &Path, trace: &Trace) -> Result<(), TraceError> {
                 )));
             }
         }
+        Finding::Walk { .. } => {}
         Finding::Worst { metric, .. } => {
             if !drcheck_model::Metric::ALL
                 .iter()
@@ -353,6 +357,7 @@ pub fn file_name(params: &Params, finding: &Finding) -> String {
     let what = match finding {
         Finding::Counterexample { property } | Finding::Example { property } => property.clone(),
         Finding::Worst { metric, .. } => format!("worst-{}", metric.replace('_', "-")),
+        Finding::Walk { seed } => format!("walk-{seed}"),
     };
     format!("{prefix}.{what}.json")
 }

@@ -10,11 +10,13 @@ use drcheck_model::Params;
 use drcheck_traces::refine::{known_divergence, replay, Coverage, DivergenceKind, RefineError};
 use drcheck_traces::walk::random_walk;
 
-fn parameter_sets() -> Vec<(&'static str, Params)> {
+/// Each with the `drcheck` flags that give the same parameters (to reproduce a walk).
+fn parameter_sets() -> Vec<(&'static str, &'static str, Params)> {
     vec![
-        ("default", Params::default()),
+        ("default", "", Params::default()),
         (
             "3 regions",
+            "--regions 3 --writes 3 --outages 2",
             Params {
                 regions: 3,
                 writes: 3,
@@ -24,6 +26,7 @@ fn parameter_sets() -> Vec<(&'static str, Params)> {
         ),
         (
             "re-apply, more faults",
+            "--reapplies 1 --writes 3 --outages 2 --partitions 2 --failbacks 2",
             Params {
                 reapplies: 1,
                 writes: 3,
@@ -43,7 +46,7 @@ const DEPTH: usize = 100;
 async fn random_walks_of_the_model_replay_on_the_implementation() {
     let mut total = Coverage::default();
     let start = Instant::now();
-    for (name, params) in parameter_sets() {
+    for (name, flags, params) in parameter_sets() {
         let cfg = params.validate().expect("consistent parameters");
         let mut matched = 0;
         let mut known = std::collections::BTreeMap::<&str, u32>::new();
@@ -60,7 +63,9 @@ async fn random_walks_of_the_model_replay_on_the_implementation() {
             match known_divergence(&d) {
                 Some(cause) => *known.entry(cause).or_default() += 1,
                 None => panic!(
-                    "{name}, walk seed {seed} (depth {DEPTH}): an unexplained divergence\n{d}"
+                    "{name}, walk seed {seed} (depth {DEPTH}): an unexplained divergence\n{d}\n\
+                     reproduce: drcheck walk --seed {seed} --depth {DEPTH} {flags} --trace-out \
+                     /tmp/walks && drcheck replay /tmp/walks/model.walk-{seed}.json"
                 ),
             }
         }
