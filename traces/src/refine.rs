@@ -25,6 +25,7 @@ pub struct Divergence {
     pub step: usize,
     pub action: Option<Action>,
     pub kind: DivergenceKind,
+    /// The model's view after the step (before it, for a refusal that changed something).
     pub model: View,
     pub implementation: View,
 }
@@ -33,6 +34,8 @@ pub struct Divergence {
 pub enum DivergenceKind {
     /// The model takes the step; the implementation refuses it, for this reason.
     Refused(String),
+    /// The implementation refused the step and yet its view changed.
+    RefusedButChanged(String),
     /// Both took the step; the views differ afterwards.
     Views,
 }
@@ -87,6 +90,12 @@ impl std::fmt::Display for Divergence {
             DivergenceKind::Refused(why) => writeln!(
                 f,
                 "step {} ({action}): enabled in the model, refused by the implementation: {why}",
+                self.step
+            )?,
+            DivergenceKind::RefusedButChanged(why) => writeln!(
+                f,
+                "step {} ({action}): refused by the implementation ({why}), which changed its \
+                 view all the same (model -> implementation):",
                 self.step
             )?,
             DivergenceKind::Views => writeln!(
@@ -448,12 +457,19 @@ pub async fn replay_logged(
         let outcome = take(&mut d, action).await?;
         let view = d.abstract_view().await?;
         let kind = match outcome {
+            // A refusal must leave the implementation as it was (a stutter step).
+            Err(why) if view != state.view => Some(DivergenceKind::RefusedButChanged(why)),
             Err(why) => Some(DivergenceKind::Refused(why)),
             Ok(()) if view != next.view => Some(DivergenceKind::Views),
             Ok(()) => None,
         };
         if let Some(kind) = kind {
-            let divergence = diverged(i + 1, Some(action), kind, &next.view, view);
+            // A refusal is compared with the state before it, the rest with the one after.
+            let expected = match kind {
+                DivergenceKind::RefusedButChanged(_) => &state.view,
+                _ => &next.view,
+            };
+            let divergence = diverged(i + 1, Some(action), kind, expected, view);
             d.flush_events()?;
             return Ok(Replay {
                 matched: i,
