@@ -27,7 +27,7 @@ pub fn run(args: &ValidateArgs) -> Result<ExitCode> {
         u.index + 1,
         v.events,
         u.record.event.kind(),
-        (u.record.at - records[0].at) / 60_000,
+        u.record.at.saturating_sub(records[0].at) / 60_000,
         u.record.node,
         u.step
     );

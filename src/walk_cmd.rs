@@ -26,7 +26,7 @@ pub fn run(args: &WalkArgs) -> Result<ExitCode> {
     let out = args
         .trace_out
         .join(drcheck_traces::file_name(&cfg.params, &file.finding));
-    file.write(&out)?;
+    file.write(&out).map_err(|e| UsageError(e.to_string()))?;
     println!("wrote {} ({} steps)", out.display(), path.len());
     Ok(ExitCode::SUCCESS)
 }

@@ -43,6 +43,8 @@ pub struct Heartbeat {
     pub in_sync: Vec<u8>,
     /// From a primary: per region, the last declaration (`OutOfSync` seq) it applied.
     pub out_of_sync_seen: Vec<u64>,
+    /// A fenced primary: the fence it obeys (its `issued`).
+    pub fence: Option<Millis>,
     /// When it was sent, on the region's clock: the control plane ignores a heartbeat older
     /// than one it already took (messages may be reordered).
     pub sent_at: Millis,
@@ -96,12 +98,22 @@ pub enum Message {
         issued: Millis,
     },
     /// Primary → control plane: fenced; `log_len` is final.
-    Fenced { epoch: Epoch, log_len: u64 },
+    Fenced {
+        epoch: Epoch,
+        log_len: u64,
+        /// The fence obeyed (its `issued`): an older switchover's answer is told apart.
+        fence: Millis,
+    },
     /// Control plane → fenced primary: the switchover whose fence was issued at `fence` was
     /// aborted (an older switchover's late unfence is ignored).
     Unfence { epoch: Epoch, fence: Millis },
     /// Fenced primary → control plane: `target` confirmed the whole log.
-    Drained { epoch: Epoch, target: u8 },
+    Drained {
+        epoch: Epoch,
+        target: u8,
+        /// The fence it drains for (its `issued`).
+        fence: Millis,
+    },
     /// Control plane → primary: `region` was declared failed; it is no longer in sync.
     /// `seq` numbers the control plane's declarations of `region` (a resend of a lost one is
     /// recognised as such).

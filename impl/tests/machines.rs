@@ -174,6 +174,7 @@ fn heartbeat(role: Role, len: u64, old_prefix: u64, sent_at: u64) -> Message {
         primary_contact: true,
         in_sync: Vec::new(),
         out_of_sync_seen: Vec::new(),
+        fence: None,
         sent_at,
     })
 }
@@ -222,6 +223,7 @@ fn a_restarted_control_plane_refuses_automatic_failover_until_it_hears_the_prima
             primary_contact: false,
             in_sync: Vec::new(),
             out_of_sync_seen: Vec::new(),
+            fence: None,
             sent_at: now,
         });
         cp.receive(now, NodeId::Region(0), hb, &mut fx);

@@ -192,15 +192,29 @@ pub fn known_divergence(d: &Divergence) -> Option<&'static str> {
             .iter()
             .any(|field| line.starts_with(field))
     });
+    let reason = match &d.kind {
+        DivergenceKind::Refused(why) => why.as_str(),
+        _ => "",
+    };
+    // Refusals because of what the control plane last heard, not any other refusal.
+    let on_reports = [
+        "has not caught up",
+        "not a secondary of epoch",
+        "is not healthy",
+    ]
+    .iter()
+    .any(|r| reason.contains(r));
     match d.action.as_ref()? {
         Action::ComputeFailback if refused => Some(
             "compute failback: the implementation needs evidence (replication traffic, reported \
              in a heartbeat) that home reaches the primary; the model reads the connectivity",
         ),
-        Action::RequestFailback { .. } | Action::AutoFailback { .. } if refused => Some(
-            "data failback: the implementation judges 'caught up' on the regions' last \
+        Action::RequestFailback { .. } | Action::AutoFailback { .. } if refused && on_reports => {
+            Some(
+                "data failback: the implementation judges 'caught up' on the regions' last \
              heartbeats; the model on their logs",
-        ),
+            )
+        }
         Action::Declare { .. } if !refused && only_choice => Some(
             "candidate on declare: the implementation picks among the regions not declared \
              failed, by their last heartbeats; the model among the regions up, by their logs",

@@ -94,7 +94,9 @@ pub fn known_gap(u: &Unexplained) -> Option<&'static str> {
             "candidate on declare: the implementation picks among the regions not declared \
              failed; the model among the regions up",
         ),
-        Event::SwitchoverStarted { .. } => Some(
+        Event::SwitchoverStarted {
+            requested: true, ..
+        } => Some(
             "data failback: the implementation judges the regions on their last heartbeats; \
              the model on their actual state",
         ),
@@ -224,8 +226,9 @@ fn observed(event: &Event, writes: &[WriteId]) -> Option<Observed> {
         Event::WriteAccepted {
             reapply_of: Some(original),
             ..
-        } => Action::Reapply {
-            write: view_id(original)?,
+        } => match view_id(original) {
+            Some(write) => Action::Reapply { write },
+            None => return Some(Observed::Foreign),
         },
         Event::HeartbeatReceived { region, .. } => Action::DeliverHeartbeat { region },
         Event::Replicated { from, to, .. } => return Some(Observed::Replicated { from, to }),
@@ -256,6 +259,10 @@ fn observed(event: &Event, writes: &[WriteId]) -> Option<Observed> {
             }
         }
         Event::Fenced { .. } => Action::Fence,
+        // Aborted because the target was declared failed: part of that declaration.
+        Event::SwitchoverAborted { ref reason, .. } if reason.contains("declared failed") => {
+            return None
+        }
         Event::SwitchoverAborted { .. } => Action::AbortSwitchover,
         Event::Fault { ref fault, region } => match (fault.as_str(), region) {
             ("crash", Some(region)) => Action::Crash { region },
@@ -264,7 +271,7 @@ fn observed(event: &Event, writes: &[WriteId]) -> Option<Observed> {
             ("reconnect", Some(region)) => Action::Reconnect { region },
             ("partition", _) => Action::Partition,
             ("heal", _) => Action::Heal,
-            _ => return None,
+            _ => return Some(Observed::Foreign),
         },
         ref other if CONSEQUENCES.contains(&other.kind()) => return None,
         _ => return Some(Observed::Foreign),
@@ -373,9 +380,10 @@ pub fn validate(cfg: &Config, records: &[Record]) -> Validation {
         }
         let at = record.at.saturating_sub(start) / MINUTE;
         let wait = at.saturating_sub(minute);
+        let backwards = at < minute;
         let mut next: HashSet<DrState> = HashSet::new();
         let mut tried = Vec::new();
-        for s in &frontier {
+        for s in frontier.iter().filter(|_| !backwards) {
             let Some(now) = advance(cfg, s, wait) else {
                 tried.push(s.clone());
                 continue;
@@ -409,13 +417,20 @@ pub fn validate(cfg: &Config, records: &[Record]) -> Validation {
                         from: *from,
                         to: *to,
                     };
+                    let done = {
+                        let (f, t) = (usize::from(*from), usize::from(*to));
+                        let regions = &now.view.regions;
+                        f < regions.len() && t < regions.len() && regions[t].log == regions[f].log
+                    };
                     match apply(cfg, &now, &action) {
                         Some(n) => {
                             next.insert(n);
                         }
-                        None => {
+                        // The model replicated it already (in one catch-up).
+                        None if done => {
                             next.insert(now);
                         }
+                        None => tried.push(now),
                     }
                 }
             }

@@ -170,6 +170,7 @@ impl ControlMachine {
                         primary_contact: true,
                         in_sync: Vec::new(),
                         out_of_sync_seen: Vec::new(),
+                        fence: None,
                         sent_at: 0,
                     }),
                 })
@@ -497,9 +498,10 @@ impl ControlMachine {
         }
         match msg {
             Message::Heartbeat(hb) => self.heartbeat(now, r, hb, fx),
-            Message::Fenced { epoch, .. } => {
+            Message::Fenced { epoch, fence, .. } => {
+                let this_fence = fence == self.last_fence;
                 if let Phase::Switchover { fenced_at, .. } = &mut self.phase {
-                    if epoch == self.routing.epoch && r == self.routing.primary {
+                    if this_fence && epoch == self.routing.epoch && r == self.routing.primary {
                         *fenced_at = Some(now);
                     }
                 }
@@ -530,10 +532,19 @@ impl ControlMachine {
                     h.last = last;
                 }
             }
-            Message::Drained { epoch, target } => {
-                let current = epoch == self.routing.epoch && r == self.routing.primary;
+            Message::Drained {
+                epoch,
+                target,
+                fence,
+            } => {
+                let current = epoch == self.routing.epoch
+                    && r == self.routing.primary
+                    && fence == self.last_fence;
                 if let Phase::Switchover {
-                    target: t, drained, ..
+                    target: t,
+                    drained,
+                    fenced_at: Some(_),
+                    ..
                 } = &mut self.phase
                 {
                     if current && *t == target {
@@ -616,8 +627,9 @@ impl ControlMachine {
         }
         let switching = matches!(self.phase, Phase::Switchover { .. });
         if !switching && hb.role == Role::Fenced {
-            // A switchover was aborted while this primary was unreachable.
-            let fence = self.last_fence;
+            // A switchover was aborted while this primary was unreachable (or before this
+            // control plane restarted): lift the fence it reports.
+            let fence = hb.fence.unwrap_or(self.last_fence);
             fx.send(
                 NodeId::Control,
                 NodeId::Region(r),
@@ -631,7 +643,7 @@ impl ControlMachine {
         }
         if let Phase::Switchover { fenced_at, .. } = &mut self.phase {
             // A fenced heartbeat confirms the fence if its reply was lost.
-            if hb.role == Role::Fenced && fenced_at.is_none() {
+            if hb.role == Role::Fenced && hb.fence == Some(self.last_fence) && fenced_at.is_none() {
                 *fenced_at = Some(now);
             }
         }

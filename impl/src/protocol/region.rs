@@ -354,6 +354,9 @@ impl RegionMachine {
                 .filter(|&r| self.in_sync[usize::from(r)])
                 .collect(),
             out_of_sync_seen: self.out_of_sync_seen.clone(),
+            fence: (self.durable.role == Role::Fenced)
+                .then_some(self.fence_issued)
+                .flatten(),
         };
         fx.event(Event::HeartbeatSent {
             region: self.id,
@@ -509,7 +512,11 @@ impl RegionMachine {
                     fx.send(
                         self.me(),
                         NodeId::Control,
-                        Message::Fenced { epoch, log_len },
+                        Message::Fenced {
+                            epoch,
+                            log_len,
+                            fence: issued,
+                        },
                     );
                     self.report_drained(fx);
                 }
@@ -536,11 +543,11 @@ impl RegionMachine {
             } => {
                 let r = usize::from(region);
                 let control = from == NodeId::Control;
-                let fresh = self.out_of_sync_seen.get(r).is_some_and(|&seen| seq > seen);
-                if control && fresh {
-                    self.out_of_sync_seen[r] = seq;
+                if control && r < self.out_of_sync_seen.len() {
+                    self.out_of_sync_seen[r] = self.out_of_sync_seen[r].max(seq);
                 }
-                if control && fresh && e == epoch && self.ships() && self.in_sync[r] {
+                let known = r < self.in_sync.len();
+                if control && known && e == epoch && self.ships() && self.in_sync[r] {
                     self.in_sync[r] = false;
                     fx.event(Event::OutOfSync {
                         primary: self.id,
@@ -724,7 +731,7 @@ impl RegionMachine {
 
     /// As fenced primary: tells the control plane once the target holds the whole log.
     fn report_drained(&self, fx: &mut Effects) {
-        if let Some(target) = self.fence_target {
+        if let (Some(target), Some(fence)) = (self.fence_target, self.fence_issued) {
             let len = self.durable.log.len() as u64;
             if self.confirmed.get(usize::from(target)) == Some(&Some(len)) {
                 fx.send(
@@ -733,6 +740,7 @@ impl RegionMachine {
                     Message::Drained {
                         epoch: self.durable.epoch,
                         target,
+                        fence,
                     },
                 );
             }
