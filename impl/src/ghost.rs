@@ -30,7 +30,7 @@ struct Decided {
     /// Each write's age when its region became unreachable, as it stood at the decision: the
     /// loss is judged against the outage that caused the failover, even if the old primary
     /// is heard again before the promotion reaches the new one.
-    outage_ages: Vec<(u8, Option<u8>)>,
+    outage_ages: Vec<(u8, [Option<u8>; 3])>,
 }
 
 #[derive(Debug)]
@@ -139,7 +139,7 @@ impl Ghost {
                             .ledger
                             .writes
                             .iter()
-                            .map(|w| (w.id, w.age_at_outage))
+                            .map(|w| (w.id, w.ages_at_outage))
                             .collect(),
                     };
                     if let Some(earlier) = self.decided.remove(from) {
@@ -147,16 +147,21 @@ impl Ghost {
                         // same old primary and judged against the same outage.
                         decided.from = earlier.from;
                         decided.from_healthy = earlier.from_healthy;
+                        // A switchover the operator asked for that ends elsewhere (its
+                        // target never took office) is still the operator's.
+                        decided.requested |= earlier.requested;
                         decided.outage_ages = earlier.outage_ages;
                     }
                     self.decided.insert(*to, decided);
                 }
                 Event::Promoted { region, epoch } => {
                     if let Some(d) = self.decided.remove(region) {
-                        for (id, age) in &d.outage_ages {
+                        for (id, ages) in &d.outage_ages {
                             let write = self.ledger.writes.iter_mut().find(|w| w.id == *id);
-                            if let (Some(w), Some(_)) = (write, age) {
-                                w.age_at_outage = *age;
+                            if let Some(w) = write {
+                                for (now, then) in w.ages_at_outage.iter_mut().zip(ages) {
+                                    *now = then.or(*now);
+                                }
                             }
                         }
                         let kind = match d.kind {
@@ -190,7 +195,7 @@ impl Ghost {
                     let r = usize::from(*region);
                     if self.dark.get(r) == Some(&true) {
                         self.dark[r] = false;
-                        self.ledger.available(&view.regions[r]);
+                        self.ledger.available(*region);
                     }
                 }
                 Event::FailoverStarted {
@@ -209,7 +214,7 @@ impl Ghost {
         let i = usize::from(r);
         if !self.dark[i] {
             self.dark[i] = true;
-            self.ledger.unavailable(&view.regions[i]);
+            self.ledger.unavailable(r, &view.regions[i]);
         }
     }
 

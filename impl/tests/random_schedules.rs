@@ -208,7 +208,13 @@ fn check_schedule(regions: u8, steps: &[Step]) -> Result<(), TestCaseError> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+    // A fixed seed keeps CI deterministic; change it, or raise PROPTEST_CASES, to explore
+    // further (2 x 2000 cases pass with it).
+    #![proptest_config(ProptestConfig {
+        cases: 96,
+        rng_seed: proptest::test_runner::RngSeed::Fixed(20261126),
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn two_regions_keep_every_invariant(steps in proptest::collection::vec(step(2), 10..120)) {

@@ -39,9 +39,11 @@ pub struct WriteRecord {
     /// this write: the throttle bounds how far apart such writes a failover to one of them
     /// can lose.
     pub protected_by: u8,
-    /// Its age when the region holding it last became unreachable (0 if acknowledged while
-    /// the region was unreachable): how long before the outage it was acknowledged.
-    pub age_at_outage: Option<u8>,
+    /// Per region (index = region): its age when that region, holding it, last became
+    /// unreachable (0 if acknowledged while the region was unreachable), until the region is
+    /// heard again: how long before that region's outage it was acknowledged. Per region, so
+    /// that one region heard again does not erase the age another region's outage set.
+    pub ages_at_outage: [Option<u8>; 3],
 }
 
 /// How the data primary changed.
@@ -66,7 +68,8 @@ pub struct FailoverRecord {
     /// Number of live acknowledged writes the new primary did not hold.
     pub lost: u8,
     /// For the oldest lost write: ticks between its acknowledgement and the first instant the
-    /// old primary was unreachable (0 if acknowledged after that instant).
+    /// old primary was unreachable (0 if acknowledged after that instant; its age now if the
+    /// old primary was not unreachable).
     pub oldest_loss: Option<u8>,
     /// Ticks between the acknowledgements of the oldest and the newest lost write that were
     /// acknowledged while the new primary was an in-sync secondary.
@@ -134,7 +137,13 @@ impl Ledger {
             quarantined: false,
             reapplied: false,
             protected_by,
-            age_at_outage: unavailable.then_some(0),
+            ages_at_outage: {
+                let mut ages = [None; 3];
+                if let Some(a) = ages.get_mut(usize::from(by)) {
+                    *a = unavailable.then_some(0);
+                }
+                ages
+            },
         });
     }
 
@@ -147,23 +156,27 @@ impl Ledger {
         }
     }
 
-    /// `region` became unreachable: remember how old each of its writes was at that instant.
-    pub fn unavailable(&mut self, region: &RegionView) {
+    /// Region `r` became unreachable: remember how old each of its writes was at that instant.
+    pub fn unavailable(&mut self, r: u8, region: &RegionView) {
+        let r = usize::from(r);
         for e in &region.log {
             if let Some(w) = self.write_mut(e.write) {
                 if w.fate == Fate::Live {
-                    w.age_at_outage = w.age_at_outage.or(Some(w.age));
+                    if let Some(a) = w.ages_at_outage.get_mut(r) {
+                        *a = a.or(Some(w.age));
+                    }
                 }
             }
         }
     }
 
-    /// The control plane heard from `region` again: its writes' outage ages no longer apply.
-    pub fn available(&mut self, region: &RegionView) {
-        for e in &region.log {
-            if let Some(w) = self.write_mut(e.write) {
-                if w.fate == Fate::Live {
-                    w.age_at_outage = None;
+    /// The control plane heard from region `r` again: the outage ages it set no longer apply.
+    pub fn available(&mut self, r: u8) {
+        let r = usize::from(r);
+        for w in &mut self.writes {
+            if w.fate == Fate::Live {
+                if let Some(a) = w.ages_at_outage.get_mut(r) {
+                    *a = None;
                 }
             }
         }
@@ -184,7 +197,7 @@ impl Ledger {
         for w in &mut self.writes {
             if w.age < age_cap && regions.iter().all(|r| r.holds(w.id)) {
                 w.age = age_cap;
-                w.age_at_outage = None;
+                w.ages_at_outage = [None; 3];
             }
         }
     }
@@ -220,7 +233,13 @@ impl Ledger {
         let oldest_loss = lost
             .iter()
             .filter_map(|&id| self.write(id))
-            .map(|w| w.age_at_outage.unwrap_or(w.age))
+            .map(|w| {
+                w.ages_at_outage
+                    .get(usize::from(from))
+                    .copied()
+                    .flatten()
+                    .unwrap_or(w.age)
+            })
             .max();
         // Spread of the protected lost writes: the ack-time gaps from the first to the last.
         let records: Vec<&WriteRecord> = lost.iter().filter_map(|&id| self.write(id)).collect();
@@ -238,7 +257,7 @@ impl Ledger {
             if let Some(w) = self.write_mut(id) {
                 w.fate = Fate::Lost { failover: index };
                 w.age = age_cap;
-                w.age_at_outage = None;
+                w.ages_at_outage = [None; 3];
             }
         }
         self.failovers.push(FailoverRecord {

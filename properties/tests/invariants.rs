@@ -59,7 +59,7 @@ fn write(id: u8, by: u8, age: u8, gap: u8) -> WriteRecord {
         quarantined: false,
         reapplied: false,
         protected_by: 0b10,
-        age_at_outage: None,
+        ages_at_outage: [None; 3],
     }
 }
 
@@ -728,7 +728,7 @@ fn acknowledge_records_a_live_write_of_age_zero() {
     assert_eq!(w.protected_by, 0b01);
     assert!(!w.quarantined && !w.reapplied);
     assert_eq!(w.reapply_of, None);
-    assert_eq!(w.age_at_outage, None);
+    assert_eq!(w.ages_at_outage[0], None);
 }
 
 #[test]
@@ -758,7 +758,7 @@ fn acknowledge_records_unprotected_write() {
 fn acknowledge_while_unavailable_starts_at_outage_age_zero() {
     let mut l = Ledger::default();
     l.acknowledge(1, 0, None, None, true, 0b10, CAP);
-    assert_eq!(l.write(1).unwrap().age_at_outage, Some(0));
+    assert_eq!(l.write(1).unwrap().ages_at_outage[0], Some(0));
 }
 
 #[test]
@@ -829,11 +829,11 @@ fn settle_saturates_writes_every_region_holds() {
         writes: vec![write(1, 0, 5, CAP), write(2, 0, 3, 2), write(3, 0, 1, 2)],
         ..Ledger::default()
     };
-    l.writes[1].age_at_outage = Some(3);
+    l.writes[1].ages_at_outage[0] = Some(3);
     l.settle(&v.regions, CAP);
     assert_eq!(l.write(1).unwrap().age, CAP);
     assert_eq!(l.write(2).unwrap().age, CAP);
-    assert_eq!(l.write(2).unwrap().age_at_outage, None);
+    assert_eq!(l.write(2).unwrap().ages_at_outage[0], None);
 }
 
 #[test]
@@ -843,10 +843,10 @@ fn settle_leaves_writes_some_region_lacks() {
         writes: vec![write(3, 0, 1, 2)],
         ..Ledger::default()
     };
-    l.writes[0].age_at_outage = Some(1);
+    l.writes[0].ages_at_outage[0] = Some(1);
     l.settle(&v.regions, CAP);
     assert_eq!(l.write(3).unwrap().age, 1);
-    assert_eq!(l.write(3).unwrap().age_at_outage, Some(1));
+    assert_eq!(l.write(3).unwrap().ages_at_outage[0], Some(1));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -866,19 +866,19 @@ fn ledger_for_outage() -> (RegionView, Ledger) {
 #[test]
 fn unavailable_snapshots_ages_of_the_region_writes() {
     let (r0, mut l) = ledger_for_outage();
-    l.unavailable(&r0);
-    assert_eq!(l.write(1).unwrap().age_at_outage, Some(5));
-    assert_eq!(l.write(2).unwrap().age_at_outage, Some(2));
-    assert_eq!(l.write(9).unwrap().age_at_outage, None);
+    l.unavailable(0, &r0);
+    assert_eq!(l.write(1).unwrap().ages_at_outage[0], Some(5));
+    assert_eq!(l.write(2).unwrap().ages_at_outage[0], Some(2));
+    assert_eq!(l.write(9).unwrap().ages_at_outage[0], None);
 }
 
 #[test]
 fn unavailable_keeps_the_first_snapshot() {
     let (r0, mut l) = ledger_for_outage();
-    l.unavailable(&r0);
+    l.unavailable(0, &r0);
     ticks(&mut l, 3);
-    l.unavailable(&r0);
-    assert_eq!(l.write(1).unwrap().age_at_outage, Some(5));
+    l.unavailable(0, &r0);
+    assert_eq!(l.write(1).unwrap().ages_at_outage[0], Some(5));
     assert_eq!(l.write(1).unwrap().age, 8);
 }
 
@@ -886,27 +886,27 @@ fn unavailable_keeps_the_first_snapshot() {
 fn unavailable_skips_lost_writes() {
     let (r0, mut l) = ledger_for_outage();
     l.writes[0].fate = Fate::Lost { failover: 0 };
-    l.unavailable(&r0);
-    assert_eq!(l.write(1).unwrap().age_at_outage, None);
+    l.unavailable(0, &r0);
+    assert_eq!(l.write(1).unwrap().ages_at_outage[0], None);
 }
 
 #[test]
 fn available_clears_the_snapshot() {
     let (r0, mut l) = ledger_for_outage();
-    l.unavailable(&r0);
-    l.available(&r0);
-    assert_eq!(l.write(1).unwrap().age_at_outage, None);
-    assert_eq!(l.write(2).unwrap().age_at_outage, None);
+    l.unavailable(0, &r0);
+    l.available(0);
+    assert_eq!(l.write(1).unwrap().ages_at_outage[0], None);
+    assert_eq!(l.write(2).unwrap().ages_at_outage[0], None);
 }
 
 #[test]
 fn available_then_unavailable_takes_a_fresh_snapshot() {
     let (r0, mut l) = ledger_for_outage();
-    l.unavailable(&r0);
-    l.available(&r0);
+    l.unavailable(0, &r0);
+    l.available(0);
     ticks(&mut l, 3);
-    l.unavailable(&r0);
-    assert_eq!(l.write(1).unwrap().age_at_outage, Some(8));
+    l.unavailable(0, &r0);
+    assert_eq!(l.write(1).unwrap().ages_at_outage[0], Some(8));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -929,7 +929,7 @@ fn failover_setup() -> (Vec<RegionView>, Ledger) {
     ];
     writes[1].protected_by = 0;
     for (w, at_outage) in writes[1..].iter_mut().zip([8, 5, 1]) {
-        w.age_at_outage = Some(at_outage);
+        w.ages_at_outage[0] = Some(at_outage);
     }
     let ledger = Ledger {
         writes,
@@ -952,7 +952,7 @@ fn record_failover_marks_writes_the_new_primary_lacks_as_lost() {
         let w = l.write(id).unwrap();
         assert_eq!(w.fate, Fate::Lost { failover: 0 }, "w{id}");
         assert_eq!(w.age, CAP, "w{id}");
-        assert_eq!(w.age_at_outage, None, "w{id}");
+        assert_eq!(w.ages_at_outage[0], None, "w{id}");
     }
 }
 
@@ -977,7 +977,7 @@ fn record_failover_also_loses_live_writes_outside_the_old_log() {
 }
 
 #[test]
-fn record_failover_oldest_loss_uses_age_at_outage() {
+fn record_failover_oldest_loss_uses_the_old_primarys_outage_age() {
     let (regions, mut l) = failover_setup();
     let f = automatic_failover(&regions, &mut l);
     assert_eq!(f.oldest_loss, Some(8));
@@ -986,7 +986,7 @@ fn record_failover_oldest_loss_uses_age_at_outage() {
 #[test]
 fn record_failover_oldest_loss_falls_back_to_age() {
     let (regions, mut l) = failover_setup();
-    l.writes[1].age_at_outage = None;
+    l.writes[1].ages_at_outage[0] = None;
     let f = automatic_failover(&regions, &mut l);
     assert_eq!(f.oldest_loss, Some(9));
 }
@@ -1190,4 +1190,33 @@ fn expectation_matches_the_kind_of_check() {
         };
         assert_eq!(spec.expectation(), expected, "{}", spec.name);
     }
+}
+
+#[test]
+fn one_region_heard_again_keeps_the_outage_age_another_set() {
+    // w1 is held by regions 0 and 1; region 1 goes dark first, then region 0 (the primary);
+    // region 1 is heard again: the age at region 0's outage still counts for a failover
+    // from region 0.
+    let mut l = Ledger::default();
+    ack(&mut l, 1, None);
+    ticks(&mut l, 2);
+    let holds = region(Role::Secondary, 1, 0, &[(1, 1)]);
+    l.unavailable(1, &holds);
+    ticks(&mut l, 4);
+    l.unavailable(0, &holds);
+    l.available(1);
+    assert_eq!(l.write(1).unwrap().ages_at_outage, [Some(6), None, None]);
+    ticks(&mut l, 10);
+    let regions = vec![holds.clone(), region(Role::Secondary, 1, 0, &[])];
+    l.record_failover(
+        FailoverKind::Automatic,
+        0,
+        1,
+        2,
+        &regions,
+        false,
+        false,
+        CAP,
+    );
+    assert_eq!(l.failovers[0].oldest_loss, Some(6));
 }

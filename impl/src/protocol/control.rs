@@ -110,12 +110,21 @@ pub fn recover_routing(stores: &[Option<(Epoch, Role)>]) -> Option<(Epoch, u8)> 
         .filter_map(|(r, s)| s.map(|(e, role)| (r as u8, e, role)))
         .collect();
     let epoch = held.iter().map(|&(_, e, _)| e).max()?;
-    let primary = held
-        .iter()
-        .find(|&&(_, e, role)| e == epoch && matches!(role, Role::Primary | Role::Fenced))
-        .or_else(|| held.iter().find(|&&(_, e, _)| e == epoch))
-        .map(|&(r, _, _)| r)?;
-    Some((epoch, primary))
+    let at_newest = |want: &dyn Fn(Role) -> bool| {
+        held.iter()
+            .find(|&&(_, e, role)| e == epoch && want(role))
+            .map(|&(r, _, _)| r)
+    };
+    if let Some(primary) = at_newest(&|role| matches!(role, Role::Primary | Role::Fenced)) {
+        return Some((epoch, primary));
+    }
+    // Nobody took office in the newest epoch: its primary was told to stand down for a
+    // promotion that never arrived. Promote a secondary of that epoch into the next one (it
+    // is sent the promotion when it reports).
+    if let Some(secondary) = at_newest(&|role| role == Role::Secondary) {
+        return Some((epoch + 1, secondary));
+    }
+    at_newest(&|_| true).map(|r| (epoch, r))
 }
 
 #[derive(Debug)]

@@ -49,7 +49,7 @@ pub fn deliver_heartbeat(cfg: &Config, s: &DrState, r: u8) -> Option<DrState> {
     if next.region(r).dark {
         next.region_mut(r).dark = false;
         let view = &mut next.view;
-        view.ledger.available(&view.regions[usize::from(r)]);
+        view.ledger.available(r);
     }
     let routing = next.view.routing.clone();
     if hb.epoch < routing.epoch {

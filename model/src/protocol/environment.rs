@@ -57,7 +57,7 @@ pub fn outage(s: &DrState, r: u8, status: Status) -> Option<DrState> {
         let View {
             regions, ledger, ..
         } = &mut next.view;
-        ledger.unavailable(&regions[usize::from(r)]);
+        ledger.unavailable(r, &regions[usize::from(r)]);
     }
     start_fault(&mut next, Some(r));
     Some(next)
