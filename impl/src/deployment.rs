@@ -23,7 +23,7 @@ use crate::node::{Input, Mailbox, NodeHandle, Output, Wiring};
 use crate::observe::Observer;
 use crate::protocol::control::{recover_routing, ControlMachine, ControlSnapshot, Phase};
 use crate::protocol::region::{Ack, RegionMachine, RegionSnapshot};
-use crate::store::{Durable, MemoryStore, RedbStore, Store, StoreError};
+use crate::store::{load_or_init, Durable, MemoryStore, RedbStore, Store, StoreError};
 use crate::time::{Clock, Millis, RealClock, Timing, VirtualClock, MINUTE};
 use crate::transport::memory::{InFlight, MemoryTransport};
 use crate::transport::tcp::{self, TcpTransport};
@@ -429,22 +429,7 @@ impl Deployment {
         let now = self.clock.now();
         let slot = &self.regions[usize::from(r)];
         let mut store = slot.store.open()?;
-        let durable = match store.load()? {
-            Some(d) => d,
-            None => {
-                let role = if r == 0 {
-                    Role::Primary
-                } else {
-                    Role::Secondary
-                };
-                let fresh = Durable::fresh(role);
-                store.apply(&[crate::store::StoreOp::SetRole {
-                    epoch: fresh.epoch,
-                    role,
-                }])?;
-                fresh
-            }
-        };
+        let (durable, _) = load_or_init(store.as_mut(), r)?;
         let fresh_start = first && durable.log.is_empty() && durable.epoch == 1;
         let mut machine =
             RegionMachine::new(r, n, self.cfg.timing, durable, now - now.min(slot.lag))
@@ -512,16 +497,12 @@ impl Deployment {
             .await
     }
 
-    async fn control_snapshot(&self) -> Result<ControlSnapshot, DeployError> {
+    /// The control plane's state (routing, phase, what it heard).
+    pub async fn control_state(&self) -> Result<ControlSnapshot, DeployError> {
         match self.control.call(Input::Snapshot).await {
             Some(Output::Control(s)) => Ok(*s),
             _ => Err(DeployError::Stopped(NodeId::Control)),
         }
-    }
-
-    /// The control plane's state (routing, phase, what it heard).
-    pub async fn control_state(&self) -> Result<ControlSnapshot, DeployError> {
-        self.control_snapshot().await
     }
 
     /// Region `r`'s state: from the running region, or from its store while it is down.
@@ -551,7 +532,7 @@ impl Deployment {
     /// The `properties` view of the deployment now, and whether the endpoint would take a
     /// write.
     async fn base_view(&self) -> Result<(View, bool), DeployError> {
-        let control = self.control_snapshot().await?;
+        let control = self.control_state().await?;
         let ghost = self.ghost.as_ref();
         let id = |w: WriteId| ghost.map_or(0, |g| g.view_id(w));
         let mut regions = Vec::new();
@@ -644,11 +625,6 @@ impl Deployment {
         Ok(())
     }
 
-    /// The view with its ghost fields, before a fault is injected.
-    async fn view_now(&mut self) -> Result<View, DeployError> {
-        self.abstract_view().await
-    }
-
     // ----- stepping (virtual mode) -----
 
     /// Holds messages until [`Deployment::deliver`] or [`Deployment::drop_message`] (on), or
@@ -681,7 +657,7 @@ impl Deployment {
             return Ok(false);
         };
         if let (NodeId::Region(r), Message::Heartbeat(_)) = (m.envelope.from, &m.envelope.msg) {
-            let view = self.view_now().await?;
+            let view = self.abstract_view().await?;
             if let Some(g) = &mut self.ghost {
                 g.unreachable(r, &view);
             }
@@ -792,7 +768,7 @@ impl Deployment {
         payload: String,
         reapply_of: Option<WriteId>,
     ) -> Result<WriteOutcome, DeployError> {
-        let routing = self.control_snapshot().await?.routing;
+        let routing = self.control_state().await?.routing;
         let (c, p) = (routing.compute, routing.primary);
         let reachable = self.regions[usize::from(c)].status == Status::Up
             && (c == p || self.links.allows(NodeId::Region(c), NodeId::Region(p)));
@@ -1008,8 +984,8 @@ impl Deployment {
     }
 
     async fn before_outage(&mut self, r: u8) -> Result<(), DeployError> {
-        let view = self.view_now().await?;
-        let refused = Self::guard_refused(&self.control_snapshot().await?);
+        let view = self.abstract_view().await?;
+        let refused = Self::guard_refused(&self.control_state().await?);
         if let Some(g) = &mut self.ghost {
             g.outage(r, &view, refused);
         }

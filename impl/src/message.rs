@@ -41,8 +41,6 @@ pub struct Heartbeat {
     pub primary_contact: bool,
     /// From a primary: the secondaries it counts as in sync.
     pub in_sync: Vec<u8>,
-    /// From a primary: per region, the last declaration (`OutOfSync` seq) it applied.
-    pub out_of_sync_seen: Vec<u64>,
     /// A fenced primary: the fence it obeys (its `issued`).
     pub fence: Option<Millis>,
     /// When it was sent, on the region's clock: the control plane ignores a heartbeat older
@@ -115,9 +113,7 @@ pub enum Message {
         fence: Millis,
     },
     /// Control plane → primary: `region` was declared failed; it is no longer in sync.
-    /// `seq` numbers the control plane's declarations of `region` (a resend of a lost one is
-    /// recognised as such).
-    OutOfSync { epoch: Epoch, region: u8, seq: u64 },
+    OutOfSync { epoch: Epoch, region: u8 },
     /// Primary → secondary: entries from index `start` (possibly none: a keep-alive).
     Append {
         epoch: Epoch,

@@ -173,7 +173,6 @@ fn heartbeat(role: Role, len: u64, old_prefix: u64, sent_at: u64) -> Message {
         old_prefix,
         primary_contact: true,
         in_sync: Vec::new(),
-        out_of_sync_seen: Vec::new(),
         fence: None,
         sent_at,
     })
@@ -222,7 +221,6 @@ fn a_restarted_control_plane_refuses_automatic_failover_until_it_hears_the_prima
             old_prefix: 0,
             primary_contact: false,
             in_sync: Vec::new(),
-            out_of_sync_seen: Vec::new(),
             fence: None,
             sent_at: now,
         });

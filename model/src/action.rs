@@ -107,6 +107,28 @@ pub enum Action {
 }
 
 impl Action {
+    /// The region the step names first (the writer, the shipper, the one declared or
+    /// promoted, a failback's target, …), if any.
+    pub fn region(&self) -> Option<u8> {
+        use Action::*;
+        match *self {
+            Write { region }
+            | DeliverHeartbeat { region }
+            | Declare { region }
+            | Promote { region }
+            | Rejoin { region }
+            | Crash { region }
+            | Isolate { region }
+            | Recover { region }
+            | Reconnect { region } => Some(region),
+            Replicate { from, .. } => Some(from),
+            AutoFailback { target } | RequestFailback { target } | ForceFailover { target } => {
+                Some(target)
+            }
+            _ => None,
+        }
+    }
+
     pub fn actor(&self) -> Actor {
         use Action::*;
         match self {

@@ -145,7 +145,8 @@ impl Coverage {
             .ok()
             .and_then(|v| v["step"].as_str().map(str::to_string))
             .unwrap_or_default();
-        let role = named_region(action)
+        let role = action
+            .region()
             .and_then(|r| state.view.regions.get(usize::from(r)))
             .map(|r| format!(" [{:?}]", r.role))
             .unwrap_or_default();
@@ -159,26 +160,6 @@ impl Coverage {
         }
         self.transitions.extend(&other.transitions);
         self.steps += other.steps;
-    }
-}
-
-/// The region a step names (the writer, the shipper, the one declared, promoted, …).
-fn named_region(action: &Action) -> Option<u8> {
-    match *action {
-        Action::Write { region }
-        | Action::DeliverHeartbeat { region }
-        | Action::Declare { region }
-        | Action::Promote { region }
-        | Action::Rejoin { region }
-        | Action::Crash { region }
-        | Action::Isolate { region }
-        | Action::Recover { region }
-        | Action::Reconnect { region } => Some(region),
-        Action::Replicate { from, .. } => Some(from),
-        Action::RequestFailback { target }
-        | Action::ForceFailover { target }
-        | Action::AutoFailback { target } => Some(target),
-        _ => None,
     }
 }
 
@@ -314,7 +295,6 @@ fn refused(why: impl Into<String>) -> Result<Result<(), String>, DeployError> {
 /// Takes one model step on the implementation; `Err` says why the implementation refused.
 async fn take(d: &mut Deployment, action: &Action) -> Result<Result<(), String>, DeployError> {
     let payload = || r#"{"resourceType":"Patient"}"#.to_string();
-    let step = |s: ControlStep| s;
     let outcome = match *action {
         Action::Tick => {
             d.advance(1).await?;
@@ -342,7 +322,7 @@ async fn take(d: &mut Deployment, action: &Action) -> Result<Result<(), String>,
             }
             Ok(())
         }
-        Action::Declare { region } => d.control_step(step(ControlStep::Declare(region))).await?,
+        Action::Declare { region } => d.control_step(ControlStep::Declare(region)).await?,
         Action::Promote { region } => d.control_step(ControlStep::Promote(region)).await?,
         Action::Rejoin { region } => d.control_step(ControlStep::Rejoin(region)).await?,
         Action::ComputeFailback => d.control_step(ControlStep::ComputeFailback).await?,

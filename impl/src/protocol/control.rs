@@ -71,8 +71,6 @@ struct Health {
     last_heard: Millis,
     failed: bool,
     report: Option<Heartbeat>,
-    /// How many times this region was declared failed (numbers `OutOfSync`).
-    declared: u64,
 }
 
 impl Health {
@@ -164,7 +162,6 @@ impl ControlMachine {
                 .map(|r| Health {
                     last_heard: now,
                     failed: false,
-                    declared: 0,
                     report: Some(Heartbeat {
                         epoch: 1,
                         role: if r == 0 {
@@ -178,7 +175,6 @@ impl ControlMachine {
                         old_prefix: 0,
                         primary_contact: true,
                         in_sync: Vec::new(),
-                        out_of_sync_seen: Vec::new(),
                         fence: None,
                         sent_at: 0,
                     }),
@@ -269,7 +265,7 @@ impl ControlMachine {
     /// (A silent region may be down without being declared yet: if it is promoted and never
     /// takes office, it is declared in turn and the secondaries of the epoch before remain
     /// candidates; see `primary_confirmed`.)
-    fn healthy_secondary(&self, r: u8, _now: Millis) -> bool {
+    fn healthy_secondary(&self, r: u8) -> bool {
         let h = &self.health[usize::from(r)];
         let epoch = self.routing.epoch;
         let member = |e: Epoch| e == epoch || (!self.primary_confirmed && e + 1 == epoch);
@@ -281,9 +277,9 @@ impl ControlMachine {
 
     /// The secondary to promote instead of `from`: the most caught up (by last entry's epoch,
     /// then length), lowest index on ties. A stale region never qualifies.
-    fn candidate(&self, from: u8, now: Millis) -> Option<u8> {
+    fn candidate(&self, from: u8) -> Option<u8> {
         (0..self.regions())
-            .filter(|&r| r != from && self.healthy_secondary(r, now))
+            .filter(|&r| r != from && self.healthy_secondary(r))
             .max_by_key(|&r| {
                 let h = self.report(r);
                 (
@@ -349,7 +345,7 @@ impl ControlMachine {
     fn decide(&mut self, now: Millis, fx: &mut Effects) {
         if let Phase::FailingOver { from, .. } = self.phase {
             if self.lease_expired(now) && !self.mutants.has(Mutant::NoAutoFailover) {
-                if let Some(to) = self.candidate(from, now).filter(|&c| self.guard_allows(c)) {
+                if let Some(to) = self.candidate(from).filter(|&c| self.guard_allows(c)) {
                     self.promote(now, FailoverKind::Automatic, to, false, fx);
                 }
             }
@@ -383,12 +379,12 @@ impl ControlMachine {
         });
         if self.routing.compute == r {
             let healthy = (0..self.regions()).find(|&x| !self.failed(x));
-            if let Some(to) = self.candidate(r, now).or(healthy) {
+            if let Some(to) = self.candidate(r).or(healthy) {
                 self.move_compute(to, "compute region declared failed", fx);
             }
         }
         if r == self.routing.primary {
-            let candidate = self.candidate(r, now);
+            let candidate = self.candidate(r);
             let guard_ok = candidate.is_some_and(|c| self.guard_allows(c));
             self.phase = Phase::FailingOver {
                 from: r,
@@ -424,17 +420,10 @@ impl ControlMachine {
         } else {
             let primary = NodeId::Region(self.routing.primary);
             let epoch = self.routing.epoch;
-            let h = &mut self.health[usize::from(r)];
-            h.declared += 1;
-            let seq = h.declared;
             fx.send(
                 NodeId::Control,
                 primary,
-                Message::OutOfSync {
-                    epoch,
-                    region: r,
-                    seq,
-                },
+                Message::OutOfSync { epoch, region: r },
             );
             if matches!(self.phase, Phase::Switchover { target, .. } if target == r) {
                 self.abort_switchover("the target was declared failed", fx);
@@ -787,7 +776,7 @@ impl ControlMachine {
                 if !self.lease_expired(now) {
                     return refuse("the old lease may still be valid");
                 }
-                if self.candidate(from, now) != Some(to) {
+                if self.candidate(from) != Some(to) {
                     return refuse("not the candidate");
                 }
                 if !self.guard_allows(to) {
@@ -961,7 +950,7 @@ impl ControlMachine {
             return Err("no failover is pending: the data primary is healthy".to_string());
         };
         let epoch = self.routing.epoch;
-        let Some(best) = self.candidate(from, now) else {
+        let Some(best) = self.candidate(from) else {
             return Err(format!("no secondary of epoch {epoch} is available"));
         };
         if self.guard_allows(best) && !self.mutants.has(Mutant::NoAutoFailover) {
@@ -979,7 +968,7 @@ impl ControlMachine {
         if !self.lease_expired(now) {
             return Err("the old primary's lease may still be valid".to_string());
         }
-        if target == from || !self.healthy_secondary(target, now) {
+        if target == from || !self.healthy_secondary(target) {
             return Err(format!(
                 "region {target} is not a healthy secondary of epoch {epoch}"
             ));

@@ -64,8 +64,6 @@ pub struct RegionMachine {
     /// confirmation (pipelining); unconfirmed entries are shipped again every tick.
     next: Vec<Option<u64>>,
     in_sync: Vec<bool>,
-    /// Per region, the last declaration (`OutOfSync` seq) applied.
-    out_of_sync_seen: Vec<u64>,
     /// As fenced primary: the switchover's target.
     fence_target: Option<u8>,
     /// When the control plane issued the latest fence this region obeyed.
@@ -96,7 +94,6 @@ impl RegionMachine {
             confirmed: vec![None; n],
             next: vec![None; n],
             in_sync: vec![false; n],
-            out_of_sync_seen: vec![0; n],
             fence_target: None,
             fence_issued: None,
             newest_epoch,
@@ -353,7 +350,6 @@ impl RegionMachine {
             in_sync: (0..self.regions)
                 .filter(|&r| self.in_sync[usize::from(r)])
                 .collect(),
-            out_of_sync_seen: self.out_of_sync_seen.clone(),
             fence: (self.durable.role == Role::Fenced)
                 .then_some(self.fence_issued)
                 .flatten(),
@@ -536,16 +532,9 @@ impl RegionMachine {
                     });
                 }
             }
-            Message::OutOfSync {
-                epoch: e,
-                region,
-                seq,
-            } => {
+            Message::OutOfSync { epoch: e, region } => {
                 let r = usize::from(region);
                 let control = from == NodeId::Control;
-                if control && r < self.out_of_sync_seen.len() {
-                    self.out_of_sync_seen[r] = self.out_of_sync_seen[r].max(seq);
-                }
                 let known = r < self.in_sync.len();
                 if control && known && e == epoch && self.ships() && self.in_sync[r] {
                     self.in_sync[r] = false;

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use drcheck_properties::Role;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
@@ -15,7 +14,7 @@ use crate::protocol::region::RegionMachine;
 use crate::service::fhir_region::FhirRegion;
 use crate::service::rpc::{self, Reply, Request};
 use crate::service::{io, ProcessConfig, ServiceError};
-use crate::store::{Durable, RedbStore, Store, StoreOp};
+use crate::store::{load_or_init, RedbStore};
 use crate::time::{Clock, RealClock};
 use crate::transport::tcp::{self, TcpTransport};
 use crate::transport::Links;
@@ -120,22 +119,7 @@ pub async fn run(cfg: ProcessConfig) -> Result<(), ServiceError> {
     let mut store = RedbStore::open(&dir.join(format!("region-{r}.redb")))?;
     let now = common.clock.now();
     let lag = cfg.timing.skew;
-    let (durable, first_start) = match store.load()? {
-        Some(d) => (d, false),
-        None => {
-            let role = if r == 0 {
-                Role::Primary
-            } else {
-                Role::Secondary
-            };
-            let fresh = Durable::fresh(role);
-            store.apply(&[StoreOp::SetRole {
-                epoch: fresh.epoch,
-                role,
-            }])?;
-            (fresh, true)
-        }
-    };
+    let (durable, first_start) = load_or_init(&mut store, r)?;
     let mut machine =
         RegionMachine::new(r, cfg.regions, cfg.timing, durable, now.saturating_sub(lag));
     // The first primary's first lease is implied by the deployment's start (the control

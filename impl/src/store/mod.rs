@@ -95,6 +95,26 @@ pub enum StoreError {
     Corrupt { path: String, reason: String },
 }
 
+/// Region `region`'s durable state, or for a store never written the state a new
+/// deployment starts it with (region 0 primary, the others secondaries), written first.
+/// `true`: the store was new.
+pub fn load_or_init(store: &mut dyn Store, region: u8) -> Result<(Durable, bool), StoreError> {
+    if let Some(durable) = store.load()? {
+        return Ok((durable, false));
+    }
+    let role = if region == 0 {
+        Role::Primary
+    } else {
+        Role::Secondary
+    };
+    let fresh = Durable::fresh(role);
+    store.apply(&[StoreOp::SetRole {
+        epoch: fresh.epoch,
+        role,
+    }])?;
+    Ok((fresh, true))
+}
+
 /// A region's durable storage.
 pub trait Store: Send + 'static {
     /// The state last persisted, or `None` for a store that was never written.

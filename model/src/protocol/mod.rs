@@ -106,23 +106,8 @@ pub fn apply(cfg: &Config, s: &DrState, action: &Action) -> Option<DrState> {
 /// Region numbers in the action exist (a trace file may name any).
 fn in_range(s: &DrState, action: &Action) -> bool {
     let n = s.region_count();
-    let ok = |r: u8| r < n;
-    match *action {
-        Action::Write { region }
-        | Action::DeliverHeartbeat { region }
-        | Action::Declare { region }
-        | Action::Promote { region }
-        | Action::Rejoin { region }
-        | Action::Crash { region }
-        | Action::Isolate { region }
-        | Action::Recover { region }
-        | Action::Reconnect { region } => ok(region),
-        Action::Replicate { from, to } => ok(from) && ok(to),
-        Action::AutoFailback { target }
-        | Action::RequestFailback { target }
-        | Action::ForceFailover { target } => ok(target),
-        _ => true,
-    }
+    let to_ok = !matches!(*action, Action::Replicate { to, .. } if to >= n);
+    action.region().is_none_or(|r| r < n) && to_ok
 }
 
 /// Could a write through the global endpoint be acknowledged now? The compute region must be
