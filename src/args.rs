@@ -2,6 +2,7 @@
 
 use clap::{Args, Parser, Subcommand};
 use drcheck_model::{Bug, Config, Params};
+use drcheck_properties::Timing;
 
 use crate::UsageError;
 
@@ -70,6 +71,8 @@ pub struct ServeArgs {
     /// The operator token (generated and printed when not given).
     #[arg(long, env = "DRCHECK_TOKEN")]
     pub token: Option<String>,
+    #[command(flatten)]
+    pub timing: TimingArgs,
 }
 
 #[derive(Debug, Args)]
@@ -256,36 +259,60 @@ pub struct ModelArgs {
     /// Minutes per tick of the model's clock.
     #[arg(long, default_value_t = Params::default().tick)]
     pub tick: u32,
+    #[command(flatten)]
+    pub timing: TimingArgs,
+}
+
+/// The protocol's timing, in minutes (defaults and consistency rules: `drcheck_properties::Timing`).
+#[derive(Debug, Args)]
+pub struct TimingArgs {
     /// Heartbeat interval (minutes).
-    #[arg(long, default_value_t = Params::default().heartbeat)]
+    #[arg(long, default_value_t = Timing::default().heartbeat)]
     pub heartbeat: u32,
     /// Maximum message delay (minutes).
-    #[arg(long, default_value_t = Params::default().delay)]
+    #[arg(long, default_value_t = Timing::default().delay)]
     pub delay: u32,
     /// Failure-detection time (minutes).
-    #[arg(long, default_value_t = Params::default().detection)]
+    #[arg(long, default_value_t = Timing::default().detection)]
     pub detection: u32,
     /// Lease length (minutes).
-    #[arg(long, default_value_t = Params::default().lease)]
+    #[arg(long, default_value_t = Timing::default().lease)]
     pub lease: u32,
     /// Maximum clock skew between regions and the control plane (minutes).
-    #[arg(long, default_value_t = Params::default().skew)]
+    #[arg(long, default_value_t = Timing::default().skew)]
     pub skew: u32,
     /// Bounded-staleness throttle threshold (minutes).
-    #[arg(long, default_value_t = Params::default().throttle)]
+    #[arg(long, default_value_t = Timing::default().throttle)]
     pub throttle: u32,
     /// Recovery point objective (minutes).
-    #[arg(long, default_value_t = Params::default().rpo)]
+    #[arg(long, default_value_t = Timing::default().rpo)]
     pub rpo: u32,
     /// Recovery time objective (minutes).
-    #[arg(long, default_value_t = Params::default().rto)]
+    #[arg(long, default_value_t = Timing::default().rto)]
     pub rto: u32,
     /// Grace period before the operator may force a failover (minutes).
-    #[arg(long, default_value_t = Params::default().grace)]
+    #[arg(long, default_value_t = Timing::default().grace)]
     pub grace: u32,
     /// How long a switchover's drain may take before it aborts (minutes).
-    #[arg(long, default_value_t = Params::default().drain_timeout)]
+    #[arg(long, default_value_t = Timing::default().drain_timeout)]
     pub drain_timeout: u32,
+}
+
+impl TimingArgs {
+    pub fn timing(&self) -> Timing {
+        Timing {
+            heartbeat: self.heartbeat,
+            delay: self.delay,
+            detection: self.detection,
+            lease: self.lease,
+            skew: self.skew,
+            throttle: self.throttle,
+            rpo: self.rpo,
+            rto: self.rto,
+            grace: self.grace,
+            drain_timeout: self.drain_timeout,
+        }
+    }
 }
 
 impl ModelArgs {
@@ -303,16 +330,7 @@ impl ModelArgs {
     pub fn params(&self) -> Params {
         Params {
             tick: self.tick,
-            heartbeat: self.heartbeat,
-            delay: self.delay,
-            detection: self.detection,
-            lease: self.lease,
-            skew: self.skew,
-            throttle: self.throttle,
-            rpo: self.rpo,
-            rto: self.rto,
-            grace: self.grace,
-            drain_timeout: self.drain_timeout,
+            timing: self.timing.timing(),
             regions: self.regions,
             writes: self.writes,
             outages: self.outages,

@@ -9,7 +9,6 @@ use drcheck_impl::message::NodeId;
 use drcheck_impl::service::endpoint::Fault;
 use drcheck_impl::service::supervisor::{self, ServeOptions};
 use drcheck_impl::service::{control, http, region, Cluster};
-use drcheck_impl::time::Timing;
 
 use crate::args::{
     ControlArgs, EndpointArgs, FaultArgs, FaultKind, OperatorArgs, ReapplyArgs, RegionArgs,
@@ -42,12 +41,16 @@ pub fn serve(args: &ServeArgs) -> Result<ExitCode> {
     if args.token.as_deref() == Some("") {
         return Err(UsageError("--token must not be empty".into()).into());
     }
+    let timing = args.timing.timing();
+    timing
+        .check()
+        .map_err(|e| UsageError(format!("inconsistent timing: {e}")))?;
     let opts = ServeOptions {
         listen: socket_addr(&args.listen, "--listen")?,
         data_dir: args.data.clone(),
         regions: args.regions,
         minute_ms: args.minute_ms,
-        timing: Timing::default(),
+        timing: drcheck_impl::time::in_millis(&timing),
         token: args.token.clone(),
         exe: std::env::current_exe().context("finding the drcheck executable")?,
     };

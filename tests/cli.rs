@@ -9,7 +9,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use drcheck_model::Bug;
-use drcheck_properties::{Expectation, CATALOG};
+use drcheck_properties::timing::RULES;
+use drcheck_properties::{Expectation, Timing, CATALOG};
 use serde_json::Value;
 
 /// A tiny model: one crash outage, nothing else. Some `sometimes` properties are out of
@@ -72,13 +73,10 @@ const SMALL_NOISY: &[&str] = &[
 /// No single run here should take more than a second or so; a hang fails the test.
 const DEADLINE: Duration = Duration::from_secs(60);
 
-/// Exactly DESIGN.md's consistency rules as `model/src/config.rs` names them.
-const RULE_DETECTION: &str = "heartbeat + delay < detection";
-const RULE_LEASE: &str = "heartbeat + delay < lease + skew";
-const RULE_RTO: &str = "max(detection, lease + skew) <= rto";
-const RULE_RPO: &str = "2*delay + heartbeat + delay < rpo";
-const RULE_THROTTLE: &str = "2*delay <= throttle";
-const RULE_THROTTLE_RPO: &str = "throttle < rpo";
+/// The consistency rules, as `drcheck_properties::timing` names them.
+fn rule(i: usize) -> &'static str {
+    RULES[i].name
+}
 
 struct Output {
     code: i32,
@@ -655,48 +653,98 @@ fn out_of_range_and_non_multiple_parameters_exit_2() {
     );
 }
 
-#[test]
-fn each_consistency_rule_is_enforced() {
-    let cases: &[(&[&str], &str)] = &[
-        (&["--detection", "2"], RULE_DETECTION),
-        (&["--lease", "1", "--skew", "0"], RULE_LEASE),
-        (&["--rto", "5"], RULE_RTO),
-        (&["--rpo", "4", "--throttle", "3"], RULE_RPO),
-        (&["--throttle", "1"], RULE_THROTTLE),
-        (&["--throttle", "15"], RULE_THROTTLE_RPO),
-    ];
-    for &(args, rule) in cases {
-        let what = args.join(" ");
-        let out = check(SMALL, args);
-        assert_one_line_error(&out, &what);
-        assert!(
-            out.stderr.contains("inconsistent parameters"),
-            "{what}: {}",
-            out.stderr
-        );
-        assert!(
-            out.stderr.contains(rule),
-            "{what}: stderr does not name `{rule}`: {}",
-            out.stderr
-        );
-        // Only the broken rule is named.
-        for other in [
-            RULE_DETECTION,
-            RULE_LEASE,
-            RULE_RTO,
-            RULE_RPO,
-            RULE_THROTTLE,
-            RULE_THROTTLE_RPO,
-        ] {
-            if other != rule && !rule.contains(other) {
-                assert!(
-                    !out.stderr.contains(other),
-                    "{what}: also names `{other}`: {}",
-                    out.stderr
-                );
-            }
+/// One flag set that breaks each rule (and only it), in the order of `RULES`.
+const BREAKS: [&[&str]; 6] = [
+    &["--detection", "2"],
+    &["--lease", "1", "--skew", "0"],
+    &["--rto", "5"],
+    &["--rpo", "4", "--throttle", "3"],
+    &["--throttle", "1"],
+    &["--throttle", "15"],
+];
+
+/// The error names the broken rule, what it endangers, and no other rule.
+fn assert_names_only(out: &Output, what: &str, i: usize) {
+    assert_one_line_error(out, what);
+    assert!(
+        out.stderr.contains("inconsistent"),
+        "{what}: {}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains(rule(i)) && out.stderr.contains(RULES[i].endangers),
+        "{what}: stderr does not name `{}` and what it endangers: {}",
+        rule(i),
+        out.stderr
+    );
+    for other in RULES.iter().map(|r| r.name) {
+        if other != rule(i) && !rule(i).contains(other) {
+            assert!(
+                !out.stderr.contains(other),
+                "{what}: also names `{other}`: {}",
+                out.stderr
+            );
         }
     }
+}
+
+#[test]
+fn each_consistency_rule_is_enforced() {
+    assert_eq!(BREAKS.len(), RULES.len());
+    for (i, args) in BREAKS.iter().enumerate() {
+        let what = args.join(" ");
+        assert_names_only(&check(SMALL, args), &what, i);
+    }
+}
+
+#[test]
+fn serve_refuses_inconsistent_timing_before_starting_anything() {
+    let data = std::env::temp_dir().join(format!("drcheck-cli-serve-{}", std::process::id()));
+    for (i, args) in BREAKS.iter().enumerate() {
+        let mut argv = vec!["serve", "--listen", "127.0.0.1:1"];
+        let dir = data.to_string_lossy().into_owned();
+        argv.extend(["--data", dir.as_str()]);
+        argv.extend_from_slice(args);
+        let what = argv.join(" ");
+        assert_names_only(&drcheck(&argv), &what, i);
+        assert!(
+            !data.join("cluster.json").exists(),
+            "{what}: wrote a cluster"
+        );
+    }
+}
+
+#[test]
+fn region_and_control_refuse_a_cluster_file_with_inconsistent_timing() {
+    let dir = std::env::temp_dir().join(format!("drcheck-cli-cluster-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let addrs = || drcheck_impl::service::NodeAddrs {
+        protocol: "127.0.0.1:1".parse().expect("addr"),
+        rpc: "127.0.0.1:1".parse().expect("addr"),
+    };
+    let cluster = drcheck_impl::service::Cluster {
+        regions: 2,
+        timing: drcheck_impl::time::in_millis(&Timing {
+            detection: 2,
+            ..Timing::default()
+        }),
+        minute_ms: 1000,
+        start_unix_ms: 0,
+        control: addrs(),
+        region: vec![addrs(), addrs()],
+        data_dir: dir.clone(),
+        resume: None,
+    };
+    let file = dir.join("cluster.json");
+    std::fs::write(&file, serde_json::to_string(&cluster).expect("json")).expect("write");
+    let file = file.to_string_lossy().into_owned();
+    for argv in [
+        vec!["region", "--cluster", file.as_str(), "--id", "0"],
+        vec!["control", "--cluster", file.as_str()],
+    ] {
+        assert_names_only(&drcheck(&argv), &argv.join(" "), 0);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

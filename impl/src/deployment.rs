@@ -71,7 +71,7 @@ impl Default for DeploymentConfig {
     fn default() -> Self {
         DeploymentConfig {
             regions: 2,
-            timing: Timing::default(),
+            timing: crate::time::default_timing(),
             operator_token: String::new(),
             storage: Storage::Memory,
             mode: Mode::Virtual,
@@ -384,29 +384,14 @@ impl Deployment {
             hold,
             real,
         };
-        let t = &deployment.cfg.timing;
-        let timing_minutes = [
-            t.heartbeat,
-            t.delay,
-            t.detection,
-            t.lease,
-            t.skew,
-            t.throttle,
-            t.rpo,
-            t.rto,
-            t.grace,
-            t.drain_timeout,
-        ]
-        .iter()
-        .map(|ms| ms / MINUTE)
-        .collect();
+        let timing = deployment
+            .cfg
+            .timing
+            .map(|ms| u32::try_from(ms / MINUTE).unwrap_or(u32::MAX));
         deployment.observer.emit(
             deployment.clock.now(),
             NodeId::Control,
-            Event::Started {
-                regions: n,
-                timing_minutes,
-            },
+            Event::Started { regions: n, timing },
         );
         for r in 0..n {
             deployment.boot_region(r, true)?;

@@ -47,14 +47,7 @@ impl std::fmt::Display for Refusal {
     }
 }
 
-/// How the data primary changed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FailoverKind {
-    Automatic,
-    Forced,
-    Switchover,
-}
+pub use drcheck_properties::FailoverKind;
 
 /// One protocol-significant step.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -206,11 +199,10 @@ pub enum Event {
         region: u8,
         writes: Vec<WriteId>,
     },
-    /// A deployment started: how many regions, and its timing in minutes (heartbeat, delay,
-    /// detection, lease, skew, throttle, rpo, rto, grace, drain timeout).
+    /// A deployment started: how many regions, and its timing in whole minutes.
     Started {
         regions: u8,
-        timing_minutes: Vec<u64>,
+        timing: drcheck_properties::Timing,
     },
     /// A fault was injected (crash, isolate, recover, reconnect, partition, heal).
     Fault {

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use drcheck_properties::{FailoverKind as Kind, Ledger, RegionView, Status, View};
+use drcheck_properties::{Ledger, RegionView, Status, View};
 
 use crate::entry::WriteId;
 use crate::event::{Event, FailoverKind, Record};
@@ -164,11 +164,7 @@ impl Ghost {
                                 }
                             }
                         }
-                        let kind = match d.kind {
-                            FailoverKind::Automatic => Kind::Automatic,
-                            FailoverKind::Forced => Kind::Forced,
-                            FailoverKind::Switchover => Kind::Switchover,
-                        };
+                        let kind = d.kind;
                         self.ledger.record_failover(
                             kind,
                             d.from,

@@ -7,65 +7,24 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use serde::{Deserialize, Serialize};
-
 /// Milliseconds of protocol time.
 pub type Millis = u64;
 
 /// One protocol minute.
 pub const MINUTE: Millis = 60_000;
 
-/// The protocol's timing parameters, in protocol milliseconds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Timing {
-    /// A region heartbeats the control plane this often.
-    pub heartbeat: Millis,
-    /// The largest delay a message may take (a bound the protocol assumes, not enforces).
-    pub delay: Millis,
-    /// Silence after which the control plane declares a region failed.
-    pub detection: Millis,
-    /// Lease length, on the control plane's clock.
-    pub lease: Millis,
-    /// How far a region's clock may lag the control plane's.
-    pub skew: Millis,
-    /// Age of the oldest unconfirmed write at which the primary refuses new writes.
-    pub throttle: Millis,
-    pub rpo: Millis,
-    pub rto: Millis,
-    /// How long the control plane waits for the old primary when the RPO guard refuses.
-    pub grace: Millis,
-    /// How long a switchover may drain before it is aborted.
-    pub drain_timeout: Millis,
+/// The protocol's timing parameters, in protocol milliseconds (the one definition, with the
+/// defaults and consistency rules, is `drcheck_properties::Timing`).
+pub type Timing = drcheck_properties::Timing<Millis>;
+
+/// `minutes` in protocol milliseconds.
+pub fn in_millis(minutes: &drcheck_properties::Timing) -> Timing {
+    minutes.map(|m| u64::from(m) * MINUTE)
 }
 
-impl Default for Timing {
-    /// The defaults of `../shared/DESIGN.md`, the same as the model's.
-    fn default() -> Self {
-        Timing {
-            heartbeat: MINUTE,
-            delay: MINUTE,
-            detection: 5 * MINUTE,
-            lease: 5 * MINUTE,
-            skew: MINUTE,
-            throttle: 5 * MINUTE,
-            rpo: 15 * MINUTE,
-            rto: 60 * MINUTE,
-            grace: 30 * MINUTE,
-            drain_timeout: 5 * MINUTE,
-        }
-    }
-}
-
-impl Timing {
-    /// How long after its last grant a lease has surely expired on every region's clock.
-    pub fn lease_wait(&self) -> Millis {
-        self.lease + self.skew
-    }
-
-    /// Writes acknowledged at least this long ago count in `old_prefix_len` (RPO − H − D).
-    pub fn old_prefix_age(&self) -> Millis {
-        self.rpo.saturating_sub(self.heartbeat + self.delay)
-    }
+/// The default timing, in protocol milliseconds.
+pub fn default_timing() -> Timing {
+    in_millis(&drcheck_properties::Timing::default())
 }
 
 /// Where protocol time comes from.

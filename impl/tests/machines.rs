@@ -11,7 +11,7 @@ use drcheck_impl::protocol::control::{recover_routing, ControlMachine, Phase};
 use drcheck_impl::protocol::region::RegionMachine;
 use drcheck_impl::protocol::Effects;
 use drcheck_impl::store::Durable;
-use drcheck_impl::time::{Timing, MINUTE};
+use drcheck_impl::time::{default_timing as timing_default, MINUTE};
 use drcheck_properties::Role;
 
 const CP: NodeId = NodeId::Control;
@@ -33,7 +33,7 @@ fn region(id: u8, epoch: u32, role: Role, log: Vec<LogEntry>) -> RegionMachine {
         log,
         quarantine: Vec::new(),
     };
-    RegionMachine::new(id, 3, Timing::default(), durable, 0)
+    RegionMachine::new(id, 3, timing_default(), durable, 0)
 }
 
 fn deliver(m: &mut RegionMachine, from: NodeId, msg: Message) -> Effects {
@@ -180,7 +180,7 @@ fn heartbeat(role: Role, len: u64, old_prefix: u64, sent_at: u64) -> Message {
 
 #[test]
 fn the_control_plane_ignores_a_heartbeat_older_than_one_it_took() {
-    let mut cp = ControlMachine::new(2, Timing::default(), 0);
+    let mut cp = ControlMachine::new(2, timing_default(), 0);
     let mut fx = Effects::default();
     cp.receive(
         2 * MINUTE,
@@ -206,7 +206,7 @@ fn a_restarted_control_plane_refuses_automatic_failover_until_it_hears_the_prima
         Some((2, 1))
     );
     assert_eq!(recover_routing(&[None, None]), None);
-    let timing = Timing::default();
+    let timing = timing_default();
     let mut cp = ControlMachine::resume(2, timing, 0, 2, 1);
     let mut fx = Effects::default();
     // Region 0 (a secondary of epoch 2) reports; the primary never does.

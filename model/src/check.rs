@@ -10,11 +10,11 @@ use drcheck_properties::{Check, Expectation, PropertySpec, CATALOG};
 use serde::Serialize;
 use stateright::{Checker, HasDiscoveries, Model};
 
-use crate::bug::Bug;
 use crate::config::{Config, Params};
 use crate::model::{DrModel, Metric};
 use crate::search::{self, Step, Target};
 use crate::Action;
+use drcheck_properties::Bug;
 
 /// How to explore.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

@@ -4,24 +4,16 @@
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::bug::Bug;
+use drcheck_properties::{Bug, Inconsistent, Timing};
 
 /// Every parameter of the model, as a user states it (times in minutes).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Params {
     /// Minutes per tick of the model's clock.
     pub tick: u32,
-    pub heartbeat: u32,
-    pub delay: u32,
-    pub detection: u32,
-    pub lease: u32,
-    pub skew: u32,
-    pub throttle: u32,
-    pub rpo: u32,
-    pub rto: u32,
-    pub grace: u32,
-    /// How long a switchover's drain may take before it is aborted.
-    pub drain_timeout: u32,
+    /// The protocol's timing, in minutes (flattened: a trace file lists each parameter).
+    #[serde(flatten)]
+    pub timing: Timing,
     /// Regions (region 0 starts as data primary and compute region).
     pub regions: u32,
     /// Client writes.
@@ -48,16 +40,7 @@ impl Default for Params {
     fn default() -> Self {
         Params {
             tick: 1,
-            heartbeat: 1,
-            delay: 1,
-            detection: 5,
-            lease: 5,
-            skew: 1,
-            throttle: 5,
-            rpo: 15,
-            rto: 60,
-            grace: 30,
-            drain_timeout: 5,
+            timing: Timing::default(),
             regions: 2,
             writes: 2,
             outages: 1,
@@ -76,16 +59,8 @@ impl Default for Params {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Config {
     pub params: Params,
-    pub heartbeat: u8,
-    pub delay: u8,
-    pub detection: u8,
-    pub lease: u8,
-    pub skew: u8,
-    pub throttle: u8,
-    pub rpo: u8,
-    pub rto: u8,
-    pub grace: u8,
-    pub drain_timeout: u8,
+    /// The timing in ticks.
+    pub timing: Timing<u8>,
     pub regions: u8,
     pub writes: u8,
     pub outages: u8,
@@ -101,8 +76,8 @@ pub struct Config {
 /// Why a parameter set is refused.
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
 pub enum ConfigError {
-    #[error("inconsistent parameters: {rule} does not hold ({detail})")]
-    Inconsistent { rule: &'static str, detail: String },
+    #[error("inconsistent parameters: {0}")]
+    Inconsistent(Inconsistent),
     #[error("--{name} {value} is not a multiple of --tick {tick} (every time is in whole ticks)")]
     NotMultiple {
         name: &'static str,
@@ -131,7 +106,7 @@ fn in_range(
 }
 
 impl Params {
-    /// Converts to ticks and checks DESIGN.md's consistency block.
+    /// Converts to ticks and checks the timing's consistency rules.
     pub fn validate(&self) -> Result<Config, ConfigError> {
         let config = self.to_ticks()?;
         config.check_consistency()?;
@@ -161,35 +136,21 @@ impl Params {
                 "0..=120 ticks, 1 at least where a zero makes no sense",
             )
         };
-        let heartbeat = ticks("heartbeat", self.heartbeat, 1)?;
-        let delay = ticks("delay", self.delay, 0)?;
-        let detection = ticks("detection", self.detection, 1)?;
-        let lease = ticks("lease", self.lease, 1)?;
-        let skew = ticks("skew", self.skew, 0)?;
-        let throttle = ticks("throttle", self.throttle, 1)?;
-        let rpo = ticks("rpo", self.rpo, 1)?;
-        let rto = ticks("rto", self.rto, 1)?;
-        let grace = ticks("grace", self.grace, 0)?;
-        let drain_timeout = ticks("drain-timeout", self.drain_timeout, 1)?;
+        // A zero makes sense only for the delay, the skew and the grace period.
+        let timing = self.timing.try_map(|name, value| {
+            let lo = u32::from(!matches!(name, "delay" | "skew" | "grace"));
+            ticks(name, value, lo)
+        })?;
         let horizon = match self.horizon {
             0 => None,
             h => Some(ticks("horizon", h, 1)?),
         };
         // Every age is compared with the throttle, the RPO guard's threshold or the RPO, all
         // at most the RPO: beyond it, ages need not grow (the state space stays small).
-        let age_cap = rpo.max(throttle);
+        let age_cap = timing.rpo.max(timing.throttle);
         Ok(Config {
             params: self.clone(),
-            heartbeat,
-            delay,
-            detection,
-            lease,
-            skew,
-            throttle,
-            rpo,
-            rto,
-            grace,
-            drain_timeout,
+            timing,
             regions: in_range("regions", self.regions, 2, 3, "2..=3")?,
             writes: in_range("writes", self.writes, 0, 6, "0..=6")?,
             outages: in_range("outages", self.outages, 0, 3, "0..=3")?,
@@ -204,53 +165,13 @@ impl Params {
 }
 
 impl Config {
-    /// DESIGN.md's consistency block, in ticks. The error names the broken inequality.
+    /// The timing's consistency rules (`drcheck_properties::timing::RULES`), in ticks. The
+    /// error names the broken inequality and what it endangers.
     pub fn check_consistency(&self) -> Result<(), ConfigError> {
-        let (h, d) = (self.heartbeat, self.delay);
-        let rules: [(&'static str, bool, String); 6] = [
-            (
-                "heartbeat + delay < detection",
-                h + d < self.detection,
-                format!("{} + {} >= {}", h, d, self.detection),
-            ),
-            (
-                "heartbeat + delay < lease + skew",
-                h + d < self.lease + self.skew,
-                format!("{} + {} >= {} + {}", h, d, self.lease, self.skew),
-            ),
-            (
-                "max(detection, lease + skew) <= rto",
-                self.detection.max(self.lease + self.skew) <= self.rto,
-                format!(
-                    "max({}, {} + {}) > {}",
-                    self.detection, self.lease, self.skew, self.rto
-                ),
-            ),
-            (
-                "2*delay + heartbeat + delay < rpo",
-                2 * d + h + d < self.rpo,
-                format!("2*{d} + {h} + {d} >= {}", self.rpo),
-            ),
-            (
-                "2*delay <= throttle",
-                2 * d <= self.throttle,
-                format!("2*{d} > {}", self.throttle),
-            ),
-            (
-                "throttle < rpo",
-                self.throttle < self.rpo,
-                format!("{} >= {}", self.throttle, self.rpo),
-            ),
-        ];
-        for (rule, holds, detail) in rules {
-            if !holds {
-                return Err(ConfigError::Inconsistent {
-                    rule,
-                    detail: format!("{detail}, in ticks of {} min", self.params.tick),
-                });
-            }
-        }
-        Ok(())
+        self.timing.check().map_err(|mut e| {
+            e.detail = format!("{}, in ticks of {} min", e.detail, self.params.tick);
+            ConfigError::Inconsistent(e)
+        })
     }
 
     pub fn bug(&self) -> Option<Bug> {
@@ -264,32 +185,33 @@ impl Config {
     /// The lease wait: the control plane promotes no earlier than this many ticks after its
     /// last grant to the old primary.
     pub fn lease_wait(&self) -> u8 {
-        self.lease + self.skew
+        self.timing.lease + self.timing.skew
     }
 
     /// Ticks of silence after which the control plane declares a region failed.
     pub fn detection_threshold(&self) -> u8 {
         if self.has_bug(Bug::HastyDetection) {
-            self.heartbeat
+            self.timing.heartbeat
         } else {
-            self.detection
+            self.timing.detection
         }
     }
 
     /// Entries acknowledged at least this many ticks ago count in `old_prefix_len`.
     pub fn old_prefix_age(&self) -> u8 {
         if self.has_bug(Bug::RpoGuardNoMargin) {
-            self.rpo
+            self.timing.rpo
         } else {
-            self.rpo.saturating_sub(self.heartbeat + self.delay)
+            // At most the RPO, which is a u8.
+            u8::try_from(self.timing.old_prefix_age()).unwrap_or(u8::MAX)
         }
     }
 
     pub fn bounds(&self) -> drcheck_properties::Bounds {
         drcheck_properties::Bounds {
-            rpo: self.rpo,
-            rto: self.rto,
-            detection: self.detection,
+            rpo: self.timing.rpo,
+            rto: self.timing.rto,
+            detection: self.timing.detection,
         }
     }
 

@@ -9,7 +9,6 @@
 //! - [`svg`]: the Explorer's sequence diagram of a path.
 
 pub mod action;
-pub mod bug;
 pub mod check;
 pub mod config;
 pub mod model;
@@ -19,8 +18,8 @@ pub mod state;
 pub mod svg;
 
 pub use action::{Action, Actor};
-pub use bug::Bug;
 pub use check::{check, CheckOptions, Progress, Report, Strategy};
 pub use config::{Config, ConfigError, Params};
+pub use drcheck_properties::Bug;
 pub use model::{DrModel, Metric};
 pub use state::DrState;

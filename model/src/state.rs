@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use drcheck_properties::{fmt_log, Fate, Ledger, RegionView, Role, Routing, Status, View};
+use drcheck_properties::{fmt_log, Fate, RegionView, Role, Status, View};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
@@ -104,34 +104,8 @@ impl DrState {
     /// everything else is a caught-up secondary.
     pub fn initial(cfg: &Config) -> DrState {
         let n = usize::from(cfg.regions);
-        let regions = (0..n)
-            .map(|r| RegionView {
-                status: Status::Up,
-                role: if r == 0 {
-                    Role::Primary
-                } else {
-                    Role::Secondary
-                },
-                epoch: 1,
-                log: Vec::new(),
-                lease: if r == 0 { cfg.lease_wait() } else { 0 },
-                quarantine: Vec::new(),
-                down_for: None,
-                dark: false,
-            })
-            .collect();
         DrState {
-            view: View {
-                regions,
-                routing: Routing {
-                    epoch: 1,
-                    primary: 0,
-                    compute: 0,
-                    home: 0,
-                },
-                partitioned: false,
-                ledger: Ledger::default(),
-            },
+            view: View::initial(cfg.regions, cfg.lease_wait()),
             control: ControlPlane {
                 silence: vec![0; n],
                 failed: 0,

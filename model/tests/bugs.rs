@@ -3,6 +3,7 @@
 //! that property, so it is the guard that makes the difference.
 
 use drcheck_model::{check, Bug, CheckOptions, Params, Report};
+use drcheck_properties::Timing;
 
 /// The smallest scenario that exercises the guard each bug switches off (small enough to
 /// keep `cargo test` fast, large enough to reach the violation).
@@ -23,7 +24,10 @@ fn scenario(bug: Bug) -> Params {
             writes: 2,
             partitions: 1,
             forced: 1,
-            grace: 0,
+            timing: Timing {
+                grace: 0,
+                ..Timing::default()
+            },
             isolation: false,
             ..base
         },
@@ -60,7 +64,10 @@ fn scenario(bug: Bug) -> Params {
         },
         // The operator may wait for ever: the RTO is what says that is not good enough.
         Bug::NoAutoFailover => Params {
-            rto: 10,
+            timing: Timing {
+                rto: 10,
+                ..Timing::default()
+            },
             isolation: false,
             ..base
         },

@@ -2,7 +2,7 @@
 //! property is found, and the worst cases respect the RPO and the RTO.
 
 use drcheck_model::{check, CheckOptions, Params};
-use drcheck_properties::Expectation;
+use drcheck_properties::{Expectation, Timing};
 
 #[test]
 fn default_model_is_explored_completely_and_every_property_holds() {
@@ -30,9 +30,15 @@ fn default_model_is_explored_completely_and_every_property_holds() {
     // back after max(detection, lease + skew) = 6 minutes at most.
     let worst = &report.worst;
     let loss = worst.data_loss_minutes.expect("some failover loses writes");
-    assert!(loss < params.rpo, "data loss {loss} min reaches the RPO");
+    assert!(
+        loss < params.timing.rpo,
+        "data loss {loss} min reaches the RPO"
+    );
     let outage = worst.outage_to_writes_minutes.expect("outages happen");
-    assert!(outage <= params.rto, "outage {outage} min exceeds the RTO");
+    assert!(
+        outage <= params.timing.rto,
+        "outage {outage} min exceeds the RTO"
+    );
     assert!(worst.data_loss.as_ref().is_some_and(|c| c.path.is_some()));
     assert!(worst
         .outage_to_writes
@@ -52,7 +58,10 @@ fn with_two_outages_every_always_property_still_holds() {
         failbacks: 1,
         forced: 0,
         isolation: false,
-        drain_timeout: 13,
+        timing: Timing {
+            drain_timeout: 13,
+            ..Timing::default()
+        },
         ..Params::default()
     };
     let config = params.validate().expect("consistent");

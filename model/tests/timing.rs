@@ -12,6 +12,7 @@
 //! exactly when `detection <= heartbeat + delay`.
 
 use drcheck_model::{check, Bug, CheckOptions, Params, Report};
+use drcheck_properties::Timing;
 use proptest::prelude::*;
 
 fn run(params: &Params, property: &'static str) -> Report {
@@ -31,14 +32,17 @@ fn holds(report: &Report, property: &str) -> bool {
 /// Only what the boundary needs: one outage that may be an isolation, no writes.
 fn lease_scenario(heartbeat: u32, delay: u32, detection: u32, lease: u32, skew: u32) -> Params {
     Params {
-        heartbeat,
-        delay,
-        detection,
-        lease,
-        skew,
-        throttle: 2 * delay + 1,
-        rpo: 2 * delay + heartbeat + delay + 8,
-        rto: 60,
+        timing: Timing {
+            heartbeat,
+            delay,
+            detection,
+            lease,
+            skew,
+            throttle: 2 * delay + 1,
+            rpo: 2 * delay + heartbeat + delay + 8,
+            rto: 60,
+            ..Timing::default()
+        },
         writes: 0,
         outages: 1,
         partitions: 0,
@@ -83,11 +87,14 @@ proptest! {
     ) {
         // No faults at all: any declaration is spurious.
         let params = Params {
-            heartbeat,
-            delay,
-            detection,
-            lease: 8,
-            skew: 1,
+            timing: Timing {
+                heartbeat,
+                delay,
+                detection,
+                lease: 8,
+                skew: 1,
+                ..Timing::default()
+            },
             writes: 1,
             outages: 0,
             partitions: 0,

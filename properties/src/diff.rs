@@ -3,7 +3,8 @@
 
 use crate::fmt_log;
 use crate::ledger::Fate;
-use crate::view::{RegionView, View};
+use crate::region::RegionView;
+use crate::view::View;
 
 /// Human-readable changes from `before` to `after`. The steady passing of time (ages growing,
 /// leases running down or being renewed) is left out.

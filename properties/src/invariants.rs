@@ -8,7 +8,8 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::ledger::FailoverKind;
-use crate::view::{Bounds, Role, Status, View};
+use crate::region::{Role, Status};
+use crate::view::{Bounds, View};
 
 /// A broken invariant: which one, and what in the view breaks it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

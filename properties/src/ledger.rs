@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::view::RegionView;
+use crate::region::RegionView;
 
 /// What became of an acknowledged write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

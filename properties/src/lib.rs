@@ -3,17 +3,25 @@
 //! - [`View`]: the abstract view of a DR deployment (regions, routing, ghost [`Ledger`]);
 //! - every invariant of DESIGN.md as a plain function over it ([`invariants`]), listed with
 //!   its stable name in [`CATALOG`];
-//! - [`describe_changes`]: what changed between two views, for readable timelines.
+//! - [`describe_changes`]: what changed between two views, for readable timelines;
+//! - [`Timing`] and its consistency [`timing::RULES`], and the guard list [`Bug`]: what the
+//!   model, the implementation and the CLI must spell alike.
 
 pub mod diff;
+pub mod guard;
 pub mod invariants;
 pub mod ledger;
+pub mod region;
+pub mod timing;
 pub mod view;
 
 pub use diff::describe_changes;
+pub use guard::{Bug, UnknownBug};
 pub use invariants::{Verdict, Violation};
 pub use ledger::{FailoverKind, FailoverRecord, Fate, Ledger, WriteRecord};
-pub use view::{Bounds, Entry, RegionView, Role, Routing, Status, View};
+pub use region::{Entry, RegionView, Role, Routing, Status};
+pub use timing::{Inconsistent, Timing};
+pub use view::{initial_role, Bounds, View, FIRST_EPOCH, FIRST_PRIMARY};
 
 use serde::{Deserialize, Serialize};
 

@@ -6,90 +6,33 @@
 use serde::{Deserialize, Serialize};
 
 use crate::ledger::Ledger;
+use crate::region::{RegionView, Role, Routing, Status};
 
-/// Whether a region's machines are running and reachable.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum Status {
-    /// Running and reachable from the control plane and the other regions.
-    Up,
-    /// Crashed: volatile state (the lease) is gone, durable storage survives.
-    Down,
-    /// Running and serving its in-region clients, but cut off from the control plane and the
-    /// other regions.
-    Isolated,
-}
+/// The data epoch a new deployment starts in.
+pub const FIRST_EPOCH: u8 = 1;
 
-/// The role a region believes it has (it may be out of date).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum Role {
-    /// The data primary of its epoch: accepts writes while it holds a lease.
-    Primary,
-    /// Follows the primary of its epoch.
-    Secondary,
-    /// A primary that stopped writing for a planned switchover.
-    Fenced,
-    /// Knows a newer epoch exists and waits to rejoin as a secondary.
-    Stale,
-}
+/// The region that is data primary, compute region and home of a new deployment.
+pub const FIRST_PRIMARY: u8 = 0;
 
-/// One entry of a region's log. Its index is its position in the log.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct Entry {
-    /// The epoch of the primary that acknowledged it.
-    pub epoch: u8,
-    /// The id of the acknowledged write (see [`crate::WriteRecord`]).
-    pub write: u8,
-}
-
-/// One region as the invariants see it.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct RegionView {
-    pub status: Status,
-    pub role: Role,
-    /// The newest epoch this region knows.
-    pub epoch: u8,
-    /// Durable log of entries, index 0 first.
-    pub log: Vec<Entry>,
-    /// Ticks of real time until this region's own clock reaches its lease expiry (0: no lease).
-    pub lease: u8,
-    /// Durable lost-writes quarantine: ids of writes moved out of the log on rejoin.
-    pub quarantine: Vec<u8>,
-    /// Ghost: ticks since the region went down or was isolated; `None` while up and reachable.
-    pub down_for: Option<u8>,
-    /// Ghost: the region has been unreachable from the control plane at some instant since
-    /// the control plane last heard from it (its unavailability began then).
-    pub dark: bool,
-}
-
-impl RegionView {
-    /// Could this region acknowledge a write right now (ignoring the throttle)?
-    pub fn can_acknowledge(&self) -> bool {
-        self.status != Status::Down && self.role == Role::Primary && self.lease > 0
-    }
-
-    /// Has this region taken part in the current epoch (as primary, secondary or fenced)?
-    /// A region that is down, isolated or stale still holds a log that may diverge.
-    pub fn is_member_of(&self, epoch: u8) -> bool {
-        self.status == Status::Up && self.epoch == epoch && self.role != Role::Stale
-    }
-
-    /// Does the log hold this write?
-    pub fn holds(&self, write: u8) -> bool {
-        self.log.iter().any(|e| e.write == write)
+/// The role region `r` of a new deployment starts with.
+pub fn initial_role(r: u8) -> Role {
+    if r == FIRST_PRIMARY {
+        Role::Primary
+    } else {
+        Role::Secondary
     }
 }
 
-/// The control plane's routing: the data primary, the compute region behind the endpoint.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct Routing {
-    /// The current epoch, as the control plane numbers them.
-    pub epoch: u8,
-    /// The region the control plane considers the data primary.
-    pub primary: u8,
-    /// The region the global endpoint sends requests to.
-    pub compute: u8,
-    /// The region compute fails back to (region 0).
-    pub home: u8,
+impl Routing {
+    /// A new deployment's routing: everything at [`FIRST_PRIMARY`], epoch [`FIRST_EPOCH`].
+    pub fn initial() -> Routing {
+        Routing {
+            epoch: FIRST_EPOCH,
+            primary: FIRST_PRIMARY,
+            compute: FIRST_PRIMARY,
+            home: FIRST_PRIMARY,
+        }
+    }
 }
 
 /// Everything the invariants look at.
@@ -103,6 +46,28 @@ pub struct View {
 }
 
 impl View {
+    /// A new deployment of `regions` regions: every region up with an empty log, the first
+    /// primary holding a lease of `lease` ticks, the others caught-up secondaries.
+    pub fn initial(regions: u8, lease: u8) -> View {
+        View {
+            regions: (0..regions)
+                .map(|r| RegionView {
+                    status: Status::Up,
+                    role: initial_role(r),
+                    epoch: FIRST_EPOCH,
+                    log: Vec::new(),
+                    lease: if r == FIRST_PRIMARY { lease } else { 0 },
+                    quarantine: Vec::new(),
+                    down_for: None,
+                    dark: false,
+                })
+                .collect(),
+            routing: Routing::initial(),
+            partitioned: false,
+            ledger: Ledger::default(),
+        }
+    }
+
     /// The region the control plane considers the data primary.
     pub fn primary(&self) -> &RegionView {
         &self.regions[usize::from(self.routing.primary)]

@@ -13,7 +13,7 @@ use drcheck_impl::deployment::{DeployError, Deployment, DeploymentConfig, Operat
 use drcheck_impl::message::{Message, NodeId};
 use drcheck_impl::mutant::Mutants;
 use drcheck_impl::protocol::control::ControlStep;
-use drcheck_impl::time::{Timing, MINUTE};
+use drcheck_impl::time::Timing;
 use drcheck_model::protocol::apply;
 use drcheck_model::{Action, Config, DrState};
 use drcheck_properties::{describe_changes, View};
@@ -218,20 +218,7 @@ const TOKEN: &str = "replay";
 
 /// The implementation's timing for the model's parameters.
 fn timing(cfg: &Config) -> Timing {
-    let p = &cfg.params;
-    let ms = |minutes: u32| u64::from(minutes) * MINUTE;
-    Timing {
-        heartbeat: ms(p.heartbeat),
-        delay: ms(p.delay),
-        detection: ms(p.detection),
-        lease: ms(p.lease),
-        skew: ms(p.skew),
-        throttle: ms(p.throttle),
-        rpo: ms(p.rpo),
-        rto: ms(p.rto),
-        grace: ms(p.grace),
-        drain_timeout: ms(p.drain_timeout),
-    }
+    drcheck_impl::time::in_millis(&cfg.params.timing)
 }
 
 /// Delivers every message in flight that `pick` chooses, oldest first, including those the

@@ -121,14 +121,9 @@ pub fn parse_log(text: &str) -> Result<Vec<Record>, ValidateError> {
 /// The model the log is to be explained by: the deployment's regions and timing, and
 /// budgets as large as the log uses.
 pub fn model_for(records: &[Record]) -> Result<Config, ValidateError> {
-    let Some(Event::Started {
-        regions,
-        timing_minutes,
-    }) = records.first().map(|r| &r.event)
-    else {
+    let Some(Event::Started { regions, timing }) = records.first().map(|r| &r.event) else {
         return Err(ValidateError::NoStart);
     };
-    let t = |i: usize| timing_minutes.get(i).map_or(0, |&m| m as u32);
     let count = |pred: &dyn Fn(&Event) -> bool| {
         records.iter().filter(|r| pred(&r.event)).count().min(200) as u32
     };
@@ -137,16 +132,7 @@ pub fn model_for(records: &[Record]) -> Result<Config, ValidateError> {
     let within = |n: u32| n.min(1);
     let params = Params {
         regions: u32::from(*regions),
-        heartbeat: t(0),
-        delay: t(1),
-        detection: t(2),
-        lease: t(3),
-        skew: t(4),
-        throttle: t(5),
-        rpo: t(6),
-        rto: t(7),
-        grace: t(8),
-        drain_timeout: t(9),
+        timing: *timing,
         writes: count(&|e| {
             matches!(
                 e,

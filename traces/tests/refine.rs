@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Instant;
 
-use drcheck_impl::mutant::{Mutant, Mutants};
+use drcheck_impl::mutant::Mutants;
 use drcheck_model::Params;
 use drcheck_traces::refine::{known_divergence, replay, Coverage, DivergenceKind, RefineError};
 use drcheck_traces::walk::random_walk;
@@ -142,8 +142,7 @@ async fn a_bug_counterexample_breaks_the_same_property_on_its_mutant() {
     for trace in corpus() {
         let cfg = &trace.model.cfg;
         let bug = cfg.params.bug.expect("a bug's counterexample");
-        let mutant = Mutant::from_name(bug.name()).expect("a mutant of that name");
-        let r = replay(cfg, &trace.actions(), Mutants::only(mutant))
+        let r = replay(cfg, &trace.actions(), Mutants::only(bug))
             .await
             .expect("replay");
         let property = trace.violation().expect("the model's violation").property;

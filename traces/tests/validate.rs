@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use drcheck_impl::deployment::{Deployment, DeploymentConfig, OperatorRequest};
-use drcheck_impl::mutant::{Mutant, Mutants};
+use drcheck_impl::mutant::Mutants;
 use drcheck_properties::Status;
 use drcheck_traces::refine::replay_logged;
 use drcheck_traces::validate::{known_gap, model_for, parse_log, validate};
@@ -121,12 +121,11 @@ async fn logs_of_a_mutant_are_rejected() {
         }
         let trace = drcheck_traces::load(&file).expect("corpus file");
         let bug = trace.model.cfg.params.bug.expect("a bug");
-        let mutant = Mutant::from_name(bug.name()).expect("a mutant");
         let path = log_path(bug.name());
         replay_logged(
             &trace.model.cfg,
             &trace.actions(),
-            Mutants::only(mutant),
+            Mutants::only(bug),
             Some(path.clone()),
         )
         .await

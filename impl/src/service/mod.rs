@@ -90,6 +90,9 @@ impl Cluster {
                 cluster.regions
             )));
         }
+        cluster.timing.check().map_err(|e| {
+            ServiceError::Config(format!("{}: inconsistent timing: {e}", path.display()))
+        })?;
         Ok(cluster)
     }
 

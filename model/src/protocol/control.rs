@@ -4,10 +4,10 @@
 
 use drcheck_properties::{FailoverKind, Role, Status};
 
-use crate::bug::Bug;
 use crate::config::Config;
 use crate::protocol::region::{common_prefix, old_prefix};
 use crate::state::{DrState, Phase};
+use drcheck_properties::Bug;
 
 /// The healthy secondary of the current epoch the control plane would promote instead of
 /// `from`: the most caught-up one (by last entry, then length), lowest index on ties.
@@ -236,7 +236,11 @@ pub fn force_failover(cfg: &Config, s: &DrState, to: u8) -> Option<DrState> {
             && region.role == Role::Secondary
             && region.epoch == s.view.routing.epoch
     });
-    if s.budget.forced == 0 || !refused || waited < cfg.grace || !lease_expired(cfg, s) || !eligible
+    if s.budget.forced == 0
+        || !refused
+        || waited < cfg.timing.grace
+        || !lease_expired(cfg, s)
+        || !eligible
     {
         return None;
     }
@@ -421,7 +425,7 @@ pub fn abort_switchover(cfg: &Config, s: &DrState) -> Option<DrState> {
     else {
         return None;
     };
-    if draining < cfg.drain_timeout || drained(s, target) {
+    if draining < cfg.timing.drain_timeout || drained(s, target) {
         return None;
     }
     let mut next = s.clone();

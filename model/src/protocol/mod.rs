@@ -9,9 +9,9 @@ pub mod time;
 use drcheck_properties::Status;
 
 use crate::action::Action;
-use crate::bug::Bug;
 use crate::config::Config;
 use crate::state::DrState;
+use drcheck_properties::Bug;
 
 /// Every step that might be enabled in `s`, in a fixed order. [`apply`] decides.
 pub fn candidates(cfg: &Config, s: &DrState, out: &mut Vec<Action>) {

@@ -2,9 +2,9 @@
 
 use drcheck_properties::{Entry, Role, Status};
 
-use crate::bug::Bug;
 use crate::config::Config;
 use crate::state::DrState;
+use drcheck_properties::Bug;
 
 /// Length of the common prefix of two logs.
 pub fn common_prefix(a: &[Entry], b: &[Entry]) -> usize {
@@ -26,7 +26,7 @@ pub fn throttled(cfg: &Config, s: &DrState, p: u8) -> bool {
         .unwrap_or(log.len());
     log.get(confirmed)
         .and_then(|e| s.view.ledger.write(e.write))
-        .is_some_and(|w| w.age >= cfg.throttle)
+        .is_some_and(|w| w.age >= cfg.timing.throttle)
 }
 
 /// Would region `r` acknowledge a write now (its own view: role, lease, throttle)?
@@ -133,7 +133,7 @@ pub fn replication_due(cfg: &Config, s: &DrState, from: u8, to: u8) -> bool {
             .log
             .get(have)
             .and_then(|e| s.view.ledger.write(e.write))
-            .is_none_or(|w| w.age >= cfg.delay)
+            .is_none_or(|w| w.age >= cfg.timing.delay)
     })
 }
 

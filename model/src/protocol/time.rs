@@ -12,7 +12,7 @@ use crate::state::{DrState, Heartbeat, Phase};
 /// entries that have waited the maximum delay to be shipped.
 pub fn urgent(cfg: &Config, s: &DrState) -> bool {
     let n = s.region_count();
-    s.heartbeats.iter().any(|h| h.age >= cfg.delay)
+    s.heartbeats.iter().any(|h| h.age >= cfg.timing.delay)
         || (0..n).any(|r| control::may_declare(cfg, s, r))
         || (0..n).any(|r| control::may_rejoin(s, r) || control::promote(cfg, s, r).is_some())
         || control::may_fail_back_compute(s)
@@ -36,24 +36,26 @@ pub fn tick(cfg: &Config, s: &DrState) -> Option<DrState> {
     for h in &mut next.heartbeats {
         h.age += 1;
     }
-    let detection_cap = cfg.detection.max(cfg.detection_threshold());
+    let detection_cap = cfg.timing.detection.max(cfg.detection_threshold());
     for (r, region) in next.view.regions.iter_mut().enumerate() {
         region.lease = region.lease.saturating_sub(1);
-        region.down_for = region.down_for.map(|t| (t + 1).min(cfg.detection + 1));
+        region.down_for = region
+            .down_for
+            .map(|t| (t + 1).min(cfg.timing.detection + 1));
         let silence = &mut next.control.silence[r];
         *silence = (*silence + 1).min(detection_cap);
     }
     next.control.grant_age = (next.control.grant_age + 1).min(cfg.lease_wait());
     match &mut next.control.phase {
-        Phase::FailingOver { waited, .. } => *waited = (*waited + 1).min(cfg.grace),
+        Phase::FailingOver { waited, .. } => *waited = (*waited + 1).min(cfg.timing.grace),
         Phase::Switchover {
             fenced: true,
             draining,
             ..
-        } => *draining = (*draining + 1).min(cfg.drain_timeout),
+        } => *draining = (*draining + 1).min(cfg.timing.drain_timeout),
         _ => {}
     }
-    next.view.ledger.tick(cfg.age_cap, cfg.rto);
+    next.view.ledger.tick(cfg.age_cap, cfg.timing.rto);
     send_heartbeats(cfg, &mut next);
     Some(next)
 }
@@ -68,7 +70,7 @@ fn send_heartbeats(cfg: &Config, next: &mut DrState) {
         }
         let v = &mut next.volatile[usize::from(r)];
         v.since_heartbeat += 1;
-        if v.since_heartbeat < cfg.heartbeat {
+        if v.since_heartbeat < cfg.timing.heartbeat {
             continue;
         }
         v.since_heartbeat = 0;

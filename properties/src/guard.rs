@@ -1,4 +1,6 @@
-//! `--bug NAME`: one protocol guard switched off, and the property that must catch it.
+//! The protocol's guards, each of which `--bug NAME` switches off in the model and the
+//! implementation mutant of the same name switches off in the implementation: spelled once,
+//! here, with the property that must catch it.
 
 use std::fmt;
 use std::str::FromStr;
@@ -13,9 +15,10 @@ macro_rules! bugs {
         pub enum Bug { $($variant,)* }
 
         impl Bug {
+            /// Every guard, in the order `--list-bugs` shows them.
             pub const ALL: &'static [Bug] = &[$(Bug::$variant,)*];
 
-            /// The stable name used by `--bug`.
+            /// The stable name used by `--bug` and by the implementation's mutants.
             pub fn name(self) -> &'static str {
                 match self { $(Bug::$variant => $name,)* }
             }
@@ -66,17 +69,42 @@ impl fmt::Display for Bug {
     }
 }
 
+/// A `--bug` name no guard has.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnknownBug(pub String);
+
+impl fmt::Display for UnknownBug {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = Bug::ALL.iter().map(|b| b.name()).collect();
+        write!(f, "unknown bug '{}' (known: {})", self.0, names.join(", "))
+    }
+}
+
+impl std::error::Error for UnknownBug {}
+
 impl FromStr for Bug {
-    type Err = String;
+    type Err = UnknownBug;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Bug::ALL
             .iter()
             .copied()
             .find(|b| b.name() == s)
-            .ok_or_else(|| {
-                let names: Vec<&str> = Bug::ALL.iter().map(|b| b.name()).collect();
-                format!("unknown bug '{s}' (known: {})", names.join(", "))
-            })
+            .ok_or_else(|| UnknownBug(s.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_bug_names_a_property_of_the_catalog_and_parses_back() {
+        for &bug in Bug::ALL {
+            assert!(crate::property(bug.caught_by()).is_some(), "{bug}");
+            assert_eq!(bug.name().parse::<Bug>(), Ok(bug));
+        }
+        let e = "no-such".parse::<Bug>().expect_err("unknown");
+        assert!(e.to_string().contains("no-throttle"), "{e}");
     }
 }
