@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use drcheck_impl::mutant::Mutants;
+use drcheck_impl::protocol::mutant::Mutants;
 use drcheck_traces::refine::{self, known_divergence, RefineError};
 
 use crate::args::ShowArgs;

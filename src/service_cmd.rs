@@ -5,7 +5,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use drcheck_impl::message::NodeId;
+use drcheck_impl::protocol::message::NodeId;
 use drcheck_impl::service::endpoint::Fault;
 use drcheck_impl::service::supervisor::{self, ServeOptions};
 use drcheck_impl::service::{control, http, region, Cluster};

@@ -15,14 +15,14 @@ use drcheck_properties::{Bounds, Entry, RegionView, Role, Routing, Status, View,
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::entry::{Epoch, WriteId};
-use crate::event::{Event, Refusal};
+use drcheck_protocol::entry::{Epoch, WriteId};
+use drcheck_protocol::event::{Event, Refusal};
 use crate::ghost::{ticks, Ghost, TICK};
-use crate::message::{Envelope, Message, NodeId};
+use drcheck_protocol::message::{Envelope, Message, NodeId};
 use crate::node::{Input, Mailbox, NodeHandle, Output, Wiring};
 use crate::observe::Observer;
-use crate::protocol::control::{recover_routing, ControlMachine, ControlSnapshot, Phase};
-use crate::protocol::region::{Ack, RegionMachine, RegionSnapshot};
+use drcheck_protocol::control::{recover_routing, ControlMachine, ControlSnapshot, Phase};
+use drcheck_protocol::region::{Ack, RegionMachine, RegionSnapshot};
 use crate::store::{load_or_init, Durable, MemoryStore, RedbStore, Store, StoreError};
 use crate::time::{Clock, Millis, RealClock, Timing, VirtualClock, MINUTE};
 use crate::transport::memory::{InFlight, MemoryTransport};
@@ -61,7 +61,7 @@ pub struct DeploymentConfig {
     /// Keep the ghost ledger for [`Deployment::abstract_view`] (off for benchmarks).
     pub ghost: bool,
     /// Implementation mutants switched on (none without the `mutants` feature).
-    pub mutants: crate::mutant::Mutants,
+    pub mutants: drcheck_protocol::mutant::Mutants,
     /// The control plane decides nothing by itself ([`Deployment::control_step`]) and every
     /// message waits to be delivered: a caller follows a model path step by step.
     pub controlled: bool,
@@ -77,7 +77,7 @@ impl Default for DeploymentConfig {
             mode: Mode::Virtual,
             event_log: None,
             ghost: true,
-            mutants: crate::mutant::Mutants::default(),
+            mutants: drcheck_protocol::mutant::Mutants::default(),
             controlled: false,
         }
     }
@@ -672,7 +672,7 @@ impl Deployment {
     /// Controlled mode: the control plane takes `step` now, or says why it is not enabled.
     pub async fn control_step(
         &mut self,
-        step: crate::protocol::control::ControlStep,
+        step: drcheck_protocol::control::ControlStep,
     ) -> Result<Result<(), String>, DeployError> {
         let answer = match self.control.call(Input::ControlStep(step)).await {
             Some(Output::Operator(answer)) => answer,

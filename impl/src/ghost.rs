@@ -9,8 +9,8 @@ use std::collections::HashMap;
 
 use drcheck_properties::{Ledger, RegionView, Status, View};
 
-use crate::entry::WriteId;
-use crate::event::{Event, FailoverKind, Record};
+use drcheck_protocol::entry::WriteId;
+use drcheck_protocol::event::{Event, FailoverKind, Record};
 use crate::time::{Millis, Timing, MINUTE};
 
 /// One tick of the abstract view.

@@ -6,8 +6,8 @@ use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::sync::{Mutex, PoisonError};
 
-use crate::event::{Event, Record};
-use crate::message::NodeId;
+use drcheck_protocol::event::{Event, Record};
+use drcheck_protocol::message::NodeId;
 use crate::time::Millis;
 
 #[derive(Debug, Default)]
@@ -57,7 +57,7 @@ impl Observer {
                 event,
             };
             s.seq += 1;
-            record.trace();
+            trace(&record);
             if let Some(log) = &mut s.log {
                 let line = serde_json::to_string(&record).unwrap_or_default();
                 if let Err(e) = writeln!(log, "{line}") {
@@ -87,5 +87,34 @@ impl Observer {
                 None => Ok(()),
             }
         })
+    }
+}
+
+/// Emits the record as a `tracing` event. Fields: `seq`, `at`, `node`, `event` (the
+/// kind) and `detail` (the event's serde form as JSON, with the same field names as the
+/// JSON-lines log).
+fn trace(record: &Record) {
+    let detail = serde_json::to_string(&record.event).unwrap_or_default();
+    let node = record.node.to_string();
+    match &record.event {
+        Event::WriteRefused { .. }
+        | Event::FailoverBlocked { .. }
+        | Event::OperatorRefused { .. }
+        | Event::SwitchoverAborted { .. } => tracing::warn!(
+            target: "drcheck",
+            seq = record.seq, at = record.at, node = %node, event = record.event.kind(), detail = %detail
+        ),
+        Event::StoreFailed { .. } => tracing::error!(
+            target: "drcheck",
+            seq = record.seq, at = record.at, node = %node, event = record.event.kind(), detail = %detail
+        ),
+        Event::HeartbeatSent { .. } | Event::HeartbeatReceived { .. } => tracing::debug!(
+            target: "drcheck",
+            seq = record.seq, at = record.at, node = %node, event = record.event.kind(), detail = %detail
+        ),
+        _ => tracing::info!(
+            target: "drcheck",
+            seq = record.seq, at = record.at, node = %node, event = record.event.kind(), detail = %detail
+        ),
     }
 }

@@ -1,37 +1,11 @@
-//! Protocol time and the `Clock` seam.
-//!
-//! Protocol time is in milliseconds of *protocol* minutes since the deployment started: a
-//! virtual clock advances it by hand, a real clock scales wall time (`minute_ms` wall
-//! milliseconds per protocol minute) so that a 60-minute RTO can be watched in seconds.
+//! The `Clock` seam's implementations: a virtual clock a test advances by hand, and a real
+//! clock that scales wall time (`minute_ms` wall milliseconds per protocol minute) so that a
+//! 60-minute RTO can be watched in seconds. Protocol time itself is `drcheck_protocol::time`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-/// Milliseconds of protocol time.
-pub type Millis = u64;
-
-/// One protocol minute.
-pub const MINUTE: Millis = 60_000;
-
-/// The protocol's timing parameters, in protocol milliseconds (the one definition, with the
-/// defaults and consistency rules, is `drcheck_properties::Timing`).
-pub type Timing = drcheck_properties::Timing<Millis>;
-
-/// `minutes` in protocol milliseconds.
-pub fn in_millis(minutes: &drcheck_properties::Timing) -> Timing {
-    minutes.map(|m| u64::from(m) * MINUTE)
-}
-
-/// The default timing, in protocol milliseconds.
-pub fn default_timing() -> Timing {
-    in_millis(&drcheck_properties::Timing::default())
-}
-
-/// Where protocol time comes from.
-pub trait Clock: Send + Sync + 'static {
-    /// Protocol time now, on the control plane's clock (a region subtracts its lag).
-    fn now(&self) -> Millis;
-}
+pub use drcheck_protocol::time::{default_timing, in_millis, Clock, Millis, Timing, MINUTE};
 
 /// Wall time, scaled: `minute_ms` wall milliseconds make one protocol minute.
 #[derive(Debug)]

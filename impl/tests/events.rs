@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use common::{eventful_run, EXPECTED_KINDS, TOKEN};
 use drcheck_impl::deployment::{Deployment, DeploymentConfig};
-use drcheck_impl::event::{Event, Record};
+use drcheck_impl::protocol::event::{Event, Record};
 
 #[tokio::test]
 async fn the_json_lines_log_reads_back_as_the_events_of_the_run() {

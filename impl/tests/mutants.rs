@@ -10,8 +10,8 @@ mod common;
 
 use common::{patient, TOKEN};
 use drcheck_impl::deployment::{Deployment, DeploymentConfig, OperatorRequest};
-use drcheck_impl::message::{Message, NodeId};
-use drcheck_impl::mutant::{Mutant, Mutants};
+use drcheck_impl::protocol::message::{Message, NodeId};
+use drcheck_impl::protocol::mutant::{Mutant, Mutants};
 
 /// Runs a scenario, collecting every property violated after any of its steps.
 struct Run {

@@ -5,7 +5,7 @@ mod common;
 
 use common::{assert_invariants, patient, run, run_until, start, TOKEN};
 use drcheck_impl::deployment::{OperatorError, OperatorRequest, OperatorResponse};
-use drcheck_impl::event::Refusal;
+use drcheck_impl::protocol::event::Refusal;
 use drcheck_properties::{FailoverKind, Fate, Role, Status};
 
 #[tokio::test]

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use drcheck_impl::entry::LogEntry;
+use drcheck_impl::protocol::entry::LogEntry;
 use drcheck_impl::store::{RedbStore, Store, StoreOp};
 use drcheck_properties::Role;
 

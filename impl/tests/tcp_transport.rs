@@ -6,7 +6,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use drcheck_impl::message::{Envelope, Message, NodeId};
+use drcheck_impl::protocol::message::{Envelope, Message, NodeId};
 use drcheck_impl::transport::tcp::{listen, TcpTransport, MAX_LINE};
 use drcheck_impl::transport::{Links, Transport};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -102,7 +102,7 @@ async fn messages_arrive_in_order_and_intact() {
         }
         // A bigger message, with text that needs escaping, comes through intact too.
         let entries = (0..50)
-            .map(|i| drcheck_impl::entry::LogEntry {
+            .map(|i| drcheck_impl::protocol::entry::LogEntry {
                 epoch: 1,
                 write: i,
                 acked_at: 1000 + i,

@@ -10,8 +10,8 @@
 //! After every step the implementation's `abstract_view()` must equal the model's view.
 
 use drcheck_impl::deployment::{DeployError, Deployment, DeploymentConfig, OperatorRequest};
-use drcheck_impl::message::{Message, NodeId};
-use drcheck_impl::mutant::Mutants;
+use drcheck_impl::protocol::message::{Message, NodeId};
+use drcheck_impl::protocol::mutant::Mutants;
 use drcheck_impl::protocol::control::ControlStep;
 use drcheck_impl::time::Timing;
 use drcheck_model::protocol::apply;

@@ -11,8 +11,8 @@
 
 use std::collections::HashSet;
 
-use drcheck_impl::entry::WriteId;
-use drcheck_impl::event::{Event, FailoverKind, Record};
+use drcheck_impl::protocol::entry::WriteId;
+use drcheck_impl::protocol::event::{Event, FailoverKind, Record};
 use drcheck_impl::time::MINUTE;
 use drcheck_model::protocol::apply;
 use drcheck_model::{Action, Config, DrState, Params};

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Instant;
 
-use drcheck_impl::mutant::Mutants;
+use drcheck_impl::protocol::mutant::Mutants;
 use drcheck_model::Params;
 use drcheck_traces::refine::{known_divergence, replay, Coverage, DivergenceKind, RefineError};
 use drcheck_traces::walk::random_walk;

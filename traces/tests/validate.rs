@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use drcheck_impl::deployment::{Deployment, DeploymentConfig, OperatorRequest};
-use drcheck_impl::mutant::Mutants;
+use drcheck_impl::protocol::mutant::Mutants;
 use drcheck_properties::Status;
 use drcheck_traces::refine::replay_logged;
 use drcheck_traces::validate::{known_gap, model_for, parse_log, validate};

@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 use super::change::{rfc3339_millis, Change};
 use super::outcome::FhirError;
 use super::validate::{check_id, check_resource, check_type};
-use crate::entry::LogEntry;
+use drcheck_protocol::entry::LogEntry;
 
 /// One version of a resource: what it is and where the log holds it.
 #[derive(Clone, Debug, PartialEq, Eq)]

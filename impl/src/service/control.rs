@@ -2,9 +2,9 @@
 
 use std::sync::Arc;
 
-use crate::message::NodeId;
+use drcheck_protocol::message::NodeId;
 use crate::node::{Input, NodeHandle, Output, Wiring};
-use crate::protocol::control::ControlMachine;
+use drcheck_protocol::control::ControlMachine;
 use crate::service::region::Common;
 use crate::service::rpc::{Reply, Request};
 use crate::service::{ProcessConfig, ServiceError};

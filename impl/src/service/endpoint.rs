@@ -25,13 +25,13 @@ use axum::Router;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::entry::WriteId;
+use drcheck_protocol::entry::WriteId;
 use crate::fhir::change::{http_date, Change};
 use crate::fhir::index::WriteRequest;
 use crate::fhir::outcome::FhirError;
 use crate::fhir::{types, validate};
-use crate::protocol::control::ControlSnapshot;
-use crate::protocol::region::Ack;
+use drcheck_protocol::control::ControlSnapshot;
+use drcheck_protocol::region::Ack;
 use crate::service::rpc::{self, Failure, QuarantinedWrite, RegionSummary, Reply, Request};
 use crate::time::unix_ms;
 

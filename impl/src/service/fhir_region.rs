@@ -2,14 +2,14 @@
 //! versions its log holds. A FHIR write is checked against the current versions and appended
 //! in one step of the region's task, so `If-Match` and version numbers cannot race.
 
-use crate::entry::WriteId;
-use crate::event::{Event, Refusal};
+use drcheck_protocol::entry::WriteId;
+use drcheck_protocol::event::{Event, Refusal};
 use crate::fhir::change::Change;
 use crate::fhir::index::{self, Index, WriteRequest};
 use crate::fhir::outcome::FhirError;
 use crate::node::{FhirWriteResult, Input, Machine, Output};
-use crate::protocol::region::RegionMachine;
-use crate::protocol::Effects;
+use drcheck_protocol::region::RegionMachine;
+use drcheck_protocol::Effects;
 use crate::service::rpc::{Failure, QuarantinedWrite, RegionSummary};
 use crate::time::{Millis, MINUTE};
 
@@ -160,7 +160,7 @@ impl FhirRegion {
 }
 
 impl Machine for FhirRegion {
-    fn node(&self) -> crate::message::NodeId {
+    fn node(&self) -> drcheck_protocol::message::NodeId {
         self.machine.node()
     }
 

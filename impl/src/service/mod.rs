@@ -20,7 +20,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::message::NodeId;
+use drcheck_protocol::message::NodeId;
 use crate::time::Timing;
 
 /// Everything a region or control-plane process needs to know at start.
@@ -42,7 +42,7 @@ pub struct ProcessConfig {
     /// Write this process's events as JSON lines here.
     pub event_log: Option<PathBuf>,
     /// Control plane: the routing to resume with (see [`Cluster::resume`]).
-    pub resume: Option<(crate::entry::Epoch, u8)>,
+    pub resume: Option<(drcheck_protocol::entry::Epoch, u8)>,
 }
 
 /// Where one node listens.
@@ -71,7 +71,7 @@ pub struct Cluster {
     /// The routing the control plane resumes with when the regions' stores hold an earlier
     /// run (epoch, data primary); `None` for a new deployment.
     #[serde(default)]
-    pub resume: Option<(crate::entry::Epoch, u8)>,
+    pub resume: Option<(drcheck_protocol::entry::Epoch, u8)>,
 }
 
 impl Cluster {

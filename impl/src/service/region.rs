@@ -7,10 +7,10 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
-use crate::message::{Envelope, NodeId};
+use drcheck_protocol::message::{Envelope, NodeId};
 use crate::node::{Input, Mailbox, NodeHandle, Output, Wiring};
 use crate::observe::Observer;
-use crate::protocol::region::RegionMachine;
+use drcheck_protocol::region::RegionMachine;
 use crate::service::fhir_region::FhirRegion;
 use crate::service::rpc::{self, Reply, Request};
 use crate::service::{io, ProcessConfig, ServiceError};

@@ -11,12 +11,12 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
-use crate::entry::{Epoch, WriteId};
-use crate::event::Refusal;
+use drcheck_protocol::entry::{Epoch, WriteId};
+use drcheck_protocol::event::Refusal;
 use crate::fhir::change::Change;
 use crate::fhir::index::WriteRequest;
-use crate::protocol::control::ControlSnapshot;
-use crate::protocol::region::Ack;
+use drcheck_protocol::control::ControlSnapshot;
+use drcheck_protocol::region::Ack;
 use crate::time::Millis;
 use drcheck_properties::Role;
 

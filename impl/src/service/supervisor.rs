@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use tokio::process::{Child, Command};
 
-use crate::message::NodeId;
+use drcheck_protocol::message::NodeId;
 use crate::service::endpoint::{self, EndpointConfig, Fault, Faults};
 use crate::service::rpc::{self, Reply, Request};
 use crate::service::{io, Cluster, NodeAddrs, ServiceError};
@@ -277,7 +277,7 @@ impl Faults for Supervisor {
 /// no region process runs yet).
 fn recover_from_stores(
     cluster: &Cluster,
-) -> Result<Option<(crate::entry::Epoch, u8)>, ServiceError> {
+) -> Result<Option<(drcheck_protocol::entry::Epoch, u8)>, ServiceError> {
     use crate::store::Store as _;
     let mut held = Vec::new();
     for r in 0..cluster.regions {
@@ -292,7 +292,7 @@ fn recover_from_stores(
         };
         held.push(durable.map(|d| (d.epoch, d.role)));
     }
-    Ok(crate::protocol::control::recover_routing(&held))
+    Ok(drcheck_protocol::control::recover_routing(&held))
 }
 
 /// Runs a whole deployment until Ctrl-C. Prints where the endpoint listens, the data

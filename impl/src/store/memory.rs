@@ -75,7 +75,7 @@ pub(super) mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::entry::LogEntry;
+    use drcheck_protocol::entry::LogEntry;
 
     pub fn entry(epoch: u32, write: u64) -> LogEntry {
         LogEntry {

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use super::memory::never_written;
 use super::{Durable, Store, StoreError, StoreOp};
-use crate::entry::{Epoch, LogEntry, Quarantined};
+use drcheck_protocol::entry::{Epoch, LogEntry, Quarantined};
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");

@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 use std::sync::{Mutex, PoisonError};
 
-use crate::message::{Envelope, NodeId};
+use drcheck_protocol::message::{Envelope, NodeId};
 use crate::transport::{Links, Transport};
 
 /// A message sent and not yet delivered.

@@ -10,7 +10,7 @@ pub mod tcp;
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use crate::message::{Envelope, NodeId};
+use drcheck_protocol::message::{Envelope, NodeId};
 
 pub trait Transport: Send + Sync + 'static {
     /// Sends a message; it may be lost.

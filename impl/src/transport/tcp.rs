@@ -35,7 +35,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
 use super::{Links, Transport};
-use crate::message::{Envelope, NodeId};
+use drcheck_protocol::message::{Envelope, NodeId};
 
 /// The longest line (one encoded envelope, newline excluded) a reader accepts. A sender drops
 /// a message whose line would be longer rather than have the receiver close the connection.

@@ -14,7 +14,7 @@ use crate::entry::Epoch;
 use crate::event::{Event, FailoverKind};
 use crate::message::{Heartbeat, Message, NodeId};
 use crate::mutant::{Mutant, Mutants};
-use crate::protocol::Effects;
+use crate::effects::Effects;
 use crate::time::{Millis, Timing};
 
 /// The control plane's routing.

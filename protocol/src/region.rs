@@ -12,8 +12,8 @@ use crate::entry::{common_prefix, epoch_runs, Epoch, LogEntry, Quarantined, Writ
 use crate::event::{Event, Refusal};
 use crate::message::{Heartbeat, Message, NodeId};
 use crate::mutant::{Mutant, Mutants};
-use crate::protocol::Effects;
-use crate::store::{Durable, StoreOp};
+use crate::effects::Effects;
+use crate::durable::{Durable, StoreOp};
 use crate::time::{Millis, Timing};
 
 /// Most entries one `Append` carries (a lagging secondary catches up over several).

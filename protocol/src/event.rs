@@ -1,8 +1,8 @@
 //! Observability: every protocol-significant step as a structured event.
 //!
-//! Each [`Event`] is emitted as a `tracing` event (target `drcheck`, field `event` naming
+//! Each [`Event`] is emitted (by the implementation's observer) as a `tracing` event (target `drcheck`, field `event` naming
 //! the kind, the other fields as in the serde form) and, when a log is switched on, written as
-//! one JSON line (see [`crate::deployment::Deployment`]). The serde form is the stable schema:
+//! one JSON line. The serde form is the stable schema:
 //! later tools (validation against the model) read it back.
 
 use serde::{Deserialize, Serialize};
@@ -255,37 +255,6 @@ impl Event {
             Event::Started { .. } => "started",
             Event::Merged { .. } => "merged",
             Event::Fault { .. } => "fault",
-        }
-    }
-}
-
-impl Record {
-    /// Emits the record as a `tracing` event. Fields: `seq`, `at`, `node`, `event` (the
-    /// kind) and `detail` (the event's serde form as JSON, with the same field names as the
-    /// JSON-lines log).
-    pub fn trace(&self) {
-        let detail = serde_json::to_string(&self.event).unwrap_or_default();
-        let node = self.node.to_string();
-        match &self.event {
-            Event::WriteRefused { .. }
-            | Event::FailoverBlocked { .. }
-            | Event::OperatorRefused { .. }
-            | Event::SwitchoverAborted { .. } => tracing::warn!(
-                target: "drcheck",
-                seq = self.seq, at = self.at, node = %node, event = self.event.kind(), detail = %detail
-            ),
-            Event::StoreFailed { .. } => tracing::error!(
-                target: "drcheck",
-                seq = self.seq, at = self.at, node = %node, event = self.event.kind(), detail = %detail
-            ),
-            Event::HeartbeatSent { .. } | Event::HeartbeatReceived { .. } => tracing::debug!(
-                target: "drcheck",
-                seq = self.seq, at = self.at, node = %node, event = self.event.kind(), detail = %detail
-            ),
-            _ => tracing::info!(
-                target: "drcheck",
-                seq = self.seq, at = self.at, node = %node, event = self.event.kind(), detail = %detail
-            ),
         }
     }
 }

@@ -1,12 +1,8 @@
-//! The DR protocol as plain state machines: inputs in, [`Effects`] out, time passed in.
-//! Nothing here does I/O; `crate::runtime` drives these from tokio tasks.
-
-pub mod control;
-pub mod region;
+//! What handling one input asks the shell to do.
 
 use crate::event::Event;
 use crate::message::{Envelope, Message, NodeId};
-use crate::store::StoreOp;
+use crate::durable::StoreOp;
 
 /// What handling one input asks the shell to do, in this order: persist `store` (all or
 /// nothing; nothing is acknowledged before it is durable), record `events`, send `send`.
@@ -18,11 +14,11 @@ pub struct Effects {
 }
 
 impl Effects {
-    fn send(&mut self, from: NodeId, to: NodeId, msg: Message) {
+    pub(crate) fn send(&mut self, from: NodeId, to: NodeId, msg: Message) {
         self.send.push(Envelope { from, to, msg });
     }
 
-    fn event(&mut self, event: Event) {
+    pub(crate) fn event(&mut self, event: Event) {
         self.events.push(event);
     }
 }
