@@ -15,19 +15,22 @@ use drcheck_properties::{Bounds, Entry, RegionView, Role, Routing, Status, View,
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use drcheck_protocol::entry::{Epoch, WriteId};
-use drcheck_protocol::event::{Event, Refusal};
 use crate::ghost::{ticks, Ghost, TICK};
-use drcheck_protocol::message::{Envelope, Message, NodeId};
-use crate::node::{Input, Mailbox, NodeHandle, Output, Wiring};
+use crate::node::{Feed, NodeHandle, Wiring};
 use crate::observe::Observer;
-use drcheck_protocol::control::{recover_routing, ControlMachine, ControlSnapshot, Phase};
-use drcheck_protocol::region::{Ack, RegionMachine, RegionSnapshot};
 use crate::store::{load_or_init, Durable, MemoryStore, RedbStore, Store, StoreError};
 use crate::time::{Clock, Millis, RealClock, Timing, VirtualClock, MINUTE};
 use crate::transport::memory::{InFlight, MemoryTransport};
 use crate::transport::tcp::{self, TcpTransport};
 use crate::transport::{Links, Transport};
+use drcheck_protocol::control::{
+    recover_routing, ControlInput, ControlMachine, ControlOutput, ControlSnapshot, Phase,
+};
+use drcheck_protocol::entry::{Epoch, WriteId};
+use drcheck_protocol::event::{Event, Refusal};
+use drcheck_protocol::message::{Envelope, Message, NodeId};
+use drcheck_protocol::refusal::{OperatorRefusal, StepRefusal};
+use drcheck_protocol::region::{Ack, RegionInput, RegionMachine, RegionOutput, RegionSnapshot};
 
 /// Where regions keep their durable state.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -153,7 +156,7 @@ pub enum OperatorError {
     #[error("the operator credential is missing or wrong")]
     Unauthorized,
     #[error("refused: {0}")]
-    Refused(String),
+    Refused(OperatorRefusal),
 }
 
 enum StoreSlot {
@@ -171,7 +174,7 @@ impl StoreSlot {
 }
 
 struct RegionSlot {
-    node: Option<NodeHandle>,
+    node: Option<NodeHandle<RegionMachine>>,
     status: Status,
     store: StoreSlot,
     /// How far this region's clock lags the control plane's (the full skew, as the model).
@@ -183,18 +186,21 @@ struct RealParts {
     peers: HashMap<NodeId, SocketAddr>,
     /// The current mailbox of each node (none while it is down): index `regions` is the
     /// control plane. The TCP listeners and the ticker post through these.
-    mailboxes: Vec<Arc<Mutex<Option<Mailbox>>>>,
+    mailboxes: Vec<FeedSlot>,
     tasks: Vec<JoinHandle<()>>,
 }
 
-fn post_to(slot: &Mutex<Option<Mailbox>>, input: Input) {
-    if let Some(mailbox) = &*slot.lock().unwrap_or_else(PoisonError::into_inner) {
-        mailbox.post(input);
+/// A node's current mailbox, whatever its machine (none while it is down).
+type FeedSlot = Arc<Mutex<Option<Box<dyn Feed>>>>;
+
+fn with_feed(slot: &Mutex<Option<Box<dyn Feed>>>, f: impl FnOnce(&dyn Feed)) {
+    if let Some(feed) = &*slot.lock().unwrap_or_else(PoisonError::into_inner) {
+        f(feed.as_ref());
     }
 }
 
-fn set_mailbox(slot: &Mutex<Option<Mailbox>>, mailbox: Option<Mailbox>) {
-    *slot.lock().unwrap_or_else(PoisonError::into_inner) = mailbox;
+fn set_mailbox(slot: &Mutex<Option<Box<dyn Feed>>>, feed: Option<Box<dyn Feed>>) {
+    *slot.lock().unwrap_or_else(PoisonError::into_inner) = feed;
 }
 
 impl RealParts {
@@ -217,13 +223,13 @@ impl RealParts {
                 source,
             })?;
             peers.insert(node, addr);
-            let slot: Arc<Mutex<Option<Mailbox>>> = Arc::default();
+            let slot: FeedSlot = Arc::default();
             let (sink, mut arrivals) = mpsc::unbounded_channel::<Envelope>();
             tasks.push(tcp::listen(listener, links.clone(), sink));
             let feed = slot.clone();
             tasks.push(tokio::spawn(async move {
                 while let Some(envelope) = arrivals.recv().await {
-                    post_to(&feed, Input::Message(envelope));
+                    with_feed(&feed, |f| f.deliver(envelope));
                 }
             }));
             mailboxes.push(slot);
@@ -244,7 +250,7 @@ impl RealParts {
             loop {
                 interval.tick().await;
                 for slot in &mailboxes {
-                    post_to(slot, Input::Tick);
+                    with_feed(slot, |f| f.tick());
                 }
             }
         }));
@@ -268,7 +274,7 @@ pub struct Deployment {
     links: Links,
     observer: Arc<Observer>,
     regions: Vec<RegionSlot>,
-    control: NodeHandle,
+    control: NodeHandle<ControlMachine>,
     ghost: Option<Ghost>,
     /// Protocol time up to which the ghost has counted ticks.
     ghost_time: Millis,
@@ -399,7 +405,7 @@ impl Deployment {
         if let Some(real) = &mut deployment.real {
             set_mailbox(
                 &real.mailboxes[usize::from(n)],
-                Some(deployment.control.mailbox()),
+                Some(Box::new(deployment.control.mailbox())),
             );
             if let Mode::Real { minute_ms } = deployment.cfg.mode {
                 real.start_ticker(minute_ms);
@@ -433,7 +439,10 @@ impl Deployment {
             },
         );
         if let Some(real) = &self.real {
-            set_mailbox(&real.mailboxes[usize::from(r)], Some(node.mailbox()));
+            set_mailbox(
+                &real.mailboxes[usize::from(r)],
+                Some(Box::new(node.mailbox())),
+            );
         }
         self.regions[usize::from(r)].node = Some(node);
         Ok(())
@@ -473,7 +482,7 @@ impl Deployment {
         self.regions.get(usize::from(r)).map(|s| s.status)
     }
 
-    async fn call_region(&self, r: u8, input: Input) -> Option<Output> {
+    async fn call_region(&self, r: u8, input: RegionInput) -> Option<RegionOutput> {
         self.regions
             .get(usize::from(r))?
             .node
@@ -484,8 +493,8 @@ impl Deployment {
 
     /// The control plane's state (routing, phase, what it heard).
     pub async fn control_state(&self) -> Result<ControlSnapshot, DeployError> {
-        match self.control.call(Input::Snapshot).await {
-            Some(Output::Control(s)) => Ok(*s),
+        match self.control.call(ControlInput::Snapshot).await {
+            Some(ControlOutput::Snapshot(s)) => Ok(*s),
             _ => Err(DeployError::Stopped(NodeId::Control)),
         }
     }
@@ -493,7 +502,7 @@ impl Deployment {
     /// Region `r`'s state: from the running region, or from its store while it is down.
     pub async fn region_state(&self, r: u8) -> Result<RegionSnapshot, DeployError> {
         let slot = self.slot(r)?;
-        if let Some(Output::Region(s)) = self.call_region(r, Input::Snapshot).await {
+        if let Some(RegionOutput::Snapshot(s)) = self.call_region(r, RegionInput::Snapshot).await {
             return Ok(*s);
         }
         let durable = slot
@@ -657,13 +666,13 @@ impl Deployment {
         match envelope.to {
             NodeId::Control => {
                 self.control
-                    .call(Input::Message(envelope))
+                    .call(ControlInput::Message(envelope))
                     .await
                     .ok_or(DeployError::Stopped(NodeId::Control))?;
             }
             NodeId::Region(r) => {
                 // A region that is down loses what arrives.
-                let _ = self.call_region(r, Input::Message(envelope)).await;
+                let _ = self.call_region(r, RegionInput::Message(envelope)).await;
             }
         }
         Ok(())
@@ -673,9 +682,9 @@ impl Deployment {
     pub async fn control_step(
         &mut self,
         step: drcheck_protocol::control::ControlStep,
-    ) -> Result<Result<(), String>, DeployError> {
-        let answer = match self.control.call(Input::ControlStep(step)).await {
-            Some(Output::Operator(answer)) => answer,
+    ) -> Result<Result<(), StepRefusal>, DeployError> {
+        let answer = match self.control.call(ControlInput::Step(step)).await {
+            Some(ControlOutput::Stepped(answer)) => answer,
             _ => return Err(DeployError::Stopped(NodeId::Control)),
         };
         self.observe().await?;
@@ -684,7 +693,7 @@ impl Deployment {
 
     /// Region `from` retransmits to region `to` now (controlled stepping).
     pub async fn ship_now(&mut self, from: u8, to: u8) -> Result<(), DeployError> {
-        let _ = self.call_region(from, Input::ShipNow { to }).await;
+        let _ = self.call_region(from, RegionInput::ShipNow { to }).await;
         self.observe().await
     }
 
@@ -722,11 +731,11 @@ impl Deployment {
         for _ in 0..minutes {
             clock.advance(TICK);
             for r in 0..self.cfg.regions {
-                let _ = self.call_region(r, Input::Tick).await;
+                let _ = self.call_region(r, RegionInput::Tick).await;
                 self.settle().await?;
             }
             self.control
-                .call(Input::Tick)
+                .call(ControlInput::Tick)
                 .await
                 .ok_or(DeployError::Stopped(NodeId::Control))?;
             self.settle().await?;
@@ -776,13 +785,13 @@ impl Deployment {
         reapply_of: Option<WriteId>,
     ) -> Result<WriteOutcome, DeployError> {
         let write = self.next_write_id();
-        let input = Input::Write {
+        let input = RegionInput::Write {
             write,
             payload,
             reapply_of,
         };
         let outcome = match self.call_region(r, input).await {
-            Some(Output::Write(outcome)) => outcome,
+            Some(RegionOutput::Written(outcome)) => outcome,
             _ => Err(Refusal::Unavailable),
         };
         self.settle().await?;
@@ -811,10 +820,11 @@ impl Deployment {
         }
         let answer = match request {
             OperatorRequest::DataFailback { target } => {
-                self.control_request(Input::Failback { target }).await?
+                self.control_request(ControlInput::Failback { target })
+                    .await?
             }
             OperatorRequest::ForceFailover { target } => {
-                self.control_request(Input::ForceFailover { target })
+                self.control_request(ControlInput::ForceFailover { target })
                     .await?
             }
             OperatorRequest::ListQuarantine => Ok(OperatorResponse::Quarantine {
@@ -828,11 +838,11 @@ impl Deployment {
 
     async fn control_request(
         &mut self,
-        input: Input,
+        input: ControlInput,
     ) -> Result<Result<OperatorResponse, OperatorError>, DeployError> {
         match self.control.call(input).await {
-            Some(Output::Operator(Ok(()))) => Ok(Ok(OperatorResponse::Accepted)),
-            Some(Output::Operator(Err(reason))) => Ok(Err(OperatorError::Refused(reason))),
+            Some(ControlOutput::Operator(Ok(()))) => Ok(Ok(OperatorResponse::Accepted)),
+            Some(ControlOutput::Operator(Err(reason))) => Ok(Err(OperatorError::Refused(reason))),
             _ => Err(DeployError::Stopped(NodeId::Control)),
         }
     }
@@ -859,31 +869,31 @@ impl Deployment {
         &mut self,
         write: WriteId,
     ) -> Result<Result<OperatorResponse, OperatorError>, DeployError> {
-        let refuse = |reason: String| Ok(Err(OperatorError::Refused(reason)));
+        let refuse = |reason: OperatorRefusal| Ok(Err(OperatorError::Refused(reason)));
         let items = self.quarantine().await?;
         let Some(item) = items.iter().find(|q| q.write == write) else {
-            return refuse(format!("write {write} is in no quarantine"));
+            return refuse(OperatorRefusal::NotQuarantined { write });
         };
         if items.iter().any(|q| q.write == write && q.reapplied) {
-            return refuse(format!("write {write} was re-applied already"));
+            return refuse(OperatorRefusal::AlreadyReapplied { write });
         }
         if self.regions[usize::from(item.region)].status == Status::Down {
-            return refuse(format!(
-                "region {} holding write {write} is down",
-                item.region
-            ));
+            return refuse(OperatorRefusal::HolderDown {
+                region: item.region,
+                write,
+            });
         }
         let (region, payload) = (item.region, item.payload.clone());
         let ack = match self.write_routed(payload, Some(write)).await? {
             Ok(ack) => ack,
-            Err(refusal) => {
-                return refuse(format!("the data primary refused the write: {refusal}"))
-            }
+            Err(refusal) => return refuse(OperatorRefusal::WriteRefused { refusal }),
         };
         // Every region that quarantined it (with three regions, two may have).
         let _ = region;
         for r in 0..self.cfg.regions {
-            let _ = self.call_region(r, Input::MarkReapplied { write }).await;
+            let _ = self
+                .call_region(r, RegionInput::MarkReapplied { write })
+                .await;
         }
         self.observer.emit(
             self.clock.now(),
@@ -931,7 +941,7 @@ impl Deployment {
         if let Some(real) = &self.real {
             set_mailbox(
                 &real.mailboxes[usize::from(n)],
-                Some(self.control.mailbox()),
+                Some(Box::new(self.control.mailbox())),
             );
         }
         self.settle().await

@@ -9,9 +9,9 @@ use std::collections::HashMap;
 
 use drcheck_properties::{Ledger, RegionView, Status, View};
 
+use crate::time::{Millis, Timing, MINUTE};
 use drcheck_protocol::entry::WriteId;
 use drcheck_protocol::event::{Event, FailoverKind, Record};
-use crate::time::{Millis, Timing, MINUTE};
 
 /// One tick of the abstract view.
 pub const TICK: Millis = MINUTE;

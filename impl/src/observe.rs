@@ -6,9 +6,9 @@ use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::sync::{Mutex, PoisonError};
 
+use crate::time::Millis;
 use drcheck_protocol::event::{Event, Record};
 use drcheck_protocol::message::NodeId;
-use crate::time::Millis;
 
 #[derive(Debug, Default)]
 struct State {

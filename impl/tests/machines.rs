@@ -4,10 +4,10 @@
 mod common;
 
 use common::{assert_invariants, patient, run, run_until, start};
+use drcheck_impl::protocol::control::{recover_routing, ControlMachine, Phase};
 use drcheck_impl::protocol::entry::{epoch_runs, LogEntry};
 use drcheck_impl::protocol::event::Event;
 use drcheck_impl::protocol::message::{Heartbeat, Message, NodeId};
-use drcheck_impl::protocol::control::{recover_routing, ControlMachine, Phase};
 use drcheck_impl::protocol::region::RegionMachine;
 use drcheck_impl::protocol::Effects;
 use drcheck_impl::store::Durable;

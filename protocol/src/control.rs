@@ -10,11 +10,12 @@ use std::cmp::Reverse;
 
 use drcheck_properties::Role;
 
+use crate::effects::Effects;
 use crate::entry::Epoch;
 use crate::event::{Event, FailoverKind};
-use crate::message::{Heartbeat, Message, NodeId};
+use crate::message::{Envelope, Heartbeat, Message, NodeId};
 use crate::mutant::{Mutant, Mutants};
-use crate::effects::Effects;
+use crate::refusal::{OperatorRefusal, StepRefusal};
 use crate::time::{Millis, Timing};
 
 /// The control plane's routing.
@@ -64,6 +65,48 @@ pub enum ControlStep {
     AbortSwitchover,
     /// Only the `auto-data-failback` mutant takes this one.
     AutoFailback,
+}
+
+/// What the control plane is asked to handle.
+#[derive(Debug)]
+pub enum ControlInput {
+    /// Time passed: look at the clock.
+    Tick,
+    Message(Envelope),
+    /// The operator's manual data failback.
+    Failback {
+        target: u8,
+    },
+    /// The operator's forced failover.
+    ForceFailover {
+        target: u8,
+    },
+    Snapshot,
+    /// Controlled mode: take this decision now, if enabled.
+    Step(ControlStep),
+}
+
+impl From<Envelope> for ControlInput {
+    fn from(envelope: Envelope) -> Self {
+        ControlInput::Message(envelope)
+    }
+}
+
+impl crate::Inbound for ControlInput {
+    fn tick() -> Self {
+        ControlInput::Tick
+    }
+}
+
+/// The control plane's answer, one kind per kind of input.
+#[derive(Debug)]
+pub enum ControlOutput {
+    /// To a tick or a message.
+    Done,
+    /// To a failback or forced-failover request.
+    Operator(Result<(), OperatorRefusal>),
+    Stepped(Result<(), StepRefusal>),
+    Snapshot(Box<ControlSnapshot>),
 }
 
 #[derive(Clone, Debug, Default)]
@@ -189,6 +232,23 @@ impl ControlMachine {
             mutants: Mutants::default(),
             controlled: false,
         }
+    }
+
+    /// Handles one input at `now`.
+    pub fn handle(&mut self, now: Millis, input: ControlInput, fx: &mut Effects) -> ControlOutput {
+        match input {
+            ControlInput::Tick => self.tick(now, fx),
+            ControlInput::Message(env) => self.receive(now, env.from, env.msg, fx),
+            ControlInput::Failback { target } => {
+                return ControlOutput::Operator(self.request_failback(now, target, fx))
+            }
+            ControlInput::ForceFailover { target } => {
+                return ControlOutput::Operator(self.force_failover(now, target, fx))
+            }
+            ControlInput::Snapshot => return ControlOutput::Snapshot(Box::new(self.snapshot(now))),
+            ControlInput::Step(step) => return ControlOutput::Stepped(self.step(now, step, fx)),
+        }
+        ControlOutput::Done
     }
 
     /// A control plane that takes decisions only when asked ([`ControlMachine::step`]).
@@ -750,48 +810,52 @@ impl ControlMachine {
     }
 
     /// Takes one decision on request (controlled mode), or says why it is not enabled now.
-    pub fn step(&mut self, now: Millis, step: ControlStep, fx: &mut Effects) -> Result<(), String> {
-        let refuse = |why: &str| Err(format!("{step:?}: {why}"));
+    pub fn step(
+        &mut self,
+        now: Millis,
+        step: ControlStep,
+        fx: &mut Effects,
+    ) -> Result<(), StepRefusal> {
         match step {
             ControlStep::Declare(r) => {
                 let Some(h) = self.health.get(usize::from(r)) else {
-                    return refuse("no such region");
+                    return Err(StepRefusal::NoSuchRegion);
                 };
                 let silent_for = now.saturating_sub(h.last_heard);
                 if h.failed {
-                    return refuse("already declared failed");
+                    return Err(StepRefusal::AlreadyFailed);
                 }
                 if silent_for < self.detection() {
-                    return refuse("heard within the detection time");
+                    return Err(StepRefusal::HeardRecently);
                 }
                 self.declare(now, r, silent_for, fx);
             }
             ControlStep::Promote(to) => {
                 let Phase::FailingOver { from, .. } = self.phase else {
-                    return refuse("no failover is pending");
+                    return Err(StepRefusal::NoFailoverPending);
                 };
                 if self.mutants.has(Mutant::NoAutoFailover) {
-                    return refuse("automatic failover is off");
+                    return Err(StepRefusal::AutoFailoverOff);
                 }
                 if !self.lease_expired(now) {
-                    return refuse("the old lease may still be valid");
+                    return Err(StepRefusal::LeaseMayBeValid);
                 }
                 if self.candidate(from) != Some(to) {
-                    return refuse("not the candidate");
+                    return Err(StepRefusal::NotTheCandidate);
                 }
                 if !self.guard_allows(to) {
-                    return refuse("the RPO guard refuses");
+                    return Err(StepRefusal::GuardRefuses);
                 }
                 self.promote(now, FailoverKind::Automatic, to, false, fx);
             }
             ControlStep::Rejoin(r) => {
                 if usize::from(r) >= self.health.len() || !self.offer_rejoin(r, fx) {
-                    return refuse("not a recovered region that can rejoin now");
+                    return Err(StepRefusal::CannotRejoin);
                 }
             }
             ControlStep::ComputeFailback => {
                 if !self.fail_back_compute(fx) {
-                    return refuse("the home region cannot take compute now");
+                    return Err(StepRefusal::HomeCannotTakeCompute);
                 }
             }
             ControlStep::CompleteSwitchover => {
@@ -803,10 +867,10 @@ impl ControlMachine {
                     ..
                 } = self.phase
                 else {
-                    return refuse("no fenced switchover");
+                    return Err(StepRefusal::NoFencedSwitchover);
                 };
                 if !(drained || self.mutants.has(Mutant::FailbackNoDrain)) || self.failed(target) {
-                    return refuse("the target has not drained");
+                    return Err(StepRefusal::NotDrained);
                 }
                 self.promote(now, FailoverKind::Switchover, target, requested, fx);
             }
@@ -817,10 +881,10 @@ impl ControlMachine {
                     ..
                 } = self.phase
                 else {
-                    return refuse("no fenced switchover");
+                    return Err(StepRefusal::NoFencedSwitchover);
                 };
                 if drained || now.saturating_sub(t) < self.timing.drain_timeout {
-                    return refuse("the drain has not timed out");
+                    return Err(StepRefusal::DrainNotTimedOut);
                 }
                 self.abort_switchover("the drain timed out", fx);
             }
@@ -828,7 +892,7 @@ impl ControlMachine {
                 let home = self.routing.home;
                 if !self.mutants.has(Mutant::AutoDataFailback) || self.check_failback(home).is_err()
                 {
-                    return refuse("not an automatic failback");
+                    return Err(StepRefusal::NotAutoFailback);
                 }
                 self.start_switchover(now, home, false, fx);
             }
@@ -842,7 +906,7 @@ impl ControlMachine {
         now: Millis,
         target: u8,
         fx: &mut Effects,
-    ) -> Result<(), String> {
+    ) -> Result<(), OperatorRefusal> {
         let result = self.check_failback(target);
         match result {
             Ok(()) => {
@@ -852,7 +916,7 @@ impl ControlMachine {
             Err(reason) => {
                 fx.event(Event::OperatorRefused {
                     request: format!("data failback to region {target}"),
-                    reason: reason.clone(),
+                    reason: reason.to_string(),
                 });
                 Err(reason)
             }
@@ -881,40 +945,43 @@ impl ControlMachine {
         );
     }
 
-    fn check_failback(&self, target: u8) -> Result<(), String> {
+    fn check_failback(&self, target: u8) -> Result<(), OperatorRefusal> {
         let (home, primary, epoch) = (self.routing.home, self.routing.primary, self.routing.epoch);
         if usize::from(target) >= self.health.len() {
-            return Err(format!("there is no region {target}"));
+            return Err(OperatorRefusal::NoSuchRegion { region: target });
         }
         if target != home {
-            return Err(format!("data fails back only to the home region {home}"));
+            return Err(OperatorRefusal::NotHome { home });
         }
         if target == primary {
-            return Err(format!("region {target} is already the data primary"));
+            return Err(OperatorRefusal::AlreadyPrimary { region: target });
         }
         if self.phase != Phase::Normal {
-            return Err("a failover or switchover is in progress".to_string());
+            return Err(OperatorRefusal::InProgress);
         }
         if self.failed(target) {
-            return Err(format!("region {target} is declared failed"));
+            return Err(OperatorRefusal::DeclaredFailed { region: target });
         }
         let (Some(t), Some(p)) = (self.report(target), self.report(primary)) else {
-            return Err("no heartbeat yet from the target or the primary".to_string());
+            return Err(OperatorRefusal::NoReport);
         };
         if t.role != Role::Secondary || t.epoch != epoch {
-            return Err(format!(
-                "region {target} is not a secondary of epoch {epoch} (it reports {:?} of epoch {})",
-                t.role, t.epoch
-            ));
+            return Err(OperatorRefusal::NotSecondaryOfEpoch {
+                region: target,
+                epoch,
+                role: t.role,
+                reported_epoch: t.epoch,
+            });
         }
         if p.role != Role::Primary || self.failed(primary) {
-            return Err(format!("the data primary {primary} is not healthy"));
+            return Err(OperatorRefusal::PrimaryUnhealthy { primary });
         }
         if t.log_len != p.log_len || t.last != p.last {
-            return Err(format!(
-                "region {target} has not caught up (it holds {} entries, the primary {})",
-                t.log_len, p.log_len
-            ));
+            return Err(OperatorRefusal::NotCaughtUp {
+                region: target,
+                holds: t.log_len,
+                primary_holds: p.log_len,
+            });
         }
         Ok(())
     }
@@ -926,7 +993,7 @@ impl ControlMachine {
         now: Millis,
         target: u8,
         fx: &mut Effects,
-    ) -> Result<(), String> {
+    ) -> Result<(), OperatorRefusal> {
         match self.check_forced(now, target) {
             Ok(()) => {
                 self.promote(now, FailoverKind::Forced, target, true, fx);
@@ -935,49 +1002,49 @@ impl ControlMachine {
             Err(reason) => {
                 fx.event(Event::OperatorRefused {
                     request: format!("forced failover to region {target}"),
-                    reason: reason.clone(),
+                    reason: reason.to_string(),
                 });
                 Err(reason)
             }
         }
     }
 
-    fn check_forced(&self, now: Millis, target: u8) -> Result<(), String> {
+    fn check_forced(&self, now: Millis, target: u8) -> Result<(), OperatorRefusal> {
         if usize::from(target) >= self.health.len() {
-            return Err(format!("there is no region {target}"));
+            return Err(OperatorRefusal::NoSuchRegion { region: target });
         }
         let Phase::FailingOver { from, since, .. } = self.phase else {
-            return Err("no failover is pending: the data primary is healthy".to_string());
+            return Err(OperatorRefusal::NoFailoverPending);
         };
         let epoch = self.routing.epoch;
         let Some(best) = self.candidate(from) else {
-            return Err(format!("no secondary of epoch {epoch} is available"));
+            return Err(OperatorRefusal::NoCandidate { epoch });
         };
         if self.guard_allows(best) && !self.mutants.has(Mutant::NoAutoFailover) {
-            return Err(
-                "the RPO guard allows an automatic failover; it needs no operator".to_string(),
-            );
+            return Err(OperatorRefusal::GuardAllows);
         }
         let waited = now.saturating_sub(since);
         if waited < self.timing.grace {
-            return Err(format!(
-                "the grace period has not passed ({waited} of {} ms waited for the old primary)",
-                self.timing.grace
-            ));
+            return Err(OperatorRefusal::GraceNotPassed {
+                waited,
+                grace: self.timing.grace,
+            });
         }
         if !self.lease_expired(now) {
-            return Err("the old primary's lease may still be valid".to_string());
+            return Err(OperatorRefusal::LeaseMayBeValid);
         }
         if target == from || !self.healthy_secondary(target) {
-            return Err(format!(
-                "region {target} is not a healthy secondary of epoch {epoch}"
-            ));
+            return Err(OperatorRefusal::NotHealthySecondary {
+                region: target,
+                epoch,
+            });
         }
         if target != best {
             // Any other target would lose more than the failover must.
-            return Err(format!(
-                "region {best} holds more of the log than region {target}; force the failover to it"
-            ));
+            return Err(OperatorRefusal::NotTheBest {
+                best,
+                region: target,
+            });
         }
         Ok(())
     }

@@ -1,8 +1,8 @@
 //! What handling one input asks the shell to do.
 
+use crate::durable::StoreOp;
 use crate::event::Event;
 use crate::message::{Envelope, Message, NodeId};
-use crate::durable::StoreOp;
 
 /// What handling one input asks the shell to do, in this order: persist `store` (all or
 /// nothing; nothing is acknowledged before it is durable), record `events`, send `send`.
@@ -21,4 +21,11 @@ impl Effects {
     pub(crate) fn event(&mut self, event: Event) {
         self.events.push(event);
     }
+}
+
+/// The inputs every machine takes from its shell besides its own requests: time passed (look
+/// at the clock), and a message that arrived.
+pub trait Inbound: From<Envelope> {
+    /// Time passed: look at the clock.
+    fn tick() -> Self;
 }

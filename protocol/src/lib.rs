@@ -11,6 +11,7 @@
 //!   guard, compute failback, the operator's switchover and forced failover;
 //! - [`message`], [`entry`], [`event`]: what the machines say to each other, what a log holds,
 //!   and every protocol-significant step as a structured event (a stable schema);
+//! - [`refusal`]: why the control plane refused an operator's request or a step, typed;
 //! - [`durable`]: a region's durable state and the operations that change it;
 //! - [`time`]: protocol time, the timing in milliseconds, the `Clock` interface;
 //! - [`mutant`]: the guards the tests switch off (`drcheck_properties::Bug`).
@@ -25,7 +26,8 @@ pub mod entry;
 pub mod event;
 pub mod message;
 pub mod mutant;
+pub mod refusal;
 pub mod region;
 pub mod time;
 
-pub use effects::Effects;
+pub use effects::{Effects, Inbound};

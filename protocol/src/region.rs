@@ -8,12 +8,12 @@
 
 use drcheck_properties::Role;
 
+use crate::durable::{Durable, StoreOp};
+use crate::effects::Effects;
 use crate::entry::{common_prefix, epoch_runs, Epoch, LogEntry, Quarantined, WriteId};
 use crate::event::{Event, Refusal};
-use crate::message::{Heartbeat, Message, NodeId};
+use crate::message::{Envelope, Heartbeat, Message, NodeId};
 use crate::mutant::{Mutant, Mutants};
-use crate::effects::Effects;
-use crate::durable::{Durable, StoreOp};
 use crate::time::{Millis, Timing};
 
 /// Most entries one `Append` carries (a lagging secondary catches up over several).
@@ -48,6 +48,52 @@ pub struct RegionSnapshot {
     pub accepts_writes: bool,
     /// As primary: the secondaries it counts as in sync.
     pub in_sync: Vec<u8>,
+}
+
+/// What a region machine is asked to handle.
+#[derive(Debug)]
+pub enum RegionInput {
+    /// Time passed: look at the clock.
+    Tick,
+    Message(Envelope),
+    /// A client write, or an operator's re-apply of quarantined write `reapply_of`.
+    Write {
+        write: WriteId,
+        payload: String,
+        reapply_of: Option<WriteId>,
+    },
+    /// Mark a quarantined write as re-applied.
+    MarkReapplied {
+        write: WriteId,
+    },
+    Snapshot,
+    /// Retransmit to this region now rather than at the next tick (controlled stepping).
+    ShipNow {
+        to: u8,
+    },
+}
+
+impl From<Envelope> for RegionInput {
+    fn from(envelope: Envelope) -> Self {
+        RegionInput::Message(envelope)
+    }
+}
+
+impl crate::Inbound for RegionInput {
+    fn tick() -> Self {
+        RegionInput::Tick
+    }
+}
+
+/// A region machine's answer, one kind per kind of input.
+#[derive(Debug)]
+pub enum RegionOutput {
+    /// To a tick, a message or `ShipNow`.
+    Done,
+    Written(Result<Ack, Refusal>),
+    /// The quarantined write was held (and is now marked).
+    Marked(bool),
+    Snapshot(Box<RegionSnapshot>),
 }
 
 #[derive(Debug)]
@@ -123,6 +169,33 @@ impl RegionMachine {
             }
         }
         self
+    }
+
+    /// Handles one input at `now` (this region's clock).
+    pub fn handle(&mut self, now: Millis, input: RegionInput, fx: &mut Effects) -> RegionOutput {
+        match input {
+            RegionInput::Tick => self.tick(now, fx),
+            RegionInput::Message(env) => self.receive(now, env.from, env.msg, fx),
+            RegionInput::Write {
+                write,
+                payload,
+                reapply_of,
+            } => return RegionOutput::Written(self.write(now, write, payload, reapply_of, fx)),
+            RegionInput::MarkReapplied { write } => {
+                return RegionOutput::Marked(self.mark_reapplied(write, fx))
+            }
+            RegionInput::Snapshot => return RegionOutput::Snapshot(Box::new(self.snapshot(now))),
+            RegionInput::ShipNow { to } => self.ship_now(to, fx),
+        }
+        RegionOutput::Done
+    }
+
+    /// The answer to `input` when persisting its effects failed (the region stops).
+    pub fn store_failed(input: &RegionInput) -> RegionOutput {
+        match input {
+            RegionInput::MarkReapplied { .. } => RegionOutput::Marked(false),
+            _ => RegionOutput::Written(Err(Refusal::StoreFailed)),
+        }
     }
 
     pub fn id(&self) -> u8 {

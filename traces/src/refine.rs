@@ -10,9 +10,9 @@
 //! After every step the implementation's `abstract_view()` must equal the model's view.
 
 use drcheck_impl::deployment::{DeployError, Deployment, DeploymentConfig, OperatorRequest};
+use drcheck_impl::protocol::control::ControlStep;
 use drcheck_impl::protocol::message::{Message, NodeId};
 use drcheck_impl::protocol::mutant::Mutants;
-use drcheck_impl::protocol::control::ControlStep;
 use drcheck_impl::time::Timing;
 use drcheck_model::protocol::apply;
 use drcheck_model::{Action, Config, DrState};
@@ -279,6 +279,16 @@ fn refused(why: impl Into<String>) -> Result<Result<(), String>, DeployError> {
     Ok(Err(why.into()))
 }
 
+/// The control plane takes `step`, or the reason it is not enabled, worded.
+async fn control_step(
+    d: &mut Deployment,
+    step: ControlStep,
+) -> Result<Result<(), String>, DeployError> {
+    Ok(d.control_step(step)
+        .await?
+        .map_err(|refusal| format!("{step:?}: {refusal}")))
+}
+
 /// Takes one model step on the implementation; `Err` says why the implementation refused.
 async fn take(d: &mut Deployment, action: &Action) -> Result<Result<(), String>, DeployError> {
     let payload = || r#"{"resourceType":"Patient"}"#.to_string();
@@ -309,10 +319,10 @@ async fn take(d: &mut Deployment, action: &Action) -> Result<Result<(), String>,
             }
             Ok(())
         }
-        Action::Declare { region } => d.control_step(ControlStep::Declare(region)).await?,
-        Action::Promote { region } => d.control_step(ControlStep::Promote(region)).await?,
-        Action::Rejoin { region } => d.control_step(ControlStep::Rejoin(region)).await?,
-        Action::ComputeFailback => d.control_step(ControlStep::ComputeFailback).await?,
+        Action::Declare { region } => control_step(d, ControlStep::Declare(region)).await?,
+        Action::Promote { region } => control_step(d, ControlStep::Promote(region)).await?,
+        Action::Rejoin { region } => control_step(d, ControlStep::Rejoin(region)).await?,
+        Action::ComputeFailback => control_step(d, ControlStep::ComputeFailback).await?,
         Action::CompleteSwitchover => {
             // The fenced primary tells the control plane the target holds its whole log: a
             // keep-alive and its confirmation, which change nothing in the views.
@@ -325,10 +335,10 @@ async fn take(d: &mut Deployment, action: &Action) -> Result<Result<(), String>,
                     replicate(d, primary, target).await?;
                 }
             }
-            d.control_step(ControlStep::CompleteSwitchover).await?
+            control_step(d, ControlStep::CompleteSwitchover).await?
         }
-        Action::AbortSwitchover => d.control_step(ControlStep::AbortSwitchover).await?,
-        Action::AutoFailback { .. } => d.control_step(ControlStep::AutoFailback).await?,
+        Action::AbortSwitchover => control_step(d, ControlStep::AbortSwitchover).await?,
+        Action::AutoFailback { .. } => control_step(d, ControlStep::AutoFailback).await?,
         Action::Fence => {
             let fences = deliver_all(d, |from, _, msg| {
                 from == NodeId::Control && matches!(msg, Message::Fence { .. })

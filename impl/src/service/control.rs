@@ -2,14 +2,14 @@
 
 use std::sync::Arc;
 
-use drcheck_protocol::message::NodeId;
-use crate::node::{Input, NodeHandle, Output, Wiring};
-use drcheck_protocol::control::ControlMachine;
+use crate::node::{NodeHandle, Wiring};
 use crate::service::region::Common;
 use crate::service::rpc::{Reply, Request};
 use crate::service::{ProcessConfig, ServiceError};
 use crate::time::Clock;
 use crate::transport::tcp::TcpTransport;
+use drcheck_protocol::control::{ControlInput, ControlMachine, ControlOutput};
+use drcheck_protocol::message::NodeId;
 
 /// Runs the control plane until Ctrl-C.
 pub async fn run(cfg: ProcessConfig) -> Result<(), ServiceError> {
@@ -48,11 +48,11 @@ pub async fn run(cfg: ProcessConfig) -> Result<(), ServiceError> {
     common.run(&cfg, node, handle).await
 }
 
-async fn answer(node: &NodeHandle, request: Request) -> Reply {
+async fn answer(node: &NodeHandle<ControlMachine>, request: Request) -> Reply {
     let input = match request {
-        Request::ControlState => Input::Snapshot,
-        Request::Failback { target } => Input::Failback { target },
-        Request::ForceFailover { target } => Input::ForceFailover { target },
+        Request::ControlState => ControlInput::Snapshot,
+        Request::Failback { target } => ControlInput::Failback { target },
+        Request::ForceFailover { target } => ControlInput::ForceFailover { target },
         other => {
             return Reply::Error {
                 message: format!("the control plane does not answer {other:?}"),
@@ -60,9 +60,9 @@ async fn answer(node: &NodeHandle, request: Request) -> Reply {
         }
     };
     match node.call(input).await {
-        Some(Output::Control(snapshot)) => Reply::Control(snapshot),
-        Some(Output::Operator(result)) => Reply::Operator { result },
-        Some(_) => Reply::Error {
+        Some(ControlOutput::Snapshot(snapshot)) => Reply::Control(snapshot),
+        Some(ControlOutput::Operator(result)) => Reply::Operator { result },
+        Some(ControlOutput::Done | ControlOutput::Stepped(_)) => Reply::Error {
             message: "unexpected answer from the control plane".into(),
         },
         None => Reply::Error {

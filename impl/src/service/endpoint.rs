@@ -25,15 +25,15 @@ use axum::Router;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use drcheck_protocol::entry::WriteId;
 use crate::fhir::change::{http_date, Change};
 use crate::fhir::index::WriteRequest;
 use crate::fhir::outcome::FhirError;
 use crate::fhir::{types, validate};
-use drcheck_protocol::control::ControlSnapshot;
-use drcheck_protocol::region::Ack;
 use crate::service::rpc::{self, Failure, QuarantinedWrite, RegionSummary, Reply, Request};
 use crate::time::unix_ms;
+use drcheck_protocol::control::ControlSnapshot;
+use drcheck_protocol::entry::WriteId;
+use drcheck_protocol::region::Ack;
 
 /// Largest request body accepted (413 above).
 pub const BODY_LIMIT: usize = 1024 * 1024;
@@ -714,7 +714,7 @@ async fn control_request(
     ep: &Endpoint,
     headers: &HeaderMap,
     body: Body,
-    failback: bool,
+    request: fn(u8) -> Request,
 ) -> Response {
     if let Err(response) = ep.authorized(headers) {
         return response;
@@ -723,29 +723,27 @@ async fn control_request(
         Ok(t) => t.target,
         Err(response) => return response,
     };
-    let request = if failback {
-        Request::Failback { target }
-    } else {
-        Request::ForceFailover { target }
-    };
-    match call(ep.cfg.control, &request).await {
+    match call(ep.cfg.control, &request(target)).await {
         Ok(Reply::Operator { result: Ok(()) }) => {
             ok_json(json!({ "accepted": true, "target": target }))
         }
         Ok(Reply::Operator {
             result: Err(reason),
-        }) => refused(reason),
+        }) => refused(reason.to_string()),
         Ok(other) => unavailable(format!("control plane: {other:?}")),
         Err(response) => response,
     }
 }
 
 async fn failback(State(ep): Shared, headers: HeaderMap, body: Body) -> Response {
-    control_request(&ep, &headers, body, true).await
+    control_request(&ep, &headers, body, |target| Request::Failback { target }).await
 }
 
 async fn force_failover(State(ep): Shared, headers: HeaderMap, body: Body) -> Response {
-    control_request(&ep, &headers, body, false).await
+    control_request(&ep, &headers, body, |target| Request::ForceFailover {
+        target,
+    })
+    .await
 }
 
 async fn quarantine(State(ep): Shared, headers: HeaderMap) -> Response {

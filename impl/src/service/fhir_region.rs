@@ -2,16 +2,65 @@
 //! versions its log holds. A FHIR write is checked against the current versions and appended
 //! in one step of the region's task, so `If-Match` and version numbers cannot race.
 
-use drcheck_protocol::entry::WriteId;
-use drcheck_protocol::event::{Event, Refusal};
 use crate::fhir::change::Change;
 use crate::fhir::index::{self, Index, WriteRequest};
 use crate::fhir::outcome::FhirError;
-use crate::node::{FhirWriteResult, Input, Machine, Output};
-use drcheck_protocol::region::RegionMachine;
-use drcheck_protocol::Effects;
+use crate::node::Machine;
 use crate::service::rpc::{Failure, QuarantinedWrite, RegionSummary};
 use crate::time::{Millis, MINUTE};
+use drcheck_protocol::entry::WriteId;
+use drcheck_protocol::event::{Event, Refusal};
+use drcheck_protocol::message::{Envelope, NodeId};
+use drcheck_protocol::region::{Ack, RegionInput, RegionMachine, RegionOutput};
+use drcheck_protocol::Effects;
+
+/// What a FHIR region is asked to handle: the region machine's own inputs, and FHIR.
+#[derive(Debug)]
+pub enum FhirInput {
+    Protocol(RegionInput),
+    /// A FHIR write, checked against the current versions, then appended.
+    Write {
+        write: WriteId,
+        request: WriteRequest,
+        unix_ms: u64,
+        /// The quarantined write an operator re-applies with this one.
+        reapply_of: Option<WriteId>,
+    },
+    /// The current version, one version, or the history of a resource.
+    Read {
+        kind: String,
+        id: String,
+        version: Option<u64>,
+        history: bool,
+    },
+    /// What the status API shows.
+    Summary,
+}
+
+impl From<Envelope> for FhirInput {
+    fn from(envelope: Envelope) -> Self {
+        FhirInput::Protocol(RegionInput::Message(envelope))
+    }
+}
+
+impl drcheck_protocol::Inbound for FhirInput {
+    fn tick() -> Self {
+        FhirInput::Protocol(RegionInput::Tick)
+    }
+}
+
+/// A FHIR write's result: acknowledged (with the change it made), nothing to do (`None`: a
+/// conditional write that found its match), or failed.
+pub type FhirWriteResult = Result<Option<(Ack, Change)>, Failure>;
+
+/// A FHIR region's answer, one kind per kind of input.
+#[derive(Debug)]
+pub enum FhirOutput {
+    Protocol(RegionOutput),
+    Written(FhirWriteResult),
+    Read(Result<Vec<Change>, Failure>),
+    Summary(Box<RegionSummary>),
+}
 
 pub struct FhirRegion {
     machine: RegionMachine,
@@ -160,34 +209,49 @@ impl FhirRegion {
 }
 
 impl Machine for FhirRegion {
-    fn node(&self) -> drcheck_protocol::message::NodeId {
-        self.machine.node()
+    type Input = FhirInput;
+    type Output = FhirOutput;
+
+    fn node(&self) -> NodeId {
+        NodeId::Region(self.machine.id())
     }
 
-    fn handle(&mut self, now: Millis, input: Input, fx: &mut Effects) -> Output {
+    fn handle(&mut self, now: Millis, input: FhirInput, fx: &mut Effects) -> FhirOutput {
         match input {
-            Input::FhirWrite {
+            FhirInput::Write {
                 write,
                 request,
                 unix_ms,
                 reapply_of,
-            } => Output::FhirWritten(self.write(now, (write, reapply_of), request, unix_ms, fx)),
-            Input::FhirRead {
+            } => FhirOutput::Written(self.write(now, (write, reapply_of), request, unix_ms, fx)),
+            FhirInput::Read {
                 kind,
                 id,
                 version,
                 history,
-            } => Output::FhirRead(self.read(now, &kind, &id, version, history)),
-            Input::Summary => Output::Summary(Box::new(self.summary(now))),
-            other => {
-                let output = self.machine.handle(now, other, fx);
+            } => FhirOutput::Read(self.read(now, &kind, &id, version, history)),
+            FhirInput::Summary => FhirOutput::Summary(Box::new(self.summary(now))),
+            FhirInput::Protocol(input) => {
+                let output = self.machine.handle(now, input, fx);
                 let rejoined = fx
                     .events
                     .iter()
                     .any(|e| matches!(e, Event::Rejoined { .. }));
                 self.sync(rejoined);
-                output
+                FhirOutput::Protocol(output)
             }
+        }
+    }
+
+    fn store_failed(input: &FhirInput) -> FhirOutput {
+        match input {
+            FhirInput::Protocol(input) => FhirOutput::Protocol(RegionMachine::store_failed(input)),
+            _ => FhirOutput::Written(Err(Failure {
+                status: 503,
+                code: "transient".to_string(),
+                diagnostics: "the region's store failed; it stopped".to_string(),
+                retry_after: Some(1),
+            })),
         }
     }
 }

@@ -20,8 +20,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use drcheck_protocol::message::NodeId;
 use crate::time::Timing;
+use drcheck_protocol::message::NodeId;
 
 /// Everything a region or control-plane process needs to know at start.
 #[derive(Clone, Debug, Serialize, Deserialize)]

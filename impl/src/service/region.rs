@@ -7,17 +7,17 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
-use drcheck_protocol::message::{Envelope, NodeId};
-use crate::node::{Input, Mailbox, NodeHandle, Output, Wiring};
+use crate::node::{Feed, Machine, NodeHandle, Wiring};
 use crate::observe::Observer;
-use drcheck_protocol::region::RegionMachine;
-use crate::service::fhir_region::FhirRegion;
+use crate::service::fhir_region::{FhirInput, FhirOutput, FhirRegion};
 use crate::service::rpc::{self, Reply, Request};
 use crate::service::{io, ProcessConfig, ServiceError};
 use crate::store::{load_or_init, RedbStore};
 use crate::time::{Clock, RealClock};
 use crate::transport::tcp::{self, TcpTransport};
 use crate::transport::Links;
+use drcheck_protocol::message::{Envelope, NodeId};
+use drcheck_protocol::region::{RegionInput, RegionMachine, RegionOutput};
 
 /// Everything a node process starts besides its machine: clock, observer, protocol listener.
 pub(crate) struct Common {
@@ -43,10 +43,10 @@ impl Common {
 
     /// Feeds protocol messages and ticks to the node, and serves `handle` on the RPC address,
     /// until Ctrl-C or the node stops.
-    pub async fn run<F, Fut>(
+    pub async fn run<M: Machine, F, Fut>(
         &self,
         cfg: &ProcessConfig,
-        node: Arc<NodeHandle>,
+        node: Arc<NodeHandle<M>>,
         handle: F,
     ) -> Result<(), ServiceError>
     where
@@ -66,11 +66,11 @@ impl Common {
             .map_err(io(format!("listening for the endpoint on {}", cfg.rpc)))?;
         let (sink, mut arrivals) = mpsc::unbounded_channel::<Envelope>();
         let _listen = tcp::listen(listener, self.links.clone(), sink);
-        let mailbox: Mailbox = node.mailbox();
+        let mailbox = node.mailbox();
         let feed = mailbox.clone();
         tokio::spawn(async move {
             while let Some(envelope) = arrivals.recv().await {
-                feed.post(Input::Message(envelope));
+                feed.deliver(envelope);
             }
         });
         let ticker = mailbox.clone();
@@ -79,7 +79,7 @@ impl Common {
             let mut interval = tokio::time::interval(period);
             loop {
                 interval.tick().await;
-                ticker.post(Input::Tick);
+                ticker.tick();
             }
         });
         let _rpc = rpc::serve(rpc_listener, handle);
@@ -152,7 +152,7 @@ pub async fn run(cfg: ProcessConfig) -> Result<(), ServiceError> {
     common.run(&cfg, node, handle).await
 }
 
-async fn answer(node: &NodeHandle, links: &Links, r: u8, request: Request) -> Reply {
+async fn answer(node: &NodeHandle<FhirRegion>, links: &Links, r: u8, request: Request) -> Reply {
     let output = match request {
         Request::FhirWrite {
             write,
@@ -160,7 +160,7 @@ async fn answer(node: &NodeHandle, links: &Links, r: u8, request: Request) -> Re
             unix_ms,
             reapply_of,
         } => {
-            node.call(Input::FhirWrite {
+            node.call(FhirInput::Write {
                 write,
                 request,
                 unix_ms,
@@ -174,7 +174,7 @@ async fn answer(node: &NodeHandle, links: &Links, r: u8, request: Request) -> Re
             version,
             history,
         } => {
-            node.call(Input::FhirRead {
+            node.call(FhirInput::Read {
                 kind,
                 id,
                 version,
@@ -187,15 +187,18 @@ async fn answer(node: &NodeHandle, links: &Links, r: u8, request: Request) -> Re
             payload,
             reapply_of,
         } => {
-            node.call(Input::Write {
+            node.call(FhirInput::Protocol(RegionInput::Write {
                 write,
                 payload,
                 reapply_of: Some(reapply_of),
-            })
+            }))
             .await
         }
-        Request::MarkReapplied { write } => node.call(Input::MarkReapplied { write }).await,
-        Request::RegionState => node.call(Input::Summary).await,
+        Request::MarkReapplied { write } => {
+            node.call(FhirInput::Protocol(RegionInput::MarkReapplied { write }))
+                .await
+        }
+        Request::RegionState => node.call(FhirInput::Summary).await,
         Request::SetLinks {
             isolated,
             partitioned,
@@ -211,14 +214,16 @@ async fn answer(node: &NodeHandle, links: &Links, r: u8, request: Request) -> Re
         }
     };
     match output {
-        Some(Output::FhirWritten(result)) => Reply::FhirWritten { result },
-        Some(Output::FhirRead(result)) => Reply::FhirRead { result },
-        Some(Output::Write(result)) => Reply::Reapplied { result },
-        Some(Output::Marked(held)) => Reply::Marked { held },
-        Some(Output::Summary(summary)) => Reply::Region(summary),
-        Some(_) => Reply::Error {
-            message: "unexpected answer from the region".into(),
-        },
+        Some(FhirOutput::Written(result)) => Reply::FhirWritten { result },
+        Some(FhirOutput::Read(result)) => Reply::FhirRead { result },
+        Some(FhirOutput::Protocol(RegionOutput::Written(result))) => Reply::Reapplied { result },
+        Some(FhirOutput::Protocol(RegionOutput::Marked(held))) => Reply::Marked { held },
+        Some(FhirOutput::Summary(summary)) => Reply::Region(summary),
+        Some(FhirOutput::Protocol(RegionOutput::Done | RegionOutput::Snapshot(_))) => {
+            Reply::Error {
+                message: "unexpected answer from the region".into(),
+            }
+        }
         None => Reply::Error {
             message: format!("region {r} stopped"),
         },

@@ -11,14 +11,15 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
-use drcheck_protocol::entry::{Epoch, WriteId};
-use drcheck_protocol::event::Refusal;
 use crate::fhir::change::Change;
 use crate::fhir::index::WriteRequest;
-use drcheck_protocol::control::ControlSnapshot;
-use drcheck_protocol::region::Ack;
 use crate::time::Millis;
 use drcheck_properties::Role;
+use drcheck_protocol::control::ControlSnapshot;
+use drcheck_protocol::entry::{Epoch, WriteId};
+use drcheck_protocol::event::Refusal;
+use drcheck_protocol::refusal::OperatorRefusal;
+use drcheck_protocol::region::Ack;
 
 /// Longest line either side accepts.
 const MAX_LINE: u64 = 32 * 1024 * 1024;
@@ -119,7 +120,7 @@ pub enum Reply {
     Region(Box<RegionSummary>),
     Control(Box<ControlSnapshot>),
     Operator {
-        result: Result<(), String>,
+        result: Result<(), OperatorRefusal>,
     },
     Done,
     /// The request was malformed, or the process could not handle it.

@@ -12,11 +12,11 @@ use std::time::Duration;
 
 use tokio::process::{Child, Command};
 
-use drcheck_protocol::message::NodeId;
 use crate::service::endpoint::{self, EndpointConfig, Fault, Faults};
 use crate::service::rpc::{self, Reply, Request};
 use crate::service::{io, Cluster, NodeAddrs, ServiceError};
 use crate::time::{unix_ms, Timing};
+use drcheck_protocol::message::NodeId;
 
 /// How `drcheck serve` was asked to run.
 #[derive(Clone, Debug)]

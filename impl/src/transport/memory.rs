@@ -4,8 +4,8 @@
 use std::collections::VecDeque;
 use std::sync::{Mutex, PoisonError};
 
-use drcheck_protocol::message::{Envelope, NodeId};
 use crate::transport::{Links, Transport};
+use drcheck_protocol::message::{Envelope, NodeId};
 
 /// A message sent and not yet delivered.
 #[derive(Clone, Debug, PartialEq, Eq)]
