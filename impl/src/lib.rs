@@ -16,7 +16,6 @@
 pub use drcheck_protocol as protocol;
 
 pub mod deployment;
-pub mod fhir;
 pub mod ghost;
 pub mod node;
 pub mod observe;

@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 
+use drcheck_fhir::region::{FhirInput, FhirOutput, FhirRegion};
 use drcheck_protocol::control::{ControlInput, ControlMachine, ControlOutput};
 use drcheck_protocol::event::Event;
 use drcheck_protocol::message::{Envelope, NodeId};
@@ -65,6 +66,23 @@ impl Machine for ControlMachine {
     /// The control plane keeps no store: its effects never fail to persist.
     fn store_failed(_: &ControlInput) -> ControlOutput {
         ControlOutput::Done
+    }
+}
+
+impl Machine for FhirRegion {
+    type Input = FhirInput;
+    type Output = FhirOutput;
+
+    fn node(&self) -> NodeId {
+        NodeId::Region(self.id())
+    }
+
+    fn handle(&mut self, now: Millis, input: FhirInput, fx: &mut Effects) -> FhirOutput {
+        FhirRegion::handle(self, now, input, fx)
+    }
+
+    fn store_failed(input: &FhirInput) -> FhirOutput {
+        FhirRegion::store_failed(input)
     }
 }
 

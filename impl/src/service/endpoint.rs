@@ -25,12 +25,13 @@ use axum::Router;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::fhir::change::{http_date, Change};
-use crate::fhir::index::WriteRequest;
-use crate::fhir::outcome::FhirError;
-use crate::fhir::{types, validate};
-use crate::service::rpc::{self, Failure, QuarantinedWrite, RegionSummary, Reply, Request};
+use crate::service::rpc::{self, Reply, Request};
 use crate::time::unix_ms;
+use drcheck_fhir::change::{http_date, Change};
+use drcheck_fhir::index::WriteRequest;
+use drcheck_fhir::outcome::FhirError;
+use drcheck_fhir::region::{Failure, QuarantinedWrite, RegionSummary};
+use drcheck_fhir::validate;
 use drcheck_protocol::control::ControlSnapshot;
 use drcheck_protocol::entry::WriteId;
 use drcheck_protocol::region::Ack;
@@ -565,48 +566,7 @@ async fn history(State(ep): Shared, Path((kind, id)): Path<(String, String)>) ->
 
 /// The CapabilityStatement: what this server really supports.
 async fn metadata() -> Response {
-    let interactions: Vec<Value> = [
-        "read",
-        "vread",
-        "update",
-        "delete",
-        "history-instance",
-        "create",
-    ]
-    .iter()
-    .map(|code| json!({ "code": code }))
-    .collect();
-    let resources: Vec<Value> = types::RESOURCE_TYPES
-        .iter()
-        .map(|kind| {
-            json!({
-                "type": kind,
-                "interaction": interactions,
-                "versioning": "versioned-update",
-                "readHistory": true,
-                "updateCreate": true,
-                "conditionalCreate": false,
-                "conditionalRead": "not-supported",
-                "conditionalUpdate": false,
-                "conditionalDelete": "not-supported",
-            })
-        })
-        .collect();
-    let statement = json!({
-        "resourceType": "CapabilityStatement",
-        "status": "active",
-        "date": crate::fhir::change::rfc3339_millis(unix_ms()),
-        "kind": "instance",
-        "software": { "name": "drcheck reference implementation", "version": env!("CARGO_PKG_VERSION") },
-        "implementation": { "description": "geo-replicated FHIR store with automatic failover (RPO 15 min, RTO 60 min) behind one endpoint" },
-        "fhirVersion": "4.0.1",
-        "format": ["application/fhir+json", "json"],
-        "rest": [{
-            "mode": "server",
-            "documentation": "Reads and writes go to the data primary. No search, no transactions, no conditional operations, no _format other than JSON.",
-            "resource": resources,
-        }],
-    });
+    let statement = drcheck_fhir::capability_statement(unix_ms(), env!("CARGO_PKG_VERSION"));
     json_response(StatusCode::OK, &statement)
 }
 

@@ -8,7 +8,6 @@
 
 pub mod control;
 pub mod endpoint;
-pub mod fhir_region;
 pub mod http;
 pub mod region;
 pub mod rpc;

@@ -9,13 +9,13 @@ use tokio::sync::mpsc;
 
 use crate::node::{Feed, Machine, NodeHandle, Wiring};
 use crate::observe::Observer;
-use crate::service::fhir_region::{FhirInput, FhirOutput, FhirRegion};
 use crate::service::rpc::{self, Reply, Request};
 use crate::service::{io, ProcessConfig, ServiceError};
 use crate::store::{load_or_init, RedbStore};
 use crate::time::{Clock, RealClock};
 use crate::transport::tcp::{self, TcpTransport};
 use crate::transport::Links;
+use drcheck_fhir::region::{FhirInput, FhirOutput, FhirRegion};
 use drcheck_protocol::message::{Envelope, NodeId};
 use drcheck_protocol::region::{RegionInput, RegionMachine, RegionOutput};
 

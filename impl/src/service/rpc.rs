@@ -11,12 +11,11 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
-use crate::fhir::change::Change;
-use crate::fhir::index::WriteRequest;
-use crate::time::Millis;
-use drcheck_properties::Role;
+use drcheck_fhir::region::{Failure, RegionSummary};
+use drcheck_fhir::{Change, WriteRequest};
+
 use drcheck_protocol::control::ControlSnapshot;
-use drcheck_protocol::entry::{Epoch, WriteId};
+use drcheck_protocol::entry::WriteId;
 use drcheck_protocol::event::Refusal;
 use drcheck_protocol::refusal::OperatorRefusal;
 use drcheck_protocol::region::Ack;
@@ -64,42 +63,6 @@ pub enum Request {
     ForceFailover {
         target: u8,
     },
-}
-
-/// A request that failed, as the endpoint will tell the client.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Failure {
-    pub status: u16,
-    pub code: String,
-    pub diagnostics: String,
-    /// Seconds to wait before retrying (throttled, unavailable).
-    pub retry_after: Option<u64>,
-}
-
-/// A region as the status API shows it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RegionSummary {
-    pub region: u8,
-    pub role: Role,
-    pub epoch: Epoch,
-    pub log_len: u64,
-    pub last_write: Option<WriteId>,
-    pub lease_left_ms: Millis,
-    pub accepts_writes: bool,
-    pub in_sync: Vec<u8>,
-    /// As primary: age of its oldest write no in-sync secondary confirmed, or of its oldest
-    /// unconfirmed write when none is in sync: what would be lost if it died now.
-    pub loss_window_ms: Option<Millis>,
-    pub quarantine: Vec<QuarantinedWrite>,
-    pub resources: usize,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct QuarantinedWrite {
-    pub write: WriteId,
-    pub epoch: Epoch,
-    pub reapplied: bool,
-    pub payload: String,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -12,9 +12,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::change::{rfc3339_millis, Change};
-use super::outcome::FhirError;
-use super::validate::{check_id, check_resource, check_type};
+use crate::change::{rfc3339_millis, Change};
+use crate::outcome::FhirError;
+use crate::validate::{check_id, check_resource, check_type};
 use drcheck_protocol::entry::LogEntry;
 
 /// One version of a resource: what it is and where the log holds it.

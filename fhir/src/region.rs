@@ -2,16 +2,15 @@
 //! versions its log holds. A FHIR write is checked against the current versions and appended
 //! in one step of the region's task, so `If-Match` and version numbers cannot race.
 
-use crate::fhir::change::Change;
-use crate::fhir::index::{self, Index, WriteRequest};
-use crate::fhir::outcome::FhirError;
-use crate::node::Machine;
-use crate::service::rpc::{Failure, QuarantinedWrite, RegionSummary};
-use crate::time::{Millis, MINUTE};
-use drcheck_protocol::entry::WriteId;
+use crate::change::Change;
+use crate::index::{self, Index, WriteRequest};
+use crate::outcome::FhirError;
+use drcheck_properties::Role;
+use drcheck_protocol::entry::{Epoch, WriteId};
 use drcheck_protocol::event::{Event, Refusal};
-use drcheck_protocol::message::{Envelope, NodeId};
+use drcheck_protocol::message::Envelope;
 use drcheck_protocol::region::{Ack, RegionInput, RegionMachine, RegionOutput};
+use drcheck_protocol::time::{Millis, MINUTE};
 use drcheck_protocol::Effects;
 
 /// What a FHIR region is asked to handle: the region machine's own inputs, and FHIR.
@@ -62,6 +61,43 @@ pub enum FhirOutput {
     Summary(Box<RegionSummary>),
 }
 
+/// A request that failed, as the endpoint will tell the client.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Failure {
+    pub status: u16,
+    pub code: String,
+    pub diagnostics: String,
+    /// Seconds to wait before retrying (throttled, unavailable).
+    pub retry_after: Option<u64>,
+}
+
+/// A region as the status API shows it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RegionSummary {
+    pub region: u8,
+    pub role: Role,
+    pub epoch: Epoch,
+    pub log_len: u64,
+    pub last_write: Option<WriteId>,
+    pub lease_left_ms: Millis,
+    pub accepts_writes: bool,
+    pub in_sync: Vec<u8>,
+    /// As primary: age of its oldest write no in-sync secondary confirmed, or of its oldest
+    /// unconfirmed write when none is in sync: what would be lost if it died now.
+    pub loss_window_ms: Option<Millis>,
+    pub quarantine: Vec<QuarantinedWrite>,
+    pub resources: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct QuarantinedWrite {
+    pub write: WriteId,
+    pub epoch: Epoch,
+    pub reapplied: bool,
+    pub payload: String,
+}
+
+/// A region that serves FHIR: the protocol's region machine and the index of its log.
 pub struct FhirRegion {
     machine: RegionMachine,
     index: Index,
@@ -208,15 +244,14 @@ impl FhirRegion {
     }
 }
 
-impl Machine for FhirRegion {
-    type Input = FhirInput;
-    type Output = FhirOutput;
-
-    fn node(&self) -> NodeId {
-        NodeId::Region(self.machine.id())
+impl FhirRegion {
+    /// The region this is.
+    pub fn id(&self) -> u8 {
+        self.machine.id()
     }
 
-    fn handle(&mut self, now: Millis, input: FhirInput, fx: &mut Effects) -> FhirOutput {
+    /// Handles one input at `now` (this region's clock).
+    pub fn handle(&mut self, now: Millis, input: FhirInput, fx: &mut Effects) -> FhirOutput {
         match input {
             FhirInput::Write {
                 write,
@@ -243,7 +278,8 @@ impl Machine for FhirRegion {
         }
     }
 
-    fn store_failed(input: &FhirInput) -> FhirOutput {
+    /// The answer to `input` when persisting its effects failed (the region stops).
+    pub fn store_failed(input: &FhirInput) -> FhirOutput {
         match input {
             FhirInput::Protocol(input) => FhirOutput::Protocol(RegionMachine::store_failed(input)),
             _ => FhirOutput::Written(Err(Failure {

@@ -7,8 +7,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::outcome::FhirError;
-use super::validate::{check_id, check_resource, check_type};
+use crate::outcome::FhirError;
+use crate::validate::{check_id, check_resource, check_type};
 
 /// A new version of one resource: its content, or its deletion.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -65,7 +65,7 @@ impl Change {
         Ok(change)
     }
 
-    /// The invariants [`super::index::prepare`] establishes.
+    /// The invariants [`crate::index::prepare`] establishes.
     fn check(&self) -> Result<(), FhirError> {
         check_type(&self.kind)?;
         check_id(&self.id)?;
@@ -289,6 +289,6 @@ mod tests {
     #[test]
     fn etags_are_weak() {
         assert_eq!(patient(3).etag(), "W/\"3\"");
-        assert_eq!(super::super::validate::parse_if_match(&etag(7)), Ok(7));
+        assert_eq!(crate::validate::parse_if_match(&etag(7)), Ok(7));
     }
 }

@@ -5,8 +5,8 @@
 
 use serde_json::{Map, Value};
 
-use super::outcome::FhirError;
-use super::types::is_resource_type;
+use crate::outcome::FhirError;
+use crate::types::is_resource_type;
 
 /// The longest id FHIR allows.
 const MAX_ID_LEN: usize = 64;
@@ -57,7 +57,7 @@ pub fn parse_resource(
     Ok(resource)
 }
 
-/// The checks of [`parse_resource`] on an already parsed body. [`super::index::prepare`]
+/// The checks of [`parse_resource`] on an already parsed body. [`crate::index::prepare`]
 /// repeats them, because a write request may come from another process.
 ///
 /// On update the body's `id` must equal the URL's (FHIR requires it, so a client cannot
