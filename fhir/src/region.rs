@@ -14,7 +14,8 @@ use drcheck_protocol::time::{Millis, MINUTE};
 use drcheck_protocol::Effects;
 
 /// What a FHIR region is asked to handle: the region machine's own inputs, and FHIR.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "fhir", content = "value", rename_all = "snake_case")]
 pub enum FhirInput {
     Protocol(RegionInput),
     /// A FHIR write, checked against the current versions, then appended.
@@ -53,7 +54,8 @@ impl drcheck_protocol::Inbound for FhirInput {
 pub type FhirWriteResult = Result<Option<(Ack, Change)>, Failure>;
 
 /// A FHIR region's answer, one kind per kind of input.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "output", content = "value", rename_all = "snake_case")]
 pub enum FhirOutput {
     Protocol(RegionOutput),
     Written(FhirWriteResult),

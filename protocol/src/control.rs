@@ -68,7 +68,8 @@ pub enum ControlStep {
 }
 
 /// What the control plane is asked to handle.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "input", content = "value", rename_all = "snake_case")]
 pub enum ControlInput {
     /// Time passed: look at the clock.
     Tick,
@@ -99,7 +100,8 @@ impl crate::Inbound for ControlInput {
 }
 
 /// The control plane's answer, one kind per kind of input.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "output", content = "value", rename_all = "snake_case")]
 pub enum ControlOutput {
     /// To a tick or a message.
     Done,

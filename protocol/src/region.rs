@@ -36,7 +36,7 @@ pub struct Ack {
 }
 
 /// What the region looks like from outside, for the abstract view and operators.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RegionSnapshot {
     pub role: Role,
     pub epoch: Epoch,
@@ -51,7 +51,8 @@ pub struct RegionSnapshot {
 }
 
 /// What a region machine is asked to handle.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "input", content = "value", rename_all = "snake_case")]
 pub enum RegionInput {
     /// Time passed: look at the clock.
     Tick,
@@ -86,7 +87,8 @@ impl crate::Inbound for RegionInput {
 }
 
 /// A region machine's answer, one kind per kind of input.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "output", content = "value", rename_all = "snake_case")]
 pub enum RegionOutput {
     /// To a tick, a message or `ShipNow`.
     Done,

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use crate::node::{NodeHandle, Wiring};
 use crate::service::region::Common;
-use crate::service::rpc::{Reply, Request};
+use crate::service::rpc::{Answer, CallFailure};
 use crate::service::{ProcessConfig, ServiceError};
 use crate::time::Clock;
 use crate::transport::tcp::TcpTransport;
@@ -41,32 +41,25 @@ pub async fn run(cfg: ProcessConfig) -> Result<(), ServiceError> {
         },
     ));
     let handler_node = node.clone();
-    let handle = move |request: Request| {
+    let handle = move |request: ControlInput| {
         let node = handler_node.clone();
         async move { answer(&node, request).await }
     };
     common.run(&cfg, node, handle).await
 }
 
-async fn answer(node: &NodeHandle<ControlMachine>, request: Request) -> Reply {
-    let input = match request {
-        Request::ControlState => ControlInput::Snapshot,
-        Request::Failback { target } => ControlInput::Failback { target },
-        Request::ForceFailover { target } => ControlInput::ForceFailover { target },
-        other => {
-            return Reply::Error {
-                message: format!("the control plane does not answer {other:?}"),
-            }
+async fn answer(node: &NodeHandle<ControlMachine>, input: ControlInput) -> Answer<ControlOutput> {
+    match input {
+        ControlInput::Snapshot
+        | ControlInput::Failback { .. }
+        | ControlInput::ForceFailover { .. } => {
+            node.call(input).await.ok_or(CallFailure::Stopped {
+                node: "the control plane".into(),
+            })
         }
-    };
-    match node.call(input).await {
-        Some(ControlOutput::Snapshot(snapshot)) => Reply::Control(snapshot),
-        Some(ControlOutput::Operator(result)) => Reply::Operator { result },
-        Some(ControlOutput::Done | ControlOutput::Stepped(_)) => Reply::Error {
-            message: "unexpected answer from the control plane".into(),
-        },
-        None => Reply::Error {
-            message: "the control plane stopped".into(),
-        },
+        // Ticks and messages come on the protocol port; steps only in controlled mode.
+        other => Err(CallFailure::NotOffered {
+            what: format!("{other:?}"),
+        }),
     }
 }

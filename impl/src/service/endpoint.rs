@@ -1,8 +1,10 @@
 //! The global endpoint: FHIR R4 JSON over HTTP (axum) in front of whichever region the
 //! control plane names, and the DR operator and status API under `/_dr/`.
 //!
-//! Every request asks the control plane for the routing, then sends the FHIR operation to the
-//! data primary, which checks versions and appends in one step. Every error is an
+//! A FHIR request goes to the data primary of the routing the endpoint last heard from the
+//! control plane (one round trip per request); the primary checks versions and appends in one
+//! step. A region that refuses as no longer the writable primary, or cannot be reached, makes
+//! the endpoint ask the control plane again and retry once. Every error is an
 //! OperationOutcome with the right status; nothing is written unless the write is accepted.
 
 // Handlers short-circuit with the finished HTTP response as the error: boxing it would only
@@ -13,7 +15,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -25,16 +27,18 @@ use axum::Router;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::service::rpc::{self, Reply, Request};
+use crate::service::rpc::{self, RegionCall, RpcError};
 use crate::time::unix_ms;
 use drcheck_fhir::change::{http_date, Change};
 use drcheck_fhir::index::WriteRequest;
 use drcheck_fhir::outcome::FhirError;
-use drcheck_fhir::region::{Failure, QuarantinedWrite, RegionSummary};
+use drcheck_fhir::region::{Failure, FhirInput, FhirOutput, QuarantinedWrite, RegionSummary};
 use drcheck_fhir::validate;
-use drcheck_protocol::control::ControlSnapshot;
+use drcheck_protocol::control::{ControlInput, ControlOutput, ControlSnapshot, Routing};
 use drcheck_protocol::entry::WriteId;
+use drcheck_protocol::refusal::OperatorRefusal;
 use drcheck_protocol::region::Ack;
+use drcheck_protocol::region::RegionInput;
 
 /// Largest request body accepted (413 above).
 pub const BODY_LIMIT: usize = 1024 * 1024;
@@ -89,6 +93,9 @@ pub struct EndpointConfig {
 struct Endpoint {
     cfg: EndpointConfig,
     next_write: AtomicU64,
+    /// The routing last heard from the control plane: FHIR requests go by it without asking,
+    /// until a region refuses (it is no longer the writable primary) or cannot be reached.
+    routing: Mutex<Option<Routing>>,
 }
 
 const RPC_TIMEOUT: Duration = Duration::from_secs(5);
@@ -99,6 +106,7 @@ pub fn router(cfg: EndpointConfig) -> Router {
         cfg,
         // Unique across restarts of the endpoint: write ids start at the current time.
         next_write: AtomicU64::new(unix_ms().saturating_mul(1000)),
+        routing: Mutex::new(None),
     });
     Router::new()
         .route("/metadata", get(metadata))
@@ -205,24 +213,67 @@ async fn only_get_put_delete(method: Method) -> Response {
     method_not_allowed(&method, "GET, PUT, DELETE")
 }
 
-async fn call(addr: SocketAddr, request: &Request) -> Result<Reply, Response> {
+async fn call<Q: Serialize, O: serde::de::DeserializeOwned>(
+    addr: SocketAddr,
+    request: &Q,
+) -> Result<O, Response> {
     rpc::call(addr, request, RPC_TIMEOUT)
         .await
         .map_err(|e| unavailable(e.to_string()))
 }
 
+/// Asks a region process's machine.
+async fn ask_region(addr: SocketAddr, input: FhirInput) -> Result<FhirOutput, Response> {
+    call(addr, &RegionCall::Machine(input)).await
+}
+
+/// A FHIR failure that says the region is not (or no longer) the writable primary: the
+/// routing it was chosen by is out of date.
+fn stale_routing(f: &Failure) -> bool {
+    f.status == 503
+}
+
 impl Endpoint {
     async fn control(&self) -> Result<ControlSnapshot, Response> {
-        match call(self.cfg.control, &Request::ControlState).await? {
-            Reply::Control(snapshot) => Ok(*snapshot),
-            other => Err(unavailable(format!("control plane: {other:?}"))),
+        match call(self.cfg.control, &ControlInput::Snapshot).await? {
+            ControlOutput::Snapshot(snapshot) => Ok(*snapshot),
+            other => Err(unavailable(format!(
+                "the control plane answered {other:?} to a snapshot"
+            ))),
         }
     }
 
-    /// The data primary's RPC address, if the endpoint can reach it through the compute
-    /// region now.
-    async fn primary(&self) -> Result<SocketAddr, Response> {
+    fn cached_routing(&self) -> Option<Routing> {
+        *self.routing.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn cache_routing(&self, routing: Option<Routing>) {
+        *self.routing.lock().unwrap_or_else(PoisonError::into_inner) = routing;
+    }
+
+    /// The routing: the cached one, or (`fresh`, or nothing cached) the control plane's now.
+    async fn routing(&self, fresh: bool) -> Result<Routing, Response> {
+        if let Some(routing) = self.cached_routing().filter(|_| !fresh) {
+            return Ok(routing);
+        }
         let routing = self.control().await?.routing;
+        self.cache_routing(Some(routing));
+        Ok(routing)
+    }
+
+    /// The data primary's RPC address, if the endpoint can reach it through the compute
+    /// region now (by the cached routing unless `fresh`).
+    async fn primary(&self, fresh: bool) -> Result<SocketAddr, Response> {
+        let routing = self.routing(fresh).await?;
+        let reachable = self.reachable(routing);
+        if reachable.is_err() && !fresh {
+            // The cached routing may name a region the control plane has moved away from.
+            return Box::pin(self.primary(true)).await;
+        }
+        reachable
+    }
+
+    fn reachable(&self, routing: Routing) -> Result<SocketAddr, Response> {
         let (c, p) = (routing.compute, routing.primary);
         if let Some(faults) = &self.cfg.faults {
             if !faults.running(c) {
@@ -281,30 +332,45 @@ impl Endpoint {
         request: WriteRequest,
         reapply_of: Option<WriteId>,
     ) -> Result<Option<(Ack, Change)>, Response> {
-        let primary = self.primary().await?;
         let write = self.next_write.fetch_add(1, Ordering::Relaxed);
-        let rpc = Request::FhirWrite {
-            write,
-            request,
-            unix_ms: unix_ms(),
-            reapply_of,
-        };
-        let reply = rpc::call(primary, &rpc, RPC_TIMEOUT)
-            .await
-            .map_err(|e| match e {
-                // Sent, and no answer: the write may or may not have been acknowledged.
-                rpc::RpcError::Garbled { .. } | rpc::RpcError::Unreachable { sent: true, .. } => {
-                    error_response(
-                        &FhirError::new(504, "timeout", format!("the outcome is unknown: {e}")),
-                        None,
-                    )
+        let mut fresh = false;
+        loop {
+            let primary = self.primary(fresh).await?;
+            let input = FhirInput::Write {
+                write,
+                request: request.clone(),
+                unix_ms: unix_ms(),
+                reapply_of,
+            };
+            let output = rpc::call(primary, &RegionCall::Machine(input), RPC_TIMEOUT)
+                .await
+                .map_err(|e| match e {
+                    // Sent, and no answer: the write may or may not have been acknowledged.
+                    RpcError::Garbled { .. } | RpcError::Unreachable { sent: true, .. } => {
+                        error_response(
+                            &FhirError::new(504, "timeout", format!("the outcome is unknown: {e}")),
+                            None,
+                        )
+                    }
+                    RpcError::Unreachable { .. } | RpcError::Failed { .. } => {
+                        self.cache_routing(None);
+                        unavailable(e.to_string())
+                    }
+                })?;
+            match output {
+                FhirOutput::Written(Err(f)) if stale_routing(&f) && !fresh => fresh = true,
+                FhirOutput::Written(result) => {
+                    if matches!(&result, Err(f) if stale_routing(f)) {
+                        self.cache_routing(None);
+                    }
+                    return result.map_err(|f| failure_response(&f));
                 }
-                rpc::RpcError::Unreachable { .. } => unavailable(e.to_string()),
-            })?;
-        match reply {
-            Reply::FhirWritten { result } => result.map_err(|f| failure_response(&f)),
-            Reply::Error { message } => Err(unavailable(format!("data primary: {message}"))),
-            _ => Err(unavailable("the data primary answered something else")),
+                other => {
+                    return Err(unavailable(format!(
+                        "the data primary answered {other:?} to a write"
+                    )))
+                }
+            }
         }
     }
 
@@ -315,16 +381,27 @@ impl Endpoint {
         version: Option<u64>,
         history: bool,
     ) -> Result<Vec<Change>, Response> {
-        let primary = self.primary().await?;
-        let rpc = Request::FhirRead {
-            kind,
-            id,
-            version,
-            history,
-        };
-        match call(primary, &rpc).await? {
-            Reply::FhirRead { result } => result.map_err(|f| failure_response(&f)),
-            other => Err(unavailable(format!("data primary: {other:?}"))),
+        let mut fresh = false;
+        loop {
+            let primary = self.primary(fresh).await?;
+            let input = FhirInput::Read {
+                kind: kind.clone(),
+                id: id.clone(),
+                version,
+                history,
+            };
+            let output = ask_region(primary, input).await.inspect_err(|_| {
+                self.cache_routing(None);
+            })?;
+            match output {
+                FhirOutput::Read(Err(f)) if stale_routing(&f) && !fresh => fresh = true,
+                FhirOutput::Read(result) => return result.map_err(|f| failure_response(&f)),
+                other => {
+                    return Err(unavailable(format!(
+                        "the data primary answered {other:?} to a read"
+                    )))
+                }
+            }
         }
     }
 
@@ -336,13 +413,11 @@ impl Endpoint {
                 out.push(Err("down".to_string()));
                 continue;
             }
-            out.push(
-                match rpc::call(*addr, &Request::RegionState, RPC_TIMEOUT).await {
-                    Ok(Reply::Region(summary)) => Ok(*summary),
-                    Ok(other) => Err(format!("{other:?}")),
-                    Err(e) => Err(e.to_string()),
-                },
-            );
+            out.push(match ask_region(*addr, FhirInput::Summary).await {
+                Ok(FhirOutput::Summary(summary)) => Ok(*summary),
+                Ok(other) => Err(format!("answered {other:?} to a summary")),
+                Err(_) => Err(format!("region {r} did not answer")),
+            });
         }
         out
     }
@@ -674,7 +749,7 @@ async fn control_request(
     ep: &Endpoint,
     headers: &HeaderMap,
     body: Body,
-    request: fn(u8) -> Request,
+    request: fn(u8) -> ControlInput,
 ) -> Response {
     if let Err(response) = ep.authorized(headers) {
         return response;
@@ -683,24 +758,28 @@ async fn control_request(
         Ok(t) => t.target,
         Err(response) => return response,
     };
-    match call(ep.cfg.control, &request(target)).await {
-        Ok(Reply::Operator { result: Ok(()) }) => {
+    let answer = call(ep.cfg.control, &request(target)).await;
+    // Whatever the answer, the routing may be about to change.
+    ep.cache_routing(None);
+    match answer {
+        Ok(ControlOutput::Operator(Ok(()))) => {
             ok_json(json!({ "accepted": true, "target": target }))
         }
-        Ok(Reply::Operator {
-            result: Err(reason),
-        }) => refused(reason.to_string()),
-        Ok(other) => unavailable(format!("control plane: {other:?}")),
+        Ok(ControlOutput::Operator(Err(reason))) => refused(reason.to_string()),
+        Ok(other) => unavailable(format!("the control plane answered {other:?}")),
         Err(response) => response,
     }
 }
 
 async fn failback(State(ep): Shared, headers: HeaderMap, body: Body) -> Response {
-    control_request(&ep, &headers, body, |target| Request::Failback { target }).await
+    control_request(&ep, &headers, body, |target| ControlInput::Failback {
+        target,
+    })
+    .await
 }
 
 async fn force_failover(State(ep): Shared, headers: HeaderMap, body: Body) -> Response {
-    control_request(&ep, &headers, body, |target| Request::ForceFailover {
+    control_request(&ep, &headers, body, |target| ControlInput::ForceFailover {
         target,
     })
     .await
@@ -743,12 +822,10 @@ async fn reapply(State(ep): Shared, headers: HeaderMap, body: Body) -> Response 
         .filter_map(|s| s.ok()?.quarantine.into_iter().find(|q| q.write == original))
         .collect();
     let Some(q) = held.first().cloned() else {
-        return refused(format!(
-            "write {original} is in no quarantine of a running region"
-        ));
+        return refused(OperatorRefusal::NotQuarantined { write: original }.to_string());
     };
     if held.iter().any(|q| q.reapplied) {
-        return refused(format!("write {original} was re-applied already"));
+        return refused(OperatorRefusal::AlreadyReapplied { write: original }.to_string());
     }
     let change = match Change::from_payload(&q.payload) {
         Ok(c) => c,
@@ -773,7 +850,8 @@ async fn reapply(State(ep): Shared, headers: HeaderMap, body: Body) -> Response 
     };
     // Every region that quarantined it (with three regions, two may have).
     for addr in &ep.cfg.regions {
-        let _ = call(*addr, &Request::MarkReapplied { write: original }).await;
+        let mark = RegionInput::MarkReapplied { write: original };
+        let _ = ask_region(*addr, FhirInput::Protocol(mark)).await;
     }
     ok_json(json!({
         "reapplied": original,

@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 
 use crate::node::{Feed, Machine, NodeHandle, Wiring};
 use crate::observe::Observer;
-use crate::service::rpc::{self, Reply, Request};
+use crate::service::rpc::{self, Answer, CallFailure, RegionCall};
 use crate::service::{io, ProcessConfig, ServiceError};
 use crate::store::{load_or_init, RedbStore};
 use crate::time::{Clock, RealClock};
@@ -43,15 +43,17 @@ impl Common {
 
     /// Feeds protocol messages and ticks to the node, and serves `handle` on the RPC address,
     /// until Ctrl-C or the node stops.
-    pub async fn run<M: Machine, F, Fut>(
+    pub async fn run<M: Machine, Q, O, F, Fut>(
         &self,
         cfg: &ProcessConfig,
         node: Arc<NodeHandle<M>>,
         handle: F,
     ) -> Result<(), ServiceError>
     where
-        F: Fn(Request) -> Fut + Clone + Send + Sync + 'static,
-        Fut: std::future::Future<Output = Reply> + Send + 'static,
+        Q: serde::de::DeserializeOwned + Send + 'static,
+        O: serde::Serialize + Send + 'static,
+        F: Fn(Q) -> Fut + Clone + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Answer<O>> + Send + 'static,
     {
         let me = cfg.node;
         let listen_at = *cfg
@@ -144,7 +146,7 @@ pub async fn run(cfg: ProcessConfig) -> Result<(), ServiceError> {
     let node = Arc::new(node);
     let links = common.links.clone();
     let handler_node = node.clone();
-    let handle = move |request: Request| {
+    let handle = move |request: RegionCall| {
         let node = handler_node.clone();
         let links = links.clone();
         async move { answer(&node, &links, r, request).await }
@@ -152,80 +154,28 @@ pub async fn run(cfg: ProcessConfig) -> Result<(), ServiceError> {
     common.run(&cfg, node, handle).await
 }
 
-async fn answer(node: &NodeHandle<FhirRegion>, links: &Links, r: u8, request: Request) -> Reply {
-    let output = match request {
-        Request::FhirWrite {
-            write,
-            request,
-            unix_ms,
-            reapply_of,
-        } => {
-            node.call(FhirInput::Write {
-                write,
-                request,
-                unix_ms,
-                reapply_of,
+async fn answer(
+    node: &NodeHandle<FhirRegion>,
+    links: &Links,
+    r: u8,
+    call: RegionCall,
+) -> Answer<FhirOutput> {
+    match call {
+        RegionCall::Machine(FhirInput::Protocol(RegionInput::Tick | RegionInput::Message(_))) => {
+            Err(CallFailure::NotOffered {
+                what: "a tick or a protocol message (they come on the protocol port)".into(),
             })
-            .await
         }
-        Request::FhirRead {
-            kind,
-            id,
-            version,
-            history,
-        } => {
-            node.call(FhirInput::Read {
-                kind,
-                id,
-                version,
-                history,
-            })
-            .await
-        }
-        Request::Reapply {
-            write,
-            payload,
-            reapply_of,
-        } => {
-            node.call(FhirInput::Protocol(RegionInput::Write {
-                write,
-                payload,
-                reapply_of: Some(reapply_of),
-            }))
-            .await
-        }
-        Request::MarkReapplied { write } => {
-            node.call(FhirInput::Protocol(RegionInput::MarkReapplied { write }))
-                .await
-        }
-        Request::RegionState => node.call(FhirInput::Summary).await,
-        Request::SetLinks {
+        RegionCall::Machine(input) => node.call(input).await.ok_or(CallFailure::Stopped {
+            node: format!("region {r}"),
+        }),
+        RegionCall::SetLinks {
             isolated,
             partitioned,
         } => {
             links.set_isolated(r, isolated);
             links.set_partitioned(partitioned);
-            return Reply::Done;
+            Ok(FhirOutput::Protocol(RegionOutput::Done))
         }
-        other => {
-            return Reply::Error {
-                message: format!("a region does not answer {other:?}"),
-            }
-        }
-    };
-    match output {
-        Some(FhirOutput::Written(result)) => Reply::FhirWritten { result },
-        Some(FhirOutput::Read(result)) => Reply::FhirRead { result },
-        Some(FhirOutput::Protocol(RegionOutput::Written(result))) => Reply::Reapplied { result },
-        Some(FhirOutput::Protocol(RegionOutput::Marked(held))) => Reply::Marked { held },
-        Some(FhirOutput::Summary(summary)) => Reply::Region(summary),
-        Some(FhirOutput::Protocol(RegionOutput::Done | RegionOutput::Snapshot(_))) => {
-            Reply::Error {
-                message: "unexpected answer from the region".into(),
-            }
-        }
-        None => Reply::Error {
-            message: format!("region {r} stopped"),
-        },
     }
 }

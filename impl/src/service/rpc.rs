@@ -1,96 +1,46 @@
 //! How the endpoint and the supervisor talk to region and control-plane processes: one JSON
-//! line asked and one answered per TCP connection. Simple and debuggable with `nc`; the
+//! line asked and one answered per TCP connection. What travels *is* the machines' typed
+//! inputs and outputs (`FhirInput`/`FhirOutput` to a region, `ControlInput`/`ControlOutput` to
+//! the control plane): nothing is translated on the way. Simple and debuggable with `nc`; the
 //! protocol's own messages travel separately (`crate::transport::tcp`).
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use drcheck_fhir::region::FhirInput;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
-use drcheck_fhir::region::{Failure, RegionSummary};
-use drcheck_fhir::{Change, WriteRequest};
-
-use drcheck_protocol::control::ControlSnapshot;
-use drcheck_protocol::entry::WriteId;
-use drcheck_protocol::event::Refusal;
-use drcheck_protocol::refusal::OperatorRefusal;
-use drcheck_protocol::region::Ack;
-
 /// Longest line either side accepts.
 const MAX_LINE: u64 = 32 * 1024 * 1024;
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(tag = "rpc", rename_all = "snake_case")]
-pub enum Request {
-    /// Region: a FHIR write at the data primary.
-    FhirWrite {
-        write: WriteId,
-        request: WriteRequest,
-        unix_ms: u64,
-        /// The quarantined write an operator re-applies with this one.
-        reapply_of: Option<WriteId>,
-    },
-    /// Region: read the current version, one version, or the history of a resource.
-    FhirRead {
-        kind: String,
-        id: String,
-        version: Option<u64>,
-        history: bool,
-    },
-    /// Region: the operator re-applies a quarantined write's payload as a new write.
-    Reapply {
-        write: WriteId,
-        payload: String,
-        reapply_of: WriteId,
-    },
-    MarkReapplied {
-        write: WriteId,
-    },
-    RegionState,
-    /// Region: fault injection.
-    SetLinks {
-        isolated: bool,
-        partitioned: bool,
-    },
-    ControlState,
-    Failback {
-        target: u8,
-    },
-    ForceFailover {
-        target: u8,
-    },
+/// What a region process is asked: an input of its machine (`FhirRegion`), or a change of its
+/// links (fault injection belongs to the process, not to the machine).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "call", content = "value", rename_all = "snake_case")]
+pub enum RegionCall {
+    Machine(FhirInput),
+    SetLinks { isolated: bool, partitioned: bool },
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(tag = "reply", rename_all = "snake_case")]
-pub enum Reply {
-    FhirWritten {
-        result: Result<Option<(Ack, Change)>, Failure>,
-    },
-    FhirRead {
-        result: Result<Vec<Change>, Failure>,
-    },
-    Reapplied {
-        result: Result<Ack, Refusal>,
-    },
-    Marked {
-        held: bool,
-    },
-    Region(Box<RegionSummary>),
-    Control(Box<ControlSnapshot>),
-    Operator {
-        result: Result<(), OperatorRefusal>,
-    },
-    Done,
-    /// The request was malformed, or the process could not handle it.
-    Error {
-        message: String,
-    },
+/// Why a process answered no machine output.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(tag = "failure", rename_all = "snake_case")]
+pub enum CallFailure {
+    #[error("malformed request: {reason}")]
+    Malformed { reason: String },
+    #[error("{what} is not offered over RPC")]
+    NotOffered { what: String },
+    #[error("{node} stopped")]
+    Stopped { node: String },
 }
+
+/// What travels back: the machine's output, or why there is none.
+pub type Answer<O> = Result<O, CallFailure>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RpcError {
@@ -103,14 +53,19 @@ pub enum RpcError {
     },
     #[error("{addr} answered something unreadable: {reason}")]
     Garbled { addr: SocketAddr, reason: String },
+    #[error("{addr}: {failure}")]
+    Failed {
+        addr: SocketAddr,
+        failure: CallFailure,
+    },
 }
 
 /// Asks `addr` and waits for the answer (at most `timeout`).
-pub async fn call(
+pub async fn call<Q: Serialize, O: DeserializeOwned>(
     addr: SocketAddr,
-    request: &Request,
+    request: &Q,
     timeout: Duration,
-) -> Result<Reply, RpcError> {
+) -> Result<O, RpcError> {
     let sent = std::sync::atomic::AtomicBool::new(false);
     let unreachable = |reason: String| RpcError::Unreachable {
         addr,
@@ -140,10 +95,11 @@ pub async fn call(
                 "the connection closed without an answer".into(),
             ));
         }
-        serde_json::from_slice(&answer).map_err(|e| RpcError::Garbled {
+        let answer: Answer<O> = serde_json::from_slice(&answer).map_err(|e| RpcError::Garbled {
             addr,
             reason: e.to_string(),
-        })
+        })?;
+        answer.map_err(|failure| RpcError::Failed { addr, failure })
     };
     match tokio::time::timeout(timeout, exchange).await {
         Ok(result) => result,
@@ -152,10 +108,12 @@ pub async fn call(
 }
 
 /// Answers requests on `listener` with `handle`, one task per connection.
-pub fn serve<F, Fut>(listener: TcpListener, handle: F) -> JoinHandle<()>
+pub fn serve<Q, O, F, Fut>(listener: TcpListener, handle: F) -> JoinHandle<()>
 where
-    F: Fn(Request) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = Reply> + Send + 'static,
+    Q: DeserializeOwned + Send + 'static,
+    O: Serialize + Send + 'static,
+    F: Fn(Q) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Answer<O>> + Send + 'static,
 {
     tokio::spawn(async move {
         loop {
@@ -172,11 +130,11 @@ where
                 if reader.read_until(b'\n', &mut line).await.is_err() || line.is_empty() {
                     return;
                 }
-                let reply = match serde_json::from_slice::<Request>(&line) {
+                let reply = match serde_json::from_slice::<Q>(&line) {
                     Ok(request) => handle(request).await,
-                    Err(e) => Reply::Error {
-                        message: format!("malformed request: {e}"),
-                    },
+                    Err(e) => Err(CallFailure::Malformed {
+                        reason: e.to_string(),
+                    }),
                 };
                 let mut out = serde_json::to_vec(&reply).unwrap_or_default();
                 out.push(b'\n');

@@ -13,10 +13,12 @@ use std::time::Duration;
 use tokio::process::{Child, Command};
 
 use crate::service::endpoint::{self, EndpointConfig, Fault, Faults};
-use crate::service::rpc::{self, Reply, Request};
+use crate::service::rpc::{self, RegionCall};
 use crate::service::{io, Cluster, NodeAddrs, ServiceError};
 use crate::time::{unix_ms, Timing};
+use drcheck_fhir::region::FhirOutput;
 use drcheck_protocol::message::NodeId;
+use drcheck_protocol::region::RegionOutput;
 
 /// How `drcheck serve` was asked to run.
 #[derive(Clone, Debug)]
@@ -153,15 +155,15 @@ impl Supervisor {
             (links.isolated[usize::from(r)], links.partitioned)
         };
         let addr = self.cluster.region[usize::from(r)].rpc;
-        let request = Request::SetLinks {
+        let request = RegionCall::SetLinks {
             isolated,
             partitioned,
         };
         let mut last = String::new();
         for _ in 0..100 {
-            match rpc::call(addr, &request, Duration::from_secs(1)).await {
-                Ok(Reply::Done) => return Ok(()),
-                Ok(other) => last = format!("{other:?}"),
+            match rpc::call::<_, FhirOutput>(addr, &request, Duration::from_secs(1)).await {
+                Ok(FhirOutput::Protocol(RegionOutput::Done)) => return Ok(()),
+                Ok(other) => last = format!("answered {other:?} to its links"),
                 Err(e) => last = e.to_string(),
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
