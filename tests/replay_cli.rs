@@ -82,7 +82,7 @@ fn write_log(path: &std::path::Path) {
         })
         .await
         .expect("deployment");
-        d.write("{}".to_string())
+        d.write(r#"{"resourceType":"Patient"}"#.to_string())
             .await
             .expect("write")
             .expect("acknowledged");

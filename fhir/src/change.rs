@@ -152,6 +152,26 @@ fn civil_from_days(days: u64) -> (u64, u32, u32) {
     (year, month, day)
 }
 
+impl Change {
+    /// The write that applies this (quarantined) change again as the current version of its
+    /// resource: its content as an unconditional update, or its deletion.
+    pub fn reapply_request(self) -> crate::index::WriteRequest {
+        use crate::index::WriteRequest;
+        match self.resource {
+            Some(Value::Object(resource)) if !self.deleted => WriteRequest::Update {
+                kind: self.kind,
+                id: self.id,
+                resource,
+                if_match: None,
+            },
+            _ => WriteRequest::Delete {
+                kind: self.kind,
+                id: self.id,
+            },
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -73,6 +73,22 @@ impl Index {
         }
     }
 
+    /// Indexes `change`, which the region just appended as entry `log_index` (the next one):
+    /// the change it built, not its payload parsed back. `false` (and nothing recorded) if the
+    /// index does not stand just before that entry, or the change is stale; the caller then
+    /// catches up with [`Index::extend`].
+    pub fn record(&mut self, log_index: u64, change: &Change) -> bool {
+        if log_index != self.indexed {
+            return false;
+        }
+        self.indexed += 1;
+        let added = self.add(log_index, change.clone());
+        if !added {
+            self.skipped += 1;
+        }
+        true
+    }
+
     /// Records `change` at `log_index`, unless it is stale; says whether it did.
     fn add(&mut self, log_index: u64, change: Change) -> bool {
         let versions = self

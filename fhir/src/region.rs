@@ -71,6 +71,10 @@ pub struct Failure {
     pub diagnostics: String,
     /// Seconds to wait before retrying (throttled, unavailable).
     pub retry_after: Option<u64>,
+    /// The protocol's refusal behind it, if the region refused the request (not the FHIR
+    /// content): the endpoint refreshes its routing on one, the deployment reports it.
+    #[serde(default)]
+    pub refusal: Option<Refusal>,
 }
 
 /// A region as the status API shows it.
@@ -114,6 +118,7 @@ impl From<FhirError> for Failure {
             code: e.code.to_string(),
             diagnostics: e.diagnostics,
             retry_after: None,
+            refusal: None,
         }
     }
 }
@@ -158,6 +163,7 @@ impl FhirRegion {
             code: code.to_string(),
             diagnostics: format!("region {}: {refusal}", self.machine.id()),
             retry_after: Some(retry_after),
+            refusal: Some(refusal.clone()),
         }
     }
 
@@ -188,7 +194,9 @@ impl FhirRegion {
             .write(now, write, change.to_payload(), reapply_of, fx)
         {
             Ok(ack) => {
-                self.sync(false);
+                if !self.index.record(ack.index, &change) {
+                    self.sync(false);
+                }
                 Ok(Some((ack, change)))
             }
             Err(refusal) => Err(self.failure(&refusal)),
@@ -289,6 +297,7 @@ impl FhirRegion {
                 code: "transient".to_string(),
                 diagnostics: "the region's store failed; it stopped".to_string(),
                 retry_after: Some(1),
+                refusal: Some(Refusal::StoreFailed),
             })),
         }
     }

@@ -23,6 +23,8 @@ use crate::time::{Clock, Millis, RealClock, Timing, VirtualClock, MINUTE};
 use crate::transport::memory::{InFlight, MemoryTransport};
 use crate::transport::tcp::{self, TcpTransport};
 use crate::transport::{Links, Transport};
+use drcheck_fhir::region::{FhirInput, FhirOutput, FhirRegion, FhirWriteResult};
+use drcheck_fhir::{Change, WriteRequest};
 use drcheck_protocol::control::{
     recover_routing, ControlInput, ControlMachine, ControlOutput, ControlSnapshot, Phase,
 };
@@ -111,6 +113,9 @@ pub enum DeployError {
     },
     #[error("the {0} stopped")]
     Stopped(NodeId),
+    /// A write the deployment was asked for is not a valid FHIR write.
+    #[error("not a FHIR write: {0}")]
+    Fhir(String),
 }
 
 /// An operator request.
@@ -174,7 +179,7 @@ impl StoreSlot {
 }
 
 struct RegionSlot {
-    node: Option<NodeHandle<RegionMachine>>,
+    node: Option<NodeHandle<FhirRegion>>,
     status: Status,
     store: StoreSlot,
     /// How far this region's clock lags the control plane's (the full skew, as the model).
@@ -428,8 +433,12 @@ impl Deployment {
         if r == 0 && fresh_start {
             machine = machine.initial_primary(now + self.cfg.timing.lease);
         }
+        let minute_ms = match self.cfg.mode {
+            Mode::Real { minute_ms } => minute_ms,
+            Mode::Virtual => MINUTE,
+        };
         let node = NodeHandle::spawn(
-            machine,
+            FhirRegion::new(machine, minute_ms),
             Wiring {
                 store: Some(store),
                 transport: transport_for(&self.memory, &self.real, &self.links, NodeId::Region(r)),
@@ -482,13 +491,21 @@ impl Deployment {
         self.regions.get(usize::from(r)).map(|s| s.status)
     }
 
-    async fn call_region(&self, r: u8, input: RegionInput) -> Option<RegionOutput> {
+    async fn ask_region(&self, r: u8, input: FhirInput) -> Option<FhirOutput> {
         self.regions
             .get(usize::from(r))?
             .node
             .as_ref()?
             .call(input)
             .await
+    }
+
+    /// Hands a protocol input to region `r`'s machine.
+    async fn call_region(&self, r: u8, input: RegionInput) -> Option<RegionOutput> {
+        match self.ask_region(r, FhirInput::Protocol(input)).await? {
+            FhirOutput::Protocol(output) => Some(output),
+            _ => None,
+        }
     }
 
     /// The control plane's state (routing, phase, what it heard).
@@ -753,49 +770,56 @@ impl Deployment {
 
     /// A write through the global endpoint: to the compute region, which forwards it to the
     /// data primary.
-    pub async fn write(&mut self, payload: String) -> Result<WriteOutcome, DeployError> {
-        self.write_routed(payload, None).await
+    pub async fn write(&mut self, resource: String) -> Result<WriteOutcome, DeployError> {
+        let request = create_request(&resource)?;
+        let written = self.write_routed(request, None).await?;
+        acknowledged(written)
     }
 
     async fn write_routed(
         &mut self,
-        payload: String,
+        request: WriteRequest,
         reapply_of: Option<WriteId>,
-    ) -> Result<WriteOutcome, DeployError> {
+    ) -> Result<FhirWriteResult, DeployError> {
         let routing = self.control_state().await?.routing;
         let (c, p) = (routing.compute, routing.primary);
         let reachable = self.regions[usize::from(c)].status == Status::Up
             && (c == p || self.links.allows(NodeId::Region(c), NodeId::Region(p)));
         if !reachable {
-            return Ok(Err(Refusal::Unavailable));
+            return Ok(Err(unavailable()));
         }
-        self.write_to(p, payload, reapply_of).await
+        self.write_to(p, request, reapply_of).await
     }
 
-    /// A write by a client inside region `r` (it reaches `r` even while `r` is cut off).
-    pub async fn write_at(&mut self, r: u8, payload: String) -> Result<WriteOutcome, DeployError> {
+    /// A client inside region `r` creates `resource` (it reaches `r` even while `r` is cut
+    /// off).
+    pub async fn write_at(&mut self, r: u8, resource: String) -> Result<WriteOutcome, DeployError> {
         self.slot(r)?;
-        self.write_to(r, payload, None).await
+        let request = create_request(&resource)?;
+        let written = self.write_to(r, request, None).await?;
+        acknowledged(written)
     }
 
+    /// A FHIR write at region `r`: the same `FhirRegion` step `drcheck serve` runs.
     async fn write_to(
         &mut self,
         r: u8,
-        payload: String,
+        request: WriteRequest,
         reapply_of: Option<WriteId>,
-    ) -> Result<WriteOutcome, DeployError> {
+    ) -> Result<FhirWriteResult, DeployError> {
         let write = self.next_write_id();
-        let input = RegionInput::Write {
+        let input = FhirInput::Write {
             write,
-            payload,
+            request,
+            unix_ms: crate::time::unix_ms(),
             reapply_of,
         };
-        let outcome = match self.call_region(r, input).await {
-            Some(RegionOutput::Written(outcome)) => outcome,
-            _ => Err(Refusal::Unavailable),
+        let written = match self.ask_region(r, input).await {
+            Some(FhirOutput::Written(written)) => written,
+            _ => Err(unavailable()),
         };
         self.settle().await?;
-        Ok(outcome)
+        Ok(written)
     }
 
     // ----- the operator -----
@@ -883,13 +907,16 @@ impl Deployment {
                 write,
             });
         }
-        let (region, payload) = (item.region, item.payload.clone());
-        let ack = match self.write_routed(payload, Some(write)).await? {
+        let change =
+            Change::from_payload(&item.payload).map_err(|e| DeployError::Fhir(e.to_string()))?;
+        let written = self
+            .write_routed(change.reapply_request(), Some(write))
+            .await?;
+        let ack = match acknowledged(written)? {
             Ok(ack) => ack,
             Err(refusal) => return refuse(OperatorRefusal::WriteRefused { refusal }),
         };
         // Every region that quarantined it (with three regions, two may have).
-        let _ = region;
         for r in 0..self.cfg.regions {
             let _ = self
                 .call_region(r, RegionInput::MarkReapplied { write })
@@ -1092,6 +1119,41 @@ impl Deployment {
             StoreSlot::Disk(path) => Some(path),
             StoreSlot::Memory(_) => None,
         }
+    }
+}
+
+/// A client's create of `resource` (FHIR JSON), validated as the endpoint validates it.
+fn create_request(resource: &str) -> Result<WriteRequest, DeployError> {
+    let kind = serde_json::from_str::<serde_json::Value>(resource)
+        .ok()
+        .and_then(|v| v.get("resourceType")?.as_str().map(str::to_string))
+        .ok_or_else(|| DeployError::Fhir(format!("no resourceType in {resource}")))?;
+    let resource = drcheck_fhir::validate::parse_resource(&kind, None, resource.as_bytes())
+        .map_err(|e| DeployError::Fhir(e.to_string()))?;
+    Ok(WriteRequest::Create { kind, resource })
+}
+
+/// The answer when no writable primary is reachable (or it stopped mid-request).
+fn unavailable() -> drcheck_fhir::region::Failure {
+    drcheck_fhir::region::Failure {
+        status: 503,
+        code: "transient".to_string(),
+        diagnostics: Refusal::Unavailable.to_string(),
+        retry_after: Some(1),
+        refusal: Some(Refusal::Unavailable),
+    }
+}
+
+/// A FHIR write's result as the protocol sees it: acknowledged, or refused by the protocol.
+/// A failure of the content (the deployment's callers write valid resources) is an error.
+fn acknowledged(written: FhirWriteResult) -> Result<WriteOutcome, DeployError> {
+    match written {
+        Ok(Some((ack, _))) => Ok(Ok(ack)),
+        Ok(None) => Err(DeployError::Fhir("the write changed nothing".into())),
+        Err(failure) => match failure.refusal {
+            Some(refusal) => Ok(Err(refusal)),
+            None => Err(DeployError::Fhir(failure.diagnostics)),
+        },
     }
 }
 

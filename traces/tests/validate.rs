@@ -33,7 +33,8 @@ async fn random_run(seed: u64, regions: u8, path: &std::path::Path) {
         let r = rng.below(usize::from(regions)) as u8;
         match rng.below(10) {
             0..=2 => {
-                let _ = d.write(String::from("{}")).await.expect("write");
+                let patient = r#"{"resourceType":"Patient"}"#.to_string();
+                let _ = d.write(patient).await.expect("write");
             }
             3..=5 => d.advance(1 + rng.below(6) as u32).await.expect("advance"),
             6 if outages < 2 && d.status(r) == Some(Status::Up) => {

@@ -36,6 +36,7 @@ use drcheck_fhir::region::{Failure, FhirInput, FhirOutput, QuarantinedWrite, Reg
 use drcheck_fhir::validate;
 use drcheck_protocol::control::{ControlInput, ControlOutput, ControlSnapshot, Routing};
 use drcheck_protocol::entry::WriteId;
+use drcheck_protocol::event::Refusal;
 use drcheck_protocol::refusal::OperatorRefusal;
 use drcheck_protocol::region::Ack;
 use drcheck_protocol::region::RegionInput;
@@ -228,9 +229,11 @@ async fn ask_region(addr: SocketAddr, input: FhirInput) -> Result<FhirOutput, Re
 }
 
 /// A FHIR failure that says the region is not (or no longer) the writable primary: the
-/// routing it was chosen by is out of date.
+/// routing it was chosen by may be out of date (a throttled primary is still the primary).
 fn stale_routing(f: &Failure) -> bool {
-    f.status == 503
+    f.refusal
+        .as_ref()
+        .is_some_and(|r| !matches!(r, Refusal::Throttled { .. }))
 }
 
 impl Endpoint {
@@ -832,18 +835,7 @@ async fn reapply(State(ep): Shared, headers: HeaderMap, body: Body) -> Response 
         Err(e) => return rejected(e),
     };
     // The lost change is applied again as the current version of its resource.
-    let request = match change.resource {
-        Some(Value::Object(resource)) if !change.deleted => WriteRequest::Update {
-            kind: change.kind,
-            id: change.id,
-            resource,
-            if_match: None,
-        },
-        _ => WriteRequest::Delete {
-            kind: change.kind,
-            id: change.id,
-        },
-    };
+    let request = change.reapply_request();
     let written = match ep.write(request, Some(original)).await {
         Ok(w) => w,
         Err(response) => return response,

@@ -53,9 +53,16 @@ pub async fn run_until(
     panic!("{what}: not within {limit} minutes");
 }
 
-/// A small FHIR-like payload.
+/// A small Patient to create, told apart by its family name `p{n}`.
 pub fn patient(n: u32) -> String {
-    format!(r#"{{"resourceType":"Patient","id":"p{n}"}}"#)
+    format!(r#"{{"resourceType":"Patient","name":[{{"family":"p{n}"}}]}}"#)
+}
+
+/// The family name of the Patient a log entry's payload (a FHIR change) holds.
+pub fn family(payload: &str) -> Option<String> {
+    let change = drcheck_fhir::Change::from_payload(payload).ok()?;
+    let family = change.resource?.get("name")?.get(0)?.get("family")?.clone();
+    family.as_str().map(str::to_string)
 }
 
 /// Isolates the primary (its lease runs out), fails over, rejoins the old primary, fails data back: most kinds of step happen.
