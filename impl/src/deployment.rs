@@ -15,24 +15,26 @@ use drcheck_properties::{Bounds, Entry, RegionView, Role, Routing, Status, View,
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::boot::{self, RegionBoot};
 use crate::ghost::{ticks, Ghost, TICK};
 use crate::node::{Feed, NodeHandle, Wiring};
 use crate::observe::Observer;
-use crate::store::{load_or_init, Durable, MemoryStore, RedbStore, Store, StoreError};
+use crate::operator::{self, QuarantineItem};
+use crate::store::{Durable, MemoryStore, RedbStore, Store, StoreError};
 use crate::time::{Clock, Millis, RealClock, Timing, VirtualClock, MINUTE};
 use crate::transport::memory::{InFlight, MemoryTransport};
 use crate::transport::tcp::{self, TcpTransport};
 use crate::transport::{Links, Transport};
 use drcheck_fhir::region::{FhirInput, FhirOutput, FhirRegion, FhirWriteResult};
-use drcheck_fhir::{Change, WriteRequest};
+use drcheck_fhir::WriteRequest;
 use drcheck_protocol::control::{
     recover_routing, ControlInput, ControlMachine, ControlOutput, ControlSnapshot, Phase,
 };
-use drcheck_protocol::entry::{Epoch, WriteId};
+use drcheck_protocol::entry::WriteId;
 use drcheck_protocol::event::{Event, Refusal};
 use drcheck_protocol::message::{Envelope, Message, NodeId};
 use drcheck_protocol::refusal::{OperatorRefusal, StepRefusal};
-use drcheck_protocol::region::{Ack, RegionInput, RegionMachine, RegionOutput, RegionSnapshot};
+use drcheck_protocol::region::{Ack, RegionInput, RegionOutput, RegionSnapshot};
 
 /// Where regions keep their durable state.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -135,17 +137,6 @@ pub enum OperatorRequest {
     Reapply {
         write: WriteId,
     },
-}
-
-/// One quarantined write, as the operator sees it.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct QuarantineItem {
-    pub region: u8,
-    pub write: WriteId,
-    pub epoch: Epoch,
-    pub acked_at: Millis,
-    pub reapplied: bool,
-    pub payload: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -283,6 +274,8 @@ pub struct Deployment {
     ghost: Option<Ghost>,
     /// Protocol time up to which the ghost has counted ticks.
     ghost_time: Millis,
+    /// Protocol time when the deployment started.
+    started: Millis,
     next_write: WriteId,
     hold: bool,
     real: Option<RealParts>,
@@ -290,15 +283,6 @@ pub struct Deployment {
 
 /// What the endpoint answers a write.
 pub type WriteOutcome = Result<Ack, Refusal>;
-
-/// Compares two secrets in time that depends only on their lengths.
-fn same_secret(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
-}
 
 fn io_error(what: String) -> impl FnOnce(std::io::Error) -> DeployError {
     move |source| DeployError::Io { what, source }
@@ -341,9 +325,10 @@ impl Deployment {
             let store = match &cfg.storage {
                 Storage::Memory => StoreSlot::Memory(MemoryStore::new()),
                 Storage::Disk(dir) => {
-                    std::fs::create_dir_all(dir)
-                        .map_err(io_error(format!("data directory {}", dir.display())))?;
-                    StoreSlot::Disk(dir.join(format!("region-{r}.redb")))
+                    let region_dir = boot::region_dir(dir, r);
+                    std::fs::create_dir_all(&region_dir)
+                        .map_err(io_error(format!("data directory {}", region_dir.display())))?;
+                    StoreSlot::Disk(boot::store_file(&region_dir, r))
                 }
             };
             regions.push(RegionSlot {
@@ -391,6 +376,7 @@ impl Deployment {
             regions,
             control,
             ghost_time,
+            started: ghost_time,
             next_write: 1,
             hold,
             real,
@@ -405,7 +391,7 @@ impl Deployment {
             Event::Started { regions: n, timing },
         );
         for r in 0..n {
-            deployment.boot_region(r, true)?;
+            deployment.boot_region(r)?;
         }
         if let Some(real) = &mut deployment.real {
             set_mailbox(
@@ -420,25 +406,25 @@ impl Deployment {
     }
 
     /// Starts region `r` from its store (a fresh store gets the initial role).
-    fn boot_region(&mut self, r: u8, first: bool) -> Result<(), DeployError> {
-        let n = self.cfg.regions;
-        let now = self.clock.now();
+    fn boot_region(&mut self, r: u8) -> Result<(), DeployError> {
         let slot = &self.regions[usize::from(r)];
         let mut store = slot.store.open()?;
-        let (durable, _) = load_or_init(store.as_mut(), r)?;
-        let fresh_start = first && durable.log.is_empty() && durable.epoch == 1;
-        let mut machine =
-            RegionMachine::new(r, n, self.cfg.timing, durable, now - now.min(slot.lag))
-                .with_mutants(self.cfg.mutants);
-        if r == 0 && fresh_start {
-            machine = machine.initial_primary(now + self.cfg.timing.lease);
-        }
-        let minute_ms = match self.cfg.mode {
-            Mode::Real { minute_ms } => minute_ms,
-            Mode::Virtual => MINUTE,
+        let boot = RegionBoot {
+            region: r,
+            regions: self.cfg.regions,
+            timing: self.cfg.timing,
+            mutants: self.cfg.mutants,
+            now: self.clock.now(),
+            started: self.started,
+            lag: slot.lag,
+            minute_ms: match self.cfg.mode {
+                Mode::Real { minute_ms } => minute_ms,
+                Mode::Virtual => MINUTE,
+            },
         };
+        let region = boot.boot(store.as_mut())?;
         let node = NodeHandle::spawn(
-            FhirRegion::new(machine, minute_ms),
+            region,
             Wiring {
                 store: Some(store),
                 transport: transport_for(&self.memory, &self.real, &self.links, NodeId::Region(r)),
@@ -782,13 +768,11 @@ impl Deployment {
         reapply_of: Option<WriteId>,
     ) -> Result<FhirWriteResult, DeployError> {
         let routing = self.control_state().await?.routing;
-        let (c, p) = (routing.compute, routing.primary);
-        let reachable = self.regions[usize::from(c)].status == Status::Up
-            && (c == p || self.links.allows(NodeId::Region(c), NodeId::Region(p)));
-        if !reachable {
+        let status = |r: u8| self.status(r).unwrap_or(Status::Down);
+        if operator::route(&routing, status, self.links.is_partitioned()).is_err() {
             return Ok(Err(unavailable()));
         }
-        self.write_to(p, request, reapply_of).await
+        self.write_to(routing.primary, request, reapply_of).await
     }
 
     /// A client inside region `r` creates `resource` (it reaches `r` even while `r` is cut
@@ -831,7 +815,7 @@ impl Deployment {
         token: &str,
         request: OperatorRequest,
     ) -> Result<Result<OperatorResponse, OperatorError>, DeployError> {
-        if !same_secret(token, &self.cfg.operator_token) {
+        if !operator::same_secret(token, &self.cfg.operator_token) {
             self.observer.emit(
                 self.clock.now(),
                 NodeId::Control,
@@ -880,7 +864,6 @@ impl Deployment {
                     region: r,
                     write: q.entry.write,
                     epoch: q.entry.epoch,
-                    acked_at: q.entry.acked_at,
                     reapplied: q.reapplied,
                     payload: q.entry.payload,
                 });
@@ -895,23 +878,12 @@ impl Deployment {
     ) -> Result<Result<OperatorResponse, OperatorError>, DeployError> {
         let refuse = |reason: OperatorRefusal| Ok(Err(OperatorError::Refused(reason)));
         let items = self.quarantine().await?;
-        let Some(item) = items.iter().find(|q| q.write == write) else {
-            return refuse(OperatorRefusal::NotQuarantined { write });
+        let up = |r: u8| self.status(r).is_some_and(|s| s != Status::Down);
+        let request = match operator::reapply_request(&items, write, up) {
+            Ok(request) => request,
+            Err(refusal) => return refuse(refusal),
         };
-        if items.iter().any(|q| q.write == write && q.reapplied) {
-            return refuse(OperatorRefusal::AlreadyReapplied { write });
-        }
-        if self.regions[usize::from(item.region)].status == Status::Down {
-            return refuse(OperatorRefusal::HolderDown {
-                region: item.region,
-                write,
-            });
-        }
-        let change =
-            Change::from_payload(&item.payload).map_err(|e| DeployError::Fhir(e.to_string()))?;
-        let written = self
-            .write_routed(change.reapply_request(), Some(write))
-            .await?;
+        let written = self.write_routed(request, Some(write)).await?;
         let ack = match acknowledged(written)? {
             Ok(ack) => ack,
             Err(refusal) => return refuse(OperatorRefusal::WriteRefused { refusal }),
@@ -1037,7 +1009,7 @@ impl Deployment {
     pub async fn recover(&mut self, r: u8) -> Result<(), DeployError> {
         self.expect_status(r, Status::Down)?;
         self.fault_event("recover", Some(r));
-        self.boot_region(r, false)?;
+        self.boot_region(r)?;
         self.regions[usize::from(r)].status = Status::Up;
         if let Some(g) = &mut self.ghost {
             g.restored(r);

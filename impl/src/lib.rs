@@ -5,6 +5,8 @@
 //! - [`node`]: the tokio task around a machine; [`deployment`]: regions, control plane and
 //!   endpoint wired together in one process, with the operator API, fault injection and
 //!   [`deployment::Deployment::abstract_view`], the `properties` view every invariant reads;
+//! - [`boot`] and [`operator`]: region boot, store paths, operator authorisation, the
+//!   endpoint's reachability rule and re-apply, written once for both;
 //! - [`service`]: the same as real processes (`drcheck serve`), the FHIR endpoint in front;
 //! - [`observe`] and [`ghost`]: every protocol-significant step as a structured event, and the
 //!   ghost bookkeeping the invariants need.
@@ -15,10 +17,12 @@
 /// through the implementation.
 pub use drcheck_protocol as protocol;
 
+pub mod boot;
 pub mod deployment;
 pub mod ghost;
 pub mod node;
 pub mod observe;
+pub mod operator;
 pub mod service;
 pub mod store;
 pub mod time;

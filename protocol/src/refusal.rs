@@ -64,6 +64,8 @@ pub enum OperatorRefusal {
     AlreadyReapplied { write: WriteId },
     #[error("region {region} holding write {write} is down")]
     HolderDown { region: u8, write: WriteId },
+    #[error("write {write} in the quarantine is not a readable change: {reason}")]
+    Unreadable { write: WriteId, reason: String },
     #[error("the data primary refused the write: {refusal}")]
     WriteRefused { refusal: Refusal },
 }

@@ -27,6 +27,7 @@ use axum::Router;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use crate::operator::{self, QuarantineItem};
 use crate::service::rpc::{self, RegionCall, RpcError};
 use crate::time::unix_ms;
 use drcheck_fhir::change::{http_date, Change};
@@ -34,10 +35,10 @@ use drcheck_fhir::index::WriteRequest;
 use drcheck_fhir::outcome::FhirError;
 use drcheck_fhir::region::{Failure, FhirInput, FhirOutput, QuarantinedWrite, RegionSummary};
 use drcheck_fhir::validate;
+use drcheck_properties::Status;
 use drcheck_protocol::control::{ControlInput, ControlOutput, ControlSnapshot, Routing};
 use drcheck_protocol::entry::WriteId;
 use drcheck_protocol::event::Refusal;
-use drcheck_protocol::refusal::OperatorRefusal;
 use drcheck_protocol::region::Ack;
 use drcheck_protocol::region::RegionInput;
 
@@ -277,25 +278,16 @@ impl Endpoint {
     }
 
     fn reachable(&self, routing: Routing) -> Result<SocketAddr, Response> {
-        let (c, p) = (routing.compute, routing.primary);
         if let Some(faults) = &self.cfg.faults {
-            if !faults.running(c) {
-                return Err(unavailable(format!("compute region {c} is down")));
-            }
-            if !faults.running(p) {
-                return Err(unavailable(format!("data primary {p} is down")));
-            }
-            if faults.isolated(c) || faults.isolated(p) {
-                return Err(unavailable(format!(
-                    "the compute region {c} or the data primary {p} is cut off"
-                )));
-            }
-            if c != p && faults.partitioned() {
-                return Err(unavailable(format!(
-                    "compute region {c} cannot reach data primary {p}"
-                )));
-            }
+            let status = |r: u8| match (faults.running(r), faults.isolated(r)) {
+                (false, _) => Status::Down,
+                (true, true) => Status::Isolated,
+                (true, false) => Status::Up,
+            };
+            operator::route(&routing, status, faults.partitioned())
+                .map_err(|e| unavailable(e.to_string()))?;
         }
+        let p = routing.primary;
         self.cfg
             .regions
             .get(usize::from(p))
@@ -309,14 +301,7 @@ impl Endpoint {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .unwrap_or("");
-        let expected = self.cfg.token.as_bytes();
-        let same = given.len() == expected.len()
-            && given
-                .bytes()
-                .zip(expected)
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0;
-        if same {
+        if operator::same_secret(given, &self.cfg.token) {
             Ok(())
         } else {
             let mut response = error_response(
@@ -423,6 +408,17 @@ impl Endpoint {
             });
         }
         out
+    }
+}
+
+/// A running region's quarantined write as the operator sees it.
+fn quarantine_item(region: u8, q: QuarantinedWrite) -> QuarantineItem {
+    QuarantineItem {
+        region,
+        write: q.write,
+        epoch: q.epoch,
+        reapplied: q.reapplied,
+        payload: q.payload,
     }
 }
 
@@ -818,24 +814,19 @@ async fn reapply(State(ep): Shared, headers: HeaderMap, body: Body) -> Response 
         Ok(w) => w.write,
         Err(response) => return response,
     };
-    let held: Vec<QuarantinedWrite> = ep
+    // Only running regions answer: their quarantines are the ones a re-apply can mark.
+    let items: Vec<QuarantineItem> = ep
         .regions()
         .await
         .into_iter()
-        .filter_map(|s| s.ok()?.quarantine.into_iter().find(|q| q.write == original))
+        .enumerate()
+        .filter_map(|(r, s)| Some((r as u8, s.ok()?.quarantine)))
+        .flat_map(|(region, held)| held.into_iter().map(move |q| quarantine_item(region, q)))
         .collect();
-    let Some(q) = held.first().cloned() else {
-        return refused(OperatorRefusal::NotQuarantined { write: original }.to_string());
+    let request = match operator::reapply_request(&items, original, |_| true) {
+        Ok(request) => request,
+        Err(refusal) => return refused(refusal.to_string()),
     };
-    if held.iter().any(|q| q.reapplied) {
-        return refused(OperatorRefusal::AlreadyReapplied { write: original }.to_string());
-    }
-    let change = match Change::from_payload(&q.payload) {
-        Ok(c) => c,
-        Err(e) => return rejected(e),
-    };
-    // The lost change is applied again as the current version of its resource.
-    let request = change.reapply_request();
     let written = match ep.write(request, Some(original)).await {
         Ok(w) => w,
         Err(response) => return response,

@@ -113,7 +113,7 @@ impl Cluster {
             peers.insert(NodeId::Region(r as u8), a.protocol);
         }
         let dir = match node {
-            NodeId::Region(r) => Some(self.data_dir.join(format!("region-{r}"))),
+            NodeId::Region(r) => Some(crate::boot::region_dir(&self.data_dir, r)),
             NodeId::Control => None,
         };
         let name = match node {

@@ -7,17 +7,19 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
+use crate::boot::{self, RegionBoot};
 use crate::node::{Feed, Machine, NodeHandle, Wiring};
 use crate::observe::Observer;
 use crate::service::rpc::{self, Answer, CallFailure, RegionCall};
 use crate::service::{io, ProcessConfig, ServiceError};
-use crate::store::{load_or_init, RedbStore};
+use crate::store::RedbStore;
 use crate::time::{Clock, RealClock};
 use crate::transport::tcp::{self, TcpTransport};
 use crate::transport::Links;
 use drcheck_fhir::region::{FhirInput, FhirOutput, FhirRegion};
 use drcheck_protocol::message::{Envelope, NodeId};
-use drcheck_protocol::region::{RegionInput, RegionMachine, RegionOutput};
+use drcheck_protocol::mutant::Mutants;
+use drcheck_protocol::region::{RegionInput, RegionOutput};
 
 /// Everything a node process starts besides its machine: clock, observer, protocol listener.
 pub(crate) struct Common {
@@ -118,19 +120,21 @@ pub async fn run(cfg: ProcessConfig) -> Result<(), ServiceError> {
         .ok_or_else(|| ServiceError::Config("a region needs a data directory".into()))?;
     std::fs::create_dir_all(&dir).map_err(io(format!("data directory {}", dir.display())))?;
     let common = Common::new(&cfg)?;
-    let mut store = RedbStore::open(&dir.join(format!("region-{r}.redb")))?;
-    let now = common.clock.now();
-    let lag = cfg.timing.skew;
-    let (durable, first_start) = load_or_init(&mut store, r)?;
-    let mut machine =
-        RegionMachine::new(r, cfg.regions, cfg.timing, durable, now.saturating_sub(lag));
-    // The first primary's first lease is implied by the deployment's start (the control
-    // plane counts it as granted at time 0); a region whose store was wiped later gets none.
-    if r == 0 && first_start && now < cfg.timing.lease {
-        machine = machine.initial_primary(now + cfg.timing.lease);
+    let mut store = RedbStore::open(&boot::store_file(&dir, r))?;
+    let region = RegionBoot {
+        region: r,
+        regions: cfg.regions,
+        timing: cfg.timing,
+        mutants: Mutants::default(),
+        now: common.clock.now(),
+        // Protocol time 0 is the deployment's start, shared by every process.
+        started: 0,
+        lag: cfg.timing.skew,
+        minute_ms: cfg.minute_ms,
     }
+    .boot(&mut store)?;
     let node = NodeHandle::spawn(
-        FhirRegion::new(machine, cfg.minute_ms),
+        region,
         Wiring {
             store: Some(Box::new(store)),
             transport: Arc::new(TcpTransport::new(
@@ -139,7 +143,7 @@ pub async fn run(cfg: ProcessConfig) -> Result<(), ServiceError> {
                 common.links.clone(),
             )),
             clock: common.clock.clone(),
-            lag,
+            lag: cfg.timing.skew,
             observer: common.observer.clone(),
         },
     );

@@ -283,10 +283,7 @@ fn recover_from_stores(
     use crate::store::Store as _;
     let mut held = Vec::new();
     for r in 0..cluster.regions {
-        let path = cluster
-            .data_dir
-            .join(format!("region-{r}"))
-            .join(format!("region-{r}.redb"));
+        let path = crate::boot::store_file(&crate::boot::region_dir(&cluster.data_dir, r), r);
         let durable = if path.exists() {
             crate::store::RedbStore::open(&path)?.load()?
         } else {
