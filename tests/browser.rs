@@ -10,6 +10,8 @@
 //!
 //! Without them the test is skipped with a message, except under CI=true, where it fails.
 
+mod support;
+
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -19,6 +21,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use support::cli::TINY;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 /// How long the explorer may take to print its URL and to accept connections.
@@ -153,22 +156,10 @@ fn explorer_shows_single_writer_counterexample_in_chromium() {
     let addr = format!("127.0.0.1:{port}");
     let mut explorer = KillOnDrop {
         what: "drcheck explore",
-        child: Command::new(exe)
-            .args([
-                "explore",
-                "--bug",
-                "no-lease-wait",
-                "--writes",
-                "0",
-                "--partitions",
-                "0",
-                "--failbacks",
-                "0",
-                "--forced",
-                "0",
-                "--addr",
-                &addr,
-            ])
+        child: support::command()
+            .args(["explore", "--bug", "no-lease-wait"])
+            .args(TINY)
+            .args(["--addr", &addr])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

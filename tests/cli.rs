@@ -3,135 +3,17 @@
 //! Every model run is kept small (a few thousand states) so that the whole file takes a few
 //! seconds in release mode.
 
-use std::io::Read;
-use std::process::{Command, Stdio};
-use std::thread;
-use std::time::{Duration, Instant};
+mod support;
 
 use drcheck_model::Bug;
 use drcheck_properties::timing::RULES;
 use drcheck_properties::{Expectation, Timing, CATALOG};
 use serde_json::Value;
-
-/// A tiny model: one crash outage, nothing else. Some `sometimes` properties are out of
-/// reach here, so a correct run of it exits 1.
-const SMALL: &[&str] = &[
-    "--writes",
-    "0",
-    "--partitions",
-    "0",
-    "--failbacks",
-    "0",
-    "--forced",
-    "0",
-    "--no-isolation",
-    "--threads",
-    "1",
-    "-q",
-];
-
-/// The smallest model found in which every `sometimes` property is reachable (a forced
-/// failover needs a partition to make the RPO guard refuse, and a short grace period).
-const ALL_REACHABLE: &[&str] = &[
-    "--writes",
-    "1",
-    "--partitions",
-    "1",
-    "--failbacks",
-    "1",
-    "--forced",
-    "1",
-    "--no-isolation",
-    "--grace",
-    "2",
-    "--rpo",
-    "5",
-    "--throttle",
-    "2",
-    "--rto",
-    "10",
-    "--threads",
-    "1",
-    "-q",
-];
-
-/// The same tiny model without `-q`.
-const SMALL_NOISY: &[&str] = &[
-    "--writes",
-    "0",
-    "--partitions",
-    "0",
-    "--failbacks",
-    "0",
-    "--forced",
-    "0",
-    "--no-isolation",
-    "--threads",
-    "1",
-];
-
-/// No single run here should take more than a second or so; a hang fails the test.
-const DEADLINE: Duration = Duration::from_secs(60);
+use support::cli::{check, drcheck, Output, ALL_REACHABLE, SMALL, SMALL_NOISY};
 
 /// The consistency rules, as `drcheck_properties::timing` names them.
 fn rule(i: usize) -> &'static str {
     RULES[i].name
-}
-
-struct Output {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-/// Runs `drcheck ARGS...` to completion (or panics after `DEADLINE`).
-fn drcheck(args: &[&str]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_drcheck"))
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the drcheck binary starts");
-    let mut out = child.stdout.take().expect("piped stdout");
-    let mut err = child.stderr.take().expect("piped stderr");
-    let out = thread::spawn(move || {
-        let mut s = String::new();
-        out.read_to_string(&mut s).map(|_| s)
-    });
-    let err = thread::spawn(move || {
-        let mut s = String::new();
-        err.read_to_string(&mut s).map(|_| s)
-    });
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("waiting for drcheck") {
-            break status;
-        }
-        if started.elapsed() > DEADLINE {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("drcheck {args:?} did not finish within {DEADLINE:?}");
-        }
-        thread::sleep(Duration::from_millis(5));
-    };
-    let stdout = out.join().unwrap().expect("stdout is UTF-8");
-    let stderr = err.join().unwrap().expect("stderr is UTF-8");
-    Output {
-        code: status.code().unwrap_or_else(|| {
-            panic!("drcheck {args:?} was killed by a signal; stderr:\n{stderr}")
-        }),
-        stdout,
-        stderr,
-    }
-}
-
-/// Runs `drcheck check BASE... EXTRA...`.
-fn check(base: &[&str], extra: &[&str]) -> Output {
-    let mut args = vec!["check"];
-    args.extend_from_slice(base);
-    args.extend_from_slice(extra);
-    drcheck(&args)
 }
 
 fn catalog_names() -> Vec<&'static str> {

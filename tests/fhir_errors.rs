@@ -7,7 +7,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::json;
-use support::{outcome_code, Serve, MINUTE_MS};
+use support::serve::{outcome_code, Serve, MINUTE_MS};
 
 /// The primary's log length and the test resource's current body.
 fn observable(serve: &Serve, id: &str) -> (u64, String) {

@@ -1,39 +1,21 @@
 //! `drcheck replay FILE`: a trace replayed on the implementation.
 
-use std::process::Command;
+mod support;
 
-fn drcheck(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_drcheck"))
-        .args(args)
-        .output()
-        .expect("drcheck runs")
-}
+use support::cli::{check, drcheck, ONE_WRITE};
 
 #[test]
 fn a_model_path_is_followed_by_the_implementation_step_by_step() {
     let dir = std::env::temp_dir().join(format!("drcheck-replay-cli-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let out = dir.to_str().unwrap();
-    let check = drcheck(&[
-        "check",
-        "-q",
-        "--writes",
-        "1",
-        "--partitions",
-        "0",
-        "--failbacks",
-        "0",
-        "--forced",
-        "0",
-        "--trace-out",
-        out,
-    ]);
+    let checked = check(ONE_WRITE, &["--trace-out", out]);
     // (It exits 1: with no forced failover in the budget, one `sometimes` is not reached.)
     let trace = dir.join("model.worst-data-loss.json");
-    assert!(trace.exists(), "{}", String::from_utf8_lossy(&check.stderr));
+    assert!(trace.exists(), "{}", checked.stderr);
     let replay = drcheck(&["replay", trace.to_str().unwrap()]);
-    let stdout = String::from_utf8_lossy(&replay.stdout);
-    assert_eq!(replay.status.code(), Some(0), "{stdout}");
+    let stdout = &replay.stdout;
+    assert_eq!(replay.code, 0, "{stdout}");
     assert!(stdout.contains("followed all"), "{stdout}");
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -45,8 +27,8 @@ fn a_bug_counterexample_stops_where_the_correct_implementation_refuses() {
         "/traces/corpus/no-lease-wait.single_writer.json"
     );
     let replay = drcheck(&["replay", trace]);
-    let stdout = String::from_utf8_lossy(&replay.stdout);
-    assert_eq!(replay.status.code(), Some(1), "{stdout}");
+    let stdout = &replay.stdout;
+    assert_eq!(replay.code, 1, "{stdout}");
     assert!(stdout.contains("step 11 (promote region 1 (automatic failover)): enabled in the model, refused by the implementation"), "{stdout}");
     assert!(
         stdout.contains("regions[1].role: \"Primary\" -> \"Secondary\""),
@@ -61,8 +43,8 @@ fn a_bug_counterexample_stops_where_the_correct_implementation_refuses() {
 #[test]
 fn a_bad_trace_file_is_a_one_line_error_and_exit_2() {
     let missing = drcheck(&["replay", "/nonexistent/trace.json"]);
-    assert_eq!(missing.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert_eq!(missing.code, 2);
+    let stderr = &missing.stderr;
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.starts_with("error: "), "{stderr}");
 }
@@ -99,8 +81,8 @@ fn an_implementation_log_is_validated_against_the_model() {
         std::env::temp_dir().join(format!("drcheck-validate-cli-{}.jsonl", std::process::id()));
     write_log(&path);
     let valid = drcheck(&["validate", path.to_str().unwrap()]);
-    let stdout = String::from_utf8_lossy(&valid.stdout);
-    assert_eq!(valid.status.code(), Some(0), "{stdout}");
+    let stdout = &valid.stdout;
+    assert_eq!(valid.code, 0, "{stdout}");
     assert!(stdout.starts_with("valid: "), "{stdout}");
 
     // A failover with no declaration before it is no behaviour of the model.
@@ -111,15 +93,15 @@ fn an_implementation_log_is_validated_against_the_model() {
         .collect();
     std::fs::write(&path, tampered.join("\n")).unwrap();
     let invalid = drcheck(&["validate", path.to_str().unwrap()]);
-    let stdout = String::from_utf8_lossy(&invalid.stdout);
-    assert_eq!(invalid.status.code(), Some(1), "{stdout}");
+    let stdout = &invalid.stdout;
+    assert_eq!(invalid.code, 1, "{stdout}");
     assert!(stdout.starts_with("not valid: event"), "{stdout}");
     assert!(stdout.contains("tried from model state 1:"), "{stdout}");
 
     std::fs::write(&path, "not a log\n").unwrap();
     let garbage = drcheck(&["validate", path.to_str().unwrap()]);
-    assert_eq!(garbage.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&garbage.stderr);
+    assert_eq!(garbage.code, 2);
+    let stderr = &garbage.stderr;
     assert!(
         stderr.contains("line 1:") && stderr.lines().count() == 1,
         "{stderr}"
@@ -132,24 +114,19 @@ fn a_seeded_walk_is_written_and_replayed() {
     let dir = std::env::temp_dir().join(format!("drcheck-walk-cli-{}", std::process::id()));
     let out = dir.to_str().unwrap();
     let walk = drcheck(&["walk", "--seed", "7", "--depth", "40", "--trace-out", out]);
-    assert_eq!(
-        walk.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&walk.stderr)
-    );
+    assert_eq!(walk.code, 0, "{}", walk.stderr);
     let file = dir.join("model.walk-7.json");
     let again = std::fs::read_to_string(&file).unwrap();
     let rewalk = drcheck(&["walk", "--seed", "7", "--depth", "40", "--trace-out", out]);
-    assert!(rewalk.status.success());
+    assert_eq!(rewalk.code, 0, "{}", rewalk.stderr);
     assert_eq!(
         std::fs::read_to_string(&file).unwrap(),
         again,
         "the same seed, the same walk"
     );
     let replay = drcheck(&["replay", file.to_str().unwrap()]);
-    let stdout = String::from_utf8_lossy(&replay.stdout);
-    assert_eq!(replay.status.code(), Some(0), "{stdout}");
+    let stdout = &replay.stdout;
+    assert_eq!(replay.code, 0, "{stdout}");
     assert!(stdout.contains("random walk, seed 7"), "{stdout}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,35 +1,18 @@
 //! Round trip: `check --trace-out` writes a trace, `show` prints the same timeline as `check`,
 //! and `explore --trace` opens the Explorer at the same path.
 
+mod support;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-const SMALL: &[&str] = &[
-    "--bug",
-    "no-lease-wait",
-    "--writes",
-    "0",
-    "--partitions",
-    "0",
-    "--failbacks",
-    "0",
-    "--forced",
-    "0",
-    "--threads",
-    "1",
-    "-q",
-];
+use support::cli::{drcheck, QUIET, TINY};
 
-fn drcheck(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_drcheck"))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("drcheck runs")
-}
+/// The bug whose `single_writer` counterexample the tests follow, in the tiny model.
+const NO_LEASE_WAIT: &[&str] = &["--bug", "no-lease-wait"];
 
 fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("drcheck-{name}-{}", std::process::id()));
@@ -85,19 +68,25 @@ fn free_port() -> u16 {
 fn check_show_and_explore_agree_on_the_steps() {
     let dir = temp_dir("round-trip");
     let dir_arg = dir.to_string_lossy().to_string();
-    let mut args = vec!["check", "--trace-out", dir_arg.as_str()];
-    args.extend_from_slice(SMALL);
-    let checked = drcheck(&args);
-    assert_eq!(checked.status.code(), Some(1), "the bug is caught");
-    let check_report = String::from_utf8(checked.stdout).unwrap();
+    let checked = drcheck(
+        &[
+            &["check", "--trace-out", dir_arg.as_str()][..],
+            NO_LEASE_WAIT,
+            TINY,
+            QUIET,
+        ]
+        .concat(),
+    );
+    assert_eq!(checked.code, 1, "the bug is caught");
+    let check_report = checked.stdout;
     let file: PathBuf = dir.join("no-lease-wait.single_writer.json");
     assert!(file.exists(), "check --trace-out wrote {}", file.display());
     let file_arg = file.to_string_lossy().to_string();
 
     // show prints the same rows as check did.
     let shown = drcheck(&["show", file_arg.as_str()]);
-    assert_eq!(shown.status.code(), Some(0));
-    let show_report = String::from_utf8(shown.stdout).unwrap();
+    assert_eq!(shown.code, 0, "{}", shown.stderr);
+    let show_report = shown.stdout;
     let from_check = timeline_after(&check_report, "single_writer violated");
     let from_show = timeline_after(&show_report, &file.display().to_string());
     assert!(!from_check.is_empty());
@@ -112,7 +101,7 @@ fn check_show_and_explore_agree_on_the_steps() {
         .len();
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
-    let child = Command::new(env!("CARGO_BIN_EXE_drcheck"))
+    let child = support::command()
         .args([
             "explore",
             "--trace",
@@ -175,8 +164,8 @@ fn a_bad_trace_file_is_a_usage_error_for_show_and_explore() {
         ],
     ] {
         let out = drcheck(&args);
-        assert_eq!(out.status.code(), Some(2), "{args:?}");
-        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(out.code, 2, "{args:?}");
+        let stderr = out.stderr;
         assert_eq!(stderr.lines().count(), 1, "{stderr}");
         assert!(stderr.starts_with("error: "), "{stderr}");
         assert!(stderr.contains("bad.json"), "{stderr}");
@@ -193,9 +182,13 @@ fn a_ui_folder_where_the_user_stands_does_not_replace_the_explorer() {
     std::fs::write(dir.join("ui/index.htm"), "HIJACKED").unwrap();
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
-    let mut args = vec!["explore", "--addr", addr.as_str()];
-    args.extend_from_slice(&SMALL[..SMALL.len() - 3]);
-    let child = Command::new(env!("CARGO_BIN_EXE_drcheck"))
+    let args = [
+        &["explore", "--addr", addr.as_str()][..],
+        NO_LEASE_WAIT,
+        TINY,
+    ]
+    .concat();
+    let child = support::command()
         .args(&args)
         .current_dir(&dir)
         .stdout(Stdio::null())

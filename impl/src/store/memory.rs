@@ -70,122 +70,39 @@ impl Store for MemoryStore {
 }
 
 #[cfg(test)]
-pub(super) mod tests {
+mod tests {
     use drcheck_properties::Role;
-    use proptest::prelude::*;
 
     use super::*;
-    use drcheck_protocol::entry::LogEntry;
+    use crate::store::conformance::{entry, Harness};
 
-    pub fn entry(epoch: u32, write: u64) -> LogEntry {
-        LogEntry {
-            epoch,
-            write,
-            acked_at: write * 10,
-            reapply_of: write.checked_sub(5),
-            payload: format!("{{\"resourceType\":\"Patient\",\"id\":\"{write}\"}}"),
+    /// A memory store and a clone of it that outlives it: reopening drops the open store, as
+    /// a region's crash drops its task, and goes on with a new clone of the survivor.
+    struct Memory {
+        open: MemoryStore,
+        kept: MemoryStore,
+    }
+
+    impl Harness for Memory {
+        type Store = MemoryStore;
+
+        fn new() -> Memory {
+            let open = MemoryStore::new();
+            let kept = open.clone();
+            Memory { open, kept }
+        }
+
+        fn store(&mut self) -> &mut MemoryStore {
+            &mut self.open
+        }
+
+        fn reopen(&mut self) -> Result<(), StoreError> {
+            self.open = self.kept.clone();
+            Ok(())
         }
     }
 
-    fn role() -> impl Strategy<Value = Role> {
-        prop_oneof![
-            Just(Role::Primary),
-            Just(Role::Secondary),
-            Just(Role::Fenced),
-            Just(Role::Stale),
-        ]
-    }
-
-    /// One op; write ids are small so that `MarkReapplied` sometimes hits a quarantined one.
-    pub fn op() -> impl Strategy<Value = StoreOp> {
-        prop_oneof![
-            3 => prop::collection::vec((1u32..4, 0u64..20), 0..4)
-                .prop_map(|es| StoreOp::Append(es.into_iter().map(|(e, w)| entry(e, w)).collect())),
-            1 => (1u32..6, role()).prop_map(|(epoch, role)| StoreOp::SetRole { epoch, role }),
-            1 => (0u64..12).prop_map(|keep| StoreOp::QuarantineSuffix { keep }),
-            1 => (0u64..12).prop_map(|keep| StoreOp::Truncate { keep }),
-            1 => (0u64..20).prop_map(|write| StoreOp::MarkReapplied { write }),
-        ]
-    }
-
-    /// Batches whose first one begins with `SetRole`, as a region writes them.
-    pub fn batches() -> impl Strategy<Value = Vec<Vec<StoreOp>>> {
-        (
-            1u32..6,
-            role(),
-            prop::collection::vec(op(), 0..4),
-            prop::collection::vec(prop::collection::vec(op(), 0..5), 0..12),
-        )
-            .prop_map(|(epoch, role, first_rest, mut rest)| {
-                let mut first = vec![StoreOp::SetRole { epoch, role }];
-                first.extend(first_rest);
-                rest.insert(0, first);
-                rest
-            })
-    }
-
-    /// What the batches mean, by [`Durable::apply`] alone.
-    pub fn expected(batches: &[Vec<StoreOp>]) -> Durable {
-        let mut durable = Durable::fresh(Role::Secondary);
-        for op in batches.iter().flatten() {
-            durable.apply(op);
-        }
-        durable
-    }
-
-    proptest! {
-        #[test]
-        fn memory_store_agrees_with_durable_apply(batches in batches()) {
-            let mut store = MemoryStore::new();
-            let observer = store.clone();
-            for batch in &batches {
-                store.apply(batch).map_err(|e| TestCaseError::fail(e.to_string()))?;
-            }
-            let loaded = observer.load().map_err(|e| TestCaseError::fail(e.to_string()))?;
-            prop_assert_eq!(loaded, Some(expected(&batches)));
-        }
-    }
-
-    #[test]
-    fn a_never_written_store_loads_none_and_refuses_a_batch_without_set_role() {
-        let mut store = MemoryStore::new();
-        assert_eq!(store.load().ok(), Some(None));
-        let refused = store.apply(&[
-            StoreOp::Append(vec![entry(1, 1)]),
-            StoreOp::SetRole {
-                epoch: 1,
-                role: Role::Primary,
-            },
-        ]);
-        assert!(
-            refused.is_err(),
-            "a batch not starting with SetRole was accepted"
-        );
-        assert_eq!(
-            store.load().ok(),
-            Some(None),
-            "a refused batch changed the store"
-        );
-    }
-
-    #[test]
-    fn the_first_set_role_sets_the_epoch() {
-        let mut store = MemoryStore::new();
-        let ops = [
-            StoreOp::SetRole {
-                epoch: 4,
-                role: Role::Fenced,
-            },
-            StoreOp::Append(vec![entry(4, 7)]),
-        ];
-        assert!(store.apply(&ops).is_ok());
-        let loaded = store.load().ok().flatten();
-        assert_eq!(
-            loaded.as_ref().map(|d| (d.epoch, d.role)),
-            Some((4, Role::Fenced))
-        );
-        assert_eq!(loaded.map(|d| d.log), Some(vec![entry(4, 7)]));
-    }
+    crate::store::conformance::conformance_tests!(Memory, cases = 256);
 
     #[test]
     fn a_poisoned_lock_does_not_lose_the_store() {

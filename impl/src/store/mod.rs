@@ -1,6 +1,8 @@
 //! The `Store` seam: where a region's durable state (`drcheck_protocol::durable`) lives, on
 //! disk or in memory. Every store must agree with [`Durable::apply`].
 
+#[cfg(test)]
+mod conformance;
 mod memory;
 mod redb_store;
 
