@@ -1,0 +1,152 @@
+//! The operator API of a deployment: data failback, forced failover, the quarantine and
+//! re-apply, behind the operator token.
+
+use drcheck_properties::Status;
+
+use crate::operator::{self, QuarantineItem};
+use drcheck_protocol::control::{ControlInput, ControlOutput};
+use drcheck_protocol::entry::WriteId;
+use drcheck_protocol::event::Event;
+use drcheck_protocol::message::NodeId;
+use drcheck_protocol::refusal::OperatorRefusal;
+use drcheck_protocol::region::RegionInput;
+
+use super::clients::acknowledged;
+use super::{DeployError, Deployment};
+
+/// An operator request.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "request", rename_all = "snake_case")]
+pub enum OperatorRequest {
+    /// Manual data failback to `target` (the home region), as a drained switchover.
+    DataFailback {
+        target: u8,
+    },
+    /// Fail over to `target` although the RPO guard refused, after the grace period.
+    ForceFailover {
+        target: u8,
+    },
+    ListQuarantine,
+    /// Re-apply a quarantined write as a new write at the data primary.
+    Reapply {
+        write: WriteId,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "response", rename_all = "snake_case")]
+pub enum OperatorResponse {
+    Accepted,
+    Quarantine { items: Vec<QuarantineItem> },
+    Reapplied { original: WriteId, write: WriteId },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum OperatorError {
+    #[error("the operator credential is missing or wrong")]
+    Unauthorized,
+    #[error("refused: {0}")]
+    Refused(OperatorRefusal),
+}
+
+impl Deployment {
+    /// An operator request, refused unless `token` is the deployment's operator token; a
+    /// refused request changes nothing.
+    pub async fn operator(
+        &mut self,
+        token: &str,
+        request: OperatorRequest,
+    ) -> Result<Result<OperatorResponse, OperatorError>, DeployError> {
+        if !operator::same_secret(token, &self.cfg.operator_token) {
+            self.observer.emit(
+                self.clock.now(),
+                NodeId::Control,
+                Event::OperatorRefused {
+                    request: format!("{request:?}"),
+                    reason: "missing or wrong operator credential".to_string(),
+                },
+            );
+            return Ok(Err(OperatorError::Unauthorized));
+        }
+        let answer = match request {
+            OperatorRequest::DataFailback { target } => {
+                self.control_request(ControlInput::Failback { target })
+                    .await?
+            }
+            OperatorRequest::ForceFailover { target } => {
+                self.control_request(ControlInput::ForceFailover { target })
+                    .await?
+            }
+            OperatorRequest::ListQuarantine => Ok(OperatorResponse::Quarantine {
+                items: self.quarantine().await?,
+            }),
+            OperatorRequest::Reapply { write } => self.reapply(write).await?,
+        };
+        self.settle().await?;
+        Ok(answer)
+    }
+
+    pub(super) async fn control_request(
+        &mut self,
+        input: ControlInput,
+    ) -> Result<Result<OperatorResponse, OperatorError>, DeployError> {
+        match self.control.call(input).await {
+            Some(ControlOutput::Operator(Ok(()))) => Ok(Ok(OperatorResponse::Accepted)),
+            Some(ControlOutput::Operator(Err(reason))) => Ok(Err(OperatorError::Refused(reason))),
+            _ => Err(DeployError::Stopped(NodeId::Control)),
+        }
+    }
+
+    /// Every quarantined write of every region (a region that is down shows its store's).
+    pub async fn quarantine(&self) -> Result<Vec<QuarantineItem>, DeployError> {
+        let mut items = Vec::new();
+        for r in 0..self.cfg.regions {
+            for q in self.region_state(r).await?.quarantine {
+                items.push(QuarantineItem {
+                    region: r,
+                    write: q.entry.write,
+                    epoch: q.entry.epoch,
+                    reapplied: q.reapplied,
+                    payload: q.entry.payload,
+                });
+            }
+        }
+        Ok(items)
+    }
+
+    pub(super) async fn reapply(
+        &mut self,
+        write: WriteId,
+    ) -> Result<Result<OperatorResponse, OperatorError>, DeployError> {
+        let refuse = |reason: OperatorRefusal| Ok(Err(OperatorError::Refused(reason)));
+        let items = self.quarantine().await?;
+        let up = |r: u8| self.status(r).is_some_and(|s| s != Status::Down);
+        let request = match operator::reapply_request(&items, write, up) {
+            Ok(request) => request,
+            Err(refusal) => return refuse(refusal),
+        };
+        let written = self.write_routed(request, Some(write)).await?;
+        let ack = match acknowledged(written)? {
+            Ok(ack) => ack,
+            Err(refusal) => return refuse(OperatorRefusal::WriteRefused { refusal }),
+        };
+        // Every region that quarantined it (with three regions, two may have).
+        for r in 0..self.cfg.regions {
+            let _ = self
+                .call_region(r, RegionInput::MarkReapplied { write })
+                .await;
+        }
+        self.observer.emit(
+            self.clock.now(),
+            NodeId::Control,
+            Event::Reapplied {
+                original: write,
+                write: ack.write,
+            },
+        );
+        Ok(Ok(OperatorResponse::Reapplied {
+            original: write,
+            write: ack.write,
+        }))
+    }
+}
