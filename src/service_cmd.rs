@@ -58,6 +58,13 @@ pub fn serve(args: &ServeArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Resolves on Ctrl-C (or never, if the signal cannot be watched).
+async fn ctrl_c() {
+    if tokio::signal::ctrl_c().await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
 fn load_cluster(path: &std::path::Path) -> Result<Cluster> {
     Cluster::load(path).map_err(|e| UsageError(e.to_string()).into())
 }
@@ -67,7 +74,7 @@ pub fn region(args: &RegionArgs) -> Result<ExitCode> {
     let cfg = cluster
         .process(NodeId::Region(args.id))
         .map_err(|e| UsageError(e.to_string()))?;
-    runtime()?.block_on(region::run(cfg))?;
+    runtime()?.block_on(region::run(cfg, ctrl_c()))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -76,7 +83,7 @@ pub fn control(args: &ControlArgs) -> Result<ExitCode> {
     let cfg = cluster
         .process(NodeId::Control)
         .map_err(|e| UsageError(e.to_string()))?;
-    runtime()?.block_on(control::run(cfg))?;
+    runtime()?.block_on(control::run(cfg, ctrl_c()))?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::observe::Observer;
+use crate::store::worker::{Closed, Persist};
 use crate::store::Store;
 use crate::time::{Clock, Millis};
 use crate::transport::Transport;
@@ -144,6 +145,8 @@ impl<M: Machine> Feed for Mailbox<M> {
 pub struct NodeHandle<M: Machine> {
     inbox: mpsc::UnboundedSender<Job<M>>,
     task: JoinHandle<()>,
+    /// Resolves once the node's store (if any) is closed.
+    store_closed: Option<Closed>,
 }
 
 impl<M: Machine> std::fmt::Debug for NodeHandle<M> {
@@ -156,10 +159,18 @@ impl<M: Machine> std::fmt::Debug for NodeHandle<M> {
 
 impl<M: Machine> NodeHandle<M> {
     /// Starts `machine` in a task of the current tokio runtime.
-    pub fn spawn(machine: M, wiring: Wiring) -> NodeHandle<M> {
+    pub fn spawn(machine: M, mut wiring: Wiring) -> NodeHandle<M> {
         let (inbox, jobs) = mpsc::unbounded_channel();
-        let task = tokio::spawn(run(machine, wiring, jobs));
-        NodeHandle { inbox, task }
+        let (store, store_closed) = match wiring.store.take().map(Persist::seat) {
+            Some((persist, closed)) => (Some(persist), closed),
+            None => (None, None),
+        };
+        let task = tokio::spawn(run(machine, wiring, store, jobs));
+        NodeHandle {
+            inbox,
+            task,
+            store_closed,
+        }
     }
 
     /// Hands `input` to the node and waits until it is handled; `None` if the node stopped.
@@ -180,11 +191,19 @@ impl<M: Machine> NodeHandle<M> {
         }
     }
 
-    /// Stops the node at once, as a crash would, and waits until its task is gone (and with
-    /// it the store it held open).
+    /// Stops the node at once, as a crash would, and waits until its task is gone and its
+    /// store closed (a commit in hand completes or not, as on a real crash).
     pub async fn kill(self) {
         self.task.abort();
         let _ = self.task.await;
+        if let Some(closed) = self.store_closed {
+            let _ = closed.await;
+        }
+    }
+
+    /// Stops the node without waiting (its store closes once the batch in hand is done).
+    pub fn stop(&self) {
+        self.task.abort();
     }
 
     pub fn is_running(&self) -> bool {
@@ -194,7 +213,8 @@ impl<M: Machine> NodeHandle<M> {
 
 async fn run<M: Machine>(
     mut machine: M,
-    mut wiring: Wiring,
+    wiring: Wiring,
+    mut store: Option<Persist>,
     mut jobs: mpsc::UnboundedReceiver<Job<M>>,
 ) {
     let node = machine.node();
@@ -205,8 +225,8 @@ async fn run<M: Machine>(
         let failed = M::store_failed(&job.input);
         let output = machine.handle(now, job.input, &mut fx);
         if !fx.store.is_empty() {
-            if let Some(store) = &mut wiring.store {
-                if let Err(e) = store.apply(&fx.store) {
+            if let Some(store) = &mut store {
+                if let Err(e) = store.apply(std::mem::take(&mut fx.store)).await {
                     if let NodeId::Region(region) = node {
                         let event = Event::StoreFailed {
                             region,

@@ -11,8 +11,11 @@ use crate::transport::tcp::TcpTransport;
 use drcheck_protocol::control::{ControlInput, ControlMachine, ControlOutput};
 use drcheck_protocol::message::NodeId;
 
-/// Runs the control plane until Ctrl-C.
-pub async fn run(cfg: ProcessConfig) -> Result<(), ServiceError> {
+/// Runs the control plane until `shutdown` resolves.
+pub async fn run(
+    cfg: ProcessConfig,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), ServiceError> {
     if cfg.node != NodeId::Control {
         return Err(ServiceError::Config(
             "`control` runs the control plane".into(),
@@ -45,7 +48,7 @@ pub async fn run(cfg: ProcessConfig) -> Result<(), ServiceError> {
         let node = handler_node.clone();
         async move { answer(&node, request).await }
     };
-    common.run(&cfg, node, handle).await
+    common.run(&cfg, node, handle, shutdown).await
 }
 
 async fn answer(node: &NodeHandle<ControlMachine>, input: ControlInput) -> Answer<ControlOutput> {

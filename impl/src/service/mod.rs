@@ -146,6 +146,8 @@ pub enum ServiceError {
     Store(#[from] crate::store::StoreError),
     #[error("{0}")]
     Config(String),
+    #[error("{0}")]
+    Stopped(String),
 }
 
 pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServiceError {

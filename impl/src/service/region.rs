@@ -44,12 +44,14 @@ impl Common {
     }
 
     /// Feeds protocol messages and ticks to the node, and serves `handle` on the RPC address,
-    /// until Ctrl-C or the node stops.
+    /// until `shutdown` resolves or the node stops; then stops every task it started and the
+    /// node (so that a process can also run inside a test).
     pub async fn run<M: Machine, Q, O, F, Fut>(
         &self,
         cfg: &ProcessConfig,
         node: Arc<NodeHandle<M>>,
         handle: F,
+        shutdown: impl std::future::Future<Output = ()>,
     ) -> Result<(), ServiceError>
     where
         Q: serde::de::DeserializeOwned + Send + 'static,
@@ -69,33 +71,34 @@ impl Common {
             .await
             .map_err(io(format!("listening for the endpoint on {}", cfg.rpc)))?;
         let (sink, mut arrivals) = mpsc::unbounded_channel::<Envelope>();
-        let _listen = tcp::listen(listener, self.links.clone(), sink);
+        let mut tasks = Tasks(vec![tcp::listen(listener, self.links.clone(), sink)]);
         let mailbox = node.mailbox();
         let feed = mailbox.clone();
-        tokio::spawn(async move {
+        tasks.0.push(tokio::spawn(async move {
             while let Some(envelope) = arrivals.recv().await {
                 feed.deliver(envelope);
             }
-        });
+        }));
         let ticker = mailbox.clone();
         let period = Duration::from_millis((cfg.minute_ms / 4).max(1));
-        tokio::spawn(async move {
+        tasks.0.push(tokio::spawn(async move {
             let mut interval = tokio::time::interval(period);
             loop {
                 interval.tick().await;
                 ticker.tick();
             }
-        });
-        let _rpc = rpc::serve(rpc_listener, handle);
+        }));
+        tasks.0.push(rpc::serve(rpc_listener, handle));
+        tokio::pin!(shutdown);
         let mut watch = tokio::time::interval(Duration::from_millis(100));
         let parent = std::os::unix::process::parent_id();
         loop {
             tokio::select! {
-                _ = tokio::signal::ctrl_c() => break,
+                () = &mut shutdown => break,
                 _ = watch.tick() => {
                     if !node.is_running() {
                         let _ = self.observer.flush();
-                        return Err(ServiceError::Config(format!("{me} stopped (its store failed)")));
+                        return Err(ServiceError::Stopped(format!("{me} stopped (its store failed)")));
                     }
                     // Started by `serve`, which died without stopping us: stop too.
                     if parent != 1 && std::os::unix::process::parent_id() != parent {
@@ -104,13 +107,39 @@ impl Common {
                 }
             }
         }
+        node.stop();
+        tasks.stop().await;
         let _ = self.observer.flush();
         Ok(())
     }
 }
 
-/// Runs region `cfg.node` until Ctrl-C.
-pub async fn run(cfg: ProcessConfig) -> Result<(), ServiceError> {
+/// Tasks a process started, stopped when it returns.
+struct Tasks(Vec<tokio::task::JoinHandle<()>>);
+
+impl Tasks {
+    /// Stops every task and waits until each is gone (and with it its listener).
+    async fn stop(&mut self) {
+        for task in self.0.drain(..) {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
+}
+
+/// Runs region `cfg.node` until `shutdown` resolves.
+pub async fn run(
+    cfg: ProcessConfig,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), ServiceError> {
     let NodeId::Region(r) = cfg.node else {
         return Err(ServiceError::Config("`region` runs a region".into()));
     };
@@ -155,7 +184,7 @@ pub async fn run(cfg: ProcessConfig) -> Result<(), ServiceError> {
         let links = links.clone();
         async move { answer(&node, &links, r, request).await }
     };
-    common.run(&cfg, node, handle).await
+    common.run(&cfg, node, handle, shutdown).await
 }
 
 async fn answer(

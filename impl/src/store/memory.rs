@@ -54,6 +54,10 @@ impl Store for MemoryStore {
             .clone())
     }
 
+    fn blocks(&self) -> bool {
+        false
+    }
+
     fn apply(&mut self, ops: &[StoreOp]) -> Result<(), StoreError> {
         if ops.is_empty() {
             return Ok(());

@@ -5,6 +5,7 @@
 mod conformance;
 mod memory;
 mod redb_store;
+pub mod worker;
 
 pub use memory::MemoryStore;
 pub use redb_store::RedbStore;
@@ -38,4 +39,10 @@ pub trait Store: Send + 'static {
 
     /// Applies `ops` all or nothing; when it returns `Ok`, they survive a crash.
     fn apply(&mut self, ops: &[StoreOp]) -> Result<(), StoreError>;
+
+    /// Does `apply` block on I/O (an fsync)? Then the node runs it on a blocking thread
+    /// ([`worker::StoreWorker`]); a store in memory is applied in place.
+    fn blocks(&self) -> bool {
+        true
+    }
 }
