@@ -1,0 +1,240 @@
+//! The DR operator and status API under `/_dr/`: the deployment's state for anyone, and for
+//! the operator (with the token) failback, forced failover, the quarantine and its
+//! re-apply, and fault injection.
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::Response;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::client::{ask_region, call};
+use super::response::{error_response, ok_json, rejected, unavailable};
+use super::{Endpoint, Fault, Shared, BODY_LIMIT};
+use crate::operator::{self, QuarantineItem};
+use drcheck_fhir::change::Change;
+use drcheck_fhir::outcome::FhirError;
+use drcheck_fhir::region::{FhirInput, QuarantinedWrite};
+use drcheck_protocol::control::{ControlInput, ControlOutput};
+use drcheck_protocol::entry::WriteId;
+use drcheck_protocol::region::RegionInput;
+
+/// Protocol milliseconds as protocol minutes, to a tenth.
+fn minutes(ms: u64) -> f64 {
+    (ms as f64 / 6_000.0).round() / 10.0
+}
+
+pub(super) async fn status(State(ep): Shared) -> Response {
+    let control = match ep.control().await {
+        Ok(c) => c,
+        Err(response) => return response,
+    };
+    let regions = ep.regions().await;
+    let primary = usize::from(control.routing.primary);
+    let primary_len = regions
+        .get(primary)
+        .and_then(|r| r.as_ref().ok())
+        .map(|s| s.log_len);
+    let pids = ep.cfg.faults.as_ref().map(|f| f.pids()).unwrap_or_default();
+    let shown: Vec<Value> = regions
+        .iter()
+        .enumerate()
+        .map(|(r, summary)| {
+            let pid = pids.get(r).copied().flatten();
+            match summary {
+                Ok(s) => json!({
+                    "region": r,
+                    "status": "up",
+                    "pid": pid,
+                    "role": s.role,
+                    "epoch": s.epoch,
+                    "log_len": s.log_len,
+                    "replication_lag": primary_len.map(|p| p.saturating_sub(s.log_len)),
+                    "lease_left_minutes": minutes(s.lease_left_ms),
+                    "accepts_writes": s.accepts_writes,
+                    "in_sync": s.in_sync,
+                    "quarantined": s.quarantine.len(),
+                    "resources": s.resources,
+                    "loss_window_minutes": s.loss_window_ms.map(minutes),
+                }),
+                Err(why) => json!({ "region": r, "status": why, "pid": pid }),
+            }
+        })
+        .collect();
+    let loss_window = regions
+        .get(primary)
+        .and_then(|r| r.as_ref().ok())
+        .and_then(|s| s.loss_window_ms);
+    // Times are in protocol minutes (a protocol minute may be scaled: `serve --minute-ms`).
+    ok_json(json!({
+        "routing": control.routing,
+        "phase": control.phase,
+        "failed": control.failed,
+        "partitioned": ep.cfg.faults.as_ref().map(|f| f.partitioned()),
+        "loss_window_minutes": loss_window.map(minutes),
+        "regions": shown,
+    }))
+}
+
+#[derive(Deserialize)]
+struct Target {
+    target: u8,
+}
+
+#[derive(Deserialize)]
+struct WriteRef {
+    write: WriteId,
+}
+
+/// Parses an operator request's JSON body, or answers 400.
+async fn operator_body<T: for<'de> Deserialize<'de>>(body: Body) -> Result<T, Response> {
+    let bytes = axum::body::to_bytes(body, BODY_LIMIT).await.map_err(|_| {
+        rejected(FhirError::too_large(format!(
+            "the body exceeds {BODY_LIMIT} bytes"
+        )))
+    })?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| rejected(FhirError::invalid(format!("request body: {e}"))))
+}
+
+fn refused(reason: String) -> Response {
+    error_response(
+        &FhirError {
+            status: 409,
+            code: "business-rule",
+            diagnostics: reason,
+        },
+        None,
+    )
+}
+
+async fn control_request(
+    ep: &Endpoint,
+    headers: &HeaderMap,
+    body: Body,
+    request: fn(u8) -> ControlInput,
+) -> Response {
+    if let Err(response) = ep.authorized(headers) {
+        return response;
+    }
+    let target = match operator_body::<Target>(body).await {
+        Ok(t) => t.target,
+        Err(response) => return response,
+    };
+    let answer = call(ep.cfg.control, &request(target)).await;
+    // Whatever the answer, the routing may be about to change.
+    ep.cache_routing(None);
+    match answer {
+        Ok(ControlOutput::Operator(Ok(()))) => {
+            ok_json(json!({ "accepted": true, "target": target }))
+        }
+        Ok(ControlOutput::Operator(Err(reason))) => refused(reason.to_string()),
+        Ok(other) => unavailable(format!("the control plane answered {other:?}")),
+        Err(response) => response,
+    }
+}
+
+pub(super) async fn failback(State(ep): Shared, headers: HeaderMap, body: Body) -> Response {
+    control_request(&ep, &headers, body, |target| ControlInput::Failback {
+        target,
+    })
+    .await
+}
+
+pub(super) async fn force_failover(State(ep): Shared, headers: HeaderMap, body: Body) -> Response {
+    control_request(&ep, &headers, body, |target| ControlInput::ForceFailover {
+        target,
+    })
+    .await
+}
+
+pub(super) async fn quarantine(State(ep): Shared, headers: HeaderMap) -> Response {
+    if let Err(response) = ep.authorized(&headers) {
+        return response;
+    }
+    let mut items = Vec::new();
+    for (r, summary) in ep.regions().await.into_iter().enumerate() {
+        for q in summary.map(|s| s.quarantine).unwrap_or_default() {
+            let change = Change::from_payload(&q.payload).ok();
+            items.push(json!({
+                "region": r,
+                "write": q.write,
+                "epoch": q.epoch,
+                "reapplied": q.reapplied,
+                "resource": change.as_ref().map(|c| format!("{}/{}", c.kind, c.id)),
+                "version": change.as_ref().map(|c| c.version),
+                "deleted": change.as_ref().map(|c| c.deleted),
+            }));
+        }
+    }
+    ok_json(json!({ "quarantine": items }))
+}
+
+pub(super) async fn reapply(State(ep): Shared, headers: HeaderMap, body: Body) -> Response {
+    if let Err(response) = ep.authorized(&headers) {
+        return response;
+    }
+    let original = match operator_body::<WriteRef>(body).await {
+        Ok(w) => w.write,
+        Err(response) => return response,
+    };
+    // Only running regions answer: their quarantines are the ones a re-apply can mark.
+    let items: Vec<QuarantineItem> = ep
+        .regions()
+        .await
+        .into_iter()
+        .enumerate()
+        .filter_map(|(r, s)| Some((r as u8, s.ok()?.quarantine)))
+        .flat_map(|(region, held)| held.into_iter().map(move |q| quarantine_item(region, q)))
+        .collect();
+    let request = match operator::reapply_request(&items, original, |_| true) {
+        Ok(request) => request,
+        Err(refusal) => return refused(refusal.to_string()),
+    };
+    let written = match ep.write(request, Some(original)).await {
+        Ok(w) => w,
+        Err(response) => return response,
+    };
+    // Every region that quarantined it (with three regions, two may have).
+    for addr in &ep.cfg.regions {
+        let mark = RegionInput::MarkReapplied { write: original };
+        let _ = ask_region(*addr, FhirInput::Protocol(mark)).await;
+    }
+    ok_json(json!({
+        "reapplied": original,
+        "write": written.as_ref().map(|(ack, _)| ack.write),
+        "version": written.as_ref().map(|(_, c)| c.version),
+    }))
+}
+
+pub(super) async fn fault(State(ep): Shared, headers: HeaderMap, body: Body) -> Response {
+    if let Err(response) = ep.authorized(&headers) {
+        return response;
+    }
+    let Some(faults) = ep.cfg.faults.clone() else {
+        return refused(
+            "this endpoint does not run the processes; faults are injected by `drcheck serve`"
+                .into(),
+        );
+    };
+    let fault = match operator_body::<Fault>(body).await {
+        Ok(f) => f,
+        Err(response) => return response,
+    };
+    match faults.inject(fault).await {
+        Ok(done) => ok_json(json!({ "done": done })),
+        Err(reason) => refused(reason),
+    }
+}
+
+/// A running region's quarantined write as the operator sees it.
+fn quarantine_item(region: u8, q: QuarantinedWrite) -> QuarantineItem {
+    QuarantineItem {
+        region,
+        write: q.write,
+        epoch: q.epoch,
+        reapplied: q.reapplied,
+        payload: q.payload,
+    }
+}
