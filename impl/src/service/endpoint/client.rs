@@ -8,10 +8,10 @@ use std::sync::PoisonError;
 use std::time::Duration;
 
 use axum::http::{header, HeaderMap, HeaderValue};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use super::response::{error_response, failure_response, unavailable};
+use super::response::{failure_response, unavailable, Outcome};
 use super::Endpoint;
 use crate::operator;
 use crate::service::rpc::{self, RegionCall, RpcError};
@@ -117,10 +117,10 @@ impl Endpoint {
         if operator::same_secret(given, &self.cfg.token) {
             Ok(())
         } else {
-            let mut response = error_response(
-                &FhirError::unauthorized("the operator token is missing or wrong"),
-                None,
-            );
+            let mut response = Outcome(FhirError::unauthorized(
+                "the operator token is missing or wrong",
+            ))
+            .into_response();
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
@@ -148,10 +148,9 @@ impl Endpoint {
                 .map_err(|e| match e {
                     // Sent, and no answer: the write may or may not have been acknowledged.
                     RpcError::Garbled { .. } | RpcError::Unreachable { sent: true, .. } => {
-                        error_response(
-                            &FhirError::new(504, "timeout", format!("the outcome is unknown: {e}")),
-                            None,
-                        )
+                        let e =
+                            FhirError::new(504, "timeout", format!("the outcome is unknown: {e}"));
+                        Outcome(e).into_response()
                     }
                     RpcError::Unreachable { .. } | RpcError::Failed { .. } => {
                         self.cache_routing(None);

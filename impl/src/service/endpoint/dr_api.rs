@@ -1,17 +1,18 @@
 //! The DR operator and status API under `/_dr/`: the deployment's state for anyone, and for
 //! the operator (with the token) failback, forced failover, the quarantine and its
-//! re-apply, and fault injection.
+//! re-apply, and fault injection. Answers are plain JSON; errors are OperationOutcomes, as
+//! FHIR's are.
 
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::HeaderMap;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::client::{ask_region, call};
-use super::response::{error_response, ok_json, rejected, unavailable};
-use super::{Endpoint, Fault, Shared, BODY_LIMIT};
+use super::response::{ok_json, unavailable, Outcome};
+use super::{limited, Answer, Endpoint, Fault, Shared};
 use crate::operator::{self, QuarantineItem};
 use drcheck_fhir::change::Change;
 use drcheck_fhir::outcome::FhirError;
@@ -25,11 +26,8 @@ fn minutes(ms: u64) -> f64 {
     (ms as f64 / 6_000.0).round() / 10.0
 }
 
-pub(super) async fn status(State(ep): Shared) -> Response {
-    let control = match ep.control().await {
-        Ok(c) => c,
-        Err(response) => return response,
-    };
+pub(super) async fn status(State(ep): Shared) -> Answer {
+    let control = ep.control().await?;
     let regions = ep.regions().await;
     let primary = usize::from(control.routing.primary);
     let primary_len = regions
@@ -67,14 +65,14 @@ pub(super) async fn status(State(ep): Shared) -> Response {
         .and_then(|r| r.as_ref().ok())
         .and_then(|s| s.loss_window_ms);
     // Times are in protocol minutes (a protocol minute may be scaled: `serve --minute-ms`).
-    ok_json(json!({
+    Ok(ok_json(&json!({
         "routing": control.routing,
         "phase": control.phase,
         "failed": control.failed,
         "partitioned": ep.cfg.faults.as_ref().map(|f| f.partitioned()),
         "loss_window_minutes": loss_window.map(minutes),
         "regions": shown,
-    }))
+    })))
 }
 
 #[derive(Deserialize)]
@@ -88,71 +86,59 @@ struct WriteRef {
 }
 
 /// Parses an operator request's JSON body, or answers 400.
-async fn operator_body<T: for<'de> Deserialize<'de>>(body: Body) -> Result<T, Response> {
-    let bytes = axum::body::to_bytes(body, BODY_LIMIT).await.map_err(|_| {
-        rejected(FhirError::too_large(format!(
-            "the body exceeds {BODY_LIMIT} bytes"
-        )))
-    })?;
+async fn operator_body<T: for<'de> Deserialize<'de>>(body: Body) -> Result<T, Outcome> {
+    let bytes = limited(body).await?;
     serde_json::from_slice(&bytes)
-        .map_err(|e| rejected(FhirError::invalid(format!("request body: {e}"))))
+        .map_err(|e| Outcome(FhirError::invalid(format!("request body: {e}"))))
 }
 
+/// 409: the operator's request breaks a rule of the protocol or of this deployment.
 fn refused(reason: String) -> Response {
-    error_response(
-        &FhirError {
-            status: 409,
-            code: "business-rule",
-            diagnostics: reason,
-        },
-        None,
-    )
+    Outcome(FhirError {
+        status: 409,
+        code: "business-rule",
+        diagnostics: reason,
+    })
+    .into_response()
 }
 
+/// A request for the control plane to move the routing to the body's `target`.
 async fn control_request(
     ep: &Endpoint,
     headers: &HeaderMap,
     body: Body,
     request: fn(u8) -> ControlInput,
-) -> Response {
-    if let Err(response) = ep.authorized(headers) {
-        return response;
-    }
-    let target = match operator_body::<Target>(body).await {
-        Ok(t) => t.target,
-        Err(response) => return response,
-    };
+) -> Answer {
+    ep.authorized(headers)?;
+    let target = operator_body::<Target>(body).await?.target;
     let answer = call(ep.cfg.control, &request(target)).await;
     // Whatever the answer, the routing may be about to change.
     ep.cache_routing(None);
-    match answer {
-        Ok(ControlOutput::Operator(Ok(()))) => {
-            ok_json(json!({ "accepted": true, "target": target }))
+    match answer? {
+        ControlOutput::Operator(Ok(())) => {
+            Ok(ok_json(&json!({ "accepted": true, "target": target })))
         }
-        Ok(ControlOutput::Operator(Err(reason))) => refused(reason.to_string()),
-        Ok(other) => unavailable(format!("the control plane answered {other:?}")),
-        Err(response) => response,
+        ControlOutput::Operator(Err(reason)) => Err(refused(reason.to_string())),
+        other => Err(unavailable(format!("the control plane answered {other:?}"))),
     }
 }
 
-pub(super) async fn failback(State(ep): Shared, headers: HeaderMap, body: Body) -> Response {
+pub(super) async fn failback(State(ep): Shared, headers: HeaderMap, body: Body) -> Answer {
     control_request(&ep, &headers, body, |target| ControlInput::Failback {
         target,
     })
     .await
 }
 
-pub(super) async fn force_failover(State(ep): Shared, headers: HeaderMap, body: Body) -> Response {
+pub(super) async fn force_failover(State(ep): Shared, headers: HeaderMap, body: Body) -> Answer {
     control_request(&ep, &headers, body, |target| ControlInput::ForceFailover {
         target,
     })
     .await
 }
 
-pub(super) async fn quarantine(State(ep): Shared, headers: HeaderMap) -> Response {
-    if let Err(response) = ep.authorized(&headers) {
-        return response;
-    }
+pub(super) async fn quarantine(State(ep): Shared, headers: HeaderMap) -> Answer {
+    ep.authorized(&headers)?;
     let mut items = Vec::new();
     for (r, summary) in ep.regions().await.into_iter().enumerate() {
         for q in summary.map(|s| s.quarantine).unwrap_or_default() {
@@ -168,64 +154,7 @@ pub(super) async fn quarantine(State(ep): Shared, headers: HeaderMap) -> Respons
             }));
         }
     }
-    ok_json(json!({ "quarantine": items }))
-}
-
-pub(super) async fn reapply(State(ep): Shared, headers: HeaderMap, body: Body) -> Response {
-    if let Err(response) = ep.authorized(&headers) {
-        return response;
-    }
-    let original = match operator_body::<WriteRef>(body).await {
-        Ok(w) => w.write,
-        Err(response) => return response,
-    };
-    // Only running regions answer: their quarantines are the ones a re-apply can mark.
-    let items: Vec<QuarantineItem> = ep
-        .regions()
-        .await
-        .into_iter()
-        .enumerate()
-        .filter_map(|(r, s)| Some((r as u8, s.ok()?.quarantine)))
-        .flat_map(|(region, held)| held.into_iter().map(move |q| quarantine_item(region, q)))
-        .collect();
-    let request = match operator::reapply_request(&items, original, |_| true) {
-        Ok(request) => request,
-        Err(refusal) => return refused(refusal.to_string()),
-    };
-    let written = match ep.write(request, Some(original)).await {
-        Ok(w) => w,
-        Err(response) => return response,
-    };
-    // Every region that quarantined it (with three regions, two may have).
-    for addr in &ep.cfg.regions {
-        let mark = RegionInput::MarkReapplied { write: original };
-        let _ = ask_region(*addr, FhirInput::Protocol(mark)).await;
-    }
-    ok_json(json!({
-        "reapplied": original,
-        "write": written.as_ref().map(|(ack, _)| ack.write),
-        "version": written.as_ref().map(|(_, c)| c.version),
-    }))
-}
-
-pub(super) async fn fault(State(ep): Shared, headers: HeaderMap, body: Body) -> Response {
-    if let Err(response) = ep.authorized(&headers) {
-        return response;
-    }
-    let Some(faults) = ep.cfg.faults.clone() else {
-        return refused(
-            "this endpoint does not run the processes; faults are injected by `drcheck serve`"
-                .into(),
-        );
-    };
-    let fault = match operator_body::<Fault>(body).await {
-        Ok(f) => f,
-        Err(response) => return response,
-    };
-    match faults.inject(fault).await {
-        Ok(done) => ok_json(json!({ "done": done })),
-        Err(reason) => refused(reason),
-    }
+    Ok(ok_json(&json!({ "quarantine": items })))
 }
 
 /// A running region's quarantined write as the operator sees it.
@@ -236,5 +165,47 @@ fn quarantine_item(region: u8, q: QuarantinedWrite) -> QuarantineItem {
         epoch: q.epoch,
         reapplied: q.reapplied,
         payload: q.payload,
+    }
+}
+
+pub(super) async fn reapply(State(ep): Shared, headers: HeaderMap, body: Body) -> Answer {
+    ep.authorized(&headers)?;
+    let original = operator_body::<WriteRef>(body).await?.write;
+    // Only running regions answer: their quarantines are the ones a re-apply can mark.
+    let items: Vec<QuarantineItem> = ep
+        .regions()
+        .await
+        .into_iter()
+        .enumerate()
+        .filter_map(|(r, s)| Some((r as u8, s.ok()?.quarantine)))
+        .flat_map(|(region, held)| held.into_iter().map(move |q| quarantine_item(region, q)))
+        .collect();
+    let request = operator::reapply_request(&items, original, |_| true)
+        .map_err(|refusal| refused(refusal.to_string()))?;
+    let written = ep.write(request, Some(original)).await?;
+    // Every region that quarantined it (with three regions, two may have).
+    for addr in &ep.cfg.regions {
+        let mark = RegionInput::MarkReapplied { write: original };
+        let _ = ask_region(*addr, FhirInput::Protocol(mark)).await;
+    }
+    Ok(ok_json(&json!({
+        "reapplied": original,
+        "write": written.as_ref().map(|(ack, _)| ack.write),
+        "version": written.as_ref().map(|(_, c)| c.version),
+    })))
+}
+
+pub(super) async fn fault(State(ep): Shared, headers: HeaderMap, body: Body) -> Answer {
+    ep.authorized(&headers)?;
+    let Some(faults) = ep.cfg.faults.clone() else {
+        return Err(refused(
+            "this endpoint does not run the processes; faults are injected by `drcheck serve`"
+                .into(),
+        ));
+    };
+    let fault = operator_body::<Fault>(body).await?;
+    match faults.inject(fault).await {
+        Ok(done) => Ok(ok_json(&json!({ "done": done }))),
+        Err(reason) => Err(refused(reason)),
     }
 }

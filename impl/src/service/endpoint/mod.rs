@@ -27,13 +27,17 @@ use std::pin::Pin;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
+use axum::body::{Body, Bytes};
 use axum::extract::State;
+use axum::response::Response;
 use axum::routing::{get, post};
 use axum::Router;
 use serde::{Deserialize, Serialize};
 
 use crate::time::unix_ms;
+use drcheck_fhir::outcome::FhirError;
 use drcheck_protocol::control::Routing;
+use response::Outcome;
 
 /// Largest request body accepted (413 above).
 pub const BODY_LIMIT: usize = 1024 * 1024;
@@ -94,6 +98,11 @@ struct Endpoint {
     routing: Mutex<Option<Routing>>,
 }
 
+type Shared = State<Arc<Endpoint>>;
+
+/// What a handler answers: the response, or the error response that cut it short.
+type Answer = Result<Response, Response>;
+
 /// The endpoint's router.
 pub fn router(cfg: EndpointConfig) -> Router {
     let state = Arc::new(Endpoint {
@@ -130,4 +139,11 @@ pub fn router(cfg: EndpointConfig) -> Router {
         .with_state(state)
 }
 
-type Shared = State<Arc<Endpoint>>;
+/// A request body of at most [`BODY_LIMIT`] bytes, or 413.
+async fn limited(body: Body) -> Result<Bytes, Outcome> {
+    axum::body::to_bytes(body, BODY_LIMIT).await.map_err(|_| {
+        Outcome(FhirError::too_large(format!(
+            "the body exceeds {BODY_LIMIT} bytes"
+        )))
+    })
+}
