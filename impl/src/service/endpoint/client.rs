@@ -7,7 +7,6 @@ use std::sync::atomic::Ordering;
 use std::sync::PoisonError;
 use std::time::Duration;
 
-use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
@@ -106,26 +105,6 @@ impl Endpoint {
             .get(usize::from(p))
             .copied()
             .ok_or_else(|| unavailable(format!("no region {p}")))
-    }
-
-    pub(super) fn authorized(&self, headers: &HeaderMap) -> Result<(), Response> {
-        let given = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("");
-        if operator::same_secret(given, &self.cfg.token) {
-            Ok(())
-        } else {
-            let mut response = Outcome(FhirError::unauthorized(
-                "the operator token is missing or wrong",
-            ))
-            .into_response();
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            Err(response)
-        }
     }
 
     pub(super) async fn write(

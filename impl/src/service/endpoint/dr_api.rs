@@ -1,15 +1,15 @@
 //! The DR operator and status API under `/_dr/`: the deployment's state for anyone, and for
-//! the operator (with the token) failback, forced failover, the quarantine and its
+//! the operator (the [`Operator`] token) failback, forced failover, the quarantine and its
 //! re-apply, and fault injection. Answers are plain JSON; errors are OperationOutcomes, as
 //! FHIR's are.
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::auth::Operator;
 use super::client::{ask_region, call};
 use super::response::{ok_json, unavailable, Outcome};
 use super::{limited, Answer, Endpoint, Fault, Shared};
@@ -103,13 +103,7 @@ fn refused(reason: String) -> Response {
 }
 
 /// A request for the control plane to move the routing to the body's `target`.
-async fn control_request(
-    ep: &Endpoint,
-    headers: &HeaderMap,
-    body: Body,
-    request: fn(u8) -> ControlInput,
-) -> Answer {
-    ep.authorized(headers)?;
+async fn control_request(ep: &Endpoint, body: Body, request: fn(u8) -> ControlInput) -> Answer {
     let target = operator_body::<Target>(body).await?.target;
     let answer = call(ep.cfg.control, &request(target)).await;
     // Whatever the answer, the routing may be about to change.
@@ -123,22 +117,15 @@ async fn control_request(
     }
 }
 
-pub(super) async fn failback(State(ep): Shared, headers: HeaderMap, body: Body) -> Answer {
-    control_request(&ep, &headers, body, |target| ControlInput::Failback {
-        target,
-    })
-    .await
+pub(super) async fn failback(_: Operator, State(ep): Shared, body: Body) -> Answer {
+    control_request(&ep, body, |target| ControlInput::Failback { target }).await
 }
 
-pub(super) async fn force_failover(State(ep): Shared, headers: HeaderMap, body: Body) -> Answer {
-    control_request(&ep, &headers, body, |target| ControlInput::ForceFailover {
-        target,
-    })
-    .await
+pub(super) async fn force_failover(_: Operator, State(ep): Shared, body: Body) -> Answer {
+    control_request(&ep, body, |target| ControlInput::ForceFailover { target }).await
 }
 
-pub(super) async fn quarantine(State(ep): Shared, headers: HeaderMap) -> Answer {
-    ep.authorized(&headers)?;
+pub(super) async fn quarantine(_: Operator, State(ep): Shared) -> Answer {
     let mut items = Vec::new();
     for (r, summary) in ep.regions().await.into_iter().enumerate() {
         for q in summary.map(|s| s.quarantine).unwrap_or_default() {
@@ -168,8 +155,7 @@ fn quarantine_item(region: u8, q: QuarantinedWrite) -> QuarantineItem {
     }
 }
 
-pub(super) async fn reapply(State(ep): Shared, headers: HeaderMap, body: Body) -> Answer {
-    ep.authorized(&headers)?;
+pub(super) async fn reapply(_: Operator, State(ep): Shared, body: Body) -> Answer {
     let original = operator_body::<WriteRef>(body).await?.write;
     // Only running regions answer: their quarantines are the ones a re-apply can mark.
     let items: Vec<QuarantineItem> = ep
@@ -195,8 +181,7 @@ pub(super) async fn reapply(State(ep): Shared, headers: HeaderMap, body: Body) -
     })))
 }
 
-pub(super) async fn fault(State(ep): Shared, headers: HeaderMap, body: Body) -> Answer {
-    ep.authorized(&headers)?;
+pub(super) async fn fault(_: Operator, State(ep): Shared, body: Body) -> Answer {
     let Some(faults) = ep.cfg.faults.clone() else {
         return Err(refused(
             "this endpoint does not run the processes; faults are injected by `drcheck serve`"

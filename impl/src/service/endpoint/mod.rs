@@ -10,12 +10,13 @@
 //! This file holds what the rest of the service sees (the configuration, the faults the
 //! operator may inject, the router) and the state every handler shares. The parts:
 //! [`client`] reaches the processes, [`fhir`] and [`dr_api`] are the handlers of the two
-//! APIs, [`response`] builds what goes back.
+//! APIs, [`auth`] admits the operator, [`response`] builds what goes back.
 
 // Handlers short-circuit with the finished HTTP response as the error: boxing it would only
 // add an allocation to every error path.
 #![allow(clippy::result_large_err)]
 
+mod auth;
 mod client;
 mod dr_api;
 mod fhir;
