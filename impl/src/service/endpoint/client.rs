@@ -1,13 +1,16 @@
 //! The endpoint's way to the processes: the control plane for the routing (cached between
-//! requests), the data primary for FHIR reads and writes (retried once when the routing was
-//! stale), and every region for the status API.
+//! requests), the data primary for FHIR reads and writes (sent once more, by a fresh routing,
+//! when the cached one was stale), and every region for the status API. A process that cannot
+//! answer becomes a 503 (or a 504 when a write went out and its outcome is unknown).
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::PoisonError;
 use std::time::Duration;
 
 use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::response::{failure_response, unavailable, Outcome};
@@ -18,16 +21,16 @@ use crate::time::unix_ms;
 use drcheck_fhir::change::Change;
 use drcheck_fhir::index::WriteRequest;
 use drcheck_fhir::outcome::FhirError;
-use drcheck_fhir::region::{Failure, FhirInput, FhirOutput, RegionSummary};
+use drcheck_fhir::region::{Failure, FhirInput, FhirOutput, FhirWriteResult, RegionSummary};
 use drcheck_properties::Status;
 use drcheck_protocol::control::{ControlInput, ControlOutput, ControlSnapshot, Routing};
 use drcheck_protocol::entry::WriteId;
 use drcheck_protocol::event::Refusal;
-use drcheck_protocol::region::Ack;
+use drcheck_protocol::region::{Ack, RegionInput};
 
 const RPC_TIMEOUT: Duration = Duration::from_secs(5);
 
-pub(super) async fn call<Q: Serialize, O: serde::de::DeserializeOwned>(
+async fn call<Q: Serialize, O: DeserializeOwned>(
     addr: SocketAddr,
     request: &Q,
 ) -> Result<O, Response> {
@@ -37,7 +40,7 @@ pub(super) async fn call<Q: Serialize, O: serde::de::DeserializeOwned>(
 }
 
 /// Asks a region process's machine.
-pub(super) async fn ask_region(addr: SocketAddr, input: FhirInput) -> Result<FhirOutput, Response> {
+async fn ask_region(addr: SocketAddr, input: FhirInput) -> Result<FhirOutput, Response> {
     call(addr, &RegionCall::Machine(input)).await
 }
 
@@ -50,6 +53,7 @@ fn stale_routing(f: &Failure) -> bool {
 }
 
 impl Endpoint {
+    /// The control plane's state now.
     pub(super) async fn control(&self) -> Result<ControlSnapshot, Response> {
         match call(self.cfg.control, &ControlInput::Snapshot).await? {
             ControlOutput::Snapshot(snapshot) => Ok(*snapshot),
@@ -59,36 +63,55 @@ impl Endpoint {
         }
     }
 
+    /// Asks the control plane to move the routing (a failback, a forced failover). Whatever
+    /// the answer, the cached routing is dropped: it may be about to change.
+    pub(super) async fn reroute(&self, request: ControlInput) -> Result<ControlOutput, Response> {
+        let answer = call(self.cfg.control, &request).await;
+        self.forget_routing();
+        answer
+    }
+
     fn cached_routing(&self) -> Option<Routing> {
         *self.routing.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    pub(super) fn cache_routing(&self, routing: Option<Routing>) {
-        *self.routing.lock().unwrap_or_else(PoisonError::into_inner) = routing;
+    fn remember_routing(&self, routing: Routing) {
+        *self.routing.lock().unwrap_or_else(PoisonError::into_inner) = Some(routing);
     }
 
-    /// The routing: the cached one, or (`fresh`, or nothing cached) the control plane's now.
-    async fn routing(&self, fresh: bool) -> Result<Routing, Response> {
-        if let Some(routing) = self.cached_routing().filter(|_| !fresh) {
-            return Ok(routing);
-        }
+    fn forget_routing(&self) {
+        *self.routing.lock().unwrap_or_else(PoisonError::into_inner) = None;
+    }
+
+    /// The control plane's routing now, cached for the requests that follow.
+    async fn fresh_routing(&self) -> Result<Routing, Response> {
         let routing = self.control().await?.routing;
-        self.cache_routing(Some(routing));
+        self.remember_routing(routing);
         Ok(routing)
     }
 
-    /// The data primary's RPC address, if the endpoint can reach it through the compute
-    /// region now (by the cached routing unless `fresh`).
-    async fn primary(&self, fresh: bool) -> Result<SocketAddr, Response> {
-        let routing = self.routing(fresh).await?;
-        let reachable = self.reachable(routing);
-        if reachable.is_err() && !fresh {
+    /// The data primary's RPC address by the cached routing (the control plane's when none
+    /// is cached), or by a fresh one if the endpoint cannot reach that primary now.
+    async fn primary(&self) -> Result<SocketAddr, Response> {
+        let routing = match self.cached_routing() {
+            Some(routing) => routing,
+            None => self.fresh_routing().await?,
+        };
+        match self.reachable(routing) {
+            Ok(primary) => Ok(primary),
             // The cached routing may name a region the control plane has moved away from.
-            return Box::pin(self.primary(true)).await;
+            Err(_) => self.fresh_primary().await,
         }
-        reachable
     }
 
+    /// The data primary's RPC address by the control plane's routing now, if the endpoint
+    /// can reach it.
+    async fn fresh_primary(&self) -> Result<SocketAddr, Response> {
+        let routing = self.fresh_routing().await?;
+        self.reachable(routing)
+    }
+
+    /// The primary's RPC address, if the endpoint can reach it through the compute region.
     fn reachable(&self, routing: Routing) -> Result<SocketAddr, Response> {
         if let Some(faults) = &self.cfg.faults {
             let status = |r: u8| match (faults.running(r), faults.isolated(r)) {
@@ -107,83 +130,120 @@ impl Endpoint {
             .ok_or_else(|| unavailable(format!("no region {p}")))
     }
 
+    /// `attempt` on the data primary; once more on a fresh routing's primary if the region
+    /// refused as not the writable primary. The second answer is final, refused or not.
+    async fn on_primary<T, F, Fut>(&self, attempt: F) -> Result<Result<T, Failure>, Response>
+    where
+        F: Fn(SocketAddr) -> Fut,
+        Fut: Future<Output = Result<Result<T, Failure>, Response>>,
+    {
+        match attempt(self.primary().await?).await? {
+            Err(f) if stale_routing(&f) => attempt(self.fresh_primary().await?).await,
+            answer => Ok(answer),
+        }
+    }
+
+    /// Writes through the data primary: what it acknowledged (`None`: nothing to write).
     pub(super) async fn write(
         &self,
         request: WriteRequest,
         reapply_of: Option<WriteId>,
     ) -> Result<Option<(Ack, Change)>, Response> {
         let write = self.next_write.fetch_add(1, Ordering::Relaxed);
-        let mut fresh = false;
-        loop {
-            let primary = self.primary(fresh).await?;
-            let input = FhirInput::Write {
-                write,
-                request: request.clone(),
-                unix_ms: unix_ms(),
-                reapply_of,
-            };
-            let output = rpc::call(primary, &RegionCall::Machine(input), RPC_TIMEOUT)
-                .await
-                .map_err(|e| match e {
-                    // Sent, and no answer: the write may or may not have been acknowledged.
-                    RpcError::Garbled { .. } | RpcError::Unreachable { sent: true, .. } => {
-                        let e =
-                            FhirError::new(504, "timeout", format!("the outcome is unknown: {e}"));
-                        Outcome(e).into_response()
-                    }
-                    RpcError::Unreachable { .. } | RpcError::Failed { .. } => {
-                        self.cache_routing(None);
-                        unavailable(e.to_string())
-                    }
-                })?;
-            match output {
-                FhirOutput::Written(Err(f)) if stale_routing(&f) && !fresh => fresh = true,
-                FhirOutput::Written(result) => {
-                    if matches!(&result, Err(f) if stale_routing(f)) {
-                        self.cache_routing(None);
-                    }
-                    return result.map_err(|f| failure_response(&f));
+        let result = self
+            .on_primary(|primary| {
+                let input = FhirInput::Write {
+                    write,
+                    request: request.clone(),
+                    unix_ms: unix_ms(),
+                    reapply_of,
+                };
+                self.write_to(primary, input)
+            })
+            .await?;
+        if matches!(&result, Err(f) if stale_routing(f)) {
+            // Refused by the fresh routing's primary too: ask again next time.
+            self.forget_routing();
+        }
+        result.map_err(|f| failure_response(&f))
+    }
+
+    async fn write_to(
+        &self,
+        primary: SocketAddr,
+        input: FhirInput,
+    ) -> Result<FhirWriteResult, Response> {
+        let output = rpc::call(primary, &RegionCall::Machine(input), RPC_TIMEOUT)
+            .await
+            .map_err(|e| match e {
+                // Sent, and no answer: the write may or may not have been acknowledged.
+                RpcError::Garbled { .. } | RpcError::Unreachable { sent: true, .. } => Outcome(
+                    FhirError::new(504, "timeout", format!("the outcome is unknown: {e}")),
+                )
+                .into_response(),
+                RpcError::Unreachable { .. } | RpcError::Failed { .. } => {
+                    self.forget_routing();
+                    unavailable(e.to_string())
                 }
-                other => {
-                    return Err(unavailable(format!(
-                        "the data primary answered {other:?} to a write"
-                    )))
-                }
-            }
+            })?;
+        match output {
+            FhirOutput::Written(result) => Ok(result),
+            other => Err(unavailable(format!(
+                "the data primary answered {other:?} to a write"
+            ))),
         }
     }
 
+    /// The current version of a resource, or version `version`: one change, or none.
     pub(super) async fn read(
         &self,
-        kind: String,
-        id: String,
+        kind: &str,
+        id: &str,
         version: Option<u64>,
-        history: bool,
     ) -> Result<Vec<Change>, Response> {
-        let mut fresh = false;
-        loop {
-            let primary = self.primary(fresh).await?;
-            let input = FhirInput::Read {
-                kind: kind.clone(),
-                id: id.clone(),
-                version,
-                history,
-            };
-            let output = ask_region(primary, input).await.inspect_err(|_| {
-                self.cache_routing(None);
-            })?;
-            match output {
-                FhirOutput::Read(Err(f)) if stale_routing(&f) && !fresh => fresh = true,
-                FhirOutput::Read(result) => return result.map_err(|f| failure_response(&f)),
-                other => {
-                    return Err(unavailable(format!(
-                        "the data primary answered {other:?} to a read"
-                    )))
-                }
-            }
+        self.read_by(|| FhirInput::Read {
+            kind: kind.to_string(),
+            id: id.to_string(),
+            version,
+            history: false,
+        })
+        .await
+    }
+
+    /// Every version of a resource.
+    pub(super) async fn history(&self, kind: &str, id: &str) -> Result<Vec<Change>, Response> {
+        self.read_by(|| FhirInput::Read {
+            kind: kind.to_string(),
+            id: id.to_string(),
+            version: None,
+            history: true,
+        })
+        .await
+    }
+
+    async fn read_by(&self, input: impl Fn() -> FhirInput) -> Result<Vec<Change>, Response> {
+        self.on_primary(|primary| self.read_from(primary, input()))
+            .await?
+            .map_err(|f| failure_response(&f))
+    }
+
+    async fn read_from(
+        &self,
+        primary: SocketAddr,
+        input: FhirInput,
+    ) -> Result<Result<Vec<Change>, Failure>, Response> {
+        let output = ask_region(primary, input)
+            .await
+            .inspect_err(|_| self.forget_routing())?;
+        match output {
+            FhirOutput::Read(result) => Ok(result),
+            other => Err(unavailable(format!(
+                "the data primary answered {other:?} to a read"
+            ))),
         }
     }
 
+    /// Every region's summary, or why there is none (`down`: its process does not run).
     pub(super) async fn regions(&self) -> Vec<Result<RegionSummary, String>> {
         let mut out = Vec::new();
         for (r, addr) in self.cfg.regions.iter().enumerate() {
@@ -199,5 +259,14 @@ impl Endpoint {
             });
         }
         out
+    }
+
+    /// Tells every region that quarantined `write` that it was re-applied (with three
+    /// regions, two may have); a region that does not answer is left as it is.
+    pub(super) async fn mark_reapplied(&self, write: WriteId) {
+        for addr in &self.cfg.regions {
+            let mark = RegionInput::MarkReapplied { write };
+            let _ = ask_region(*addr, FhirInput::Protocol(mark)).await;
+        }
     }
 }

@@ -10,16 +10,14 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::auth::Operator;
-use super::client::{ask_region, call};
 use super::response::{ok_json, unavailable, Outcome};
 use super::{limited, Answer, Endpoint, Fault, Shared};
 use crate::operator::{self, QuarantineItem};
 use drcheck_fhir::change::Change;
 use drcheck_fhir::outcome::FhirError;
-use drcheck_fhir::region::{FhirInput, QuarantinedWrite};
+use drcheck_fhir::region::QuarantinedWrite;
 use drcheck_protocol::control::{ControlInput, ControlOutput};
 use drcheck_protocol::entry::WriteId;
-use drcheck_protocol::region::RegionInput;
 
 /// Protocol milliseconds as protocol minutes, to a tenth.
 fn minutes(ms: u64) -> f64 {
@@ -105,10 +103,7 @@ fn refused(reason: String) -> Response {
 /// A request for the control plane to move the routing to the body's `target`.
 async fn control_request(ep: &Endpoint, body: Body, request: fn(u8) -> ControlInput) -> Answer {
     let target = operator_body::<Target>(body).await?.target;
-    let answer = call(ep.cfg.control, &request(target)).await;
-    // Whatever the answer, the routing may be about to change.
-    ep.cache_routing(None);
-    match answer? {
+    match ep.reroute(request(target)).await? {
         ControlOutput::Operator(Ok(())) => {
             Ok(ok_json(&json!({ "accepted": true, "target": target })))
         }
@@ -169,11 +164,7 @@ pub(super) async fn reapply(_: Operator, State(ep): Shared, body: Body) -> Answe
     let request = operator::reapply_request(&items, original, |_| true)
         .map_err(|refusal| refused(refusal.to_string()))?;
     let written = ep.write(request, Some(original)).await?;
-    // Every region that quarantined it (with three regions, two may have).
-    for addr in &ep.cfg.regions {
-        let mark = RegionInput::MarkReapplied { write: original };
-        let _ = ask_region(*addr, FhirInput::Protocol(mark)).await;
-    }
+    ep.mark_reapplied(original).await;
     Ok(ok_json(&json!({
         "reapplied": original,
         "write": written.as_ref().map(|(ack, _)| ack.write),

@@ -156,7 +156,7 @@ pub(super) async fn delete(State(ep): Shared, Path((kind, id)): Path<(String, St
 /// One version of a resource (the current one if `version` is `None`).
 async fn read_one(ep: &Endpoint, kind: String, id: String, version: Option<u64>) -> Answer {
     check_url(&kind, &id)?;
-    let changes = ep.read(kind, id, version, false).await?;
+    let changes = ep.read(&kind, &id, version).await?;
     match changes.first() {
         Some(change) => Ok(resource_response(StatusCode::OK, change)),
         None => Err(Outcome(FhirError::not_found("no such resource".to_string())).into()),
@@ -181,7 +181,7 @@ pub(super) async fn vread(
 
 pub(super) async fn history(State(ep): Shared, Path((kind, id)): Path<(String, String)>) -> Answer {
     check_url(&kind, &id)?;
-    let changes = ep.read(kind, id, None, true).await?;
+    let changes = ep.history(&kind, &id).await?;
     let entries: Vec<Value> = changes.iter().map(history_entry).collect();
     let bundle = json!({
         "resourceType": "Bundle",
