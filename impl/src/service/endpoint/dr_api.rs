@@ -1,0 +1,187 @@
+//! The DR operator and status API under `/_dr/`: the deployment's state for anyone, and for
+//! the operator (the [`Operator`] token) failback, forced failover, the quarantine and its
+//! re-apply, and fault injection. Answers are plain JSON; errors are OperationOutcomes, as
+//! FHIR's are.
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::auth::Operator;
+use super::response::{ok_json, unavailable, Outcome};
+use super::{limited, Answer, Endpoint, Fault, Shared};
+use crate::operator::{self, QuarantineItem};
+use drcheck_fhir::change::Change;
+use drcheck_fhir::outcome::FhirError;
+use drcheck_fhir::region::QuarantinedWrite;
+use drcheck_protocol::control::{ControlInput, ControlOutput};
+use drcheck_protocol::entry::WriteId;
+
+/// Protocol milliseconds as protocol minutes, to a tenth.
+fn minutes(ms: u64) -> f64 {
+    (ms as f64 / 6_000.0).round() / 10.0
+}
+
+pub(super) async fn status(State(ep): Shared) -> Answer {
+    let control = ep.control().await?;
+    let regions = ep.regions().await;
+    let primary = usize::from(control.routing.primary);
+    let primary_len = regions
+        .get(primary)
+        .and_then(|r| r.as_ref().ok())
+        .map(|s| s.log_len);
+    let pids = ep.cfg.faults.as_ref().map(|f| f.pids()).unwrap_or_default();
+    let shown: Vec<Value> = regions
+        .iter()
+        .enumerate()
+        .map(|(r, summary)| {
+            let pid = pids.get(r).copied().flatten();
+            match summary {
+                Ok(s) => json!({
+                    "region": r,
+                    "status": "up",
+                    "pid": pid,
+                    "role": s.role,
+                    "epoch": s.epoch,
+                    "log_len": s.log_len,
+                    "replication_lag": primary_len.map(|p| p.saturating_sub(s.log_len)),
+                    "lease_left_minutes": minutes(s.lease_left_ms),
+                    "accepts_writes": s.accepts_writes,
+                    "in_sync": s.in_sync,
+                    "quarantined": s.quarantine.len(),
+                    "resources": s.resources,
+                    "loss_window_minutes": s.loss_window_ms.map(minutes),
+                }),
+                Err(why) => json!({ "region": r, "status": why, "pid": pid }),
+            }
+        })
+        .collect();
+    let loss_window = regions
+        .get(primary)
+        .and_then(|r| r.as_ref().ok())
+        .and_then(|s| s.loss_window_ms);
+    // Times are in protocol minutes (a protocol minute may be scaled: `serve --minute-ms`).
+    Ok(ok_json(&json!({
+        "routing": control.routing,
+        "phase": control.phase,
+        "failed": control.failed,
+        "partitioned": ep.cfg.faults.as_ref().map(|f| f.partitioned()),
+        "loss_window_minutes": loss_window.map(minutes),
+        "regions": shown,
+    })))
+}
+
+#[derive(Deserialize)]
+struct Target {
+    target: u8,
+}
+
+#[derive(Deserialize)]
+struct WriteRef {
+    write: WriteId,
+}
+
+/// Parses an operator request's JSON body, or answers 400.
+async fn operator_body<T: for<'de> Deserialize<'de>>(body: Body) -> Result<T, Outcome> {
+    let bytes = limited(body).await?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| Outcome(FhirError::invalid(format!("request body: {e}"))))
+}
+
+/// 409: the operator's request breaks a rule of the protocol or of this deployment.
+fn refused(reason: String) -> Response {
+    Outcome(FhirError {
+        status: 409,
+        code: "business-rule",
+        diagnostics: reason,
+    })
+    .into_response()
+}
+
+/// A request for the control plane to move the routing to the body's `target`.
+async fn control_request(ep: &Endpoint, body: Body, request: fn(u8) -> ControlInput) -> Answer {
+    let target = operator_body::<Target>(body).await?.target;
+    match ep.reroute(request(target)).await? {
+        ControlOutput::Operator(Ok(())) => {
+            Ok(ok_json(&json!({ "accepted": true, "target": target })))
+        }
+        ControlOutput::Operator(Err(reason)) => Err(refused(reason.to_string())),
+        other => Err(unavailable(format!("the control plane answered {other:?}"))),
+    }
+}
+
+pub(super) async fn failback(_: Operator, State(ep): Shared, body: Body) -> Answer {
+    control_request(&ep, body, |target| ControlInput::Failback { target }).await
+}
+
+pub(super) async fn force_failover(_: Operator, State(ep): Shared, body: Body) -> Answer {
+    control_request(&ep, body, |target| ControlInput::ForceFailover { target }).await
+}
+
+pub(super) async fn quarantine(_: Operator, State(ep): Shared) -> Answer {
+    let mut items = Vec::new();
+    for (r, summary) in ep.regions().await.into_iter().enumerate() {
+        for q in summary.map(|s| s.quarantine).unwrap_or_default() {
+            let change = Change::from_payload(&q.payload).ok();
+            items.push(json!({
+                "region": r,
+                "write": q.write,
+                "epoch": q.epoch,
+                "reapplied": q.reapplied,
+                "resource": change.as_ref().map(|c| format!("{}/{}", c.kind, c.id)),
+                "version": change.as_ref().map(|c| c.version),
+                "deleted": change.as_ref().map(|c| c.deleted),
+            }));
+        }
+    }
+    Ok(ok_json(&json!({ "quarantine": items })))
+}
+
+/// A running region's quarantined write as the operator sees it.
+fn quarantine_item(region: u8, q: QuarantinedWrite) -> QuarantineItem {
+    QuarantineItem {
+        region,
+        write: q.write,
+        epoch: q.epoch,
+        reapplied: q.reapplied,
+        payload: q.payload,
+    }
+}
+
+pub(super) async fn reapply(_: Operator, State(ep): Shared, body: Body) -> Answer {
+    let original = operator_body::<WriteRef>(body).await?.write;
+    // Only running regions answer: their quarantines are the ones a re-apply can mark.
+    let items: Vec<QuarantineItem> = ep
+        .regions()
+        .await
+        .into_iter()
+        .enumerate()
+        .filter_map(|(r, s)| Some((r as u8, s.ok()?.quarantine)))
+        .flat_map(|(region, held)| held.into_iter().map(move |q| quarantine_item(region, q)))
+        .collect();
+    let request = operator::reapply_request(&items, original, |_| true)
+        .map_err(|refusal| refused(refusal.to_string()))?;
+    let written = ep.write(request, Some(original)).await?;
+    ep.mark_reapplied(original).await;
+    Ok(ok_json(&json!({
+        "reapplied": original,
+        "write": written.as_ref().map(|(ack, _)| ack.write),
+        "version": written.as_ref().map(|(_, c)| c.version),
+    })))
+}
+
+pub(super) async fn fault(_: Operator, State(ep): Shared, body: Body) -> Answer {
+    let Some(faults) = ep.cfg.faults.clone() else {
+        return Err(refused(
+            "this endpoint does not run the processes; faults are injected by `drcheck serve`"
+                .into(),
+        ));
+    };
+    let fault = operator_body::<Fault>(body).await?;
+    match faults.inject(fault).await {
+        Ok(done) => Ok(ok_json(&json!({ "done": done }))),
+        Err(reason) => Err(refused(reason)),
+    }
+}
