@@ -1,0 +1,48 @@
+//! Compute: the region the global endpoint sends requests to.
+//!
+//! Compute moves at once, without the lease wait or the RPO guard the data primary needs:
+//! off a region declared failed, to a promoted primary, to the first healthy region heard,
+//! and home again as soon as the home region is a healthy member of the current epoch.
+
+use drcheck_properties::Role;
+
+use super::ControlMachine;
+use crate::effects::Effects;
+use crate::event::Event;
+use crate::mutant::Mutant;
+
+impl ControlMachine {
+    /// Routes compute to `to` (the `no-compute-failover` mutant moves it only home).
+    pub(super) fn move_compute(&mut self, to: u8, reason: &str, fx: &mut Effects) {
+        if self.mutants.has(Mutant::NoComputeFailover) && reason != "compute failback" {
+            return;
+        }
+        let from = self.routing.compute;
+        if from != to {
+            self.routing.compute = to;
+            fx.event(Event::ComputeMoved {
+                from,
+                to,
+                reason: reason.to_string(),
+            });
+        }
+    }
+
+    /// Compute moves home as soon as the home region is a healthy member of the current
+    /// epoch that reaches the data primary.
+    pub(super) fn fail_back_compute(&mut self, fx: &mut Effects) -> bool {
+        let home = self.routing.home;
+        if self.routing.compute == home || self.failed(home) {
+            return false;
+        }
+        let member = self.report(home).is_some_and(|h| {
+            h.epoch == self.routing.epoch
+                && h.role != Role::Stale
+                && (home == self.routing.primary || h.primary_contact)
+        });
+        if member {
+            self.move_compute(home, "compute failback", fx);
+        }
+        member
+    }
+}

@@ -1,0 +1,127 @@
+//! Switchover: the operator's data failback (or the `auto-data-failback` mutant's), run as
+//! a drained switchover so that no acknowledged write is lost.
+//!
+//! The primary is asked to fence (it stops accepting writes); once it confirms the fence and
+//! reports that the target holds its whole log, the target is promoted. A switchover whose
+//! fence is not confirmed, or whose drain does not finish, in the drain timeout is aborted
+//! and the primary unfenced; so is one whose target is declared failed.
+
+use super::{ControlMachine, Phase};
+use crate::effects::Effects;
+use crate::entry::Epoch;
+use crate::event::{Event, FailoverKind};
+use crate::message::{Message, NodeId};
+use crate::mutant::Mutant;
+use crate::time::Millis;
+
+impl ControlMachine {
+    /// Starts a switchover to `target`: the primary is asked to fence.
+    pub(super) fn start_switchover(
+        &mut self,
+        now: Millis,
+        target: u8,
+        requested: bool,
+        fx: &mut Effects,
+    ) {
+        self.phase = Phase::Switchover {
+            target,
+            started: now,
+            fenced_at: None,
+            requested,
+            drained: false,
+        };
+        fx.event(Event::SwitchoverStarted { target, requested });
+        let epoch = self.routing.epoch;
+        self.last_fence = now;
+        fx.send(
+            NodeId::Control,
+            NodeId::Region(self.routing.primary),
+            Message::Fence {
+                epoch,
+                target,
+                issued: now,
+            },
+        );
+    }
+
+    /// The primary `r` confirms the fence issued at `fence` (or an older one).
+    pub(super) fn fence_reported(
+        &mut self,
+        now: Millis,
+        r: u8,
+        epoch: Epoch,
+        fence: Millis,
+        fx: &mut Effects,
+    ) {
+        let this_fence = fence == self.last_fence;
+        if let Phase::Switchover { fenced_at, .. } = &mut self.phase {
+            if this_fence && epoch == self.routing.epoch && r == self.routing.primary {
+                *fenced_at = Some(now);
+            }
+        }
+        if let Phase::Switchover {
+            target, requested, ..
+        } = self.phase
+        {
+            if self.mutants.has(Mutant::FailbackNoDrain) && !self.controlled {
+                self.promote(now, FailoverKind::Switchover, target, requested, fx);
+            }
+        }
+    }
+
+    /// The primary `r`, fenced at `fence`, reports that `target` holds its whole log.
+    pub(super) fn drain_reported(&mut self, r: u8, epoch: Epoch, target: u8, fence: Millis) {
+        let current =
+            epoch == self.routing.epoch && r == self.routing.primary && fence == self.last_fence;
+        if let Phase::Switchover {
+            target: t,
+            drained,
+            fenced_at: Some(_),
+            ..
+        } = &mut self.phase
+        {
+            if current && *t == target {
+                *drained = true;
+            }
+        }
+    }
+
+    /// Aborts a switchover whose fence or drain took longer than the drain timeout.
+    pub(super) fn time_out_switchover(&mut self, now: Millis, fx: &mut Effects) {
+        if let Phase::Switchover {
+            started, fenced_at, ..
+        } = self.phase
+        {
+            let limit = self.timing.drain_timeout;
+            match fenced_at {
+                Some(t) if now.saturating_sub(t) >= limit => {
+                    self.abort_switchover("the drain timed out", fx);
+                }
+                None if now.saturating_sub(started) >= limit => {
+                    self.abort_switchover("the primary did not confirm the fence", fx);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Ends a switchover unfinished: the primary is unfenced.
+    pub(super) fn abort_switchover(&mut self, reason: &str, fx: &mut Effects) {
+        if let Phase::Switchover { target, .. } = self.phase {
+            self.phase = Phase::Normal;
+            let epoch = self.routing.epoch;
+            fx.send(
+                NodeId::Control,
+                NodeId::Region(self.routing.primary),
+                Message::Unfence {
+                    epoch,
+                    fence: self.last_fence,
+                },
+            );
+            fx.event(Event::SwitchoverAborted {
+                target,
+                reason: reason.to_string(),
+            });
+        }
+    }
+}
