@@ -11,10 +11,34 @@ use crate::effects::Effects;
 use crate::event::Event;
 use crate::mutant::Mutant;
 
+/// Why compute moves (worded in its `compute_moved` event).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum ComputeMove {
+    /// Off the compute region, declared failed.
+    RegionDeclaredFailed,
+    /// To the new data primary, the compute region being declared failed.
+    PrimaryPromoted,
+    /// To the first region heard while the compute region is declared failed.
+    FirstHealthyHeard,
+    /// Home again.
+    Failback,
+}
+
+impl ComputeMove {
+    fn reason(self) -> &'static str {
+        match self {
+            ComputeMove::RegionDeclaredFailed => "compute region declared failed",
+            ComputeMove::PrimaryPromoted => "data primary promoted",
+            ComputeMove::FirstHealthyHeard => "first healthy region heard",
+            ComputeMove::Failback => "compute failback",
+        }
+    }
+}
+
 impl ControlMachine {
     /// Routes compute to `to` (the `no-compute-failover` mutant moves it only home).
-    pub(super) fn move_compute(&mut self, to: u8, reason: &str, fx: &mut Effects) {
-        if self.mutants.has(Mutant::NoComputeFailover) && reason != "compute failback" {
+    pub(super) fn move_compute(&mut self, to: u8, why: ComputeMove, fx: &mut Effects) {
+        if self.mutants.has(Mutant::NoComputeFailover) && why != ComputeMove::Failback {
             return;
         }
         let from = self.routing.compute;
@@ -23,7 +47,7 @@ impl ControlMachine {
             fx.event(Event::ComputeMoved {
                 from,
                 to,
-                reason: reason.to_string(),
+                reason: why.reason().to_string(),
             });
         }
     }
@@ -41,7 +65,7 @@ impl ControlMachine {
                 && (home == self.routing.primary || h.primary_contact)
         });
         if member {
-            self.move_compute(home, "compute failback", fx);
+            self.move_compute(home, ComputeMove::Failback, fx);
         }
         member
     }

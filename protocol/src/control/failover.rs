@@ -10,6 +10,7 @@ use std::cmp::Reverse;
 
 use drcheck_properties::Role;
 
+use super::compute::ComputeMove;
 use super::{ControlMachine, Phase};
 use crate::effects::Effects;
 use crate::entry::Epoch;
@@ -115,7 +116,7 @@ impl ControlMachine {
         self.routing.epoch = epoch;
         self.routing.primary = to;
         if self.failed(self.routing.compute) {
-            self.move_compute(to, "data primary promoted", fx);
+            self.move_compute(to, ComputeMove::PrimaryPromoted, fx);
         }
         self.last_grant = now;
         // Until its first heartbeat as primary, judge the new primary by what it holds, and

@@ -8,6 +8,8 @@
 
 use drcheck_properties::Role;
 
+use super::compute::ComputeMove;
+use super::switchover::AbortReason;
 use super::{ControlMachine, Phase};
 use crate::effects::Effects;
 use crate::event::Event;
@@ -52,7 +54,7 @@ impl ControlMachine {
         if self.routing.compute == r {
             let healthy = (0..self.regions()).find(|&x| !self.failed(x));
             if let Some(to) = self.candidate(r).or(healthy) {
-                self.move_compute(to, "compute region declared failed", fx);
+                self.move_compute(to, ComputeMove::RegionDeclaredFailed, fx);
             }
         }
         if r == self.routing.primary {
@@ -66,7 +68,7 @@ impl ControlMachine {
                 Message::OutOfSync { epoch, region: r },
             );
             if matches!(self.phase, Phase::Switchover { target, .. } if target == r) {
-                self.abort_switchover("the target was declared failed", fx);
+                self.abort_switchover(AbortReason::TargetDeclaredFailed, fx);
             }
         }
     }
@@ -86,7 +88,7 @@ impl ControlMachine {
         health.failed = false;
         health.report = Some(hb.clone());
         if self.failed(self.routing.compute) {
-            self.move_compute(r, "first healthy region heard", fx);
+            self.move_compute(r, ComputeMove::FirstHealthyHeard, fx);
         }
         if hb.epoch > self.routing.epoch && matches!(hb.role, Role::Primary | Role::Fenced) {
             // The stores it recovered from were behind (a promotion it did not see): the

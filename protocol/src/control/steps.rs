@@ -4,6 +4,7 @@
 //! Controlled (`step`): exactly one decision, on request, or a typed [`StepRefusal`]; this
 //! replays a model path step by step.
 
+use super::switchover::AbortReason;
 use super::{ControlMachine, ControlStep, Phase};
 use crate::effects::Effects;
 use crate::event::FailoverKind;
@@ -134,7 +135,7 @@ impl ControlMachine {
                 if drained || now.saturating_sub(t) < self.timing.drain_timeout {
                     return Err(StepRefusal::DrainNotTimedOut);
                 }
-                self.abort_switchover("the drain timed out", fx);
+                self.abort_switchover(AbortReason::DrainTimedOut, fx);
             }
             ControlStep::AutoFailback => {
                 let home = self.routing.home;

@@ -14,6 +14,27 @@ use crate::message::{Message, NodeId};
 use crate::mutant::Mutant;
 use crate::time::Millis;
 
+/// Why a switchover is aborted (worded in its `switchover_aborted` event).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum AbortReason {
+    /// The primary did not confirm the fence within the drain timeout.
+    FenceUnconfirmed,
+    /// The fence was confirmed, and the drain timeout has passed since.
+    DrainTimedOut,
+    /// The target was declared failed.
+    TargetDeclaredFailed,
+}
+
+impl AbortReason {
+    fn reason(self) -> &'static str {
+        match self {
+            AbortReason::FenceUnconfirmed => "the primary did not confirm the fence",
+            AbortReason::DrainTimedOut => "the drain timed out",
+            AbortReason::TargetDeclaredFailed => "the target was declared failed",
+        }
+    }
+}
+
 impl ControlMachine {
     /// Starts a switchover to `target`: the primary is asked to fence.
     pub(super) fn start_switchover(
@@ -95,10 +116,10 @@ impl ControlMachine {
             let limit = self.timing.drain_timeout;
             match fenced_at {
                 Some(t) if now.saturating_sub(t) >= limit => {
-                    self.abort_switchover("the drain timed out", fx);
+                    self.abort_switchover(AbortReason::DrainTimedOut, fx);
                 }
                 None if now.saturating_sub(started) >= limit => {
-                    self.abort_switchover("the primary did not confirm the fence", fx);
+                    self.abort_switchover(AbortReason::FenceUnconfirmed, fx);
                 }
                 _ => {}
             }
@@ -106,7 +127,7 @@ impl ControlMachine {
     }
 
     /// Ends a switchover unfinished: the primary is unfenced.
-    pub(super) fn abort_switchover(&mut self, reason: &str, fx: &mut Effects) {
+    pub(super) fn abort_switchover(&mut self, why: AbortReason, fx: &mut Effects) {
         if let Phase::Switchover { target, .. } = self.phase {
             self.phase = Phase::Normal;
             let epoch = self.routing.epoch;
@@ -120,7 +141,7 @@ impl ControlMachine {
             );
             fx.event(Event::SwitchoverAborted {
                 target,
-                reason: reason.to_string(),
+                reason: why.reason().to_string(),
             });
         }
     }
