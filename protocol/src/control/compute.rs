@@ -4,8 +4,6 @@
 //! off a region declared failed, to a promoted primary, to the first healthy region heard,
 //! and home again as soon as the home region is a healthy member of the current epoch.
 
-use drcheck_properties::Role;
-
 use super::ControlMachine;
 use crate::effects::Effects;
 use crate::event::Event;
@@ -50,23 +48,5 @@ impl ControlMachine {
                 reason: why.reason().to_string(),
             });
         }
-    }
-
-    /// Compute moves home as soon as the home region is a healthy member of the current
-    /// epoch that reaches the data primary.
-    pub(super) fn fail_back_compute(&mut self, fx: &mut Effects) -> bool {
-        let home = self.routing.home;
-        if self.routing.compute == home || self.failed(home) {
-            return false;
-        }
-        let member = self.report(home).is_some_and(|h| {
-            h.epoch == self.routing.epoch
-                && h.role != Role::Stale
-                && (home == self.routing.primary || h.primary_contact)
-        });
-        if member {
-            self.move_compute(home, ComputeMove::Failback, fx);
-        }
-        member
     }
 }

@@ -49,6 +49,14 @@ impl ControlMachine {
             })
     }
 
+    /// The secondary an automatic failover would promote now, if a failover is pending.
+    pub(super) fn failover_candidate(&self) -> Option<u8> {
+        let Phase::FailingOver { from, .. } = self.phase else {
+            return None;
+        };
+        self.candidate(from)
+    }
+
     /// The RPO guard: does `to` hold at least what the old primary reported acknowledged?
     pub(super) fn guard_allows(&self, to: u8) -> bool {
         self.mutants.has(Mutant::NoRpoGuard)

@@ -10,7 +10,7 @@ use drcheck_properties::Role;
 
 use super::compute::ComputeMove;
 use super::switchover::AbortReason;
-use super::{ControlMachine, Phase};
+use super::{ControlMachine, ControlStep, Phase};
 use crate::effects::Effects;
 use crate::event::Event;
 use crate::message::{Heartbeat, Message, NodeId};
@@ -33,6 +33,11 @@ impl Health {
 }
 
 impl ControlMachine {
+    /// How long `r` has been silent at `now`.
+    pub(super) fn silence(&self, now: Millis, r: u8) -> Millis {
+        now.saturating_sub(self.health[usize::from(r)].last_heard)
+    }
+
     /// Silence after which a region is declared failed.
     pub(super) fn detection(&self) -> Millis {
         if self.mutants.has(Mutant::HastyDetection) {
@@ -123,14 +128,16 @@ impl ControlMachine {
                 NodeId::Region(r),
                 Message::NewEpoch { epoch },
             );
+            // Autonomous mode offers the rejoin on the heartbeat that shows the region
+            // behind (only then: not on a tick); controlled mode waits for the step.
             if !self.controlled {
-                self.offer_rejoin(r, fx);
+                self.take_if_enabled(now, ControlStep::Rejoin(r), fx);
             }
             return;
         }
         if hb.role == Role::Stale {
             if !self.controlled {
-                self.offer_rejoin(r, fx);
+                self.take_if_enabled(now, ControlStep::Rejoin(r), fx);
             }
             return;
         }
@@ -187,28 +194,14 @@ impl ControlMachine {
         }
     }
 
-    /// A region that missed a promotion rejoins once the primary's log is known.
-    pub(super) fn offer_rejoin(&self, r: u8, fx: &mut Effects) -> bool {
-        let primary = self.routing.primary;
-        if r == primary || self.failed(r) {
-            return false;
-        }
-        let behind = self
-            .report(r)
-            .is_some_and(|h| h.epoch < self.routing.epoch || h.role == Role::Stale);
-        if !behind {
-            return false;
-        }
-        // Only once the primary has taken office (its log's older epochs are final then).
-        if self.primary_runs.is_some() {
-            let epoch = self.routing.epoch;
-            fx.send(
-                NodeId::Control,
-                NodeId::Region(r),
-                Message::Rejoin { epoch, primary },
-            );
-            return true;
-        }
-        false
+    /// Tells `r`, behind the current epoch, to rejoin it from the primary (the `Rejoin`
+    /// step).
+    pub(super) fn send_rejoin(&self, r: u8, fx: &mut Effects) {
+        let (epoch, primary) = (self.routing.epoch, self.routing.primary);
+        fx.send(
+            NodeId::Control,
+            NodeId::Region(r),
+            Message::Rejoin { epoch, primary },
+        );
     }
 }

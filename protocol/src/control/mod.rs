@@ -11,7 +11,7 @@
 //! and the dispatch of inputs and messages. The rest is split along the protocol's seams:
 //!
 //! - `health`: heartbeats, each region's health, declaring a silent region failed, lease
-//!   grants, and rejoin of recovered regions;
+//!   grants, and the rejoin of recovered regions;
 //! - `failover`: the failover of the data primary: candidate, lease wait, RPO guard,
 //!   promotion;
 //! - `compute`: the endpoint's compute routing, moved off failed regions and back home;
@@ -19,8 +19,8 @@
 //!   complete, abort;
 //! - `operator`: the operator's requests (failback, forced failover) and their typed
 //!   refusals;
-//! - `steps`: the decisions, and the two modes that take them: autonomous (`tick`) and
-//!   controlled (`step`).
+//! - `steps`: each decision's enabling condition, stated once for both modes that take
+//!   decisions: autonomous (`tick`, `decide`) and controlled (`step`).
 
 mod compute;
 mod failover;

@@ -80,13 +80,12 @@ impl ControlMachine {
                 *fenced_at = Some(now);
             }
         }
-        if let Phase::Switchover {
-            target, requested, ..
-        } = self.phase
-        {
-            if self.mutants.has(Mutant::FailbackNoDrain) && !self.controlled {
-                self.promote(now, FailoverKind::Switchover, target, requested, fx);
-            }
+        // The `failback-no-drain` mutant, autonomous: the target is promoted on the fenced
+        // reply itself, whichever fence it answers and whatever the target's health. In
+        // controlled mode the mutant acts through the `CompleteSwitchover` step instead,
+        // enabled undrained as the model's bug is (see `enabled`).
+        if self.mutants.has(Mutant::FailbackNoDrain) && !self.controlled {
+            self.complete_switchover(now, fx);
         }
     }
 
@@ -107,23 +106,48 @@ impl ControlMachine {
         }
     }
 
-    /// Aborts a switchover whose fence or drain took longer than the drain timeout.
-    pub(super) fn time_out_switchover(&mut self, now: Millis, fx: &mut Effects) {
-        if let Phase::Switchover {
+    /// Which time limit of the switchover has passed at `now`, if any: the fence's
+    /// confirmation or, once it is confirmed, the drain's.
+    pub(super) fn switchover_overdue(&self, now: Millis) -> Option<AbortReason> {
+        let Phase::Switchover {
             started, fenced_at, ..
         } = self.phase
-        {
-            let limit = self.timing.drain_timeout;
-            match fenced_at {
-                Some(t) if now.saturating_sub(t) >= limit => {
-                    self.abort_switchover(AbortReason::DrainTimedOut, fx);
-                }
-                None if now.saturating_sub(started) >= limit => {
-                    self.abort_switchover(AbortReason::FenceUnconfirmed, fx);
-                }
-                _ => {}
-            }
+        else {
+            return None;
+        };
+        let limit = self.timing.drain_timeout;
+        match fenced_at {
+            Some(t) if now.saturating_sub(t) >= limit => Some(AbortReason::DrainTimedOut),
+            None if now.saturating_sub(started) >= limit => Some(AbortReason::FenceUnconfirmed),
+            _ => None,
         }
+    }
+
+    /// The autonomous mode's switchover timeout: aborts a switchover whose fence or drain
+    /// took longer than the drain timeout. It is wider than the `AbortSwitchover` step on
+    /// purpose, as it always was: it also aborts a switchover whose fence was never
+    /// confirmed (the model's fence is one atomic step, so it has no such abort), and one
+    /// that drained but was not completed (`decide` completes a drained switchover just
+    /// before, unless its target is declared failed), which the step refuses as drained.
+    pub(super) fn time_out_switchover(&mut self, now: Millis, fx: &mut Effects) {
+        if let Some(why) = self.switchover_overdue(now) {
+            self.abort_switchover(why, fx);
+        }
+    }
+
+    /// Promotes the switchover's target (the `CompleteSwitchover` step).
+    pub(super) fn complete_switchover(&mut self, now: Millis, fx: &mut Effects) {
+        if let Phase::Switchover {
+            target, requested, ..
+        } = self.phase
+        {
+            self.promote(now, FailoverKind::Switchover, target, requested, fx);
+        }
+    }
+
+    /// Has the fenced primary reported the switchover's target drained?
+    pub(super) fn switchover_drained(&self) -> bool {
+        matches!(self.phase, Phase::Switchover { drained: true, .. })
     }
 
     /// Ends a switchover unfinished: the primary is unfenced.
