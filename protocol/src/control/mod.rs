@@ -1,0 +1,374 @@
+//! The control plane: health monitor, lease issuer and router behind the global endpoint.
+//!
+//! It hears heartbeats, grants the primary's lease, declares silent regions failed, moves
+//! compute off them at once, and fails the data primary over once the old lease has surely
+//! expired and the RPO guard allows; otherwise it waits the grace period and leaves the
+//! decision to the operator. It rejoins recovered regions, moves compute home automatically
+//! and runs the operator's data failback as a drained switchover.
+//!
+//! This module holds what the shell sees: the machine's state, its typed inputs and outputs,
+//! the snapshot, construction and restart ([`ControlMachine::resume`], [`recover_routing`]),
+//! and the dispatch of inputs and messages. The rest is split along the protocol's seams:
+//!
+//! - `health`: heartbeats, each region's health, declaring a silent region failed, lease
+//!   grants, and the rejoin of recovered regions;
+//! - `failover`: the failover of the data primary: candidate, lease wait, RPO guard,
+//!   promotion;
+//! - `compute`: the endpoint's compute routing, moved off failed regions and back home;
+//! - `switchover`: the operator's data failback as a drained switchover: fence, drain,
+//!   complete, abort;
+//! - `operator`: the operator's requests (failback, forced failover) and their typed
+//!   refusals;
+//! - `steps`: each decision's enabling condition, stated once for both modes that take
+//!   decisions: autonomous (`tick`, `decide`) and controlled (`step`).
+
+mod compute;
+mod failover;
+mod health;
+mod operator;
+mod steps;
+mod switchover;
+
+use health::Health;
+
+use drcheck_properties::Role;
+
+use crate::effects::Effects;
+use crate::entry::Epoch;
+use crate::message::{Envelope, Heartbeat, Message, NodeId};
+use crate::mutant::Mutants;
+use crate::refusal::{OperatorRefusal, StepRefusal};
+use crate::time::{Millis, Timing};
+
+/// The control plane's routing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Routing {
+    pub epoch: Epoch,
+    /// The data primary.
+    pub primary: u8,
+    /// The region the global endpoint sends requests to.
+    pub compute: u8,
+    /// The region compute fails back to.
+    pub home: u8,
+}
+
+/// What the control plane is doing about the data primary.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "phase", rename_all = "snake_case")]
+pub enum Phase {
+    Normal,
+    /// The primary was declared failed at `since`; waiting for the old lease to expire (and,
+    /// if the RPO guard refused, for the grace period and then the operator).
+    FailingOver {
+        from: u8,
+        since: Millis,
+        guard_ok: bool,
+    },
+    /// Manual data failback: the primary was asked to fence at `started`.
+    Switchover {
+        target: u8,
+        started: Millis,
+        fenced_at: Option<Millis>,
+        requested: bool,
+        /// The fenced primary reported the target holds its whole log.
+        drained: bool,
+    },
+}
+
+/// One decision of the control plane, taken on request in controlled mode (to follow a
+/// model path step by step); on its own otherwise.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum ControlStep {
+    Declare(u8),
+    Promote(u8),
+    Rejoin(u8),
+    ComputeFailback,
+    CompleteSwitchover,
+    AbortSwitchover,
+    /// Only the `auto-data-failback` mutant takes this one.
+    AutoFailback,
+}
+
+/// What the control plane is asked to handle.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "input", content = "value", rename_all = "snake_case")]
+pub enum ControlInput {
+    /// Time passed: look at the clock.
+    Tick,
+    Message(Envelope),
+    /// The operator's manual data failback.
+    Failback {
+        target: u8,
+    },
+    /// The operator's forced failover.
+    ForceFailover {
+        target: u8,
+    },
+    Snapshot,
+    /// Controlled mode: take this decision now, if enabled.
+    Step(ControlStep),
+}
+
+impl From<Envelope> for ControlInput {
+    fn from(envelope: Envelope) -> Self {
+        ControlInput::Message(envelope)
+    }
+}
+
+impl crate::Inbound for ControlInput {
+    fn tick() -> Self {
+        ControlInput::Tick
+    }
+}
+
+/// The control plane's answer, one kind per kind of input.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "output", content = "value", rename_all = "snake_case")]
+pub enum ControlOutput {
+    /// To a tick or a message.
+    Done,
+    /// To a failback or forced-failover request.
+    Operator(Result<(), OperatorRefusal>),
+    Stepped(Result<(), StepRefusal>),
+    Snapshot(Box<ControlSnapshot>),
+}
+
+/// The control plane as the status API and the abstract view see it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ControlSnapshot {
+    pub routing: Routing,
+    pub phase: Phase,
+    /// Per region: declared failed.
+    pub failed: Vec<bool>,
+    /// Per region: time since its last heartbeat arrived.
+    pub silence: Vec<Millis>,
+    /// Per region: the log length of its last heartbeat.
+    pub reported_len: Vec<Option<u64>>,
+    /// `old_prefix_len` of the primary's last heartbeat (unknown after a restart until the
+    /// primary is heard: the RPO guard refuses meanwhile).
+    pub old_prefix: Option<u64>,
+    /// Time since the last lease grant to the primary.
+    pub grant_age: Millis,
+}
+
+/// The routing a restarting control plane resumes with, from the regions' durable states
+/// (`None` when no region has a store: a deployment that never ran): the newest epoch any
+/// region holds, and the region that is primary (or fenced primary) of it.
+pub fn recover_routing(stores: &[Option<(Epoch, Role)>]) -> Option<(Epoch, u8)> {
+    let held: Vec<(u8, Epoch, Role)> = stores
+        .iter()
+        .enumerate()
+        .filter_map(|(r, s)| s.map(|(e, role)| (r as u8, e, role)))
+        .collect();
+    let epoch = held.iter().map(|&(_, e, _)| e).max()?;
+    let at_newest = |want: &dyn Fn(Role) -> bool| {
+        held.iter()
+            .find(|&&(_, e, role)| e == epoch && want(role))
+            .map(|&(r, _, _)| r)
+    };
+    if let Some(primary) = at_newest(&|role| matches!(role, Role::Primary | Role::Fenced)) {
+        return Some((epoch, primary));
+    }
+    // Nobody took office in the newest epoch: its primary was told to stand down for a
+    // promotion that never arrived. Promote a secondary of that epoch into the next one (it
+    // is sent the promotion when it reports).
+    if let Some(secondary) = at_newest(&|role| role == Role::Secondary) {
+        return Some((epoch + 1, secondary));
+    }
+    at_newest(&|_| true).map(|r| (epoch, r))
+}
+
+#[derive(Debug)]
+pub struct ControlMachine {
+    timing: Timing,
+    routing: Routing,
+    health: Vec<Health>,
+    last_grant: Millis,
+    old_prefix: Option<u64>,
+    /// Has the primary of the current epoch reported as primary yet? Until it has, the
+    /// secondaries of the epoch before remain candidates (it may die before taking office).
+    primary_confirmed: bool,
+    /// When the current (or last) switchover's fence was issued.
+    last_fence: Millis,
+    /// The primary's epoch runs, from a heartbeat it sent as primary of the current epoch (its
+    /// entries of older epochs are final then).
+    primary_runs: Option<Vec<(Epoch, u64)>>,
+    phase: Phase,
+    mutants: Mutants,
+    /// Decides nothing by itself: every decision waits for a [`ControlStep`].
+    controlled: bool,
+}
+
+impl ControlMachine {
+    /// Region 0 is primary, compute region and home of epoch 1, with a lease granted at `now`.
+    pub fn new(regions: u8, timing: Timing, now: Millis) -> Self {
+        ControlMachine {
+            timing,
+            routing: Routing {
+                epoch: 1,
+                primary: 0,
+                compute: 0,
+                home: 0,
+            },
+            // A new deployment: the control plane knows how every region starts.
+            health: (0..regions)
+                .map(|r| Health {
+                    last_heard: now,
+                    failed: false,
+                    report: Some(Heartbeat {
+                        epoch: 1,
+                        role: if r == 0 {
+                            Role::Primary
+                        } else {
+                            Role::Secondary
+                        },
+                        log_len: 0,
+                        last: None,
+                        runs: Vec::new(),
+                        old_prefix: 0,
+                        primary_contact: true,
+                        in_sync: Vec::new(),
+                        fence: None,
+                        sent_at: 0,
+                    }),
+                })
+                .collect(),
+            last_grant: now,
+            old_prefix: Some(0),
+            primary_confirmed: true,
+            last_fence: 0,
+            primary_runs: Some(Vec::new()),
+            phase: Phase::Normal,
+            mutants: Mutants::default(),
+            controlled: false,
+        }
+    }
+
+    /// Handles one input at `now`.
+    pub fn handle(&mut self, now: Millis, input: ControlInput, fx: &mut Effects) -> ControlOutput {
+        match input {
+            ControlInput::Tick => self.tick(now, fx),
+            ControlInput::Message(env) => self.receive(now, env.from, env.msg, fx),
+            ControlInput::Failback { target } => {
+                return ControlOutput::Operator(self.request_failback(now, target, fx))
+            }
+            ControlInput::ForceFailover { target } => {
+                return ControlOutput::Operator(self.force_failover(now, target, fx))
+            }
+            ControlInput::Snapshot => return ControlOutput::Snapshot(Box::new(self.snapshot(now))),
+            ControlInput::Step(step) => return ControlOutput::Stepped(self.step(now, step, fx)),
+        }
+        ControlOutput::Done
+    }
+
+    /// A control plane that takes decisions only when asked ([`ControlMachine::step`]).
+    pub fn controlled(mut self) -> Self {
+        self.controlled = true;
+        self
+    }
+
+    /// A control plane restarting at `now` with the routing recovered from the regions'
+    /// stores (see [`recover_routing`]). It has heard nothing yet: it treats the last grant as
+    /// just issued (so it promotes nobody before any earlier lease has surely expired), and
+    /// its RPO guard refuses until the primary reports again.
+    pub fn resume(regions: u8, timing: Timing, now: Millis, epoch: Epoch, primary: u8) -> Self {
+        let mut machine = ControlMachine::new(regions, timing, now);
+        machine.routing.epoch = epoch;
+        machine.routing.primary = primary;
+        machine.routing.compute = primary;
+        machine.old_prefix = None;
+        machine.primary_runs = None;
+        machine.primary_confirmed = false;
+        for h in &mut machine.health {
+            h.report = None;
+        }
+        machine
+    }
+
+    /// Switches on implementation mutants (a no-op without the `mutants` feature).
+    pub fn with_mutants(mut self, mutants: Mutants) -> Self {
+        self.mutants = mutants;
+        self
+    }
+
+    pub fn routing(&self) -> Routing {
+        self.routing
+    }
+
+    pub fn snapshot(&self, now: Millis) -> ControlSnapshot {
+        ControlSnapshot {
+            routing: self.routing,
+            phase: self.phase.clone(),
+            failed: self.health.iter().map(|h| h.failed).collect(),
+            silence: self
+                .health
+                .iter()
+                .map(|h| now.saturating_sub(h.last_heard))
+                .collect(),
+            reported_len: self
+                .health
+                .iter()
+                .map(|h| h.report.as_ref().map(|r| r.log_len))
+                .collect(),
+            old_prefix: self.old_prefix,
+            grant_age: now.saturating_sub(self.last_grant),
+        }
+    }
+
+    fn regions(&self) -> u8 {
+        self.health.len() as u8
+    }
+
+    fn failed(&self, r: u8) -> bool {
+        self.health[usize::from(r)].failed
+    }
+
+    fn report(&self, r: u8) -> Option<&Heartbeat> {
+        self.health.get(usize::from(r))?.report.as_ref()
+    }
+
+    fn reported_len(&self, r: u8) -> u64 {
+        self.report(r).map_or(0, |h| h.log_len)
+    }
+
+    /// A protocol message arrives.
+    pub fn receive(&mut self, now: Millis, from: NodeId, msg: Message, fx: &mut Effects) {
+        let NodeId::Region(r) = from else {
+            return;
+        };
+        if usize::from(r) >= self.health.len() {
+            return;
+        }
+        match msg {
+            Message::Heartbeat(hb) => self.heartbeat(now, r, hb, fx),
+            Message::Fenced { epoch, fence, .. } => self.fence_reported(now, r, epoch, fence, fx),
+            Message::Promoted { epoch, runs }
+                if epoch == self.routing.epoch && r == self.routing.primary =>
+            {
+                self.primary_runs = Some(runs);
+                self.primary_confirmed = true;
+            }
+            Message::Rejoined {
+                epoch,
+                log_len,
+                last,
+            } if epoch == self.routing.epoch => {
+                if let Some(h) = &mut self.health[usize::from(r)].report {
+                    h.epoch = epoch;
+                    h.role = Role::Secondary;
+                    h.log_len = log_len;
+                    h.last = last;
+                }
+            }
+            Message::Drained {
+                epoch,
+                target,
+                fence,
+            } => self.drain_reported(r, epoch, target, fence),
+            _ => {}
+        }
+        if !self.controlled {
+            self.decide(now, fx);
+        }
+    }
+}

@@ -1,0 +1,207 @@
+//! The control plane's decisions: when each is enabled, and the two modes that take them.
+//!
+//! Each [`ControlStep`]'s enabling condition is stated once, in [`ControlMachine::enabled`],
+//! and taken by [`ControlMachine::take`]. Both modes use them:
+//!
+//! - autonomous (`tick`, and after every message: `decide`): every enabled decision is
+//!   taken, in a fixed order, several in one call if they are enabled one after the other;
+//! - controlled (`step`): exactly one decision, on request, or a typed [`StepRefusal`]; this
+//!   replays a model path step by step.
+//!
+//! Where the autonomous mode differs from the steps, it does on purpose (as it always did,
+//! and commented where it happens): it times out a switchover more widely than the
+//! `AbortSwitchover` step (`time_out_switchover`); under the `failback-no-drain` mutant it
+//! promotes on the fence's confirmation (`fence_reported`), not by an undrained
+//! `CompleteSwitchover`; and it offers a rejoin only on the heartbeat that shows a region
+//! behind (`heartbeat`), not on a tick.
+
+use drcheck_properties::Role;
+
+use super::compute::ComputeMove;
+use super::switchover::AbortReason;
+use super::{ControlMachine, ControlStep, Phase};
+use crate::effects::Effects;
+use crate::event::FailoverKind;
+use crate::mutant::Mutant;
+use crate::refusal::StepRefusal;
+use crate::time::Millis;
+
+impl ControlMachine {
+    /// Is `step` enabled at `now`, and if not, why not? Reads the state only.
+    pub(super) fn enabled(&self, now: Millis, step: ControlStep) -> Result<(), StepRefusal> {
+        match step {
+            // A region silent for the detection time, not yet declared.
+            ControlStep::Declare(r) => {
+                let Some(h) = self.health.get(usize::from(r)) else {
+                    return Err(StepRefusal::NoSuchRegion);
+                };
+                if h.failed {
+                    return Err(StepRefusal::AlreadyFailed);
+                }
+                if self.silence(now, r) < self.detection() {
+                    return Err(StepRefusal::HeardRecently);
+                }
+            }
+            // The automatic failover to the candidate, once the old lease has surely expired
+            // and the RPO guard allows.
+            ControlStep::Promote(to) => {
+                let Phase::FailingOver { from, .. } = self.phase else {
+                    return Err(StepRefusal::NoFailoverPending);
+                };
+                if self.mutants.has(Mutant::NoAutoFailover) {
+                    return Err(StepRefusal::AutoFailoverOff);
+                }
+                if !self.lease_expired(now) {
+                    return Err(StepRefusal::LeaseMayBeValid);
+                }
+                if self.candidate(from) != Some(to) {
+                    return Err(StepRefusal::NotTheCandidate);
+                }
+                if !self.guard_allows(to) {
+                    return Err(StepRefusal::GuardRefuses);
+                }
+            }
+            // A healthy region behind the current epoch (or stale) rejoins, once the primary
+            // has taken office (its log's older epochs are final then).
+            ControlStep::Rejoin(r) => {
+                if usize::from(r) >= self.health.len()
+                    || r == self.routing.primary
+                    || self.failed(r)
+                {
+                    return Err(StepRefusal::CannotRejoin);
+                }
+                let behind = self
+                    .report(r)
+                    .is_some_and(|h| h.epoch < self.routing.epoch || h.role == Role::Stale);
+                if !behind || self.primary_runs.is_none() {
+                    return Err(StepRefusal::CannotRejoin);
+                }
+            }
+            // Compute moves home as soon as the home region is a healthy member of the
+            // current epoch that reaches the data primary.
+            ControlStep::ComputeFailback => {
+                let home = self.routing.home;
+                if self.routing.compute == home || self.failed(home) {
+                    return Err(StepRefusal::HomeCannotTakeCompute);
+                }
+                let member = self.report(home).is_some_and(|h| {
+                    h.epoch == self.routing.epoch
+                        && h.role != Role::Stale
+                        && (home == self.routing.primary || h.primary_contact)
+                });
+                if !member {
+                    return Err(StepRefusal::HomeCannotTakeCompute);
+                }
+            }
+            // The fenced primary reported the target drained (the `failback-no-drain` mutant
+            // does not wait for that), and the target is healthy.
+            ControlStep::CompleteSwitchover => {
+                let Phase::Switchover {
+                    target,
+                    fenced_at: Some(_),
+                    drained,
+                    ..
+                } = self.phase
+                else {
+                    return Err(StepRefusal::NoFencedSwitchover);
+                };
+                if !(drained || self.mutants.has(Mutant::FailbackNoDrain)) || self.failed(target) {
+                    return Err(StepRefusal::NotDrained);
+                }
+            }
+            // The drain timeout passed since the fence was confirmed, and the target has not
+            // drained.
+            ControlStep::AbortSwitchover => {
+                let Phase::Switchover {
+                    fenced_at: Some(_),
+                    drained,
+                    ..
+                } = self.phase
+                else {
+                    return Err(StepRefusal::NoFencedSwitchover);
+                };
+                if drained || self.switchover_overdue(now) != Some(AbortReason::DrainTimedOut) {
+                    return Err(StepRefusal::DrainNotTimedOut);
+                }
+            }
+            // Only the `auto-data-failback` mutant: a switchover home whenever the operator's
+            // failback would be allowed.
+            ControlStep::AutoFailback => {
+                if !self.mutants.has(Mutant::AutoDataFailback)
+                    || self.check_failback(self.routing.home).is_err()
+                {
+                    return Err(StepRefusal::NotAutoFailback);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes `step`, which [`ControlMachine::enabled`] allows now.
+    fn take(&mut self, now: Millis, step: ControlStep, fx: &mut Effects) {
+        match step {
+            ControlStep::Declare(r) => {
+                let silent_for = self.silence(now, r);
+                self.declare(now, r, silent_for, fx);
+            }
+            ControlStep::Promote(to) => self.promote(now, FailoverKind::Automatic, to, false, fx),
+            ControlStep::Rejoin(r) => self.send_rejoin(r, fx),
+            ControlStep::ComputeFailback => {
+                self.move_compute(self.routing.home, ComputeMove::Failback, fx);
+            }
+            ControlStep::CompleteSwitchover => self.complete_switchover(now, fx),
+            ControlStep::AbortSwitchover => self.abort_switchover(AbortReason::DrainTimedOut, fx),
+            ControlStep::AutoFailback => self.start_switchover(now, self.routing.home, false, fx),
+        }
+    }
+
+    /// Takes `step` if it is enabled now: the autonomous mode's way.
+    pub(super) fn take_if_enabled(&mut self, now: Millis, step: ControlStep, fx: &mut Effects) {
+        if self.enabled(now, step).is_ok() {
+            self.take(now, step, fx);
+        }
+    }
+
+    /// Takes one decision on request (controlled mode), or says why it is not enabled now.
+    pub fn step(
+        &mut self,
+        now: Millis,
+        step: ControlStep,
+        fx: &mut Effects,
+    ) -> Result<(), StepRefusal> {
+        self.enabled(now, step)?;
+        self.take(now, step, fx);
+        Ok(())
+    }
+
+    /// Time passes: declare silent regions, promote, move compute home, time out a drain.
+    pub fn tick(&mut self, now: Millis, fx: &mut Effects) {
+        if self.controlled {
+            return;
+        }
+        for r in 0..self.regions() {
+            self.take_if_enabled(now, ControlStep::Declare(r), fx);
+        }
+        self.decide(now, fx);
+    }
+
+    /// The decisions that wait on a condition rather than on a message, each taken if it is
+    /// enabled once the ones before were taken. (A rejoin is offered on the heartbeat that
+    /// shows the region behind, not here: see `heartbeat`.)
+    pub(super) fn decide(&mut self, now: Millis, fx: &mut Effects) {
+        // The step names its target; the autonomous mode promotes the candidate.
+        if let Some(to) = self.failover_candidate() {
+            self.take_if_enabled(now, ControlStep::Promote(to), fx);
+        }
+        // Only a drained switchover, even under the `failback-no-drain` mutant, whose step
+        // is enabled undrained: in this mode that mutant promotes on the fence's
+        // confirmation instead (see `fence_reported`), and a switchover it did not promote
+        // there (its fence confirmed by a heartbeat) still waits for the drain here.
+        if self.switchover_drained() {
+            self.take_if_enabled(now, ControlStep::CompleteSwitchover, fx);
+        }
+        self.take_if_enabled(now, ControlStep::ComputeFailback, fx);
+        self.time_out_switchover(now, fx);
+        self.take_if_enabled(now, ControlStep::AutoFailback, fx);
+    }
+}
