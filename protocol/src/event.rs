@@ -49,6 +49,55 @@ impl std::fmt::Display for Refusal {
 
 pub use drcheck_properties::FailoverKind;
 
+/// Why compute moved (the serde form is the stable wording of the event log).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ComputeMove {
+    /// Off the compute region, declared failed.
+    #[serde(rename = "compute region declared failed")]
+    RegionDeclaredFailed,
+    /// To the new data primary, the compute region being declared failed.
+    #[serde(rename = "data primary promoted")]
+    PrimaryPromoted,
+    /// To the first region heard while the compute region is declared failed.
+    #[serde(rename = "first healthy region heard")]
+    FirstHealthyHeard,
+    /// Home again.
+    #[serde(rename = "compute failback")]
+    Failback,
+}
+
+/// Why a switchover was aborted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AbortReason {
+    /// The primary did not confirm the fence within the drain timeout.
+    #[serde(rename = "the primary did not confirm the fence")]
+    FenceUnconfirmed,
+    /// The fence was confirmed, and the drain timeout has passed since.
+    #[serde(rename = "the drain timed out")]
+    DrainTimedOut,
+    /// The target was declared failed.
+    #[serde(rename = "the target was declared failed")]
+    TargetDeclaredFailed,
+}
+
+/// A fault injected into a deployment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultKind {
+    /// A region's process stops; its durable storage survives.
+    Crash,
+    /// A crashed region starts again from its storage.
+    Recover,
+    /// A region keeps running but reaches neither the control plane nor the other regions.
+    Isolate,
+    /// An isolated region is reachable again.
+    Reconnect,
+    /// The regions cannot reach each other (the control plane still reaches all).
+    Partition,
+    /// The inter-region link is back.
+    Heal,
+}
+
 /// One protocol-significant step.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
@@ -159,7 +208,7 @@ pub enum Event {
     ComputeMoved {
         from: u8,
         to: u8,
-        reason: String,
+        reason: ComputeMove,
     },
     SwitchoverStarted {
         target: u8,
@@ -176,7 +225,7 @@ pub enum Event {
     },
     SwitchoverAborted {
         target: u8,
-        reason: String,
+        reason: AbortReason,
     },
     /// An operator request was refused; nothing changed.
     OperatorRefused {
@@ -206,7 +255,7 @@ pub enum Event {
     },
     /// A fault was injected (crash, isolate, recover, reconnect, partition, heal).
     Fault {
-        fault: String,
+        fault: FaultKind,
         region: Option<u8>,
     },
 }

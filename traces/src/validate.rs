@@ -12,7 +12,9 @@
 use std::collections::HashSet;
 
 use drcheck_impl::protocol::entry::WriteId;
-use drcheck_impl::protocol::event::{Event, FailoverKind, Record};
+use drcheck_impl::protocol::event::{
+    AbortReason, ComputeMove, Event, FailoverKind, FaultKind, Record,
+};
 use drcheck_impl::time::MINUTE;
 use drcheck_model::protocol::apply;
 use drcheck_model::{Action, Config, DrState, Params};
@@ -90,7 +92,10 @@ pub struct Validation {
 /// what regions last reported, the model's on their actual state.
 pub fn known_gap(u: &Unexplained) -> Option<&'static str> {
     match &u.record.event {
-        Event::ComputeMoved { reason, .. } if reason == "compute region declared failed" => Some(
+        Event::ComputeMoved {
+            reason: ComputeMove::RegionDeclaredFailed,
+            ..
+        } => Some(
             "candidate on declare: the implementation picks among the regions not declared \
              failed; the model among the regions up",
         ),
@@ -151,10 +156,24 @@ pub fn model_for(records: &[Record]) -> Result<Config, ValidateError> {
                 }
             )
         }),
-        outages: count(
-            &|e| matches!(e, Event::Fault { fault, .. } if fault == "crash" || fault == "isolate"),
-        ),
-        partitions: count(&|e| matches!(e, Event::Fault { fault, .. } if fault == "partition")),
+        outages: count(&|e| {
+            matches!(
+                e,
+                Event::Fault {
+                    fault: FaultKind::Crash | FaultKind::Isolate,
+                    ..
+                }
+            )
+        }),
+        partitions: count(&|e| {
+            matches!(
+                e,
+                Event::Fault {
+                    fault: FaultKind::Partition,
+                    ..
+                }
+            )
+        }),
         failbacks: count(&|e| {
             matches!(
                 e,
@@ -231,11 +250,13 @@ fn observed(event: &Event, writes: &[WriteId]) -> Option<Observed> {
             FailoverKind::Switchover => Action::CompleteSwitchover,
         },
         Event::Rejoined { region, .. } => Action::Rejoin { region },
-        Event::ComputeMoved { ref reason, to, .. } => match reason.as_str() {
-            "compute failback" => Action::ComputeFailback,
+        Event::ComputeMoved { reason, to, .. } => match reason {
+            ComputeMove::Failback => Action::ComputeFailback,
             // Announced before the promotion it belongs to: nothing to check yet.
-            "data primary promoted" => return None,
-            _ => return Some(Observed::Compute { to }),
+            ComputeMove::PrimaryPromoted => return None,
+            ComputeMove::RegionDeclaredFailed | ComputeMove::FirstHealthyHeard => {
+                return Some(Observed::Compute { to })
+            }
         },
         Event::SwitchoverStarted { target, requested } => {
             if requested {
@@ -246,18 +267,20 @@ fn observed(event: &Event, writes: &[WriteId]) -> Option<Observed> {
         }
         Event::Fenced { .. } => Action::Fence,
         // Aborted because the target was declared failed: part of that declaration.
-        Event::SwitchoverAborted { ref reason, .. } if reason.contains("declared failed") => {
-            return None
-        }
+        Event::SwitchoverAborted {
+            reason: AbortReason::TargetDeclaredFailed,
+            ..
+        } => return None,
         Event::SwitchoverAborted { .. } => Action::AbortSwitchover,
-        Event::Fault { ref fault, region } => match (fault.as_str(), region) {
-            ("crash", Some(region)) => Action::Crash { region },
-            ("isolate", Some(region)) => Action::Isolate { region },
-            ("recover", Some(region)) => Action::Recover { region },
-            ("reconnect", Some(region)) => Action::Reconnect { region },
-            ("partition", _) => Action::Partition,
-            ("heal", _) => Action::Heal,
-            _ => return Some(Observed::Foreign),
+        Event::Fault { fault, region } => match (fault, region) {
+            (FaultKind::Crash, Some(region)) => Action::Crash { region },
+            (FaultKind::Isolate, Some(region)) => Action::Isolate { region },
+            (FaultKind::Recover, Some(region)) => Action::Recover { region },
+            (FaultKind::Reconnect, Some(region)) => Action::Reconnect { region },
+            (FaultKind::Partition, _) => Action::Partition,
+            (FaultKind::Heal, _) => Action::Heal,
+            // A region fault that names no region.
+            (_, None) => return Some(Observed::Foreign),
         },
         ref other if CONSEQUENCES.contains(&other.kind()) => return None,
         _ => return Some(Observed::Foreign),

@@ -6,7 +6,7 @@ use drcheck_properties::Status;
 use super::{set_mailbox, transport_for, DeployError, Deployment};
 use crate::node::{NodeHandle, Wiring};
 use drcheck_protocol::control::{recover_routing, ControlMachine, ControlSnapshot, Phase};
-use drcheck_protocol::event::Event;
+use drcheck_protocol::event::{Event, FaultKind};
 use drcheck_protocol::message::NodeId;
 
 impl Deployment {
@@ -46,11 +46,8 @@ impl Deployment {
         self.settle().await
     }
 
-    pub(super) fn fault_event(&self, fault: &str, region: Option<u8>) {
-        let event = Event::Fault {
-            fault: fault.to_string(),
-            region,
-        };
+    pub(super) fn fault_event(&self, fault: FaultKind, region: Option<u8>) {
+        let event = Event::Fault { fault, region };
         self.observer.emit(self.clock.now(), NodeId::Control, event);
     }
 
@@ -91,7 +88,7 @@ impl Deployment {
     pub async fn crash(&mut self, r: u8) -> Result<(), DeployError> {
         self.expect_status(r, Status::Up)?;
         self.before_outage(r).await?;
-        self.fault_event("crash", Some(r));
+        self.fault_event(FaultKind::Crash, Some(r));
         if let Some(real) = &self.real {
             set_mailbox(&real.mailboxes[usize::from(r)], None);
         }
@@ -108,7 +105,7 @@ impl Deployment {
     /// Region `r` restarts from its store.
     pub async fn recover(&mut self, r: u8) -> Result<(), DeployError> {
         self.expect_status(r, Status::Down)?;
-        self.fault_event("recover", Some(r));
+        self.fault_event(FaultKind::Recover, Some(r));
         self.boot_region(r)?;
         self.regions[usize::from(r)].status = Status::Up;
         if let Some(g) = &mut self.ghost {
@@ -122,7 +119,7 @@ impl Deployment {
     pub async fn isolate(&mut self, r: u8) -> Result<(), DeployError> {
         self.expect_status(r, Status::Up)?;
         self.before_outage(r).await?;
-        self.fault_event("isolate", Some(r));
+        self.fault_event(FaultKind::Isolate, Some(r));
         self.links.set_isolated(r, true);
         if let Some(m) = &self.memory {
             m.drop_from(NodeId::Region(r));
@@ -133,7 +130,7 @@ impl Deployment {
 
     pub async fn reconnect(&mut self, r: u8) -> Result<(), DeployError> {
         self.expect_status(r, Status::Isolated)?;
-        self.fault_event("reconnect", Some(r));
+        self.fault_event(FaultKind::Reconnect, Some(r));
         self.links.set_isolated(r, false);
         self.regions[usize::from(r)].status = Status::Up;
         if let Some(g) = &mut self.ghost {
@@ -146,7 +143,7 @@ impl Deployment {
     pub async fn partition(&mut self) -> Result<(), DeployError> {
         if !self.links.is_partitioned() {
             self.observe().await?;
-            self.fault_event("partition", None);
+            self.fault_event(FaultKind::Partition, None);
             self.links.set_partitioned(true);
             if let Some(g) = &mut self.ghost {
                 g.partition();
@@ -157,7 +154,7 @@ impl Deployment {
 
     pub async fn heal(&mut self) -> Result<(), DeployError> {
         if self.links.is_partitioned() {
-            self.fault_event("heal", None);
+            self.fault_event(FaultKind::Heal, None);
         }
         self.links.set_partitioned(false);
         self.settle().await

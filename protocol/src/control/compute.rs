@@ -6,32 +6,8 @@
 
 use super::ControlMachine;
 use crate::effects::Effects;
-use crate::event::Event;
+use crate::event::{ComputeMove, Event};
 use crate::mutant::Mutant;
-
-/// Why compute moves (worded in its `compute_moved` event).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum ComputeMove {
-    /// Off the compute region, declared failed.
-    RegionDeclaredFailed,
-    /// To the new data primary, the compute region being declared failed.
-    PrimaryPromoted,
-    /// To the first region heard while the compute region is declared failed.
-    FirstHealthyHeard,
-    /// Home again.
-    Failback,
-}
-
-impl ComputeMove {
-    fn reason(self) -> &'static str {
-        match self {
-            ComputeMove::RegionDeclaredFailed => "compute region declared failed",
-            ComputeMove::PrimaryPromoted => "data primary promoted",
-            ComputeMove::FirstHealthyHeard => "first healthy region heard",
-            ComputeMove::Failback => "compute failback",
-        }
-    }
-}
 
 impl ControlMachine {
     /// Routes compute to `to` (the `no-compute-failover` mutant moves it only home).
@@ -45,7 +21,7 @@ impl ControlMachine {
             fx.event(Event::ComputeMoved {
                 from,
                 to,
-                reason: why.reason().to_string(),
+                reason: why,
             });
         }
     }

@@ -10,10 +10,10 @@ use std::cmp::Reverse;
 
 use drcheck_properties::Role;
 
-use super::compute::ComputeMove;
 use super::{ControlMachine, Phase};
 use crate::effects::Effects;
 use crate::entry::Epoch;
+use crate::event::ComputeMove;
 use crate::event::{Event, FailoverKind};
 use crate::message::{Message, NodeId};
 use crate::mutant::Mutant;

@@ -8,10 +8,10 @@
 
 use drcheck_properties::Role;
 
-use super::compute::ComputeMove;
-use super::switchover::AbortReason;
 use super::{ControlMachine, ControlStep, Phase};
 use crate::effects::Effects;
+use crate::event::AbortReason;
+use crate::event::ComputeMove;
 use crate::event::Event;
 use crate::message::{Heartbeat, Message, NodeId};
 use crate::mutant::Mutant;

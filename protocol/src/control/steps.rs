@@ -17,10 +17,10 @@
 
 use drcheck_properties::Role;
 
-use super::compute::ComputeMove;
-use super::switchover::AbortReason;
 use super::{ControlMachine, ControlStep, Phase};
 use crate::effects::Effects;
+use crate::event::AbortReason;
+use crate::event::ComputeMove;
 use crate::event::FailoverKind;
 use crate::mutant::Mutant;
 use crate::refusal::StepRefusal;

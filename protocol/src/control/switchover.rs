@@ -9,31 +9,10 @@
 use super::{ControlMachine, Phase};
 use crate::effects::Effects;
 use crate::entry::Epoch;
-use crate::event::{Event, FailoverKind};
+use crate::event::{AbortReason, Event, FailoverKind};
 use crate::message::{Message, NodeId};
 use crate::mutant::Mutant;
 use crate::time::Millis;
-
-/// Why a switchover is aborted (worded in its `switchover_aborted` event).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum AbortReason {
-    /// The primary did not confirm the fence within the drain timeout.
-    FenceUnconfirmed,
-    /// The fence was confirmed, and the drain timeout has passed since.
-    DrainTimedOut,
-    /// The target was declared failed.
-    TargetDeclaredFailed,
-}
-
-impl AbortReason {
-    fn reason(self) -> &'static str {
-        match self {
-            AbortReason::FenceUnconfirmed => "the primary did not confirm the fence",
-            AbortReason::DrainTimedOut => "the drain timed out",
-            AbortReason::TargetDeclaredFailed => "the target was declared failed",
-        }
-    }
-}
 
 impl ControlMachine {
     /// Starts a switchover to `target`: the primary is asked to fence.
@@ -165,7 +144,7 @@ impl ControlMachine {
             );
             fx.event(Event::SwitchoverAborted {
                 target,
-                reason: why.reason().to_string(),
+                reason: why,
             });
         }
     }
