@@ -2,6 +2,8 @@
 //! fields. Alone in its test binary: tracing caches per call site whether anyone listens, so
 //! a test running beside it without a subscriber would hide the events from this one.
 
+// A test binary of its own: it installs the process-wide tracing subscriber.
+#[path = "it/common/mod.rs"]
 mod common;
 
 use std::collections::BTreeSet;

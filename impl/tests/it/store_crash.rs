@@ -104,7 +104,7 @@ fn crash_after(kill_after: u64) {
         Command::new(exe)
             .args([
                 "--exact",
-                "child_writes_until_killed",
+                "store_crash::child_writes_until_killed",
                 "--ignored",
                 "--nocapture",
             ])

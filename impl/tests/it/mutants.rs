@@ -4,11 +4,8 @@
 //!
 //! Built only with the `mutants` feature (the workspace's tests switch it on through the root
 //! package's dev-dependency); a normal build has no mutant code.
-#![cfg(feature = "mutants")]
 
-mod common;
-
-use common::{patient, TOKEN};
+use crate::common::{patient, TOKEN};
 use drcheck_impl::deployment::{Deployment, DeploymentConfig, OperatorRequest};
 use drcheck_impl::protocol::message::{Message, NodeId};
 use drcheck_impl::protocol::mutant::{Mutant, Mutants};

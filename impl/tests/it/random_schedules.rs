@@ -6,9 +6,7 @@
 //! message is delivered, so no message is older than the assumed maximum delay (one
 //! minute). A lost heartbeat counts as its region being unreachable at that instant.
 
-mod common;
-
-use common::{patient, start, TOKEN};
+use crate::common::{patient, start, TOKEN};
 use drcheck_impl::deployment::{Deployment, OperatorRequest};
 use drcheck_properties::Status;
 use proptest::prelude::*;

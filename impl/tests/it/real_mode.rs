@@ -1,11 +1,9 @@
 //! The deployment with the real ones: the real clock (scaled: 200 ms per protocol minute),
 //! TCP between the nodes on loopback, redb stores on disk.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{family, patient, TOKEN};
+use crate::common::{family, patient, TOKEN};
 use drcheck_impl::deployment::{Deployment, DeploymentConfig, Mode, Storage};
 use drcheck_properties::Role;
 

@@ -1,9 +1,7 @@
 //! The DR behaviours of the reference implementation, each under the virtual clock, with
 //! every `properties` invariant checked on `abstract_view()` along the way and at the end.
 
-mod common;
-
-use common::{assert_invariants, family, patient, run, run_until, start, TOKEN};
+use crate::common::{assert_invariants, family, patient, run, run_until, start, TOKEN};
 use drcheck_impl::deployment::{OperatorError, OperatorRequest, OperatorResponse};
 use drcheck_impl::protocol::event::Refusal;
 use drcheck_impl::protocol::refusal::OperatorRefusal;

@@ -1,9 +1,7 @@
 //! The state machines alone, for the message orders the deployments rarely produce: late,
 //! duplicated and reordered commands, and a control plane that restarts.
 
-mod common;
-
-use common::{assert_invariants, patient, run, run_until, start};
+use crate::common::{assert_invariants, patient, run, run_until, start};
 use drcheck_impl::protocol::control::{recover_routing, ControlMachine, Phase};
 use drcheck_impl::protocol::entry::{epoch_runs, LogEntry};
 use drcheck_impl::protocol::event::Event;

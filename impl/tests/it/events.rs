@@ -1,10 +1,8 @@
 //! Observability: the JSON-lines event log reads back as the records of the run.
 
-mod common;
-
 use std::collections::BTreeSet;
 
-use common::{eventful_run, EXPECTED_KINDS, TOKEN};
+use crate::common::{eventful_run, EXPECTED_KINDS, TOKEN};
 use drcheck_impl::deployment::{Deployment, DeploymentConfig};
 use drcheck_impl::protocol::event::{Event, Record};
 

@@ -1,0 +1,6 @@
+//! The model's integration tests, in one test binary (one link instead of one per file).
+
+mod bugs;
+mod default_model;
+mod explorer_view;
+mod timing;

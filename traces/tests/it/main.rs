@@ -1,0 +1,5 @@
+//! Refinement tests, in one test binary (one link instead of one per file).
+
+mod corpus;
+mod refine;
+mod validate;
