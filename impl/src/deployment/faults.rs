@@ -131,6 +131,7 @@ impl Deployment {
         self.settle().await
     }
 
+    /// Isolated region `r` is reachable again.
     pub async fn reconnect(&mut self, r: u8) -> Result<(), DeployError> {
         self.expect_status(r, Status::Isolated)?;
         self.fault_event("reconnect", Some(r));
@@ -155,6 +156,7 @@ impl Deployment {
         self.settle().await
     }
 
+    /// Restores the links between regions (a no-op, bar settling, when they are not cut).
     pub async fn heal(&mut self) -> Result<(), DeployError> {
         if self.links.is_partitioned() {
             self.fault_event("heal", None);
