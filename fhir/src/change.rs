@@ -15,6 +15,7 @@ use crate::validate::{check_id, check_resource, check_type};
 pub struct Change {
     /// The resource type, `Patient` say.
     pub kind: String,
+    /// The resource's logical id (`Patient/{id}`).
     pub id: String,
     /// The resource's version after this change: 1 for the first, then +1 per change.
     pub version: u64,

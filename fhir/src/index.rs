@@ -20,10 +20,13 @@ use drcheck_protocol::entry::LogEntry;
 /// One version of a resource: what it is and where the log holds it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Version {
+    /// The version number (`meta.versionId`): 1 for the first, then +1 per change.
     pub version: u64,
     /// The position of its log entry.
     pub log_index: u64,
+    /// A tombstone: the resource is deleted as of this version.
     pub deleted: bool,
+    /// When the primary prepared it, RFC 3339 UTC with milliseconds (`meta.lastUpdated`).
     pub last_updated: String,
 }
 
@@ -146,6 +149,7 @@ impl Index {
         self.resources.values().map(BTreeMap::len).sum()
     }
 
+    /// Does the log hold no resource at all?
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -157,18 +161,29 @@ impl Index {
 pub enum WriteRequest {
     /// `POST /{kind}`: the server picks the id.
     Create {
+        /// The resource type.
         kind: String,
+        /// The resource as the client sent it.
         resource: Map<String, Value>,
     },
     /// `PUT /{kind}/{id}`, optionally conditional on the current version (`If-Match`).
     Update {
+        /// The resource type.
         kind: String,
+        /// The resource's id, chosen by the client.
         id: String,
+        /// The resource as the client sent it.
         resource: Map<String, Value>,
+        /// The version `If-Match` requires to be current, if the header was sent.
         if_match: Option<u64>,
     },
     /// `DELETE /{kind}/{id}`.
-    Delete { kind: String, id: String },
+    Delete {
+        /// The resource type.
+        kind: String,
+        /// The resource's id.
+        id: String,
+    },
 }
 
 /// Turns a write request into the change to append, judged against `index`, which must

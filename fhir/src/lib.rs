@@ -19,6 +19,8 @@
 //! relies on (type, id, meta), not as a generated model: the server stores and versions
 //! resources, it does not interpret them.
 
+#![warn(missing_docs)]
+
 pub mod capability;
 pub mod change;
 pub mod index;

@@ -20,6 +20,7 @@ pub struct FhirError {
 }
 
 impl FhirError {
+    /// An error with HTTP `status`, issue type `code` and `diagnostics` (see the fields).
     pub fn new(status: u16, code: &'static str, diagnostics: impl Into<String>) -> Self {
         FhirError {
             status,

@@ -17,20 +17,28 @@ use drcheck_protocol::Effects;
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "fhir", content = "value", rename_all = "snake_case")]
 pub enum FhirInput {
+    /// An input of the protocol's region machine (tick, message, snapshot, …).
     Protocol(RegionInput),
     /// A FHIR write, checked against the current versions, then appended.
     Write {
+        /// The write's id (also, in hex, the id a create gets).
         write: WriteId,
+        /// The validated request.
         request: WriteRequest,
+        /// The wall time of the write, in Unix milliseconds (`meta.lastUpdated`).
         unix_ms: u64,
         /// The quarantined write an operator re-applies with this one.
         reapply_of: Option<WriteId>,
     },
     /// The current version, one version, or the history of a resource.
     Read {
+        /// The resource type.
         kind: String,
+        /// The resource's id.
         id: String,
+        /// The version to read (`vread`); `None` for the current one.
         version: Option<u64>,
+        /// Read every version, oldest first (`version` is then ignored).
         history: bool,
     },
     /// What the status API shows.
@@ -50,24 +58,31 @@ impl drcheck_protocol::Inbound for FhirInput {
 }
 
 /// A FHIR write's result: acknowledged (with the change it made), nothing to do (`None`: a
-/// conditional write that found its match), or failed.
+/// delete of a resource already deleted), or failed.
 pub type FhirWriteResult = Result<Option<(Ack, Change)>, Failure>;
 
 /// A FHIR region's answer, one kind per kind of input.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "output", content = "value", rename_all = "snake_case")]
 pub enum FhirOutput {
+    /// The region machine's answer to a [`FhirInput::Protocol`] input.
     Protocol(RegionOutput),
+    /// To a write.
     Written(FhirWriteResult),
+    /// To a read: the version(s) asked for (one, or the whole history), or why not.
     Read(Result<Vec<Change>, Failure>),
+    /// To a summary request.
     Summary(Box<RegionSummary>),
 }
 
 /// A request that failed, as the endpoint will tell the client.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Failure {
+    /// The HTTP status code.
     pub status: u16,
+    /// The `OperationOutcome.issue.code` (see [`FhirError::code`]).
     pub code: String,
+    /// Human-readable detail, for `OperationOutcome.issue.diagnostics`.
     pub diagnostics: String,
     /// Seconds to wait before retrying (throttled, unavailable).
     pub retry_after: Option<u64>,
@@ -80,26 +95,41 @@ pub struct Failure {
 /// A region as the status API shows it.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RegionSummary {
+    /// The region's number.
     pub region: u8,
+    /// The role it believes it has.
     pub role: Role,
+    /// Its epoch.
     pub epoch: Epoch,
+    /// How many entries its log holds.
     pub log_len: u64,
+    /// The id of its log's last write.
     pub last_write: Option<WriteId>,
+    /// Protocol time until its lease expires, in ms on its own clock (0: no lease).
     pub lease_left_ms: Millis,
+    /// Would it acknowledge a write now (role, lease and throttle)?
     pub accepts_writes: bool,
+    /// As primary: the secondaries it counts as in sync.
     pub in_sync: Vec<u8>,
     /// As primary: age of its oldest write no in-sync secondary confirmed, or of its oldest
     /// unconfirmed write when none is in sync: what would be lost if it died now.
     pub loss_window_ms: Option<Millis>,
+    /// Its lost-writes quarantine.
     pub quarantine: Vec<QuarantinedWrite>,
+    /// How many resources its log holds, deleted ones included.
     pub resources: usize,
 }
 
+/// A write in a region's lost-writes quarantine, as the status API shows it.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct QuarantinedWrite {
+    /// The write's id.
     pub write: WriteId,
+    /// The epoch it was acknowledged in.
     pub epoch: Epoch,
+    /// An operator re-applied it (as a new write).
     pub reapplied: bool,
+    /// Its log entry's payload: the FHIR [`Change`] that was lost.
     pub payload: String,
 }
 
@@ -124,6 +154,8 @@ impl From<FhirError> for Failure {
 }
 
 impl FhirRegion {
+    /// Serves FHIR from `machine`, its index rebuilt from the machine's log; `minute_ms`:
+    /// wall milliseconds per protocol minute.
     pub fn new(machine: RegionMachine, minute_ms: u64) -> FhirRegion {
         let index = Index::rebuild(machine.log());
         FhirRegion {
@@ -226,6 +258,7 @@ impl FhirRegion {
         })
     }
 
+    /// What the status API shows of this region at `now` (its own clock).
     pub fn summary(&self, now: Millis) -> RegionSummary {
         let log = self.machine.log();
         RegionSummary {

@@ -24,12 +24,17 @@ pub fn store_file(region_dir: &Path, r: u8) -> PathBuf {
 /// Everything a region's boot needs besides its store.
 #[derive(Clone, Copy, Debug)]
 pub struct RegionBoot {
+    /// The region to boot.
     pub region: u8,
+    /// How many regions the deployment has.
     pub regions: u8,
+    /// The protocol's timing, in protocol milliseconds.
     pub timing: Timing,
+    /// Implementation mutants switched on (none without the `mutants` feature).
     pub mutants: Mutants,
     /// Protocol time now (the control plane's clock), and when the deployment started.
     pub now: Millis,
+    /// When the deployment started, in protocol milliseconds on the control plane's clock.
     pub started: Millis,
     /// How far this region's clock lags the control plane's.
     pub lag: Millis,

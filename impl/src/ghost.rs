@@ -33,6 +33,8 @@ struct Decided {
     outage_ages: Vec<(u8, [Option<u8>; 3])>,
 }
 
+/// A deployment's ghost bookkeeping: the ledger, which regions have been unreachable and for
+/// how long, and the promotions decided and not yet taken effect.
 #[derive(Debug)]
 pub struct Ghost {
     age_cap: u8,
@@ -48,6 +50,7 @@ pub struct Ghost {
 }
 
 impl Ghost {
+    /// Empty bookkeeping for `regions` regions, its bounds in ticks from `timing`.
     pub fn new(regions: u8, timing: &Timing) -> Ghost {
         let n = usize::from(regions);
         Ghost {
@@ -72,6 +75,7 @@ impl Ghost {
         self.ids.iter().find(|(_, &v)| v == id).map(|(&w, _)| w)
     }
 
+    /// The ledger so far.
     pub fn ledger(&self) -> &Ledger {
         &self.ledger
     }

@@ -13,6 +13,8 @@
 //!
 //! It never imports the model: the two meet only in `properties` (and in `traces`).
 
+#![warn(missing_docs)]
+
 /// The state machines this crate drives (`drcheck-protocol`), for the crates that reach them
 /// through the implementation.
 pub use drcheck_protocol as protocol;

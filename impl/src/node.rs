@@ -29,7 +29,10 @@ pub trait Machine: Send + 'static {
     /// What it answers.
     type Output: std::fmt::Debug + Send + 'static;
 
+    /// The participant it is (messages to it are addressed so).
     fn node(&self) -> NodeId;
+    /// Handles one input at `now` (the node's own clock), filling `fx` with the effects to
+    /// carry out.
     fn handle(&mut self, now: Millis, input: Self::Input, fx: &mut Effects) -> Self::Output;
     /// The answer to `input` when persisting its effects failed (the node stops).
     fn store_failed(input: &Self::Input) -> Self::Output;
@@ -95,11 +98,16 @@ struct Job<M: Machine> {
 
 /// Everything a node's task needs besides its machine.
 pub struct Wiring {
+    /// Where it persists its effects (`None`: a machine with no durable state, the control
+    /// plane).
     pub store: Option<Box<dyn Store>>,
+    /// How its messages travel.
     pub transport: Arc<dyn Transport>,
+    /// Protocol time, on the control plane's clock.
     pub clock: Arc<dyn Clock>,
     /// How far this node's clock lags the control plane's.
     pub lag: Millis,
+    /// Where its events go.
     pub observer: Arc<Observer>,
 }
 
@@ -185,6 +193,7 @@ impl<M: Machine> NodeHandle<M> {
         answer.await.ok()
     }
 
+    /// A handle that sends the node inputs.
     pub fn mailbox(&self) -> Mailbox<M> {
         Mailbox {
             inbox: self.inbox.clone(),
@@ -206,6 +215,7 @@ impl<M: Machine> NodeHandle<M> {
         self.task.abort();
     }
 
+    /// Is the node's task still running (not stopped, killed, or stopped by a store failure)?
     pub fn is_running(&self) -> bool {
         !self.task.is_finished()
     }

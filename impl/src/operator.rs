@@ -22,14 +22,28 @@ pub fn same_secret(given: &str, expected: &str) -> bool {
 /// Why the endpoint cannot reach a writable data primary by the routing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Unreachable {
+    /// The compute region (held) is down.
     #[error("compute region {0} is down")]
     ComputeDown(u8),
+    /// The data primary (held) is down.
     #[error("data primary {0} is down")]
     PrimaryDown(u8),
+    /// The compute region or the data primary is isolated.
     #[error("the compute region {compute} or the data primary {primary} is cut off")]
-    CutOff { compute: u8, primary: u8 },
+    CutOff {
+        /// The compute region.
+        compute: u8,
+        /// The data primary.
+        primary: u8,
+    },
+    /// Compute and data primary are different regions and the link between regions is cut.
     #[error("compute region {compute} cannot reach data primary {primary}")]
-    Partitioned { compute: u8, primary: u8 },
+    Partitioned {
+        /// The compute region.
+        compute: u8,
+        /// The data primary.
+        primary: u8,
+    },
 }
 
 /// Can the endpoint reach the data primary through the compute region? `status` tells each
@@ -58,8 +72,11 @@ pub fn route(
 pub struct QuarantineItem {
     /// The region whose quarantine holds it.
     pub region: u8,
+    /// The write's id.
     pub write: WriteId,
+    /// The epoch it was acknowledged in.
     pub epoch: Epoch,
+    /// An operator re-applied it already (as a new write).
     pub reapplied: bool,
     /// The log entry's payload: the FHIR change that was lost.
     pub payload: String,

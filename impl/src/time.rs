@@ -31,6 +31,8 @@ pub fn unix_ms() -> u64 {
 }
 
 impl RealClock {
+    /// A clock whose time 0 is now, running `minute_ms` wall milliseconds per protocol
+    /// minute (at least 1).
     pub fn new(minute_ms: u64) -> RealClock {
         RealClock {
             start: Start::Here(Instant::now()),
@@ -70,6 +72,7 @@ pub struct VirtualClock {
 }
 
 impl VirtualClock {
+    /// A clock at time 0.
     pub fn new() -> VirtualClock {
         VirtualClock::default()
     }

@@ -7,11 +7,18 @@ use serde::{Deserialize, Serialize};
 /// Who takes a step. Serialized as its name ("clock", "region 1", "control plane", …).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Actor {
+    /// The clock: lets a tick pass.
     Clock,
+    /// A client writing through the endpoint.
     Client,
+    /// Region `r`, shipping its log to a secondary.
     Region(u8),
+    /// The control plane: heartbeats it takes, declarations, promotions, rejoins, compute
+    /// routing and switchovers.
     ControlPlane,
+    /// The operator: failback requests, forced failovers, re-applies.
     Operator,
+    /// Faults: crashes, isolations, recoveries, partitions.
     Environment,
 }
 
@@ -42,28 +49,35 @@ pub enum Action {
     Tick,
     /// A client write reaches `region`, which acknowledges it.
     Write {
+        /// The region that acknowledges it.
         region: u8,
     },
     /// The oldest heartbeat in flight from `region` reaches the control plane (which renews the
     /// primary's lease, or tells a stale region about the new epoch).
     DeliverHeartbeat {
+        /// The region that sent it.
         region: u8,
     },
     /// The primary ships its missing entries to a secondary, which confirms them.
     Replicate {
+        /// The shipping primary (or fenced primary).
         from: u8,
+        /// The secondary.
         to: u8,
     },
     /// The control plane declares a silent region failed.
     Declare {
+        /// The region declared failed.
         region: u8,
     },
     /// The control plane promotes `region` in an automatic failover.
     Promote {
+        /// The candidate promoted.
         region: u8,
     },
     /// A recovered region rejoins as secondary of the current epoch.
     Rejoin {
+        /// The region that rejoins.
         region: u8,
     },
     /// Compute (the endpoint's routing) fails back to the home region.
@@ -76,32 +90,48 @@ pub enum Action {
     AbortSwitchover,
     /// Under `--bug auto-data-failback`: the control plane starts a switchover by itself.
     AutoFailback {
+        /// The home region.
         target: u8,
     },
+    /// Region `region` crashes: its volatile state (lease, timers) is lost, its durable
+    /// storage survives.
     Crash {
+        /// The region that crashes.
         region: u8,
     },
+    /// Region `region` is cut off from the control plane and the other regions, but keeps
+    /// running and serving its in-region clients.
     Isolate {
+        /// The region isolated.
         region: u8,
     },
+    /// A crashed region restarts from its durable state.
     Recover {
+        /// The region that restarts.
         region: u8,
     },
+    /// An isolated region is reachable again.
     Reconnect {
+        /// The region reconnected.
         region: u8,
     },
+    /// The inter-region link is cut (the control plane still reaches every region).
     Partition,
+    /// The inter-region link heals.
     Heal,
     /// The operator asks for manual data failback to `target`.
     RequestFailback {
+        /// The region to fail the data back to.
         target: u8,
     },
     /// The operator forces a failover to `target` after the grace period.
     ForceFailover {
+        /// The region to promote.
         target: u8,
     },
     /// The operator re-applies a quarantined write as a new write.
     Reapply {
+        /// The quarantined write's id.
         write: u8,
     },
 }
@@ -129,6 +159,7 @@ impl Action {
         }
     }
 
+    /// The participant that takes the step.
     pub fn actor(&self) -> Actor {
         use Action::*;
         match self {

@@ -20,14 +20,18 @@ use drcheck_properties::Bug;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Strategy {
+    /// Depth first.
     Dfs,
+    /// Breadth first.
     Bfs,
 }
 
 /// Options of one check.
 #[derive(Clone, Debug)]
 pub struct CheckOptions {
+    /// The order of exploration.
     pub strategy: Strategy,
+    /// How many checker threads explore.
     pub threads: usize,
     /// Check only this property.
     pub property: Option<&'static str>,
@@ -49,13 +53,18 @@ impl Default for CheckOptions {
 /// Progress while the checker runs.
 #[derive(Clone, Copy, Debug)]
 pub struct Progress {
+    /// States generated so far, duplicates included.
     pub total_states: usize,
+    /// Distinct states so far.
     pub unique_states: usize,
+    /// The deepest state reached so far, in steps from the initial state.
     pub max_depth: usize,
+    /// Wall time since the check started.
     pub elapsed: Duration,
 }
 
 impl Progress {
+    /// Distinct states per second of wall time so far.
     pub fn states_per_sec(&self) -> f64 {
         rate(self.unique_states, self.elapsed)
     }
@@ -73,7 +82,9 @@ fn rate(count: usize, elapsed: Duration) -> f64 {
 /// The verdict on one property.
 #[derive(Clone, Debug, Serialize)]
 pub struct PropertyReport {
+    /// The property's stable name (as in `drcheck_properties::CATALOG`).
     pub name: &'static str,
+    /// Whether it must hold always or be reached sometimes.
     pub expectation: Expectation,
     /// `always`: no reachable state violates it. `sometimes`: some reachable state shows it.
     pub holds: bool,
@@ -87,6 +98,7 @@ pub struct PropertyReport {
 /// The worst value of a metric and a shortest path that reaches it.
 #[derive(Clone, Debug, Serialize)]
 pub struct WorstCase {
+    /// The worst value, in minutes.
     pub minutes: u32,
     /// True when the value sits at the model's age cap: the real value may be larger.
     pub saturated: bool,
@@ -107,8 +119,12 @@ pub struct Worst {
     /// Some reachable state has the RPO guard refusing an automatic failover: availability
     /// then waits for the old primary or the operator, and `rto_bound` does not apply.
     pub rto_waived: bool,
+    /// The worst loss of an automatic failover with a shortest path to it (`None`: no
+    /// automatic failover lost a write).
     pub data_loss: Option<WorstCase>,
+    /// The longest single-fault outage of writes with a shortest path to it.
     pub outage_to_writes: Option<WorstCase>,
+    /// The worst loss of a forced failover (without a path).
     pub forced_data_loss: Option<WorstCase>,
 }
 
@@ -117,20 +133,31 @@ pub struct Worst {
 pub struct Report {
     /// The whole state space was explored.
     pub complete: bool,
+    /// The order of exploration.
     pub strategy: Strategy,
+    /// How many checker threads explored.
     pub threads: usize,
+    /// Distinct states explored.
     pub unique_states: usize,
+    /// States generated, duplicates included.
     pub total_states: usize,
+    /// The deepest state reached, in steps from the initial state.
     pub max_depth: usize,
+    /// Wall seconds the exhaustive run took.
     pub seconds: f64,
+    /// Distinct states per wall second.
     pub states_per_sec: f64,
     /// Seconds spent finding shortest paths after the exhaustive run.
     pub path_seconds: f64,
     /// Peak resident memory of the process, in bytes (Linux), if known.
     pub peak_memory_bytes: Option<u64>,
+    /// The parameters checked, as the user stated them.
     pub params: Params,
+    /// The guard switched off, if any.
     pub bug: Option<Bug>,
+    /// The verdict on every property checked, in catalog order.
     pub properties: Vec<PropertyReport>,
+    /// Worst data loss and outage over all reachable states.
     pub worst: Worst,
 }
 
@@ -141,6 +168,7 @@ impl Report {
         self.complete && self.properties.iter().all(|p| p.holds)
     }
 
+    /// The verdict on property `name`, if it was checked.
     pub fn property(&self, name: &str) -> Option<&PropertyReport> {
         self.properties.iter().find(|p| p.name == name)
     }

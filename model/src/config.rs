@@ -58,16 +58,25 @@ impl Default for Params {
 /// The parameters in ticks, checked: what the model runs on.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Config {
+    /// The parameters as the user stated them (times in minutes).
     pub params: Params,
     /// The timing in ticks.
     pub timing: Timing<u8>,
+    /// Number of regions (2 or 3).
     pub regions: u8,
+    /// Client writes the search may make.
     pub writes: u8,
+    /// Region outages (crash or isolation) the search may inject.
     pub outages: u8,
+    /// Inter-region partitions the search may inject.
     pub partitions: u8,
+    /// Manual data failback requests the operator may make.
     pub failbacks: u8,
+    /// Forced failovers the operator may make.
     pub forced: u8,
+    /// Quarantined writes the operator may re-apply.
     pub reapplies: u8,
+    /// Time horizon in ticks (`None`: unbounded).
     pub horizon: Option<u8>,
     /// Ages saturate here: no bound a property or the protocol compares them with is larger.
     pub age_cap: u8,
@@ -76,18 +85,27 @@ pub struct Config {
 /// Why a parameter set is refused.
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
 pub enum ConfigError {
+    /// The timing, in ticks, breaks a consistency rule.
     #[error("inconsistent parameters: {0}")]
     Inconsistent(Inconsistent),
+    /// A time is not a whole number of ticks.
     #[error("--{name} {value} is not a multiple of --tick {tick} (every time is in whole ticks)")]
     NotMultiple {
+        /// The parameter.
         name: &'static str,
+        /// Its value, in minutes.
         value: u32,
+        /// Minutes per tick.
         tick: u32,
     },
+    /// A parameter lies outside the range the model supports.
     #[error("--{name} {value} is out of range ({range})")]
     OutOfRange {
+        /// The parameter.
         name: &'static str,
+        /// Its value (in ticks for a time, except `tick` itself, in minutes).
         value: u32,
+        /// The range allowed, in words.
         range: &'static str,
     },
 }
@@ -174,10 +192,12 @@ impl Config {
         })
     }
 
+    /// The guard switched off, if any.
     pub fn bug(&self) -> Option<Bug> {
         self.params.bug
     }
 
+    /// Is `bug` the guard switched off?
     pub fn has_bug(&self, bug: Bug) -> bool {
         self.params.bug == Some(bug)
     }
@@ -207,6 +227,8 @@ impl Config {
         }
     }
 
+    /// The bounds the properties judge against, in ticks (the true detection time, even
+    /// under `hasty-detection`).
     pub fn bounds(&self) -> drcheck_properties::Bounds {
         drcheck_properties::Bounds {
             rpo: self.timing.rpo,

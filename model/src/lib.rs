@@ -8,6 +8,8 @@
 //! - [`check`]: the exhaustive check and its report; [`search`]: shortest paths;
 //! - [`svg`]: the Explorer's sequence diagram of a path.
 
+#![warn(missing_docs)]
+
 pub mod action;
 pub mod check;
 pub mod config;

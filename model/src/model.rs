@@ -14,7 +14,9 @@ use crate::state::DrState;
 
 /// The DR protocol as a stateright model.
 pub struct DrModel {
+    /// The configuration explored, in ticks.
     pub cfg: Config,
+    /// The bounds the properties judge against ([`Config::bounds`]).
     pub bounds: Bounds,
     /// Check only this property (by name); all when `None`.
     pub only: Option<&'static str>,
@@ -26,6 +28,8 @@ pub struct DrModel {
 }
 
 impl DrModel {
+    /// The model of `cfg`, checking every property (see [`DrModel::only`] and
+    /// [`DrModel::for_explorer`]).
     pub fn new(cfg: Config) -> DrModel {
         DrModel {
             bounds: cfg.bounds(),
@@ -76,6 +80,7 @@ pub enum Metric {
 }
 
 impl Metric {
+    /// Every metric, in the order the probe stores them.
     pub const ALL: [Metric; 3] = [
         Metric::DataLoss,
         Metric::ForcedDataLoss,
@@ -100,6 +105,7 @@ impl Metric {
         }
     }
 
+    /// The metric's name in reports.
     pub fn name(self) -> &'static str {
         match self {
             Metric::DataLoss => "data_loss",

@@ -146,7 +146,9 @@ fn actions_to(nodes: &[(u32, Option<Action>)], mut node: u32) -> Vec<Action> {
 pub struct Step {
     /// Minutes since the start when the step happens.
     pub minute: u32,
+    /// Who takes it.
     pub actor: Actor,
+    /// The step.
     pub action: Action,
     /// What changed in the abstract view.
     pub changes: Vec<String>,

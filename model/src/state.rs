@@ -11,10 +11,13 @@ use crate::config::Config;
 /// A heartbeat on its way from a region to the control plane.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Heartbeat {
+    /// The region that sent it.
     pub from: u8,
     /// Ticks in flight; delivered before it would exceed the maximum delay.
     pub age: u8,
+    /// The sender's epoch when it sent it.
     pub epoch: u8,
+    /// The sender's role when it sent it.
     pub role: Role,
     /// From a primary: how many of its entries were acknowledged at least
     /// RPO - heartbeat - delay ticks ago.
@@ -24,10 +27,12 @@ pub struct Heartbeat {
 /// What the control plane is doing about the data primary.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Phase {
+    /// No failover or switchover under way.
     Normal,
     /// The primary was declared failed; the control plane waits for the old lease to expire
     /// (and, if the RPO guard refused, for the grace period and then the operator).
     FailingOver {
+        /// The primary declared failed.
         from: u8,
         /// The RPO guard's verdict, judged at the last heartbeat.
         guard_ok: bool,
@@ -36,7 +41,9 @@ pub enum Phase {
     },
     /// Manual data failback in progress.
     Switchover {
+        /// The region the data fails back to.
         target: u8,
+        /// The primary has fenced: it stopped writing and gave up its lease.
         fenced: bool,
         /// Ticks spent draining, saturating at the drain timeout.
         draining: u8,
@@ -56,10 +63,12 @@ pub struct ControlPlane {
     pub grant_age: u8,
     /// `old_prefix` of the primary's last heartbeat.
     pub old_prefix: u8,
+    /// What it is doing about the data primary.
     pub phase: Phase,
 }
 
 impl ControlPlane {
+    /// Is region `r` declared failed?
     pub fn is_failed(&self, r: u8) -> bool {
         self.failed & (1 << r) != 0
     }
@@ -77,11 +86,17 @@ pub struct Volatile {
 /// What is left of the search's budgets.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Budget {
+    /// Client writes left.
     pub writes: u8,
+    /// Region outages (crash or isolation) left.
     pub outages: u8,
+    /// Inter-region partitions left.
     pub partitions: u8,
+    /// Operator failback requests left.
     pub failbacks: u8,
+    /// Forced failovers left.
     pub forced: u8,
+    /// Re-applies of quarantined writes left.
     pub reapplies: u8,
 }
 
@@ -89,11 +104,15 @@ pub struct Budget {
 /// with `Debug`, and a derived one would bury the protocol under field names.
 #[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct DrState {
+    /// The abstract view the properties judge: regions, routing, ghost ledger.
     pub view: View,
+    /// The control plane's private state.
     pub control: ControlPlane,
+    /// Per region: its volatile state besides the lease.
     pub volatile: Vec<Volatile>,
     /// Heartbeats in flight, oldest first per region.
     pub heartbeats: Vec<Heartbeat>,
+    /// What is left of the search's budgets.
     pub budget: Budget,
     /// Ticks elapsed, kept only when a horizon bounds the search.
     pub elapsed: Option<u8>,
@@ -132,14 +151,17 @@ impl DrState {
         }
     }
 
+    /// Region `r` of the view.
     pub fn region(&self, r: u8) -> &RegionView {
         &self.view.regions[usize::from(r)]
     }
 
+    /// Region `r` of the view, to change.
     pub fn region_mut(&mut self, r: u8) -> &mut RegionView {
         &mut self.view.regions[usize::from(r)]
     }
 
+    /// How many regions the deployment has.
     pub fn region_count(&self) -> u8 {
         // At most 3 regions (checked by the configuration).
         self.view.regions.len() as u8

@@ -12,7 +12,7 @@ macro_rules! bugs {
         /// A guard of the protocol switched off.
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         #[serde(rename_all = "kebab-case")]
-        pub enum Bug { $($variant,)* }
+        pub enum Bug { $(#[doc = $summary] $variant,)* }
 
         impl Bug {
             /// Every guard, in the order `--list-bugs` shows them.

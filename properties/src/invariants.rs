@@ -14,7 +14,9 @@ use crate::view::{Bounds, View};
 /// A broken invariant: which one, and what in the view breaks it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Violation {
+    /// The name of the broken property (as in [`crate::CATALOG`]).
     pub property: &'static str,
+    /// What in the view breaks it, with the regions, writes and ticks involved.
     pub reason: String,
 }
 

@@ -13,12 +13,16 @@ pub enum Fate {
     Live,
     /// Not in the new primary's log when failover number `failover` (index into
     /// [`Ledger::failovers`]) promoted it.
-    Lost { failover: u8 },
+    Lost {
+        /// Index into [`Ledger::failovers`] of the promotion that lost it.
+        failover: u8,
+    },
 }
 
 /// One acknowledged write.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct WriteRecord {
+    /// The write's id, as [`crate::Entry::write`] and quarantines name it.
     pub id: u8,
     /// The region that acknowledged it.
     pub by: u8,
@@ -28,6 +32,7 @@ pub struct WriteRecord {
     /// Age of the previous entry of the same log when this one was acknowledged (the ack-time
     /// gap), saturating at the age cap; used to measure how far apart lost writes were.
     pub gap: u8,
+    /// Whether it is still expected in the primary's log or was lost by a failover.
     pub fate: Fate,
     /// The quarantined write the operator re-applied as this new write.
     pub reapply_of: Option<u8>,
@@ -60,8 +65,11 @@ pub enum FailoverKind {
 /// One promotion of a new data primary.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct FailoverRecord {
+    /// Automatic, forced, or a planned switchover.
     pub kind: FailoverKind,
+    /// The region that was data primary before.
     pub from: u8,
+    /// The region promoted.
     pub to: u8,
     /// The epoch of the new primary.
     pub epoch: u8,
@@ -84,7 +92,9 @@ pub struct FailoverRecord {
 /// invariants read.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Ledger {
+    /// Every acknowledged write, in acknowledgement order.
     pub writes: Vec<WriteRecord>,
+    /// Every promotion of a new data primary, in order ([`Fate::Lost`] indexes it).
     pub failovers: Vec<FailoverRecord>,
     /// A region the control plane declared failed while it was up and reachable.
     pub spurious: Option<u8>,

@@ -7,6 +7,8 @@
 //! - [`Timing`] and its consistency [`timing::RULES`], and the guard list [`Bug`]: what the
 //!   model, the implementation and the CLI must spell alike.
 
+#![warn(missing_docs)]
+
 pub mod diff;
 pub mod guard;
 pub mod invariants;
@@ -38,19 +40,25 @@ pub enum Expectation {
 /// The check a property runs on a view.
 #[derive(Clone, Copy)]
 pub enum Check {
+    /// An invariant: returns the violation it finds in the view, if any.
     Always(fn(&View, &Bounds) -> Verdict),
+    /// A reachability witness: is the situation it looks for present in the view?
     Sometimes(fn(&View, &Bounds) -> bool),
 }
 
 /// One named property.
 #[derive(Clone, Copy)]
 pub struct PropertySpec {
+    /// The stable name (the name of its function in [`invariants`]).
     pub name: &'static str,
+    /// One line stating the property, for reports and `--list`.
     pub summary: &'static str,
+    /// The function that judges a view.
     pub check: Check,
 }
 
 impl PropertySpec {
+    /// Whether the property must hold always or be reached sometimes (follows [`Self::check`]).
     pub fn expectation(&self) -> Expectation {
         match self.check {
             Check::Always(_) => Expectation::Always,

@@ -41,7 +41,9 @@ pub struct Entry {
 /// One region as the invariants see it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct RegionView {
+    /// Whether its machines are running and reachable.
     pub status: Status,
+    /// The role it believes it has (possibly out of date).
     pub role: Role,
     /// The newest epoch this region knows.
     pub epoch: u8,

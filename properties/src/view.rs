@@ -38,10 +38,13 @@ impl Routing {
 /// Everything the invariants look at.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct View {
+    /// Every region, indexed by region number.
     pub regions: Vec<RegionView>,
+    /// The control plane's routing: epoch, data primary, compute and home region.
     pub routing: Routing,
     /// The inter-region link is cut (the control plane still reaches every region).
     pub partitioned: bool,
+    /// Ghost bookkeeping of acknowledged writes and promotions (no region reads it).
     pub ledger: Ledger,
 }
 
@@ -83,7 +86,13 @@ impl View {
 /// The timing bounds the invariants need, in ticks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Bounds {
+    /// Recovery point objective: an automatic failover may only lose writes younger than
+    /// this, in ticks before the outage began.
     pub rpo: u8,
+    /// Recovery time objective: the longest a single outage of the primary may stop writes,
+    /// in ticks.
     pub rto: u8,
+    /// The silence after which the control plane declares a region failed, in ticks; the
+    /// endpoint must stop routing to a down region after this long.
     pub detection: u8,
 }

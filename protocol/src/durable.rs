@@ -12,9 +12,13 @@ use crate::entry::{Epoch, LogEntry, Quarantined, WriteId};
 /// A region's durable state.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Durable {
+    /// The newest epoch the region took part in.
     pub epoch: Epoch,
+    /// Its role in that epoch.
     pub role: Role,
+    /// Its log of acknowledged writes, index 0 first.
     pub log: Vec<LogEntry>,
+    /// Its lost-writes quarantine, in the order the writes were moved there.
     pub quarantine: Vec<Quarantined>,
 }
 
@@ -71,14 +75,28 @@ pub enum StoreOp {
     /// Appends entries at the end of the log.
     Append(Vec<LogEntry>),
     /// Records a new epoch and role.
-    SetRole { epoch: Epoch, role: Role },
+    SetRole {
+        /// The epoch.
+        epoch: Epoch,
+        /// The role in it.
+        role: Role,
+    },
     /// Moves the log's entries from index `keep` on into the quarantine, in order.
-    QuarantineSuffix { keep: u64 },
+    QuarantineSuffix {
+        /// How many leading entries stay in the log.
+        keep: u64,
+    },
     /// Marks a quarantined write as re-applied by the operator.
-    MarkReapplied { write: WriteId },
+    MarkReapplied {
+        /// The id of the quarantined write.
+        write: WriteId,
+    },
     /// Drops the log's entries from index `keep` on. Only the `rejoin-no-quarantine` mutant
     /// does this: a correct region never drops an acknowledged write.
-    Truncate { keep: u64 },
+    Truncate {
+        /// How many leading entries stay in the log.
+        keep: u64,
+    },
 }
 
 /// The durable state region `region` of a new deployment starts with (the first primary is

@@ -8,8 +8,11 @@ use crate::message::{Envelope, Message, NodeId};
 /// nothing; nothing is acknowledged before it is durable), record `events`, send `send`.
 #[derive(Debug, Default)]
 pub struct Effects {
+    /// Changes to the machine's durable state, to persist first, atomically.
     pub store: Vec<StoreOp>,
+    /// Events to record once the changes are durable.
     pub events: Vec<Event>,
+    /// Messages to send last.
     pub send: Vec<Envelope>,
 }
 

@@ -15,6 +15,7 @@ pub type WriteId = u64;
 pub struct LogEntry {
     /// The epoch of the primary that acknowledged it.
     pub epoch: Epoch,
+    /// The write's id.
     pub write: WriteId,
     /// When the primary acknowledged it, on the primary's clock.
     pub acked_at: Millis,
@@ -35,6 +36,7 @@ impl LogEntry {
 /// epoch. Kept durably until an operator re-applies it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Quarantined {
+    /// The entry as it stood in the log (its original epoch, id and payload).
     pub entry: LogEntry,
     /// An operator re-applied it (as a new write).
     pub reapplied: bool,

@@ -22,7 +22,10 @@ pub enum Refusal {
     /// The primary holds no valid lease.
     NoLease,
     /// The oldest write no in-sync secondary confirmed is too old; retry later.
-    Throttled { retry_after: Millis },
+    Throttled {
+        /// How long to wait before retrying, in ms of protocol time (one heartbeat interval).
+        retry_after: Millis,
+    },
     /// The endpoint cannot reach a data primary (down, cut off, or failing over).
     Unavailable,
     /// The region could not persist the write (it stops).
@@ -102,160 +105,245 @@ pub enum FaultKind {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
+    /// A primary acknowledged a client write: it is durable in its log.
     WriteAccepted {
+        /// The primary that acknowledged it.
         region: u8,
+        /// The write's id.
         write: WriteId,
+        /// The primary's epoch, which the entry carries.
         epoch: Epoch,
+        /// The entry's position in the log (0 first).
         index: u64,
         /// The write before it in the log.
         previous: Option<WriteId>,
+        /// The quarantined write it re-applies, if an operator re-applied one.
         reapply_of: Option<WriteId>,
         /// The secondaries the primary counted in sync.
         in_sync: Vec<u8>,
     },
+    /// A region refused a client write; nothing was stored.
     WriteRefused {
+        /// The region that refused it.
         region: u8,
+        /// The id of the refused write.
         write: WriteId,
+        /// Why (flattened: its `reason` tag and fields sit in the event).
         #[serde(flatten)]
         reason: Refusal,
     },
     /// A secondary appended entries from its primary.
     Replicated {
+        /// The primary it appended from.
         from: u8,
+        /// The secondary that appended.
         to: u8,
+        /// The secondary's epoch.
         epoch: Epoch,
+        /// The secondary's log length after the append.
         log_len: u64,
     },
     /// The primary counts `region` as in sync from now on.
     InSync {
+        /// The primary counting.
         primary: u8,
+        /// The secondary that confirmed the primary's whole log.
         region: u8,
     },
     /// The primary no longer counts `region` (the control plane declared it failed).
     OutOfSync {
+        /// The primary counting.
         primary: u8,
+        /// The secondary the control plane declared failed.
         region: u8,
     },
-    /// A primary sent its heartbeat.
+    /// A region sent its heartbeat to the control plane (every region does, whatever its
+    /// role).
     HeartbeatSent {
+        /// The region that sent it.
         region: u8,
+        /// The sender's epoch.
         epoch: Epoch,
+        /// The sender's log length.
         log_len: u64,
     },
     /// The control plane heard from a region.
     HeartbeatReceived {
+        /// The region heard from.
         region: u8,
+        /// The epoch its heartbeat reports.
         epoch: Epoch,
     },
+    /// A primary took a lease grant from the control plane (a renewal or a first lease).
     LeaseGranted {
+        /// The primary.
         region: u8,
+        /// Its epoch.
         epoch: Epoch,
+        /// The lease's expiry, in ms of protocol time on the control plane's clock.
         expiry: Millis,
     },
+    /// A region's lease ran out on its own clock: it acknowledges no more writes.
     LeaseExpired {
+        /// The region whose lease ran out.
         region: u8,
+        /// Its epoch.
         epoch: Epoch,
     },
     /// The control plane declared a silent region failed.
     RegionDeclaredFailed {
+        /// The region declared failed.
         region: u8,
+        /// How long it had been silent, in ms of protocol time.
         silent_for: Millis,
     },
     /// The control plane decided to fail over from the primary it declared failed.
     FailoverStarted {
+        /// The primary declared failed.
         from: u8,
+        /// Whether the RPO guard allowed the best candidate when the failover started.
         guard_ok: bool,
+        /// The `old_prefix_len` the guard compares against (`u64::MAX` when unknown, after a
+        /// control-plane restart).
         old_prefix: u64,
     },
     /// The RPO guard refused the best candidate; availability waits for the old primary or
     /// the operator.
     FailoverBlocked {
+        /// The primary declared failed.
         from: u8,
+        /// The most caught-up healthy secondary, if there is one.
         candidate: Option<u8>,
+        /// Why the guard refused, in words.
         reason: String,
     },
     /// The old primary was heard again before a promotion: no failover.
     FailoverCancelled {
+        /// The primary heard again.
         from: u8,
     },
     /// The control plane promoted `to` (it becomes primary when the message arrives).
     FailoverDecided {
+        /// Automatic, forced, or a switchover.
         kind: FailoverKind,
+        /// The old primary.
         from: u8,
+        /// The region promoted.
         to: u8,
+        /// The new epoch.
         epoch: Epoch,
+        /// The old primary was not declared failed at the promotion.
         from_healthy: bool,
+        /// An operator asked for it (a forced failover or a data failback).
         requested: bool,
     },
     /// A region became the data primary of `epoch`.
     Promoted {
+        /// The region promoted.
         region: u8,
+        /// The epoch it is primary of.
         epoch: Epoch,
     },
     /// A region learnt that epoch `epoch` exists and stopped acting in its old one.
     Stale {
+        /// The region that became stale.
         region: u8,
+        /// The newer epoch it learnt of.
         epoch: Epoch,
     },
     /// A recovered region rejoined as secondary; its divergent suffix went to the quarantine.
     Rejoined {
+        /// The region that rejoined.
         region: u8,
+        /// The epoch it rejoined.
         epoch: Epoch,
+        /// How many leading entries of its log it kept (those that agree with the primary's).
         kept: u64,
+        /// The ids of the divergent writes moved to its quarantine (empty when none were, as
+        /// under the mutants that truncate or keep the suffix).
         quarantined: Vec<WriteId>,
     },
     /// The endpoint's routing moved.
     ComputeMoved {
+        /// The region the endpoint routed to before.
         from: u8,
+        /// The region it routes to now.
         to: u8,
+        /// Why.
         reason: ComputeMove,
     },
+    /// A switchover (data failback) started: the primary is asked to fence.
     SwitchoverStarted {
+        /// The region the data moves to.
         target: u8,
+        /// An operator asked for it (false only for the `auto-data-failback` mutant).
         requested: bool,
     },
+    /// A primary fenced for a switchover: it stopped writing and gave up its lease.
     Fenced {
+        /// The fenced primary.
         region: u8,
+        /// Its epoch.
         epoch: Epoch,
+        /// Its log length, final for the switchover.
         log_len: u64,
     },
+    /// A fenced primary was unfenced (its switchover was aborted): primary again, it writes
+    /// once granted a new lease.
     Unfenced {
+        /// The primary.
         region: u8,
+        /// Its epoch.
         epoch: Epoch,
     },
+    /// The control plane gave up a switchover and unfenced the primary.
     SwitchoverAborted {
+        /// The switchover's target.
         target: u8,
+        /// Why.
         reason: AbortReason,
     },
     /// An operator request was refused; nothing changed.
     OperatorRefused {
+        /// The request, in words.
         request: String,
+        /// Why it was refused, in words (an [`crate::refusal::OperatorRefusal`]).
         reason: String,
     },
     /// An operator re-applied a quarantined write as a new write.
     Reapplied {
+        /// The quarantined write.
         original: WriteId,
+        /// The new write that carries it.
         write: WriteId,
     },
     /// A region's store failed; the region stops (fail-stop).
     StoreFailed {
+        /// The region that stopped.
         region: u8,
+        /// The store's error, in words.
         error: String,
     },
     /// The primary took a rejoining region's divergent writes back into its log (only the
     /// `rejoin-merge` mutant does this).
     Merged {
+        /// The primary that merged them.
         region: u8,
+        /// The ids of the merged writes.
         writes: Vec<WriteId>,
     },
     /// A deployment started: how many regions, and its timing in whole minutes.
     Started {
+        /// The number of regions.
         regions: u8,
+        /// Its timing parameters, in whole minutes.
         timing: drcheck_properties::Timing,
     },
     /// A fault was injected (crash, isolate, recover, reconnect, partition, heal).
     Fault {
+        /// The kind of fault.
         fault: FaultKind,
+        /// The region it hit (`None` for a fault of the inter-region link).
         region: Option<u8>,
     },
 }
@@ -267,7 +355,9 @@ pub struct Record {
     pub seq: u64,
     /// Protocol time on the control plane's clock.
     pub at: Millis,
+    /// The participant it happened on.
     pub node: NodeId,
+    /// The event (flattened: its `event` tag and fields sit in the record).
     #[serde(flatten)]
     pub event: Event,
 }

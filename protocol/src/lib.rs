@@ -19,6 +19,8 @@
 //! The model (`drcheck-model`) is an independent rendering of the same protocol; the two
 //! share only `drcheck-properties` and meet in `drcheck-traces`.
 
+#![warn(missing_docs)]
+
 pub mod control;
 pub mod durable;
 pub mod effects;

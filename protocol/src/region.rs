@@ -30,19 +30,26 @@ fn region_of(node: NodeId) -> u8 {
 /// A write the region acknowledged: durable in its log at `index`.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Ack {
+    /// The write's id.
     pub write: WriteId,
+    /// The epoch of the primary that acknowledged it.
     pub epoch: Epoch,
+    /// Its position in the primary's log (0 first).
     pub index: u64,
 }
 
 /// What the region looks like from outside, for the abstract view and operators.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RegionSnapshot {
+    /// The role it believes it has.
     pub role: Role,
+    /// Its epoch.
     pub epoch: Epoch,
+    /// Its durable log, index 0 first.
     pub log: Vec<LogEntry>,
+    /// Its durable lost-writes quarantine.
     pub quarantine: Vec<Quarantined>,
-    /// Protocol time until this region's clock reaches its lease expiry (0: no lease).
+    /// Protocol time (ms) until this region's clock reaches its lease expiry (0: no lease).
     pub lease_left: Millis,
     /// Would it acknowledge a write now (role, lease and throttle)?
     pub accepts_writes: bool,
@@ -56,20 +63,27 @@ pub struct RegionSnapshot {
 pub enum RegionInput {
     /// Time passed: look at the clock.
     Tick,
+    /// A protocol message arrived.
     Message(Envelope),
     /// A client write, or an operator's re-apply of quarantined write `reapply_of`.
     Write {
+        /// The write's id (the endpoint's, unique in the deployment).
         write: WriteId,
+        /// The client's payload, opaque to the protocol.
         payload: String,
+        /// The quarantined write this one re-applies, if any.
         reapply_of: Option<WriteId>,
     },
     /// Mark a quarantined write as re-applied.
     MarkReapplied {
+        /// The quarantined write's id.
         write: WriteId,
     },
+    /// Report the region's state ([`RegionOutput::Snapshot`]).
     Snapshot,
     /// Retransmit to this region now rather than at the next tick (controlled stepping).
     ShipNow {
+        /// The region to ship to.
         to: u8,
     },
 }
@@ -92,12 +106,16 @@ impl crate::Inbound for RegionInput {
 pub enum RegionOutput {
     /// To a tick, a message or `ShipNow`.
     Done,
+    /// To a write: acknowledged (durable once the effects are persisted), or refused.
     Written(Result<Ack, Refusal>),
     /// The quarantined write was held (and is now marked).
     Marked(bool),
+    /// To a snapshot request.
     Snapshot(Box<RegionSnapshot>),
 }
 
+/// One region's protocol state machine: its durable state and the volatile lease and
+/// replication progress.
 #[derive(Debug)]
 pub struct RegionMachine {
     id: u8,
@@ -200,18 +218,22 @@ impl RegionMachine {
         }
     }
 
+    /// This region's number.
     pub fn id(&self) -> u8 {
         self.id
     }
 
+    /// The role it believes it has (durable).
     pub fn role(&self) -> Role {
         self.durable.role
     }
 
+    /// Its epoch (durable).
     pub fn epoch(&self) -> Epoch {
         self.durable.epoch
     }
 
+    /// Its durable log, index 0 first.
     pub fn log(&self) -> &[LogEntry] {
         &self.durable.log
     }
@@ -279,14 +301,18 @@ impl RegionMachine {
         Some(now.saturating_sub(oldest.acked_at))
     }
 
+    /// Its durable lost-writes quarantine.
     pub fn quarantine(&self) -> &[Quarantined] {
         &self.durable.quarantine
     }
 
+    /// Protocol time (ms) from `now`, on this region's clock, until its lease expires (0: no
+    /// lease).
     pub fn lease_left(&self, now: Millis) -> Millis {
         self.lease.map_or(0, |e| e.saturating_sub(now))
     }
 
+    /// As primary: the secondaries it counts as in sync.
     pub fn in_sync_regions(&self) -> Vec<u8> {
         (0..self.regions)
             .filter(|&r| self.in_sync[usize::from(r)])
@@ -811,6 +837,7 @@ impl RegionMachine {
         }
     }
 
+    /// What the region looks like at `now` (its own clock).
     pub fn snapshot(&self, now: Millis) -> RegionSnapshot {
         RegionSnapshot {
             role: self.durable.role,

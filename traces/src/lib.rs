@@ -6,6 +6,8 @@
 //! it through the model: a step the model does not allow, or a recorded view the model does not
 //! reproduce, is refused with the step and the reason.
 
+#![warn(missing_docs)]
+
 pub mod refine;
 pub mod validate;
 pub mod walk;
@@ -27,13 +29,27 @@ pub const VERSION: u32 = 1;
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Finding {
     /// Its last state violates an `always` property.
-    Counterexample { property: String },
+    Counterexample {
+        /// The violated property's name.
+        property: String,
+    },
     /// Its last state shows a `sometimes` property.
-    Example { property: String },
+    Example {
+        /// The property's name.
+        property: String,
+    },
     /// Its last state has the worst value of a metric.
-    Worst { metric: String, minutes: u32 },
+    Worst {
+        /// The metric's name (`data_loss`, `outage_to_writes`, `forced_data_loss`).
+        metric: String,
+        /// The worst value, in minutes.
+        minutes: u32,
+    },
     /// A seeded random walk (`drcheck walk`), for replay.
-    Walk { seed: u64 },
+    Walk {
+        /// The walk's seed.
+        seed: u64,
+    },
 }
 
 impl fmt::Display for Finding {
@@ -54,6 +70,7 @@ pub struct TraceStep {
     pub minute: u32,
     /// Who took the step (for readers; replay goes by the action).
     pub actor: String,
+    /// The model step taken.
     pub action: Action,
     /// The abstract view after the step.
     pub view: View,
@@ -64,6 +81,7 @@ pub struct TraceStep {
 pub struct TraceFile {
     /// Schema version.
     pub drcheck_trace: u32,
+    /// What the path shows.
     pub finding: Finding,
     /// The command that wrote it (to regenerate it).
     #[serde(default)]
@@ -73,56 +91,93 @@ pub struct TraceFile {
     /// Accept parameters that break the timing consistency rules.
     #[serde(default)]
     pub allow_inconsistent: bool,
+    /// The path's steps, from the initial state.
     pub steps: Vec<TraceStep>,
 }
 
 /// Why a trace is refused.
 #[derive(Debug, Error)]
 pub enum TraceError {
+    /// The file cannot be read.
     #[error("{path}: cannot read: {source}")]
     Read {
+        /// The trace file.
         path: PathBuf,
+        /// The I/O error.
         source: std::io::Error,
     },
+    /// The text is not JSON, or not in the trace schema.
     #[error("{path}: not a drcheck trace: {source}")]
     Parse {
+        /// The trace file.
         path: PathBuf,
+        /// The JSON error.
         source: serde_json::Error,
     },
+    /// The file's schema version is not [`VERSION`].
     #[error(
         "{path}: trace version {found} is not supported (this drcheck reads version {VERSION})"
     )]
-    Version { path: PathBuf, found: u64 },
+    Version {
+        /// The trace file.
+        path: PathBuf,
+        /// The version the file states.
+        found: u64,
+    },
+    /// The model refuses the file's parameters.
     #[error("{path}: parameters refused: {source}")]
     Params {
+        /// The trace file.
         path: PathBuf,
+        /// Why the model refuses them.
         source: drcheck_model::ConfigError,
     },
+    /// A step is not enabled in the model state the steps before it reach.
     #[error("{path}: step {step} ({action}) is not enabled in the model there")]
     NotEnabled {
+        /// The trace file.
         path: PathBuf,
+        /// The step's number, 1 first.
         step: usize,
+        /// The step.
         action: Action,
     },
+    /// After a step, the view the file records is not the model's.
     #[error("{path}: step {step} ({action}): the recorded view differs from the model's: {diff}")]
     ViewMismatch {
+        /// The trace file.
         path: PathBuf,
+        /// The step's number, 1 first.
         step: usize,
+        /// The step.
         action: Action,
+        /// The differences, in words.
         diff: String,
     },
+    /// The last state does not show what the file's finding says (or the file has no version
+    /// field).
     #[error("{path}: {reason}")]
-    Finding { path: PathBuf, reason: String },
+    Finding {
+        /// The trace file.
+        path: PathBuf,
+        /// What is wrong, in words.
+        reason: String,
+    },
+    /// The file cannot be written.
     #[error("{path}: cannot write: {source}")]
     Write {
+        /// The trace file.
         path: PathBuf,
+        /// The I/O (or serialization) error.
         source: std::io::Error,
     },
 }
 
 /// A trace that replays in the model: the file and the model states along it.
 pub struct Trace {
+    /// The file as read.
     pub file: TraceFile,
+    /// The model of the file's parameters.
     pub model: DrModel,
     /// The initial state, then the state after each step.
     pub states: Vec<DrState>,
@@ -138,6 +193,7 @@ impl fmt::Debug for Trace {
 }
 
 impl Trace {
+    /// The trace's steps, in order.
     pub fn actions(&self) -> Vec<Action> {
         self.file.steps.iter().map(|s| s.action.clone()).collect()
     }

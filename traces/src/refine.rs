@@ -23,13 +23,17 @@ use drcheck_properties::{describe_changes, View};
 pub struct Divergence {
     /// 1-based step number (0: the initial states differ).
     pub step: usize,
+    /// The model step (`None` when the initial states differ).
     pub action: Option<Action>,
+    /// How they parted.
     pub kind: DivergenceKind,
     /// The model's view after the step (before it, for a refusal that changed something).
     pub model: View,
+    /// The implementation's abstract view at the same point.
     pub implementation: View,
 }
 
+/// How the implementation parted from the model at a step.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DivergenceKind {
     /// The model takes the step; the implementation refuses it, for this reason.
@@ -116,6 +120,7 @@ impl std::fmt::Display for Divergence {
 pub struct Replay {
     /// Steps the implementation took and matched.
     pub matched: usize,
+    /// Where the implementation parted from the model, if it did.
     pub divergence: Option<Divergence>,
     /// What the matched steps covered.
     pub coverage: Coverage,
@@ -130,6 +135,7 @@ pub struct Coverage {
     pub kinds: std::collections::BTreeMap<String, usize>,
     /// Distinct model transitions (state, step), by hash.
     pub transitions: std::collections::HashSet<u64>,
+    /// Model steps matched, in all.
     pub steps: usize,
 }
 
@@ -204,12 +210,22 @@ pub fn known_divergence(d: &Divergence) -> Option<&'static str> {
     }
 }
 
+/// Why a path cannot be replayed on the implementation at all.
 #[derive(Debug, thiserror::Error)]
 pub enum RefineError {
+    /// The model's tick is not one minute (the implementation's step of time); holds the
+    /// tick, in minutes.
     #[error("the implementation runs in minutes: replay needs --tick 1, not {0}")]
     Tick(u32),
+    /// A step of the path is not enabled in the model.
     #[error("step {step} ({action}) is not enabled in the model")]
-    NotInModel { step: usize, action: Action },
+    NotInModel {
+        /// The step's number, 1 first.
+        step: usize,
+        /// The step.
+        action: Action,
+    },
+    /// The controlled deployment could not be started or driven.
     #[error(transparent)]
     Deploy(#[from] DeployError),
 }

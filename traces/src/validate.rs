@@ -57,12 +57,21 @@ const CONSEQUENCES: &[&str] = &[
     "store_failed",
 ];
 
+/// Why an event log cannot be validated at all.
 #[derive(Debug, thiserror::Error)]
 pub enum ValidateError {
+    /// A line is not an event record.
     #[error("line {line}: {reason}")]
-    BadLine { line: usize, reason: String },
+    BadLine {
+        /// The line's number, 1 first.
+        line: usize,
+        /// The JSON error.
+        reason: String,
+    },
+    /// The log's first record is not a `started` event (which gives regions and timing).
     #[error("the log does not start with a `started` event")]
     NoStart,
+    /// The deployment's parameters are not a valid model configuration; holds why.
     #[error("the log's parameters do not make a model: {0}")]
     Params(String),
 }
@@ -72,6 +81,7 @@ pub enum ValidateError {
 pub struct Unexplained {
     /// 0-based position in the log.
     pub index: usize,
+    /// The event.
     pub record: Record,
     /// The model step it names.
     pub step: String,
@@ -79,11 +89,14 @@ pub struct Unexplained {
     pub tried: Vec<DrState>,
 }
 
+/// The result of validating an event log against the model.
 #[derive(Clone, Debug)]
 pub struct Validation {
+    /// Events in the log.
     pub events: usize,
     /// Model steps taken along one explaining behaviour (those the log names and ticks).
     pub model_steps: usize,
+    /// The first event no model behaviour explains (`None`: the whole log is explained).
     pub unexplained: Option<Unexplained>,
 }
 

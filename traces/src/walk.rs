@@ -9,10 +9,12 @@ use drcheck_model::{Action, Config, DrState};
 pub struct Rng(u64);
 
 impl Rng {
+    /// The generator for `seed` (any seed, 0 included).
     pub fn new(seed: u64) -> Rng {
         Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
     }
 
+    /// The next pseudo-random number.
     pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;

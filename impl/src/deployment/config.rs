@@ -19,17 +19,24 @@ pub enum Mode {
     /// Virtual clock and in-memory transport, stepped by the caller.
     Virtual,
     /// Real clock (`minute_ms` wall milliseconds per protocol minute) and TCP on loopback.
-    Real { minute_ms: u64 },
+    Real {
+        /// Wall milliseconds per protocol minute.
+        minute_ms: u64,
+    },
 }
 
+/// What deployment to start: see [`crate::deployment::Deployment`].
 #[derive(Clone, Debug)]
 pub struct DeploymentConfig {
     /// 2 or 3 (region 0 starts as primary, compute region and home).
     pub regions: u8,
+    /// The protocol's timing, in protocol milliseconds.
     pub timing: Timing,
     /// The operator credential the operator API demands.
     pub operator_token: String,
+    /// Where regions keep their durable state.
     pub storage: Storage,
+    /// Virtual time and in-memory transport, or real time and TCP.
     pub mode: Mode,
     /// Write every event as a JSON line to this file.
     pub event_log: Option<PathBuf>,

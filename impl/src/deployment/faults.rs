@@ -128,6 +128,7 @@ impl Deployment {
         self.settle().await
     }
 
+    /// Isolated region `r` is reachable again.
     pub async fn reconnect(&mut self, r: u8) -> Result<(), DeployError> {
         self.expect_status(r, Status::Isolated)?;
         self.fault_event(FaultKind::Reconnect, Some(r));
@@ -152,6 +153,7 @@ impl Deployment {
         self.settle().await
     }
 
+    /// Restores the links between regions (a no-op, bar settling, when they are not cut).
     pub async fn heal(&mut self) -> Result<(), DeployError> {
         if self.links.is_partitioned() {
             self.fault_event(FaultKind::Heal, None);

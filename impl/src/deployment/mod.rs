@@ -42,29 +42,44 @@ use drcheck_protocol::event::{Event, Refusal};
 use drcheck_protocol::message::NodeId;
 use drcheck_protocol::region::{Ack, RegionInput, RegionOutput, RegionSnapshot};
 
+/// Why a deployment could not be started, or could not do what it was asked.
 #[derive(Debug, thiserror::Error)]
 pub enum DeployError {
+    /// The configuration asks for a number of regions other than 2 or 3 (holds it).
     #[error("a deployment has 2 or 3 regions, not {0}")]
     Regions(u8),
+    /// The configuration's operator token is empty.
     #[error("the operator token must not be empty")]
     EmptyToken,
+    /// A request names a region the deployment does not have (holds it).
     #[error("there is no region {0}")]
     NoSuchRegion(u8),
+    /// A fault does not apply to the region's status (crashing a region that is down, say).
     #[error("region {region} is {status:?}; it must be {expected:?} for this")]
     Status {
+        /// The region.
         region: u8,
+        /// Its status.
         status: Status,
+        /// The status the fault needs.
         expected: Status,
     },
+    /// An operation only the virtual mode offers (advancing the clock) was asked of a
+    /// deployment in real mode; holds the operation, in words.
     #[error("{0} needs the virtual mode")]
     NotVirtual(&'static str),
+    /// A region's store failed to open or load.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// An I/O operation failed (the event log, a listener).
     #[error("{what}: {source}")]
     Io {
+        /// What was being done.
         what: String,
+        /// The I/O error.
         source: std::io::Error,
     },
+    /// A node's task stopped and no longer answers (holds the node).
     #[error("the {0} stopped")]
     Stopped(NodeId),
     /// A write the deployment was asked for is not a valid FHIR write.
@@ -276,6 +291,7 @@ impl Deployment {
         Ok(())
     }
 
+    /// The configuration the deployment was started with.
     pub fn config(&self) -> &DeploymentConfig {
         &self.cfg
     }
@@ -306,6 +322,7 @@ impl Deployment {
         self.links.is_partitioned()
     }
 
+    /// Region `r`'s status as the faults injected left it (`None`: no such region).
     pub fn status(&self, r: u8) -> Option<Status> {
         self.regions.get(usize::from(r)).map(|s| s.status)
     }

@@ -20,31 +20,50 @@ use super::{DeployError, Deployment};
 pub enum OperatorRequest {
     /// Manual data failback to `target` (the home region), as a drained switchover.
     DataFailback {
+        /// The region to fail the data back to.
         target: u8,
     },
     /// Fail over to `target` although the RPO guard refused, after the grace period.
     ForceFailover {
+        /// The region to promote.
         target: u8,
     },
+    /// List the quarantined writes of every region (a down region's read from its store).
     ListQuarantine,
     /// Re-apply a quarantined write as a new write at the data primary.
     Reapply {
+        /// The quarantined write's id.
         write: WriteId,
     },
 }
 
+/// The answer to an operator request that was not refused.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "response", rename_all = "snake_case")]
 pub enum OperatorResponse {
+    /// A failback or forced failover was accepted (it proceeds in the control plane).
     Accepted,
-    Quarantine { items: Vec<QuarantineItem> },
-    Reapplied { original: WriteId, write: WriteId },
+    /// The quarantined writes.
+    Quarantine {
+        /// Every quarantined write found.
+        items: Vec<QuarantineItem>,
+    },
+    /// The quarantined write was re-applied.
+    Reapplied {
+        /// The quarantined write.
+        original: WriteId,
+        /// The new write that carries it.
+        write: WriteId,
+    },
 }
 
+/// Why an operator request was not carried out.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum OperatorError {
+    /// The operator token is missing or wrong.
     #[error("the operator credential is missing or wrong")]
     Unauthorized,
+    /// The control plane (or the re-apply's checks) refused it; nothing changed.
     #[error("refused: {0}")]
     Refused(OperatorRefusal),
 }

@@ -9,10 +9,14 @@ use tokio::net::TcpStream;
 /// Largest response body accepted.
 const MAX_BODY: usize = 64 * 1024 * 1024;
 
+/// An HTTP response, its body read whole.
 #[derive(Clone, Debug)]
 pub struct Response {
+    /// The status code.
     pub status: u16,
+    /// The headers in the order received, names as sent.
     pub headers: Vec<(String, String)>,
+    /// The body (de-chunked).
     pub body: Vec<u8>,
 }
 
@@ -25,10 +29,12 @@ impl Response {
             .map(|(_, v)| v.as_str())
     }
 
+    /// The body parsed as JSON.
     pub fn json(&self) -> Result<serde_json::Value, serde_json::Error> {
         serde_json::from_slice(&self.body)
     }
 
+    /// The body as text (invalid UTF-8 replaced).
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
@@ -45,6 +51,7 @@ pub struct Connection {
 }
 
 impl Connection {
+    /// Connects to `addr`.
     pub async fn open(addr: SocketAddr) -> std::io::Result<Connection> {
         let stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;

@@ -25,8 +25,11 @@ use drcheck_protocol::message::NodeId;
 /// Everything a region or control-plane process needs to know at start.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ProcessConfig {
+    /// The node this process runs.
     pub node: NodeId,
+    /// How many regions the deployment has.
     pub regions: u8,
+    /// The protocol's timing, in protocol milliseconds.
     pub timing: Timing,
     /// Wall milliseconds per protocol minute.
     pub minute_ms: u64,
@@ -58,10 +61,15 @@ pub struct NodeAddrs {
 /// `drcheck control`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Cluster {
+    /// How many regions (2 or 3).
     pub regions: u8,
+    /// The protocol's timing, in protocol milliseconds.
     pub timing: Timing,
+    /// Wall milliseconds per protocol minute.
     pub minute_ms: u64,
+    /// Protocol time 0, in Unix milliseconds.
     pub start_unix_ms: u64,
+    /// Where the control plane listens.
     pub control: NodeAddrs,
     /// Region `r` at index `r`.
     pub region: Vec<NodeAddrs>,
@@ -74,6 +82,7 @@ pub struct Cluster {
 }
 
 impl Cluster {
+    /// Reads a `cluster.json`, checking its region count and timing.
     pub fn load(path: &std::path::Path) -> Result<Cluster, ServiceError> {
         let text =
             std::fs::read_to_string(path).map_err(io(format!("reading {}", path.display())))?;
@@ -95,6 +104,7 @@ impl Cluster {
         Ok(cluster)
     }
 
+    /// Where `node` listens (`None`: no such region).
     pub fn addrs(&self, node: NodeId) -> Option<NodeAddrs> {
         match node {
             NodeId::Control => Some(self.control),
@@ -135,17 +145,24 @@ impl Cluster {
     }
 }
 
+/// Why a service process (or `drcheck serve`) could not start or stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
+    /// An I/O operation failed.
     #[error("{what}: {source}")]
     Io {
+        /// What was being done.
         what: String,
+        /// The I/O error.
         source: std::io::Error,
     },
+    /// The region's store failed.
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    /// The configuration (`cluster.json`, options) is unusable; holds why.
     #[error("{0}")]
     Config(String),
+    /// A node stopped (its store failed, say); holds what stopped and why.
     #[error("{0}")]
     Stopped(String),
 }

@@ -23,39 +23,71 @@ const MAX_LINE: u64 = 32 * 1024 * 1024;
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "call", content = "value", rename_all = "snake_case")]
 pub enum RegionCall {
+    /// An input for the region's machine.
     Machine(FhirInput),
-    SetLinks { isolated: bool, partitioned: bool },
+    /// Set the process's links (fault injection by the supervisor).
+    SetLinks {
+        /// The region is cut off from the control plane and the other regions.
+        isolated: bool,
+        /// The links between regions are cut.
+        partitioned: bool,
+    },
 }
 
 /// Why a process answered no machine output.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[serde(tag = "failure", rename_all = "snake_case")]
 pub enum CallFailure {
+    /// The request line is not a request of this process.
     #[error("malformed request: {reason}")]
-    Malformed { reason: String },
+    Malformed {
+        /// The parse error.
+        reason: String,
+    },
+    /// The request is valid but not served over RPC.
     #[error("{what} is not offered over RPC")]
-    NotOffered { what: String },
+    NotOffered {
+        /// The request, in words.
+        what: String,
+    },
+    /// The node behind the process stopped.
     #[error("{node} stopped")]
-    Stopped { node: String },
+    Stopped {
+        /// The node, in words.
+        node: String,
+    },
 }
 
 /// What travels back: the machine's output, or why there is none.
 pub type Answer<O> = Result<O, CallFailure>;
 
+/// Why a call got no machine output.
 #[derive(Debug, thiserror::Error)]
 pub enum RpcError {
     /// No answer; `sent`: the request went out (it may have been carried out).
     #[error("cannot reach {addr}: {reason}")]
     Unreachable {
+        /// The address called.
         addr: SocketAddr,
+        /// What went wrong, in words.
         reason: String,
+        /// The request was written out before the failure.
         sent: bool,
     },
+    /// The answer is not the expected JSON.
     #[error("{addr} answered something unreadable: {reason}")]
-    Garbled { addr: SocketAddr, reason: String },
+    Garbled {
+        /// The address called.
+        addr: SocketAddr,
+        /// The parse error.
+        reason: String,
+    },
+    /// The process answered that it has no output for the request.
     #[error("{addr}: {failure}")]
     Failed {
+        /// The address called.
         addr: SocketAddr,
+        /// Why.
         failure: CallFailure,
     },
 }

@@ -23,11 +23,15 @@ use drcheck_protocol::region::RegionOutput;
 /// How `drcheck serve` was asked to run.
 #[derive(Clone, Debug)]
 pub struct ServeOptions {
+    /// Where the endpoint listens.
     pub listen: SocketAddr,
     /// Where the stores, logs and `cluster.json` go (a new temporary directory by default).
     pub data_dir: Option<PathBuf>,
+    /// How many regions (2 or 3).
     pub regions: u8,
+    /// Wall milliseconds per protocol minute.
     pub minute_ms: u64,
+    /// The protocol's timing, in protocol milliseconds.
     pub timing: Timing,
     /// The operator token (generated when not given).
     pub token: Option<String>,
@@ -41,6 +45,8 @@ struct Links {
     partitioned: bool,
 }
 
+/// The child processes of `drcheck serve` (control plane and regions) and their links: what
+/// injects faults for the endpoint.
 pub struct Supervisor {
     exe: PathBuf,
     cluster_file: PathBuf,

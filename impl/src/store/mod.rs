@@ -12,12 +12,25 @@ pub use redb_store::RedbStore;
 
 pub use drcheck_protocol::durable::{Durable, StoreOp};
 
+/// Why a store failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// Reading or writing the store failed.
     #[error("store at {path}: {reason}")]
-    Io { path: String, reason: String },
+    Io {
+        /// The store's file (or what stands for it).
+        path: String,
+        /// What went wrong, in words.
+        reason: String,
+    },
+    /// The store holds something that is not a valid durable state.
     #[error("store at {path} is corrupt: {reason}")]
-    Corrupt { path: String, reason: String },
+    Corrupt {
+        /// The store's file.
+        path: String,
+        /// What is wrong, in words.
+        reason: String,
+    },
 }
 
 /// Region `region`'s durable state, or for a store never written the state a new

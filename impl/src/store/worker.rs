@@ -52,7 +52,9 @@ impl StoreWorker {
 
 /// Where a node persists: in place (a store that does not block), or through a worker.
 pub enum Persist {
+    /// A store that does not block, called on the node's task.
     InPlace(Box<dyn Store>),
+    /// A blocking store, on its own thread.
     Worker(StoreWorker),
 }
 

@@ -12,6 +12,7 @@ use drcheck_protocol::message::{Envelope, NodeId};
 pub struct InFlight {
     /// Sequence number in send order, unique in the transport.
     pub seq: u64,
+    /// The message.
     pub envelope: Envelope,
 }
 
@@ -21,6 +22,7 @@ struct Queue {
     messages: VecDeque<InFlight>,
 }
 
+/// The in-memory transport: one queue of messages in flight, delivered by the caller.
 #[derive(Debug, Default)]
 pub struct MemoryTransport {
     links: Links,
@@ -28,6 +30,7 @@ pub struct MemoryTransport {
 }
 
 impl MemoryTransport {
+    /// An empty transport obeying `links`.
     pub fn new(links: Links) -> MemoryTransport {
         MemoryTransport {
             links,

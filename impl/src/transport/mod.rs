@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use drcheck_protocol::message::{Envelope, NodeId};
 
+/// How a node's messages reach the others.
 pub trait Transport: Send + Sync + 'static {
     /// Sends a message; it may be lost.
     fn send(&self, envelope: Envelope);
@@ -30,6 +31,7 @@ pub struct Links {
 }
 
 impl Links {
+    /// No link cut.
     pub fn new() -> Links {
         Links::default()
     }
@@ -50,6 +52,7 @@ impl Links {
         });
     }
 
+    /// Are `region`'s links cut?
     pub fn is_isolated(&self, region: u8) -> bool {
         self.with(|s| s.isolated.contains(&region))
     }
@@ -59,6 +62,7 @@ impl Links {
         self.with(|s| s.partitioned = partitioned);
     }
 
+    /// Are the links between regions cut?
     pub fn is_partitioned(&self) -> bool {
         self.with(|s| s.partitioned)
     }

@@ -311,6 +311,7 @@ pub fn may_fail_back_compute(s: &DrState) -> bool {
         && s.connected(home, routing.primary)
 }
 
+/// Compute moves back to the home region, if [`may_fail_back_compute`] allows.
 pub fn compute_failback(s: &DrState) -> Option<DrState> {
     if !may_fail_back_compute(s) {
         return None;

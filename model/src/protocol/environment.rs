@@ -76,6 +76,7 @@ pub fn restore(s: &DrState, r: u8, from: Status) -> Option<DrState> {
     Some(next)
 }
 
+/// The inter-region link is cut (one partition of the budget; none while already cut).
 pub fn partition(s: &DrState) -> Option<DrState> {
     if s.budget.partitions == 0 || s.view.partitioned {
         return None;
@@ -87,6 +88,7 @@ pub fn partition(s: &DrState) -> Option<DrState> {
     Some(next)
 }
 
+/// The inter-region link heals, if it is cut.
 pub fn heal(s: &DrState) -> Option<DrState> {
     if !s.view.partitioned {
         return None;

@@ -43,6 +43,7 @@ use crate::time::{Millis, Timing};
 /// The control plane's routing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Routing {
+    /// The current data epoch.
     pub epoch: Epoch,
     /// The data primary.
     pub primary: u8,
@@ -56,19 +57,29 @@ pub struct Routing {
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "phase", rename_all = "snake_case")]
 pub enum Phase {
+    /// No failover or switchover under way.
     Normal,
     /// The primary was declared failed at `since`; waiting for the old lease to expire (and,
     /// if the RPO guard refused, for the grace period and then the operator).
     FailingOver {
+        /// The primary declared failed.
         from: u8,
+        /// When it was declared failed, in ms on the control plane's clock.
         since: Millis,
+        /// Whether the RPO guard allowed the candidate when the failover started (the
+        /// [`crate::event::Event::FailoverStarted`] verdict; promotion checks it again).
         guard_ok: bool,
     },
     /// Manual data failback: the primary was asked to fence at `started`.
     Switchover {
+        /// The region the data moves to.
         target: u8,
+        /// When the fence was issued, in ms on the control plane's clock.
         started: Millis,
+        /// When the primary's fence was confirmed (its reply or a fenced heartbeat); `None`
+        /// until then.
         fenced_at: Option<Millis>,
+        /// An operator asked for it (false only for the `auto-data-failback` mutant).
         requested: bool,
         /// The fenced primary reported the target holds its whole log.
         drained: bool,
@@ -79,11 +90,18 @@ pub enum Phase {
 /// model path step by step); on its own otherwise.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ControlStep {
+    /// Declare region `r` failed, once it has been silent for the detection time.
     Declare(u8),
+    /// Automatic failover to region `r`, the candidate, once the old lease has surely
+    /// expired and the RPO guard allows.
     Promote(u8),
+    /// Tell region `r`, behind the current epoch or stale, to rejoin it.
     Rejoin(u8),
+    /// Move compute back to the home region.
     ComputeFailback,
+    /// Promote the target of a fenced, drained switchover.
     CompleteSwitchover,
+    /// Abort a fenced switchover whose drain timed out.
     AbortSwitchover,
     /// Only the `auto-data-failback` mutant takes this one.
     AutoFailback,
@@ -95,15 +113,19 @@ pub enum ControlStep {
 pub enum ControlInput {
     /// Time passed: look at the clock.
     Tick,
+    /// A protocol message arrived.
     Message(Envelope),
     /// The operator's manual data failback.
     Failback {
+        /// The region to fail the data back to (the home region).
         target: u8,
     },
     /// The operator's forced failover.
     ForceFailover {
+        /// The region to promote.
         target: u8,
     },
+    /// Report the control plane's state ([`ControlOutput::Snapshot`]).
     Snapshot,
     /// Controlled mode: take this decision now, if enabled.
     Step(ControlStep),
@@ -129,14 +151,18 @@ pub enum ControlOutput {
     Done,
     /// To a failback or forced-failover request.
     Operator(Result<(), OperatorRefusal>),
+    /// To a controlled step: taken, or why it is not enabled.
     Stepped(Result<(), StepRefusal>),
+    /// To a snapshot request.
     Snapshot(Box<ControlSnapshot>),
 }
 
 /// The control plane as the status API and the abstract view see it.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ControlSnapshot {
+    /// Epoch, data primary, compute and home region.
     pub routing: Routing,
+    /// What it is doing about the data primary.
     pub phase: Phase,
     /// Per region: declared failed.
     pub failed: Vec<bool>,
@@ -178,6 +204,8 @@ pub fn recover_routing(stores: &[Option<(Epoch, Role)>]) -> Option<(Epoch, u8)> 
     at_newest(&|_| true).map(|r| (epoch, r))
 }
 
+/// The control plane's state machine: routing, each region's health, the primary's lease and
+/// the failover or switchover under way.
 #[derive(Debug)]
 pub struct ControlMachine {
     timing: Timing,
@@ -291,10 +319,12 @@ impl ControlMachine {
         self
     }
 
+    /// The current routing.
     pub fn routing(&self) -> Routing {
         self.routing
     }
 
+    /// The control plane's state at `now`.
     pub fn snapshot(&self, now: Millis) -> ControlSnapshot {
         ControlSnapshot {
             routing: self.routing,

@@ -49,32 +49,40 @@ pub const BODY_LIMIT: usize = 1024 * 1024;
 pub enum Fault {
     /// Kill the region's process (SIGKILL).
     Crash {
+        /// The region.
         region: u8,
     },
     /// Start it again from its data directory.
     Recover {
+        /// The region.
         region: u8,
     },
     /// Cut the region off from the control plane and the other regions.
     Isolate {
+        /// The region.
         region: u8,
     },
+    /// Restore an isolated region's links.
     Reconnect {
+        /// The region.
         region: u8,
     },
     /// Cut the links between regions.
     Partition,
+    /// Restore the links between regions.
     Heal,
 }
 
 /// What runs the processes: injects faults and tells which are up.
 pub trait Faults: Send + Sync + 'static {
+    /// Injects `fault`: what was done, in words, or why it was not.
     fn inject(
         &self,
         fault: Fault,
     ) -> Pin<Box<dyn Future<Output = Result<String, String>> + Send + '_>>;
     /// Is region `r`'s process running?
     fn running(&self, region: u8) -> bool;
+    /// Is the link between regions cut?
     fn partitioned(&self) -> bool;
     /// Is region `r` cut off (isolated)?
     fn isolated(&self, region: u8) -> bool;
@@ -82,11 +90,16 @@ pub trait Faults: Send + Sync + 'static {
     fn pids(&self) -> Vec<Option<u32>>;
 }
 
+/// What the endpoint needs: where the nodes answer, the operator token, fault injection.
 pub struct EndpointConfig {
+    /// The control plane's RPC address.
     pub control: SocketAddr,
     /// Region `r`'s RPC address at index `r`.
     pub regions: Vec<SocketAddr>,
+    /// The operator token the DR API demands.
     pub token: String,
+    /// What runs the processes, for fault injection and the status API (`None`: no fault
+    /// injection, and every region is taken as running).
     pub faults: Option<Arc<dyn Faults>>,
 }
 
