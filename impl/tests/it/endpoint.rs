@@ -285,6 +285,13 @@ async fn the_operator_token_is_checked_before_the_body_and_the_body_before_the_c
         ("/Patient/a", "GET, PUT, DELETE"),
         ("/Patient/a/_history", "GET"),
         ("/Patient/a/_history/1", "GET"),
+        ("/metadata", "GET"),
+        ("/_dr/status", "GET"),
+        ("/_dr/quarantine", "GET"),
+        ("/_dr/failback", "POST"),
+        ("/_dr/force-failover", "POST"),
+        ("/_dr/reapply", "POST"),
+        ("/_dr/fault", "POST"),
     ] {
         let response = send(endpoint, "PATCH", path, &[fhir], b"{}").await;
         assert_outcome(&response, 405, "not-supported", path);

@@ -126,13 +126,25 @@ pub fn router(cfg: EndpointConfig) -> Router {
         routing: Mutex::new(None),
     });
     Router::new()
-        .route("/metadata", get(fhir::metadata))
-        .route("/_dr/status", get(dr_api::status))
-        .route("/_dr/failback", post(dr_api::failback))
-        .route("/_dr/force-failover", post(dr_api::force_failover))
-        .route("/_dr/quarantine", get(dr_api::quarantine))
-        .route("/_dr/reapply", post(dr_api::reapply))
-        .route("/_dr/fault", post(dr_api::fault))
+        .route("/metadata", get(fhir::metadata).fallback(fhir::only_get))
+        .route("/_dr/status", get(dr_api::status).fallback(fhir::only_get))
+        .route(
+            "/_dr/failback",
+            post(dr_api::failback).fallback(fhir::only_post),
+        )
+        .route(
+            "/_dr/force-failover",
+            post(dr_api::force_failover).fallback(fhir::only_post),
+        )
+        .route(
+            "/_dr/quarantine",
+            get(dr_api::quarantine).fallback(fhir::only_get),
+        )
+        .route(
+            "/_dr/reapply",
+            post(dr_api::reapply).fallback(fhir::only_post),
+        )
+        .route("/_dr/fault", post(dr_api::fault).fallback(fhir::only_post))
         .route("/{kind}", post(fhir::create).fallback(fhir::only_post))
         .route(
             "/{kind}/{id}",
