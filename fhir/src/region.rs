@@ -165,14 +165,19 @@ impl FhirRegion {
         }
     }
 
-    /// Brings the index up to the log (rebuilt when the log was truncated on rejoin).
-    fn sync(&mut self, rebuild: bool) {
+    /// Brings the index up to the log (rebuilt if the log is shorter than what it indexed).
+    fn sync(&mut self) {
         let len = self.machine.log().len() as u64;
-        if rebuild || self.index.indexed() > len {
-            self.index = Index::rebuild(self.machine.log());
+        if self.index.indexed() > len {
+            self.rebuild();
         } else if self.index.indexed() < len {
             self.index.extend(self.machine.log());
         }
+    }
+
+    /// Indexes the whole log again (after a rejoin moved or replaced part of it).
+    fn rebuild(&mut self) {
+        self.index = Index::rebuild(self.machine.log());
     }
 
     /// Protocol time as whole wall seconds, at least 1.
@@ -216,7 +221,7 @@ impl FhirRegion {
             });
             return Err(self.failure(&refusal));
         }
-        self.sync(false);
+        self.sync();
         let new_id = format!("{write:x}");
         let Some(change) = index::prepare(&self.index, request, &new_id, unix_ms)? else {
             return Ok(None);
@@ -227,7 +232,7 @@ impl FhirRegion {
         {
             Ok(ack) => {
                 if !self.index.record(ack.index, &change) {
-                    self.sync(false);
+                    self.sync();
                 }
                 Ok(Some((ack, change)))
             }
@@ -249,7 +254,7 @@ impl FhirRegion {
             None | Some(Refusal::Throttled { .. }) => {}
             Some(refusal) => return Err(self.failure(&refusal)),
         }
-        self.sync(false);
+        self.sync();
         let log = self.machine.log();
         Ok(match (history, version) {
             (true, _) => index::history(&self.index, log, kind, id)?,
@@ -315,7 +320,11 @@ impl FhirRegion {
                     .events
                     .iter()
                     .any(|e| matches!(e, Event::Rejoined { .. }));
-                self.sync(rejoined);
+                if rejoined {
+                    self.rebuild();
+                } else {
+                    self.sync();
+                }
                 FhirOutput::Protocol(output)
             }
         }
