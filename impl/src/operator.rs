@@ -1,12 +1,15 @@
 //! The operator's side of a deployment, written once for the in-process
 //! [`crate::deployment::Deployment`] and the networked endpoint: who is the operator, whether
-//! the endpoint can reach a writable primary, and how a quarantined write is re-applied.
+//! the endpoint can reach a writable primary, and how a quarantined write is re-applied, over
+//! [`Cluster`], the one interface both implement.
 
+use drcheck_fhir::region::{Failure, FhirWriteResult};
 use drcheck_fhir::{Change, WriteRequest};
 use drcheck_properties::Status;
 use drcheck_protocol::control::Routing;
 use drcheck_protocol::entry::{Epoch, WriteId};
 use drcheck_protocol::refusal::OperatorRefusal;
+use drcheck_protocol::region::Ack;
 use serde::{Deserialize, Serialize};
 
 /// Compares two secrets in time that depends only on their lengths.
@@ -107,6 +110,63 @@ pub fn reapply_request(
         reason: e.to_string(),
     })?;
     Ok(change.reapply_request())
+}
+
+/// A deployment as the operator's logic sees it, whether its regions run in this process
+/// ([`crate::deployment::Deployment`]) or as processes behind the endpoint.
+// Used only through generics inside this crate, so callers see the concrete futures (and
+// whether they are `Send`).
+#[allow(async_fn_in_trait)]
+pub trait Cluster {
+    /// What goes wrong on the way (the deployment's error; the endpoint's finished answer).
+    type Error;
+
+    /// Every quarantined write it can read.
+    async fn quarantine(&mut self) -> Result<Vec<QuarantineItem>, Self::Error>;
+
+    /// Is region `r` running?
+    fn running(&self, r: u8) -> bool;
+
+    /// A FHIR write at the data primary, by the routing.
+    async fn write(
+        &mut self,
+        request: WriteRequest,
+        reapply_of: Option<WriteId>,
+    ) -> Result<FhirWriteResult, Self::Error>;
+
+    /// Every region marks quarantined write `write` as re-applied.
+    async fn mark_reapplied(&mut self, write: WriteId) -> Result<(), Self::Error>;
+}
+
+/// Why a re-apply wrote nothing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReapplyFailed {
+    /// Refused before writing (not quarantined, re-applied already, holder down, unreadable).
+    Refused(OperatorRefusal),
+    /// The data primary did not take the write.
+    Write(Failure),
+}
+
+/// Re-applies quarantined write `write` as a new write at the data primary and marks it in
+/// every quarantine: what the primary acknowledged (`None`: the change had nothing left to
+/// do), or why nothing was written.
+pub async fn reapply<C: Cluster>(
+    cluster: &mut C,
+    write: WriteId,
+) -> Result<Result<Option<(Ack, Change)>, ReapplyFailed>, C::Error> {
+    let items = cluster.quarantine().await?;
+    let request = match reapply_request(&items, write, |r| cluster.running(r)) {
+        Ok(request) => request,
+        Err(refusal) => return Ok(Err(ReapplyFailed::Refused(refusal))),
+    };
+    match cluster.write(request, Some(write)).await? {
+        Ok(written) => {
+            // Every region that quarantined it (with three regions, two may have).
+            cluster.mark_reapplied(write).await?;
+            Ok(Ok(written))
+        }
+        Err(failure) => Ok(Err(ReapplyFailed::Write(failure))),
+    }
 }
 
 #[cfg(test)]

@@ -3,7 +3,9 @@
 
 use drcheck_properties::Status;
 
-use crate::operator::{self, QuarantineItem};
+use crate::operator::{self, Cluster, QuarantineItem, ReapplyFailed};
+use drcheck_fhir::region::FhirWriteResult;
+use drcheck_fhir::WriteRequest;
 use drcheck_protocol::control::{ControlInput, ControlOutput};
 use drcheck_protocol::entry::WriteId;
 use drcheck_protocol::event::Event;
@@ -138,23 +140,15 @@ impl Deployment {
         write: WriteId,
     ) -> Result<Result<OperatorResponse, OperatorError>, DeployError> {
         let refuse = |reason: OperatorRefusal| Ok(Err(OperatorError::Refused(reason)));
-        let items = self.quarantine().await?;
-        let up = |r: u8| self.status(r).is_some_and(|s| s != Status::Down);
-        let request = match operator::reapply_request(&items, write, up) {
-            Ok(request) => request,
-            Err(refusal) => return refuse(refusal),
+        let written = match operator::reapply(self, write).await? {
+            Ok(written) => Ok(written),
+            Err(ReapplyFailed::Refused(refusal)) => return refuse(refusal),
+            Err(ReapplyFailed::Write(failure)) => Err(failure),
         };
-        let written = self.write_routed(request, Some(write)).await?;
         let ack = match acknowledged(written)? {
             Ok(ack) => ack,
             Err(refusal) => return refuse(OperatorRefusal::WriteRefused { refusal }),
         };
-        // Every region that quarantined it (with three regions, two may have).
-        for r in 0..self.cfg.regions {
-            let _ = self
-                .call_region(r, RegionInput::MarkReapplied { write })
-                .await;
-        }
         self.observer.emit(
             self.clock.now(),
             NodeId::Control,
@@ -167,5 +161,34 @@ impl Deployment {
             original: write,
             write: ack.write,
         }))
+    }
+}
+
+impl Cluster for Deployment {
+    type Error = DeployError;
+
+    async fn quarantine(&mut self) -> Result<Vec<QuarantineItem>, DeployError> {
+        Deployment::quarantine(self).await
+    }
+
+    fn running(&self, r: u8) -> bool {
+        self.status(r).is_some_and(|s| s != Status::Down)
+    }
+
+    async fn write(
+        &mut self,
+        request: WriteRequest,
+        reapply_of: Option<WriteId>,
+    ) -> Result<FhirWriteResult, DeployError> {
+        self.write_routed(request, reapply_of).await
+    }
+
+    async fn mark_reapplied(&mut self, write: WriteId) -> Result<(), DeployError> {
+        for r in 0..self.cfg.regions {
+            let _ = self
+                .call_region(r, RegionInput::MarkReapplied { write })
+                .await;
+        }
+        Ok(())
     }
 }

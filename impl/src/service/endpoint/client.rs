@@ -149,6 +149,17 @@ impl Endpoint {
         request: WriteRequest,
         reapply_of: Option<WriteId>,
     ) -> Result<Option<(Ack, Change)>, Response> {
+        self.write_result(request, reapply_of)
+            .await?
+            .map_err(|f| failure_response(&f))
+    }
+
+    /// Writes through the data primary: what it acknowledged, or the primary's failure.
+    pub(super) async fn write_result(
+        &self,
+        request: WriteRequest,
+        reapply_of: Option<WriteId>,
+    ) -> Result<FhirWriteResult, Response> {
         let write = self.next_write.fetch_add(1, Ordering::Relaxed);
         let result = self
             .on_primary(|primary| {
@@ -165,7 +176,7 @@ impl Endpoint {
             // Refused by the fresh routing's primary too: ask again next time.
             self.forget_routing();
         }
-        result.map_err(|f| failure_response(&f))
+        Ok(result)
     }
 
     async fn write_to(

@@ -10,11 +10,13 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::auth::Operator;
-use super::response::{ok_json, unavailable, Outcome};
+use super::response::{failure_response, ok_json, unavailable, Outcome};
 use super::{limited, Answer, Endpoint, Fault, Shared};
-use crate::operator::{self, QuarantineItem};
+use crate::operator::{self, Cluster, QuarantineItem, ReapplyFailed};
 use drcheck_fhir::change::Change;
+use drcheck_fhir::index::WriteRequest;
 use drcheck_fhir::outcome::FhirError;
+use drcheck_fhir::region::FhirWriteResult;
 use drcheck_fhir::region::QuarantinedWrite;
 use drcheck_protocol::control::{ControlInput, ControlOutput};
 use drcheck_protocol::entry::WriteId;
@@ -152,24 +154,53 @@ fn quarantine_item(region: u8, q: QuarantinedWrite) -> QuarantineItem {
 
 pub(super) async fn reapply(_: Operator, State(ep): Shared, body: Body) -> Answer {
     let original = operator_body::<WriteRef>(body).await?.write;
-    // Only running regions answer: their quarantines are the ones a re-apply can mark.
-    let items: Vec<QuarantineItem> = ep
-        .regions()
-        .await
-        .into_iter()
-        .enumerate()
-        .filter_map(|(r, s)| Some((r as u8, s.ok()?.quarantine)))
-        .flat_map(|(region, held)| held.into_iter().map(move |q| quarantine_item(region, q)))
-        .collect();
-    let request = operator::reapply_request(&items, original, |_| true)
-        .map_err(|refusal| refused(refusal.to_string()))?;
-    let written = ep.write(request, Some(original)).await?;
-    ep.mark_reapplied(original).await;
+    let written = match operator::reapply(&mut Processes(&ep), original).await? {
+        Ok(written) => written,
+        Err(ReapplyFailed::Refused(refusal)) => return Err(refused(refusal.to_string())),
+        Err(ReapplyFailed::Write(failure)) => return Err(failure_response(&failure)),
+    };
     Ok(ok_json(&json!({
         "reapplied": original,
         "write": written.as_ref().map(|(ack, _)| ack.write),
         "version": written.as_ref().map(|(_, c)| c.version),
     })))
+}
+
+/// The deployment's processes as the operator's shared logic sees them.
+struct Processes<'a>(&'a Endpoint);
+
+impl Cluster for Processes<'_> {
+    type Error = Response;
+
+    /// Only running regions answer: theirs are the quarantines a re-apply can mark.
+    async fn quarantine(&mut self) -> Result<Vec<QuarantineItem>, Response> {
+        Ok(self
+            .0
+            .regions()
+            .await
+            .into_iter()
+            .enumerate()
+            .filter_map(|(r, s)| Some((r as u8, s.ok()?.quarantine)))
+            .flat_map(|(region, held)| held.into_iter().map(move |q| quarantine_item(region, q)))
+            .collect())
+    }
+
+    fn running(&self, r: u8) -> bool {
+        self.0.cfg.faults.as_ref().is_none_or(|f| f.running(r))
+    }
+
+    async fn write(
+        &mut self,
+        request: WriteRequest,
+        reapply_of: Option<WriteId>,
+    ) -> Result<FhirWriteResult, Response> {
+        self.0.write_result(request, reapply_of).await
+    }
+
+    async fn mark_reapplied(&mut self, write: WriteId) -> Result<(), Response> {
+        self.0.mark_reapplied(write).await;
+        Ok(())
+    }
 }
 
 pub(super) async fn fault(_: Operator, State(ep): Shared, body: Body) -> Answer {
