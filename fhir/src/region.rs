@@ -290,9 +290,7 @@ impl FhirRegion {
             resources: self.index.len(),
         }
     }
-}
 
-impl FhirRegion {
     /// The region this is.
     pub fn id(&self) -> u8 {
         self.machine.id()

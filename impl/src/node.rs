@@ -11,7 +11,6 @@ use drcheck_fhir::region::{FhirInput, FhirOutput, FhirRegion};
 use drcheck_protocol::control::{ControlInput, ControlMachine, ControlOutput};
 use drcheck_protocol::event::Event;
 use drcheck_protocol::message::{Envelope, NodeId};
-use drcheck_protocol::region::{RegionInput, RegionMachine, RegionOutput};
 use drcheck_protocol::{Effects, Inbound};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -36,23 +35,6 @@ pub trait Machine: Send + 'static {
     fn handle(&mut self, now: Millis, input: Self::Input, fx: &mut Effects) -> Self::Output;
     /// The answer to `input` when persisting its effects failed (the node stops).
     fn store_failed(input: &Self::Input) -> Self::Output;
-}
-
-impl Machine for RegionMachine {
-    type Input = RegionInput;
-    type Output = RegionOutput;
-
-    fn node(&self) -> NodeId {
-        NodeId::Region(self.id())
-    }
-
-    fn handle(&mut self, now: Millis, input: RegionInput, fx: &mut Effects) -> RegionOutput {
-        RegionMachine::handle(self, now, input, fx)
-    }
-
-    fn store_failed(input: &RegionInput) -> RegionOutput {
-        RegionMachine::store_failed(input)
-    }
 }
 
 impl Machine for ControlMachine {

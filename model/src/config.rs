@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use drcheck_properties::{Bug, Inconsistent, Timing};
+use drcheck_properties::{timing, Bug, Inconsistent, Timing};
 
 /// Every parameter of the model, as a user states it (times in minutes).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -154,11 +154,10 @@ impl Params {
                 "0..=120 ticks, 1 at least where a zero makes no sense",
             )
         };
-        // A zero makes sense only for the delay, the skew and the grace period.
-        let timing = self.timing.try_map(|name, value| {
-            let lo = u32::from(!matches!(name, "delay" | "skew" | "grace"));
-            ticks(name, value, lo)
-        })?;
+        let timing = self
+            .timing
+            .zip(&timing::MAY_BE_ZERO)
+            .try_map(|name, (value, may_be_zero)| ticks(name, value, u32::from(!may_be_zero)))?;
         let horizon = match self.horizon {
             0 => None,
             h => Some(ticks("horizon", h, 1)?),

@@ -71,6 +71,21 @@ pub const NAMES: [&str; 10] = [
     "drain-timeout",
 ];
 
+/// Which parameters may be zero: no delay, no skew and no grace period make sense; a zero
+/// heartbeat, detection time, lease, throttle, RPO, RTO or drain timeout does not.
+pub const MAY_BE_ZERO: Timing<bool> = Timing {
+    heartbeat: false,
+    delay: true,
+    detection: false,
+    lease: false,
+    skew: true,
+    throttle: false,
+    rpo: false,
+    rto: false,
+    grace: true,
+    drain_timeout: false,
+};
+
 impl<T: Copy> Timing<T> {
     /// The same parameters in another unit (or type).
     pub fn map<U>(&self, f: impl Fn(T) -> U) -> Timing<U> {
@@ -88,20 +103,20 @@ impl<T: Copy> Timing<T> {
         }
     }
 
-    /// Each parameter with its name ([`NAMES`]), in order.
-    pub fn named(&self) -> [(&'static str, T); 10] {
-        [
-            (NAMES[0], self.heartbeat),
-            (NAMES[1], self.delay),
-            (NAMES[2], self.detection),
-            (NAMES[3], self.lease),
-            (NAMES[4], self.skew),
-            (NAMES[5], self.throttle),
-            (NAMES[6], self.rpo),
-            (NAMES[7], self.rto),
-            (NAMES[8], self.grace),
-            (NAMES[9], self.drain_timeout),
-        ]
+    /// Each parameter paired with the same parameter of `other`.
+    pub fn zip<U: Copy>(&self, other: &Timing<U>) -> Timing<(T, U)> {
+        Timing {
+            heartbeat: (self.heartbeat, other.heartbeat),
+            delay: (self.delay, other.delay),
+            detection: (self.detection, other.detection),
+            lease: (self.lease, other.lease),
+            skew: (self.skew, other.skew),
+            throttle: (self.throttle, other.throttle),
+            rpo: (self.rpo, other.rpo),
+            rto: (self.rto, other.rto),
+            grace: (self.grace, other.grace),
+            drain_timeout: (self.drain_timeout, other.drain_timeout),
+        }
     }
 
     /// Each parameter converted with `f`, stopping at the first it refuses (with the

@@ -93,14 +93,13 @@ impl Endpoint {
     /// The data primary's RPC address by the cached routing (the control plane's when none
     /// is cached), or by a fresh one if the endpoint cannot reach that primary now.
     async fn primary(&self) -> Result<SocketAddr, Response> {
-        let routing = match self.cached_routing() {
-            Some(routing) => routing,
-            None => self.fresh_routing().await?,
-        };
-        match self.reachable(routing) {
-            Ok(primary) => Ok(primary),
-            // The cached routing may name a region the control plane has moved away from.
-            Err(_) => self.fresh_primary().await,
+        match self.cached_routing() {
+            Some(routing) => match self.reachable(routing) {
+                Ok(primary) => Ok(primary),
+                // It may name a region the control plane has moved away from.
+                Err(_) => self.fresh_primary().await,
+            },
+            None => self.fresh_primary().await,
         }
     }
 
