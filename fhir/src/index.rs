@@ -67,7 +67,7 @@ impl Index {
             let log_index = self.indexed;
             self.indexed += 1;
             let added = match Change::from_payload(&entry.payload) {
-                Ok(change) => self.add(log_index, change),
+                Ok(change) => self.add(log_index, &change),
                 Err(_) => false,
             };
             if !added {
@@ -77,15 +77,16 @@ impl Index {
     }
 
     /// Indexes `change`, which the region just appended as entry `log_index` (the next one):
-    /// the change it built, not its payload parsed back. `false` (and nothing recorded) if the
-    /// index does not stand just before that entry, or the change is stale; the caller then
-    /// catches up with [`Index::extend`].
+    /// the change it built, not its payload parsed back (a stale change is counted in
+    /// [`Index::skipped`], as [`Index::extend`] counts it). `false`, and nothing recorded, if
+    /// the index does not stand just before that entry; the caller then catches up with
+    /// [`Index::extend`].
     pub fn record(&mut self, log_index: u64, change: &Change) -> bool {
         if log_index != self.indexed {
             return false;
         }
         self.indexed += 1;
-        let added = self.add(log_index, change.clone());
+        let added = self.add(log_index, change);
         if !added {
             self.skipped += 1;
         }
@@ -93,12 +94,13 @@ impl Index {
     }
 
     /// Records `change` at `log_index`, unless it is stale; says whether it did.
-    fn add(&mut self, log_index: u64, change: Change) -> bool {
+    fn add(&mut self, log_index: u64, change: &Change) -> bool {
+        // Only the version's metadata is kept: the resource itself stays in the log.
         let versions = self
             .resources
-            .entry(change.kind)
+            .entry(change.kind.clone())
             .or_default()
-            .entry(change.id)
+            .entry(change.id.clone())
             .or_default();
         if versions.last().is_some_and(|v| v.version >= change.version) {
             return false;
@@ -107,7 +109,7 @@ impl Index {
             version: change.version,
             log_index,
             deleted: change.deleted,
-            last_updated: change.last_updated,
+            last_updated: change.last_updated.clone(),
         });
         true
     }

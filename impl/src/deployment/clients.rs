@@ -72,13 +72,21 @@ impl Deployment {
 
 /// A client's create of `resource` (FHIR JSON), validated as the endpoint validates it.
 pub(super) fn create_request(resource: &str) -> Result<WriteRequest, DeployError> {
-    let kind = serde_json::from_str::<serde_json::Value>(resource)
-        .ok()
-        .and_then(|v| v.get("resourceType")?.as_str().map(str::to_string))
+    let Ok(serde_json::Value::Object(body)) = serde_json::from_str(resource) else {
+        return Err(DeployError::Fhir(format!("not a JSON object: {resource}")));
+    };
+    let kind = body
+        .get("resourceType")
+        .and_then(|k| k.as_str())
+        .map(str::to_string)
         .ok_or_else(|| DeployError::Fhir(format!("no resourceType in {resource}")))?;
-    let resource = drcheck_fhir::validate::parse_resource(&kind, None, resource.as_bytes())
+    drcheck_fhir::validate::check_type(&kind).map_err(|e| DeployError::Fhir(e.to_string()))?;
+    drcheck_fhir::validate::check_resource(&kind, None, &body)
         .map_err(|e| DeployError::Fhir(e.to_string()))?;
-    Ok(WriteRequest::Create { kind, resource })
+    Ok(WriteRequest::Create {
+        kind,
+        resource: body,
+    })
 }
 
 /// The answer when no writable primary is reachable (or it stopped mid-request).
