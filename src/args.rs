@@ -296,6 +296,10 @@ pub struct TimingArgs {
     /// How long a switchover's drain may take before it aborts (minutes).
     #[arg(long, default_value_t = Timing::default().drain_timeout)]
     pub drain_timeout: u32,
+    /// How long an in-sync secondary may leave the primary's oldest write unconfirmed before
+    /// it is left out of sync and the primary writes unprotected (minutes).
+    #[arg(long, default_value_t = Timing::default().sync_timeout)]
+    pub sync_timeout: u32,
 }
 
 impl TimingArgs {
@@ -311,6 +315,7 @@ impl TimingArgs {
             rto: self.rto,
             grace: self.grace,
             drain_timeout: self.drain_timeout,
+            sync_timeout: self.sync_timeout,
         }
     }
 }

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use drcheck_properties::{Ledger, RegionView, Status, View};
+use drcheck_properties::{Bounds, Ledger, View};
 
 use crate::time::{Millis, Timing, MINUTE};
 use drcheck_protocol::entry::WriteId;
@@ -19,6 +19,16 @@ pub const TICK: Millis = MINUTE;
 /// `ms` in ticks, rounded up, saturating at `u8::MAX`.
 pub fn ticks(ms: Millis) -> u8 {
     u8::try_from(ms.div_ceil(TICK)).unwrap_or(u8::MAX)
+}
+
+/// The timing bounds the invariants need, in ticks of the abstract view.
+pub fn bounds(t: &Timing) -> Bounds {
+    Bounds {
+        rpo: ticks(t.rpo),
+        rto: ticks(t.rto),
+        detection: ticks(t.detection),
+        drain_timeout: ticks(t.drain_timeout),
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -38,8 +48,7 @@ struct Decided {
 #[derive(Debug)]
 pub struct Ghost {
     age_cap: u8,
-    rto: u8,
-    detection: u8,
+    bounds: Bounds,
     ledger: Ledger,
     /// Implementation write id → the view's id (1, 2, … in order of acknowledgement).
     ids: HashMap<WriteId, u8>,
@@ -54,9 +63,12 @@ impl Ghost {
     pub fn new(regions: u8, timing: &Timing) -> Ghost {
         let n = usize::from(regions);
         Ghost {
-            age_cap: ticks(timing.rpo.max(timing.throttle)),
-            rto: ticks(timing.rto),
-            detection: ticks(timing.detection),
+            age_cap: drcheck_properties::age_cap(
+                ticks(timing.rpo),
+                ticks(timing.throttle),
+                ticks(timing.sync_timeout),
+            ),
+            bounds: bounds(timing),
             ledger: Ledger::default(),
             ids: HashMap::new(),
             dark: vec![false; n],
@@ -218,32 +230,25 @@ impl Ghost {
         }
     }
 
-    /// Region `r` crashed or was isolated; `view` is the state before.
+    /// Region `r` crashed or was isolated; `view` is the state before; `guard_refused`: the
+    /// control plane waits on a refused RPO guard.
     pub fn outage(&mut self, r: u8, view: &View, guard_refused: bool) {
         self.down_for[usize::from(r)] = Some(0);
         self.unreachable(r, view);
-        let only_fault = !view.partitioned
-            && view
-                .regions
-                .iter()
-                .enumerate()
-                .all(|(x, region)| x == usize::from(r) || region.status == Status::Up);
-        self.start_fault(r == view.routing.primary && only_fault && !guard_refused);
+        self.ledger
+            .fault_begins(view.single_fault(Some(r)), guard_refused);
     }
 
-    /// The inter-region link was cut.
-    pub fn partition(&mut self) {
-        self.start_fault(false);
+    /// The inter-region link was cut; `view` is the state before.
+    pub fn partition(&mut self, view: &View, guard_refused: bool) {
+        self.ledger
+            .fault_begins(view.single_fault(None), guard_refused);
     }
 
-    /// A new fault: a second one excuses the outage clock (the RTO is promised for single
-    /// faults); a single fault of the primary starts it.
-    fn start_fault(&mut self, starts_outage: bool) {
-        if self.ledger.outage.is_some() {
-            self.ledger.outage = None;
-        } else if starts_outage {
-            self.ledger.outage = Some(0);
-        }
+    /// The operator asked for a data failback to `target`, which the ghost judged eligible
+    /// (up, linked, an in-sync secondary of the current epoch): `accepted` or refused.
+    pub fn failback_requested(&mut self, target: u8, accepted: bool) {
+        self.ledger.failback_requested(target, accepted);
     }
 
     /// Region `r` is back (recovered or reconnected).
@@ -253,18 +258,18 @@ impl Ghost {
 
     /// One tick of protocol time passed.
     pub fn tick(&mut self) {
-        self.ledger.tick(self.age_cap, self.rto);
+        self.ledger.tick(self.age_cap, &self.bounds);
         for d in self.down_for.iter_mut().flatten() {
-            *d = (*d + 1).min(self.detection + 1);
+            *d = (*d + 1).min(self.bounds.detection + 1);
         }
     }
 
-    /// After every step: writes every region holds can no longer be lost; the outage clock
-    /// stops once the endpoint takes writes again.
-    pub fn settle(&mut self, regions: &[RegionView], endpoint_writable: bool) {
-        self.ledger.settle(regions, self.age_cap);
-        if endpoint_writable {
-            self.ledger.outage = None;
-        }
+    /// After every step: writes every region holds can no longer be lost; the availability
+    /// clocks run while the endpoint cannot take writes; `switching`: a switchover is under
+    /// way.
+    pub fn settle(&mut self, view: &View, endpoint_writable: bool, switching: bool) {
+        self.ledger.settle(&view.regions, self.age_cap);
+        self.ledger
+            .after_step(endpoint_writable, view.all_up(), switching);
     }
 }

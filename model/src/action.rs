@@ -75,6 +75,12 @@ pub enum Action {
         /// The candidate promoted.
         region: u8,
     },
+    /// The control plane leaves a secondary that has not confirmed the primary's oldest
+    /// unconfirmed write within the sync timeout out of the in-sync set.
+    OutOfSync {
+        /// The lagging secondary.
+        region: u8,
+    },
     /// A recovered region rejoins as secondary of the current epoch.
     Rejoin {
         /// The region that rejoins.
@@ -82,6 +88,8 @@ pub enum Action {
     },
     /// Compute (the endpoint's routing) fails back to the home region.
     ComputeFailback,
+    /// Compute moves to the data primary's region: the compute region cannot reach it.
+    ComputeToPrimary,
     /// Switchover: the primary confirms it stopped writing and gave up its lease.
     Fence,
     /// Switchover: the drained target becomes primary under a new epoch.
@@ -146,6 +154,7 @@ impl Action {
             | DeliverHeartbeat { region }
             | Declare { region }
             | Promote { region }
+            | OutOfSync { region }
             | Rejoin { region }
             | Crash { region }
             | Isolate { region }
@@ -168,8 +177,10 @@ impl Action {
             DeliverHeartbeat { .. }
             | Declare { .. }
             | Promote { .. }
+            | OutOfSync { .. }
             | Rejoin { .. }
             | ComputeFailback
+            | ComputeToPrimary
             | Fence
             | CompleteSwitchover
             | AbortSwitchover
@@ -196,8 +207,10 @@ impl fmt::Display for Action {
             Replicate { from, to } => write!(f, "replicate {from} -> {to}"),
             Declare { region } => write!(f, "declare region {region} failed"),
             Promote { region } => write!(f, "promote region {region} (automatic failover)"),
+            OutOfSync { region } => write!(f, "region {region} left out of sync (sync timeout)"),
             Rejoin { region } => write!(f, "region {region} rejoins as secondary"),
             ComputeFailback => f.write_str("compute fails back home"),
+            ComputeToPrimary => f.write_str("compute moves to the data primary (cut off from it)"),
             Fence => f.write_str("fence the primary"),
             CompleteSwitchover => f.write_str("complete switchover"),
             AbortSwitchover => f.write_str("abort switchover (drain timed out)"),

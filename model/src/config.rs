@@ -162,9 +162,9 @@ impl Params {
             0 => None,
             h => Some(ticks("horizon", h, 1)?),
         };
-        // Every age is compared with the throttle, the RPO guard's threshold or the RPO, all
-        // at most the RPO: beyond it, ages need not grow (the state space stays small).
-        let age_cap = timing.rpo.max(timing.throttle);
+        // Beyond the largest bound an age is compared with, ages need not grow (the state
+        // space stays small).
+        let age_cap = drcheck_properties::age_cap(timing.rpo, timing.throttle, timing.sync_timeout);
         Ok(Config {
             params: self.clone(),
             timing,
@@ -233,6 +233,7 @@ impl Config {
             rpo: self.timing.rpo,
             rto: self.timing.rto,
             detection: self.timing.detection,
+            drain_timeout: self.timing.drain_timeout,
         }
     }
 

@@ -167,7 +167,7 @@ fn holds<const I: usize>(m: &DrModel, s: &DrState) -> bool {
     CATALOG[I].holds_in(&s.view, &m.bounds)
 }
 
-const CONDITIONS: [fn(&DrModel, &DrState) -> bool; 17] = [
+const CONDITIONS: [fn(&DrModel, &DrState) -> bool; 19] = [
     holds::<0>,
     holds::<1>,
     holds::<2>,
@@ -185,6 +185,8 @@ const CONDITIONS: [fn(&DrModel, &DrState) -> bool; 17] = [
     holds::<14>,
     holds::<15>,
     holds::<16>,
+    holds::<17>,
+    holds::<18>,
 ];
 
 const _: () = assert!(CONDITIONS.len() == CATALOG.len());

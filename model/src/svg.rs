@@ -98,7 +98,8 @@ fn shape(s: &DrState, action: &Action) -> Option<Shape> {
             arrow(ControlPlane, Region(region))
         }
         ComputeFailback => arrow(ControlPlane, Region(routing.home)),
-        Fence | AbortSwitchover => arrow(ControlPlane, Region(routing.primary)),
+        ComputeToPrimary => arrow(ControlPlane, Region(routing.primary)),
+        Fence | AbortSwitchover | OutOfSync { .. } => arrow(ControlPlane, Region(routing.primary)),
         CompleteSwitchover => {
             let target = match s.control.phase {
                 Phase::Switchover { target, .. } => target,

@@ -61,6 +61,10 @@ bugs! {
         "the endpoint keeps routing to a failed compute region",
     NoAutoFailover "no-auto-failover" => "rto_bound":
         "the control plane never fails over by itself: every failover waits for the operator",
+    NoSyncTimeout "no-sync-timeout" => "write_availability":
+        "a secondary that stops confirming stays in the in-sync set until it is declared failed: the primary throttles for as long as a partition lasts",
+    FailbackNeedsCaughtUp "failback-needs-caught-up" => "failback_completes":
+        "data failback is refused unless the target already holds the primary's whole log, which never holds while clients write",
 }
 
 impl fmt::Display for Bug {

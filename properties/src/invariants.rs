@@ -253,6 +253,46 @@ pub fn routing_healthy(v: &View, b: &Bounds) -> Verdict {
     }
 }
 
+/// After a single fault of any kind (an outage of the primary or of a secondary, an
+/// inter-region partition), writes resume within RTO and stay possible: no spell without writes
+/// under that fault lasts longer than RTO, whenever the RPO guard allows (generalises
+/// `rto_bound`, which watches only the first spell of a primary outage).
+pub fn write_availability(v: &View, b: &Bounds) -> Verdict {
+    match (v.ledger.unwritable, v.ledger.single_fault) {
+        (Some(t), Some(fault)) if t > b.rto => violated(
+            "write_availability",
+            format!(
+                "the endpoint has taken no write for {t} ticks under a single {} (RTO {} ticks)",
+                fault.name(),
+                b.rto
+            ),
+        ),
+        _ => Ok(()),
+    }
+}
+
+/// A data failback the operator asks for, to an up, linked, in-sync secondary of the current
+/// epoch, is accepted, and its switchover completes or aborts within the drain timeout (also
+/// while clients write: "caught up" is not required before fencing).
+pub fn failback_completes(v: &View, b: &Bounds) -> Verdict {
+    if let Some(target) = v.ledger.failback_refused {
+        return violated(
+            "failback_completes",
+            format!("a data failback to region {target}, an up and linked in-sync secondary, was refused"),
+        );
+    }
+    match v.ledger.failback {
+        Some(t) if t > b.drain_timeout => violated(
+            "failback_completes",
+            format!(
+                "a data failback has neither completed nor aborted {t} ticks after it was accepted (drain timeout {} ticks)",
+                b.drain_timeout
+            ),
+        ),
+        _ => Ok(()),
+    }
+}
+
 /// An automatic failover happened.
 pub fn failover_reachable(v: &View, _: &Bounds) -> bool {
     v.ledger

@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::region::RegionView;
+use crate::view::Bounds;
 
 /// What became of an acknowledged write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -105,6 +106,57 @@ pub struct Ledger {
     /// The RPO guard refused an automatic failover at least once (the RTO then waits for the
     /// old primary or the operator, by design).
     pub rto_waived: bool,
+    /// The single fault in effect (nothing else was wrong when it began), which
+    /// `write_availability` watches until another fault begins; `None` before any fault and
+    /// once two overlap.
+    pub single_fault: Option<SingleFault>,
+    /// Ticks the endpoint has been unable to take writes, without a break, under the single
+    /// fault; `None` while it takes writes (or no single fault is watched).
+    pub unwritable: Option<u8>,
+    /// Ticks since the operator's data failback request was accepted, while its switchover
+    /// runs and no fault has interfered.
+    pub failback: Option<u8>,
+    /// A data failback request to an eligible target (up, linked, an in-sync secondary of the
+    /// current epoch) was refused: the region it named.
+    pub failback_refused: Option<u8>,
+}
+
+/// The age at which write ages saturate, in ticks: the largest bound any guard or property
+/// compares an age with (the RPO and the RPO guard's threshold below it, the sync timeout with
+/// `>=`, the throttle with `>`, so one more). The model and the implementation's ghost both use
+/// it, so that their views agree.
+pub fn age_cap(rpo: u8, throttle: u8, sync_timeout: u8) -> u8 {
+    rpo.max(throttle.saturating_add(1)).max(sync_timeout)
+}
+
+/// The kind of a fault that began while nothing else was wrong.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SingleFault {
+    /// The data primary crashed or was isolated.
+    PrimaryOutage,
+    /// A secondary crashed or was isolated.
+    SecondaryOutage,
+    /// The regions were cut off from each other (the control plane still hears all).
+    Partition,
+}
+
+impl SingleFault {
+    /// Every kind, in report order.
+    pub const ALL: [SingleFault; 3] = [
+        SingleFault::PrimaryOutage,
+        SingleFault::SecondaryOutage,
+        SingleFault::Partition,
+    ];
+
+    /// The kind's name in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            SingleFault::PrimaryOutage => "primary outage",
+            SingleFault::SecondaryOutage => "secondary outage",
+            SingleFault::Partition => "inter-region partition",
+        }
+    }
 }
 
 impl Ledger {
@@ -192,13 +244,65 @@ impl Ledger {
         }
     }
 
-    /// One tick of time passes.
-    pub fn tick(&mut self, age_cap: u8, rto: u8) {
+    /// One tick of time passes. Clocks saturate just past the bound a property compares them
+    /// with.
+    pub fn tick(&mut self, age_cap: u8, bounds: &Bounds) {
         for w in &mut self.writes {
             w.age = w.age.saturating_add(1).min(age_cap);
         }
+        let past = |t: &mut u8, bound: u8| *t = t.saturating_add(1).min(bound.saturating_add(1));
         if let Some(t) = &mut self.outage {
-            *t = t.saturating_add(1).min(rto.saturating_add(1));
+            past(t, bounds.rto);
+        }
+        if let Some(t) = &mut self.unwritable {
+            past(t, bounds.rto);
+        }
+        if let Some(t) = &mut self.failback {
+            past(t, bounds.drain_timeout);
+        }
+    }
+
+    /// A fault begins: `single` is its kind when nothing else was wrong, `None` when it
+    /// overlaps another; `guard_refused`: the control plane is waiting on a refused RPO guard.
+    /// A second fault excuses the clocks (the RTO is promised for single faults), a fault
+    /// during a switchover excuses its deadline.
+    pub fn fault_begins(&mut self, single: Option<SingleFault>, guard_refused: bool) {
+        if self.outage.is_some() {
+            self.outage = None;
+        } else if single == Some(SingleFault::PrimaryOutage) && !guard_refused {
+            self.outage = Some(0);
+        }
+        self.single_fault = single;
+        self.unwritable = None;
+        self.failback = None;
+    }
+
+    /// After every step: the availability clocks run while the endpoint cannot take writes
+    /// and stop when it can; `repaired`: every region is up and linked again (the single
+    /// fault is over once writes are possible too, and is no longer watched: states after a
+    /// repaired fault are then the same whatever the fault was); `switching`: a switchover is
+    /// under way (its deadline runs).
+    pub fn after_step(&mut self, endpoint_writable: bool, repaired: bool, switching: bool) {
+        if endpoint_writable {
+            self.outage = None;
+            if repaired {
+                self.single_fault = None;
+            }
+        }
+        let watched = self.single_fault.is_some() && !self.rto_waived;
+        self.unwritable = (watched && !endpoint_writable).then(|| self.unwritable.unwrap_or(0));
+        if !switching {
+            self.failback = None;
+        }
+    }
+
+    /// The operator asked for a data failback to an eligible target: `accepted`, its
+    /// switchover started; otherwise it was refused.
+    pub fn failback_requested(&mut self, target: u8, accepted: bool) {
+        if accepted {
+            self.failback = Some(0);
+        } else if self.failback_refused.is_none() {
+            self.failback_refused = Some(target);
         }
     }
 

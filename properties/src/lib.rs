@@ -20,7 +20,7 @@ pub mod view;
 pub use diff::describe_changes;
 pub use guard::{Bug, UnknownBug};
 pub use invariants::{Verdict, Violation};
-pub use ledger::{FailoverKind, FailoverRecord, Fate, Ledger, WriteRecord};
+pub use ledger::{age_cap, FailoverKind, FailoverRecord, Fate, Ledger, SingleFault, WriteRecord};
 pub use region::{Entry, RegionView, Role, Routing, Status};
 pub use timing::{Inconsistent, Timing};
 pub use view::{initial_role, Bounds, View, FIRST_EPOCH, FIRST_PRIMARY};
@@ -102,6 +102,8 @@ catalog! {
     Always data_failback_manual: "no promotion away from a healthy primary without an operator request",
     Always failback_zero_loss: "a manual data failback loses no acknowledged write",
     Always routing_healthy: "the endpoint never routes to a region down for longer than the detection time",
+    Always write_availability: "after any single fault, every spell without writes lasts at most RTO whenever the RPO guard allows",
+    Always failback_completes: "a data failback to an up, linked, in-sync target is accepted and completes or aborts within the drain timeout",
     Sometimes failover_reachable: "an automatic failover happens",
     Sometimes forced_failover_reachable: "an operator-forced failover happens",
     Sometimes failback_reachable: "a manual data failback completes",

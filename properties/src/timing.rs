@@ -34,11 +34,15 @@ pub struct Timing<T = u32> {
     pub grace: T,
     /// How long a switchover may drain before it is aborted.
     pub drain_timeout: T,
+    /// How long an in-sync secondary may leave the primary's oldest unconfirmed write
+    /// unconfirmed before the control plane leaves it out of the in-sync set (the primary then
+    /// writes unprotected instead of throttling for as long as a partition lasts).
+    pub sync_timeout: T,
 }
 
 impl Default for Timing {
     /// The defaults, in minutes: heartbeat 1, delay 1, detection 5, lease 5, skew 1,
-    /// throttle 5, RPO 15, RTO 60, grace 30, drain timeout 5. They keep lease + skew above the
+    /// throttle 5, RPO 15, RTO 60, grace 30, drain timeout 5, sync timeout 15. They keep lease + skew above the
     /// detection time, which is no consistency rule but gives the lease wait something to do
     /// (so that the `no-lease-wait` guard can be caught).
     fn default() -> Self {
@@ -53,12 +57,13 @@ impl Default for Timing {
             rto: 60,
             grace: 30,
             drain_timeout: 5,
+            sync_timeout: 15,
         }
     }
 }
 
 /// The parameters by name, in the order users see them (`--heartbeat`, `--delay`, …).
-pub const NAMES: [&str; 10] = [
+pub const NAMES: [&str; 11] = [
     "heartbeat",
     "delay",
     "detection",
@@ -69,6 +74,7 @@ pub const NAMES: [&str; 10] = [
     "rto",
     "grace",
     "drain-timeout",
+    "sync-timeout",
 ];
 
 /// Which parameters may be zero: no delay, no skew and no grace period make sense; a zero
@@ -84,6 +90,7 @@ pub const MAY_BE_ZERO: Timing<bool> = Timing {
     rto: false,
     grace: true,
     drain_timeout: false,
+    sync_timeout: false,
 };
 
 impl<T: Copy> Timing<T> {
@@ -100,6 +107,7 @@ impl<T: Copy> Timing<T> {
             rto: f(self.rto),
             grace: f(self.grace),
             drain_timeout: f(self.drain_timeout),
+            sync_timeout: f(self.sync_timeout),
         }
     }
 
@@ -116,6 +124,7 @@ impl<T: Copy> Timing<T> {
             rto: (self.rto, other.rto),
             grace: (self.grace, other.grace),
             drain_timeout: (self.drain_timeout, other.drain_timeout),
+            sync_timeout: (self.sync_timeout, other.sync_timeout),
         }
     }
 
@@ -136,6 +145,7 @@ impl<T: Copy> Timing<T> {
             rto: f(NAMES[7], self.rto)?,
             grace: f(NAMES[8], self.grace)?,
             drain_timeout: f(NAMES[9], self.drain_timeout)?,
+            sync_timeout: f(NAMES[10], self.sync_timeout)?,
         })
     }
 }
@@ -227,6 +237,21 @@ pub const RULES: &[Rule] = &[
         holds: |t| t.throttle < t.rpo,
         detail: |t| format!("{} >= {}", t.throttle, t.rpo),
     },
+    Rule {
+        name: "throttle <= sync_timeout",
+        endangers: "write availability (a secondary is left out of sync before the throttle could bound the loss window)",
+        holds: |t| t.throttle <= t.sync_timeout,
+        detail: |t| format!("{} > {}", t.throttle, t.sync_timeout),
+    },
+    Rule {
+        name: "sync_timeout + heartbeat + delay <= rto",
+        endangers: "write_availability (a partition stops writes for longer than the RTO)",
+        holds: |t| t.sync_timeout + t.heartbeat + t.delay <= t.rto,
+        detail: |t| {
+            let (h, d) = (t.heartbeat, t.delay);
+            format!("{} + {h} + {d} > {}", t.sync_timeout, t.rto)
+        },
+    },
 ];
 
 /// A parameter set that breaks a consistency rule.
@@ -283,7 +308,19 @@ mod tests {
                 ..base
             },
             Timing {
-                throttle: 15,
+                throttle: 14,
+                sync_timeout: 15,
+                rpo: 14,
+                ..base
+            },
+            Timing {
+                throttle: 14,
+                sync_timeout: 13,
+                rpo: 20,
+                ..base
+            },
+            Timing {
+                sync_timeout: 59,
                 ..base
             },
         ];

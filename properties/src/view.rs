@@ -76,6 +76,30 @@ impl View {
         &self.regions[usize::from(self.routing.primary)]
     }
 
+    /// The kind of a fault that begins now at region `region` (an outage) or between the
+    /// regions (`None`: a partition), if nothing else is wrong; `None` when it overlaps another.
+    pub fn single_fault(&self, region: Option<u8>) -> Option<crate::ledger::SingleFault> {
+        use crate::ledger::SingleFault;
+        let others_up = self
+            .regions
+            .iter()
+            .enumerate()
+            .all(|(r, x)| Some(r) == region.map(usize::from) || x.status == Status::Up);
+        if self.partitioned || !others_up {
+            return None;
+        }
+        Some(match region {
+            None => SingleFault::Partition,
+            Some(r) if r == self.routing.primary => SingleFault::PrimaryOutage,
+            Some(_) => SingleFault::SecondaryOutage,
+        })
+    }
+
+    /// Is nothing wrong: every region up, and the regions linked?
+    pub fn all_up(&self) -> bool {
+        !self.partitioned && self.regions.iter().all(|r| r.status == Status::Up)
+    }
+
     /// Can region `a` exchange data with region `b`?
     pub fn connected(&self, a: usize, b: usize) -> bool {
         let up = |r: usize| self.regions[r].status == Status::Up;
@@ -95,4 +119,7 @@ pub struct Bounds {
     /// The silence after which the control plane declares a region failed, in ticks; the
     /// endpoint must stop routing to a down region after this long.
     pub detection: u8,
+    /// How long a switchover may drain before it is aborted, in ticks: a data failback
+    /// completes or aborts within this long of the request.
+    pub drain_timeout: u8,
 }

@@ -16,7 +16,8 @@ mod support;
 
 use drcheck_properties::{
     describe_changes, property, violations, Bounds, Entry, Expectation, FailoverKind,
-    FailoverRecord, Fate, Ledger, RegionView, Role, Routing, Status, View, WriteRecord, CATALOG,
+    FailoverRecord, Fate, Ledger, RegionView, Role, Routing, SingleFault, Status, View,
+    WriteRecord, CATALOG,
 };
 use quickcheck::{Arbitrary, Gen, QuickCheck, TestResult, Testable};
 use support::{
@@ -142,6 +143,18 @@ fn ledger(g: &mut Gen, regions: u8) -> Ledger {
         },
         outage: maybe(g, 70),
         rto_waived: bool::arbitrary(g),
+        single_fault: if below(g, 2) == 0 {
+            None
+        } else {
+            Some(SingleFault::ALL[usize::from(below(g, 3))])
+        },
+        unwritable: maybe(g, 70),
+        failback: maybe(g, 10),
+        failback_refused: if below(g, 8) == 0 {
+            Some(below(g, regions))
+        } else {
+            None
+        },
     }
 }
 
@@ -207,6 +220,7 @@ impl Arbitrary for SmallBounds {
             rpo: 1 + below(g, 20),
             rto: 1 + below(g, 70),
             detection: 1 + below(g, 10),
+            drain_timeout: 1 + below(g, 10),
         })
     }
 }

@@ -67,6 +67,9 @@ pub enum ComputeMove {
     /// Home again.
     #[serde(rename = "compute failback")]
     Failback,
+    /// To the data primary: the compute region reported no contact with it.
+    #[serde(rename = "data primary unreachable from compute")]
+    PrimaryUnreachable,
 }
 
 /// Why a switchover was aborted.
@@ -150,7 +153,16 @@ pub enum Event {
         /// The secondary that confirmed the primary's whole log.
         region: u8,
     },
-    /// The primary no longer counts `region` (the control plane declared it failed).
+    /// The control plane left `region` out of the primary's in-sync set: it has not confirmed
+    /// the primary's oldest unconfirmed write within the sync timeout.
+    SyncTimedOut {
+        /// The lagging secondary.
+        region: u8,
+        /// How long ago (control plane's clock) that write was acknowledged.
+        waited: Millis,
+    },
+    /// The primary no longer counts `region` (the control plane declared it failed, or it
+    /// did not confirm within the sync timeout).
     OutOfSync {
         /// The primary counting.
         primary: u8,
@@ -370,6 +382,7 @@ impl Event {
             Event::WriteRefused { .. } => "write_refused",
             Event::Replicated { .. } => "replicated",
             Event::InSync { .. } => "in_sync",
+            Event::SyncTimedOut { .. } => "sync_timed_out",
             Event::OutOfSync { .. } => "out_of_sync",
             Event::HeartbeatSent { .. } => "heartbeat_sent",
             Event::HeartbeatReceived { .. } => "heartbeat_received",

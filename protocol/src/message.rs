@@ -48,6 +48,11 @@ pub struct Heartbeat {
     pub primary_contact: bool,
     /// From a primary: the secondaries it counts as in sync.
     pub in_sync: Vec<u8>,
+    /// From a primary: for each in-sync secondary that lacks part of its log, when (on the
+    /// primary's clock) the oldest entry it has not confirmed was acknowledged. The control
+    /// plane leaves a secondary out of sync when that is the sync timeout ago.
+    #[serde(default)]
+    pub unconfirmed_since: Vec<(u8, Millis)>,
     /// A fenced primary: the fence it obeys (its `issued`).
     pub fence: Option<Millis>,
     /// When it was sent, on the region's clock: the control plane ignores a heartbeat older

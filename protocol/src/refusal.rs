@@ -58,6 +58,18 @@ pub enum OperatorRefusal {
         /// The epoch it reports.
         reported_epoch: Epoch,
     },
+    /// The target is not in the primary's in-sync set (as the primary last reported it).
+    #[error("region {region} is not an in-sync secondary of the primary")]
+    NotInSync {
+        /// The target.
+        region: u8,
+    },
+    /// The target has not reported contact with the primary lately (a partition, say).
+    #[error("region {region} does not reach the data primary")]
+    NotLinked {
+        /// The target.
+        region: u8,
+    },
     /// The data primary is declared failed, or does not report as primary (fenced, say).
     #[error("the data primary {primary} is not healthy")]
     PrimaryUnhealthy {
@@ -168,6 +180,14 @@ pub enum StepRefusal {
     /// `Declare`: the region was heard within the detection time.
     #[error("heard within the detection time")]
     HeardRecently,
+    /// `OutOfSync`: the primary did not report the region in sync and lagging for the sync
+    /// timeout.
+    #[error("not reported in sync and lagging for the sync timeout")]
+    StillInSync,
+    /// `ComputeToPrimary`: compute is at the primary, or its region still reports contact
+    /// with it, or one of them is declared failed.
+    #[error("the compute region reaches the data primary")]
+    ComputeReachesPrimary,
     /// `Promote`: no failover is pending.
     #[error("no failover is pending")]
     NoFailoverPending,

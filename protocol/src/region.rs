@@ -269,7 +269,8 @@ impl RegionMachine {
         let oldest = usize::try_from(self.confirmed_by_in_sync()).ok()?;
         let entry = self.durable.log.get(oldest)?;
         let age = now.saturating_sub(entry.acked_at);
-        (age >= self.timing.throttle).then_some(self.timing.heartbeat.max(1))
+        // Older than the threshold, as DESIGN words it (not "at least as old").
+        (age > self.timing.throttle).then_some(self.timing.heartbeat.max(1))
     }
 
     /// Why this region would refuse a write now, if it would.
@@ -410,6 +411,22 @@ impl RegionMachine {
             .count() as u64
     }
 
+    /// For each in-sync secondary missing part of the log: when the oldest entry it has not
+    /// confirmed was acknowledged.
+    fn unconfirmed_since(&self) -> Vec<(u8, Millis)> {
+        if !self.ships() {
+            return Vec::new();
+        }
+        (0..self.regions)
+            .filter(|&r| self.in_sync[usize::from(r)])
+            .filter_map(|r| {
+                let confirmed = self.confirmed[usize::from(r)].unwrap_or(0);
+                let oldest = self.durable.log.get(usize::try_from(confirmed).ok()?)?;
+                Some((r, oldest.acked_at))
+            })
+            .collect()
+    }
+
     fn ships(&self) -> bool {
         matches!(self.durable.role, Role::Primary | Role::Fenced)
     }
@@ -451,6 +468,7 @@ impl RegionMachine {
             in_sync: (0..self.regions)
                 .filter(|&r| self.in_sync[usize::from(r)])
                 .collect(),
+            unconfirmed_since: self.unconfirmed_since(),
             fence: (self.durable.role == Role::Fenced)
                 .then_some(self.fence_issued)
                 .flatten(),

@@ -337,8 +337,10 @@ async fn take(d: &mut Deployment, action: &Action) -> Result<Result<(), String>,
         }
         Action::Declare { region } => control_step(d, ControlStep::Declare(region)).await?,
         Action::Promote { region } => control_step(d, ControlStep::Promote(region)).await?,
+        Action::OutOfSync { region } => control_step(d, ControlStep::OutOfSync(region)).await?,
         Action::Rejoin { region } => control_step(d, ControlStep::Rejoin(region)).await?,
         Action::ComputeFailback => control_step(d, ControlStep::ComputeFailback).await?,
+        Action::ComputeToPrimary => control_step(d, ControlStep::ComputeToPrimary).await?,
         Action::CompleteSwitchover => {
             // The fenced primary tells the control plane the target holds its whole log: a
             // keep-alive and its confirmation, which change nothing in the views.

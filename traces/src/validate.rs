@@ -257,6 +257,7 @@ fn observed(event: &Event, writes: &[WriteId]) -> Option<Observed> {
             })
         }
         Event::RegionDeclaredFailed { region, .. } => Action::Declare { region },
+        Event::SyncTimedOut { region, .. } => Action::OutOfSync { region },
         Event::FailoverDecided { kind, to, .. } => match kind {
             FailoverKind::Automatic => Action::Promote { region: to },
             FailoverKind::Forced => Action::ForceFailover { target: to },
@@ -265,6 +266,7 @@ fn observed(event: &Event, writes: &[WriteId]) -> Option<Observed> {
         Event::Rejoined { region, .. } => Action::Rejoin { region },
         Event::ComputeMoved { reason, to, .. } => match reason {
             ComputeMove::Failback => Action::ComputeFailback,
+            ComputeMove::PrimaryUnreachable => Action::ComputeToPrimary,
             // Announced before the promotion it belongs to: nothing to check yet.
             ComputeMove::PrimaryPromoted => return None,
             ComputeMove::RegionDeclaredFailed | ComputeMove::FirstHealthyHeard => {

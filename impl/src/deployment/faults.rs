@@ -143,11 +143,12 @@ impl Deployment {
     /// Cuts the links between regions (the control plane still reaches every region).
     pub async fn partition(&mut self) -> Result<(), DeployError> {
         if !self.links.is_partitioned() {
-            self.observe().await?;
+            let view = self.abstract_view().await?;
+            let refused = Self::guard_refused(&self.control_state().await?);
             self.fault_event(FaultKind::Partition, None);
             self.links.set_partitioned(true);
             if let Some(g) = &mut self.ghost {
-                g.partition();
+                g.partition(&view, refused);
             }
         }
         self.settle().await

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use drcheck_properties::{Bounds, Role, Status};
 
 use crate::boot::{self, RegionBoot};
-use crate::ghost::{ticks, Ghost};
+use crate::ghost::Ghost;
 use crate::node::{NodeHandle, Wiring};
 use crate::observe::Observer;
 use crate::store::{Durable, MemoryStore, RedbStore, Store, StoreError};
@@ -303,12 +303,7 @@ impl Deployment {
 
     /// The timing bounds the invariants need, in ticks of the abstract view.
     pub fn bounds(&self) -> Bounds {
-        let t = &self.cfg.timing;
-        Bounds {
-            rpo: ticks(t.rpo),
-            rto: ticks(t.rto),
-            detection: ticks(t.detection),
-        }
+        crate::ghost::bounds(&self.cfg.timing)
     }
 
     fn slot(&self, r: u8) -> Result<&RegionSlot, DeployError> {

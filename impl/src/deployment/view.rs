@@ -8,9 +8,9 @@ use crate::ghost::{ticks, TICK};
 use drcheck_protocol::entry::WriteId;
 
 impl Deployment {
-    /// The `properties` view of the deployment now, and whether the endpoint would take a
-    /// write.
-    pub(super) async fn base_view(&self) -> Result<(View, bool), DeployError> {
+    /// The `properties` view of the deployment now, whether the endpoint would take a write,
+    /// and whether a switchover is under way.
+    pub(super) async fn base_view(&self) -> Result<(View, bool, bool), DeployError> {
         let control = self.control_state().await?;
         let ghost = self.ghost.as_ref();
         let id = |w: WriteId| ghost.map_or(0, |g| g.view_id(w));
@@ -62,13 +62,17 @@ impl Deployment {
             && view.regions[p].epoch == view.routing.epoch
             && view.connected(c, p)
             && accepts[p];
-        Ok((view, writable))
+        let switching = matches!(
+            control.phase,
+            drcheck_protocol::control::Phase::Switchover { .. }
+        );
+        Ok((view, writable, switching))
     }
 
     /// The `properties` view of the deployment now: every invariant can be checked on it.
     pub async fn abstract_view(&mut self) -> Result<View, DeployError> {
         self.observe().await?;
-        let (mut view, _) = self.base_view().await?;
+        let (mut view, ..) = self.base_view().await?;
         if let Some(ghost) = &self.ghost {
             ghost.fill(&mut view);
         }
@@ -95,11 +99,11 @@ impl Deployment {
             }
             g.acknowledge(&records);
         }
-        let (mut view, writable) = self.base_view().await?;
+        let (mut view, writable, switching) = self.base_view().await?;
         if let Some(g) = &mut self.ghost {
             g.fill(&mut view);
             g.observe(&records, &view);
-            g.settle(&view.regions, writable);
+            g.settle(&view, writable, switching);
         }
         Ok(())
     }

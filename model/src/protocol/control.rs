@@ -5,7 +5,7 @@
 use drcheck_properties::{FailoverKind, Role, Status};
 
 use crate::config::Config;
-use crate::protocol::region::{common_prefix, old_prefix};
+use crate::protocol::region::{common_prefix, old_prefix, unconfirmed_age};
 use crate::state::{DrState, Phase};
 use drcheck_properties::Bug;
 
@@ -321,20 +321,77 @@ pub fn compute_failback(s: &DrState) -> Option<DrState> {
     Some(next)
 }
 
-/// Is `target` a caught-up secondary the data could fail back to?
+/// Must compute move to the data primary's region: the compute region is up and heard, but
+/// cut off from the primary (an inter-region partition while compute and data are split),
+/// so that the endpoint could take no write there?
+pub fn may_move_compute_to_primary(s: &DrState) -> bool {
+    let routing = &s.view.routing;
+    let (c, p) = (routing.compute, routing.primary);
+    c != p
+        && !s.control.is_failed(c)
+        && !s.control.is_failed(p)
+        && s.region(c).status == Status::Up
+        && s.region(p).status == Status::Up
+        && !s.connected(c, p)
+}
+
+/// Compute moves to the data primary's region, if [`may_move_compute_to_primary`] allows.
+pub fn compute_to_primary(s: &DrState) -> Option<DrState> {
+    if !may_move_compute_to_primary(s) {
+        return None;
+    }
+    let mut next = s.clone();
+    next.view.routing.compute = next.view.routing.primary;
+    Some(next)
+}
+
+/// Is `target` an in-sync secondary the data could fail back to: up, linked to the primary,
+/// of the current epoch and counted in sync by the primary? (It need not hold the whole log:
+/// the switchover drains it after the fence, so that it succeeds while clients write.)
 pub fn failback_target_ok(s: &DrState, target: u8) -> bool {
     let routing = &s.view.routing;
-    let (region, primary) = (s.region(target), s.region(routing.primary));
-    target != routing.primary
+    let p = routing.primary;
+    let (region, primary) = (s.region(target), s.region(p));
+    target != p
         && s.control.phase == Phase::Normal
         && !s.control.is_failed(target)
+        && !s.control.is_failed(p)
         && region.status == Status::Up
         && region.role == Role::Secondary
         && region.epoch == routing.epoch
         && primary.status == Status::Up
         && primary.role == Role::Primary
-        && region.log.len() == primary.log.len()
-        && region.log.last() == primary.log.last()
+        && s.volatile[usize::from(p)].in_sync & (1 << target) != 0
+        && s.connected(target, p)
+}
+
+/// Does `target` hold the primary's whole log? (What `--bug failback-needs-caught-up` wants
+/// before it starts a switchover.)
+fn caught_up(s: &DrState, target: u8) -> bool {
+    s.region(target).log == s.region(s.view.routing.primary).log
+}
+
+/// Would the control plane leave in-sync secondary `r` out of sync now: the primary's oldest
+/// write `r` has not confirmed has waited the sync timeout?
+pub fn may_leave_out_of_sync(cfg: &Config, s: &DrState, r: u8) -> bool {
+    let p = s.view.routing.primary;
+    !cfg.has_bug(Bug::NoSyncTimeout)
+        && r != p
+        && s.region(p).status == Status::Up
+        && s.volatile[usize::from(p)].in_sync & (1 << r) != 0
+        && unconfirmed_age(s, p, r).is_some_and(|age| age >= cfg.timing.sync_timeout)
+}
+
+/// The control plane leaves a lagging secondary out of the primary's in-sync set: the
+/// primary stops throttling for it and writes unprotected until it catches up again.
+pub fn leave_out_of_sync(cfg: &Config, s: &DrState, r: u8) -> Option<DrState> {
+    if !may_leave_out_of_sync(cfg, s, r) {
+        return None;
+    }
+    let mut next = s.clone();
+    let p = usize::from(next.view.routing.primary);
+    next.volatile[p].in_sync &= !(1 << r);
+    Some(next)
 }
 
 fn start_switchover(s: &DrState, target: u8, requested: bool) -> DrState {
@@ -348,14 +405,21 @@ fn start_switchover(s: &DrState, target: u8, requested: bool) -> DrState {
     next
 }
 
-/// The operator asks for manual data failback to `target`, the home region: data follows
-/// compute home once the home region has caught up.
-pub fn request_failback(s: &DrState, target: u8) -> Option<DrState> {
+/// The operator asks for manual data failback to `target`, the home region, an in-sync
+/// secondary: the switchover starts (under `--bug failback-needs-caught-up`, it is refused
+/// unless the target holds the whole log, and the ledger records the refusal).
+pub fn request_failback(cfg: &Config, s: &DrState, target: u8) -> Option<DrState> {
     if s.budget.failbacks == 0 || target != s.view.routing.home || !failback_target_ok(s, target) {
         return None;
     }
-    let mut next = start_switchover(s, target, true);
+    let accepted = !cfg.has_bug(Bug::FailbackNeedsCaughtUp) || caught_up(s, target);
+    let mut next = if accepted {
+        start_switchover(s, target, true)
+    } else {
+        s.clone()
+    };
     next.budget.failbacks -= 1;
+    next.view.ledger.failback_requested(target, accepted);
     Some(next)
 }
 

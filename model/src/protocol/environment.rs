@@ -5,32 +5,20 @@ use drcheck_properties::{Status, View};
 
 use crate::state::{DrState, Phase, Volatile};
 
-/// Is exactly one thing wrong: no partition, and every region but `except` up?
-fn only_fault(s: &DrState, except: u8) -> bool {
-    !s.view.partitioned
-        && (0..s.region_count()).all(|r| r == except || s.region(r).status == Status::Up)
-}
-
-/// Starts or excuses the outage clock as a new fault hits region `r` (or the link).
-fn start_fault(next: &mut DrState, r: Option<u8>) {
-    let ledger = &mut next.view.ledger;
-    if ledger.outage.is_some() {
-        // A second fault during an outage: the RTO promise is for single faults.
-        ledger.outage = None;
-    } else if let Some(r) = r {
-        let primary = next.view.routing.primary;
-        let refused = matches!(
-            next.control.phase,
-            Phase::FailingOver {
-                guard_ok: false,
-                ..
-            }
-        );
-        // While the RPO guard refuses a failover, availability waits by design.
-        if r == primary && only_fault(next, r) && !refused {
-            next.view.ledger.outage = Some(0);
+/// Tells the ledger a fault begins at region `r` (or between the regions), judged on the
+/// state `before` it: the availability clocks start for a single fault and are excused by a
+/// second one.
+fn start_fault(next: &mut DrState, before: &DrState, r: Option<u8>) {
+    // While the RPO guard refuses a failover, availability waits by design.
+    let refused = matches!(
+        next.control.phase,
+        Phase::FailingOver {
+            guard_ok: false,
+            ..
         }
-    }
+    );
+    let single = before.view.single_fault(r);
+    next.view.ledger.fault_begins(single, refused);
 }
 
 /// Region `r` goes down (`Status::Down`) or is cut off (`Status::Isolated`).
@@ -59,7 +47,7 @@ pub fn outage(s: &DrState, r: u8, status: Status) -> Option<DrState> {
         } = &mut next.view;
         ledger.unavailable(r, &regions[usize::from(r)]);
     }
-    start_fault(&mut next, Some(r));
+    start_fault(&mut next, s, Some(r));
     Some(next)
 }
 
@@ -84,7 +72,7 @@ pub fn partition(s: &DrState) -> Option<DrState> {
     let mut next = s.clone();
     next.budget.partitions -= 1;
     next.view.partitioned = true;
-    start_fault(&mut next, None);
+    start_fault(&mut next, s, None);
     Some(next)
 }
 

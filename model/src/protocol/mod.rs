@@ -35,10 +35,12 @@ pub fn candidates(cfg: &Config, s: &DrState, out: &mut Vec<Action>) {
     for r in 0..n {
         out.push(Action::Declare { region: r });
         out.push(Action::Promote { region: r });
+        out.push(Action::OutOfSync { region: r });
         out.push(Action::Rejoin { region: r });
     }
     out.extend([
         Action::ComputeFailback,
+        Action::ComputeToPrimary,
         Action::Fence,
         Action::CompleteSwitchover,
         Action::AbortSwitchover,
@@ -80,8 +82,10 @@ pub fn apply(cfg: &Config, s: &DrState, action: &Action) -> Option<DrState> {
         Action::Replicate { from, to } => region::replicate(cfg, s, from, to),
         Action::Declare { region: r } => control::declare(cfg, s, r),
         Action::Promote { region: r } => control::promote(cfg, s, r),
+        Action::OutOfSync { region: r } => control::leave_out_of_sync(cfg, s, r),
         Action::Rejoin { region: r } => control::rejoin(cfg, s, r),
         Action::ComputeFailback => control::compute_failback(s),
+        Action::ComputeToPrimary => control::compute_to_primary(s),
         Action::Fence => control::fence(s),
         Action::CompleteSwitchover => control::complete_switchover(cfg, s),
         Action::AbortSwitchover => control::abort_switchover(cfg, s),
@@ -95,11 +99,14 @@ pub fn apply(cfg: &Config, s: &DrState, action: &Action) -> Option<DrState> {
         Action::Reconnect { region: r } => environment::restore(s, r, Status::Isolated),
         Action::Partition => environment::partition(s),
         Action::Heal => environment::heal(s),
-        Action::RequestFailback { target } => control::request_failback(s, target),
+        Action::RequestFailback { target } => control::request_failback(cfg, s, target),
         Action::ForceFailover { target } => control::force_failover(cfg, s, target),
         Action::Reapply { write } => region::reapply(cfg, s, write),
     }?;
-    stop_outage_clock(cfg, &mut next);
+    let writable = endpoint_writable(cfg, &next);
+    let switching = matches!(next.control.phase, crate::state::Phase::Switchover { .. });
+    let repaired = next.view.all_up();
+    next.view.ledger.after_step(writable, repaired, switching);
     Some(next)
 }
 
@@ -120,10 +127,4 @@ pub fn endpoint_writable(cfg: &Config, s: &DrState) -> bool {
         && primary.epoch == routing.epoch
         && s.connected(routing.compute, routing.primary)
         && region::accepts_writes(cfg, s, routing.primary)
-}
-
-fn stop_outage_clock(cfg: &Config, next: &mut DrState) {
-    if next.view.ledger.outage.is_some() && endpoint_writable(cfg, next) {
-        next.view.ledger.outage = None;
-    }
 }

@@ -12,7 +12,7 @@ pub fn common_prefix(a: &[Entry], b: &[Entry]) -> usize {
 }
 
 /// Is primary `p` refusing writes because its oldest write not confirmed by every in-sync
-/// secondary is at least the throttle threshold old?
+/// secondary is older than the throttle threshold?
 pub fn throttled(cfg: &Config, s: &DrState, p: u8) -> bool {
     if cfg.has_bug(Bug::NoThrottle) {
         return false;
@@ -26,7 +26,15 @@ pub fn throttled(cfg: &Config, s: &DrState, p: u8) -> bool {
         .unwrap_or(log.len());
     log.get(confirmed)
         .and_then(|e| s.view.ledger.write(e.write))
-        .is_some_and(|w| w.age >= cfg.timing.throttle)
+        .is_some_and(|w| w.age > cfg.timing.throttle)
+}
+
+/// The age of the oldest entry of primary `p`'s log that region `r` has not confirmed, if any.
+pub fn unconfirmed_age(s: &DrState, p: u8, r: u8) -> Option<u8> {
+    let log = &s.region(p).log;
+    log.get(common_prefix(log, &s.region(r).log))
+        .and_then(|e| s.view.ledger.write(e.write))
+        .map(|w| w.age)
 }
 
 /// Would region `r` acknowledge a write now (its own view: role, lease, throttle)?

@@ -62,10 +62,32 @@ fn scenario(bug: Bug) -> Params {
             isolation: false,
             ..base
         },
+        // A write behind a partition: the primary throttles until the partition heals. (A
+        // tighter RTO shortens the counterexample; the sync timeout still fits within it.)
+        Bug::NoSyncTimeout => Params {
+            writes: 1,
+            outages: 0,
+            partitions: 1,
+            timing: Timing {
+                rto: 17,
+                ..Timing::default()
+            },
+            isolation: false,
+            ..base
+        },
+        // Failover, the home region rejoins in sync, then a write the home region has not yet
+        // received when the operator asks for the failback.
+        Bug::FailbackNeedsCaughtUp => Params {
+            writes: 1,
+            failbacks: 1,
+            isolation: false,
+            ..base
+        },
         // The operator may wait for ever: the RTO is what says that is not good enough.
         Bug::NoAutoFailover => Params {
             timing: Timing {
                 rto: 10,
+                sync_timeout: 8,
                 ..Timing::default()
             },
             isolation: false,
@@ -178,9 +200,20 @@ fn no_automatic_failover_breaks_the_rto() {
 }
 
 #[test]
+fn no_sync_timeout_stops_writes_for_the_whole_partition() {
+    // Every tick of the partition is a step, with a heartbeat from each region.
+    assert_caught(Bug::NoSyncTimeout, 80);
+}
+
+#[test]
+fn failback_needing_caught_up_is_refused_under_writes() {
+    assert_caught(Bug::FailbackNeedsCaughtUp, 30);
+}
+
+#[test]
 fn every_bug_has_a_test_and_names_a_known_property() {
     // The list above covers Bug::ALL: adding a bug without a test fails here.
-    assert_eq!(Bug::ALL.len(), 12);
+    assert_eq!(Bug::ALL.len(), 14);
     for bug in Bug::ALL {
         assert!(
             drcheck_properties::property(bug.caught_by()).is_some(),

@@ -1,7 +1,9 @@
 //! Every `always` property against hand-built views: the baseline and the scenario views
 //! are healthy, and each change to them breaks exactly the property under test, or none.
 
-use drcheck_properties::{Entry, Expectation, FailoverKind, FailoverRecord, Role, Status, View};
+use drcheck_properties::{
+    Entry, Expectation, FailoverKind, FailoverRecord, Role, SingleFault, Status, View,
+};
 
 use crate::support::*;
 
@@ -393,4 +395,58 @@ fn routing_healthy_ignores_down_region_the_endpoint_does_not_route_to() {
     let mut v = baseline();
     crash(&mut v, 1, CAP);
     assert_healthy(&v);
+}
+
+// ---------------------------------------------------------------------------------------------
+// write_availability
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn write_availability_holds_for_a_spell_of_exactly_rto() {
+    let mut v = baseline();
+    v.ledger.single_fault = Some(SingleFault::Partition);
+    v.ledger.unwritable = Some(BOUNDS.rto);
+    assert_healthy(&v);
+}
+
+#[test]
+fn write_availability_fails_for_a_longer_spell_and_names_the_fault() {
+    let mut v = baseline();
+    v.ledger.single_fault = Some(SingleFault::Partition);
+    v.ledger.unwritable = Some(BOUNDS.rto + 1);
+    let violation = only_violation(&v, "write_availability");
+    assert_mentions(
+        &violation,
+        &["for 61 ticks", "inter-region partition", "RTO 60 ticks"],
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// failback_completes
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn failback_completes_holds_while_the_drain_is_within_its_timeout() {
+    let mut v = baseline();
+    v.ledger.failback = Some(BOUNDS.drain_timeout);
+    assert_healthy(&v);
+}
+
+#[test]
+fn failback_completes_fails_past_the_drain_timeout() {
+    let mut v = baseline();
+    v.ledger.failback = Some(BOUNDS.drain_timeout + 1);
+    let violation = only_violation(&v, "failback_completes");
+    assert_mentions(
+        &violation,
+        &["6 ticks after it was accepted", "drain timeout 5"],
+    );
+}
+
+#[test]
+fn failback_completes_fails_when_an_eligible_request_was_refused() {
+    let mut v = baseline();
+    v.ledger.failback_refused = Some(1);
+    let violation = only_violation(&v, "failback_completes");
+    assert_mentions(&violation, &["region 1", "was refused"]);
 }

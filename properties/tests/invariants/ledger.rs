@@ -1,6 +1,8 @@
 //! The ghost ledger's bookkeeping: acknowledgements, ticks, settling, outages and failovers.
 
-use drcheck_properties::{FailoverKind, FailoverRecord, Fate, Ledger, RegionView, Role};
+use drcheck_properties::{
+    FailoverKind, FailoverRecord, Fate, Ledger, RegionView, Role, SingleFault,
+};
 
 use crate::support::*;
 
@@ -12,7 +14,7 @@ const RTO: u8 = BOUNDS.rto;
 
 fn ticks(ledger: &mut Ledger, n: usize) {
     for _ in 0..n {
-        ledger.tick(CAP, RTO);
+        ledger.tick(CAP, &BOUNDS);
     }
 }
 
@@ -378,4 +380,89 @@ fn one_region_heard_again_keeps_the_outage_age_another_set() {
         CAP,
     );
     assert_eq!(l.failovers[0].oldest_loss, Some(6));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ledger::fault_begins, after_step, failback_requested: the availability clocks
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn a_single_fault_arms_the_watch_and_an_unwritable_spell_is_counted() {
+    let mut l = Ledger::default();
+    l.fault_begins(Some(SingleFault::Partition), false);
+    assert_eq!(
+        (l.single_fault, l.outage),
+        (Some(SingleFault::Partition), None)
+    );
+    l.after_step(false, false, false);
+    ticks(&mut l, 3);
+    assert_eq!(l.unwritable, Some(3));
+    // Writable again: the spell ends, but the fault is still watched until it is repaired.
+    l.after_step(true, false, false);
+    assert_eq!(l.unwritable, None);
+    l.after_step(false, false, false);
+    assert_eq!(
+        l.unwritable,
+        Some(0),
+        "a second spell under the same fault counts anew"
+    );
+    l.after_step(true, true, false);
+    assert_eq!(
+        l.single_fault, None,
+        "repaired and writable: no longer watched"
+    );
+}
+
+#[test]
+fn a_primary_outage_also_starts_rto_bounds_clock_unless_the_guard_refused() {
+    let mut l = Ledger::default();
+    l.fault_begins(Some(SingleFault::PrimaryOutage), false);
+    assert_eq!(l.outage, Some(0));
+    let mut refused = Ledger::default();
+    refused.fault_begins(Some(SingleFault::PrimaryOutage), true);
+    assert_eq!(refused.outage, None);
+}
+
+#[test]
+fn a_second_fault_excuses_every_clock() {
+    let mut l = Ledger::default();
+    l.fault_begins(Some(SingleFault::PrimaryOutage), false);
+    l.after_step(false, false, true);
+    l.failback_requested(1, true);
+    l.fault_begins(None, false);
+    assert_eq!(
+        (l.outage, l.single_fault, l.unwritable, l.failback),
+        (None, None, None, None)
+    );
+}
+
+#[test]
+fn a_waived_rto_stops_the_availability_clock() {
+    let mut l = Ledger {
+        rto_waived: true,
+        ..Ledger::default()
+    };
+    l.fault_begins(Some(SingleFault::PrimaryOutage), true);
+    l.after_step(false, false, false);
+    assert_eq!(l.unwritable, None);
+}
+
+#[test]
+fn the_failback_deadline_runs_only_during_the_switchover() {
+    let mut l = Ledger::default();
+    l.failback_requested(0, true);
+    l.after_step(true, true, true);
+    ticks(&mut l, 2);
+    assert_eq!(l.failback, Some(2));
+    ticks(&mut l, 100);
+    assert_eq!(
+        l.failback,
+        Some(BOUNDS.drain_timeout + 1),
+        "saturates just past the bound"
+    );
+    l.after_step(true, true, false);
+    assert_eq!(l.failback, None);
+    l.failback_requested(1, false);
+    l.failback_requested(0, false);
+    assert_eq!(l.failback_refused, Some(1), "the first refusal is kept");
 }

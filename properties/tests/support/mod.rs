@@ -19,6 +19,7 @@ pub const BOUNDS: Bounds = Bounds {
     rpo: 15,
     rto: 60,
     detection: 5,
+    drain_timeout: 5,
 };
 
 /// The ages' saturation point (the model uses max(rpo, throttle); here the throttle is <= RPO).

@@ -194,6 +194,42 @@ impl ControlMachine {
         }
     }
 
+    /// How long in-sync secondary `r` has left the primary's oldest unconfirmed write
+    /// unconfirmed, by the primary's last report (`None`: it is not in sync, or lacks nothing).
+    /// The write's acknowledgement time is on the primary's clock, which may lag this one by
+    /// the skew: the secondary is then left out early, never late.
+    pub(super) fn unconfirmed_for(&self, now: Millis, r: u8) -> Option<Millis> {
+        let primary = self.routing.primary;
+        if r == primary || self.failed(primary) {
+            return None;
+        }
+        let report = self.report(primary).filter(|h| {
+            h.epoch == self.routing.epoch && matches!(h.role, Role::Primary | Role::Fenced)
+        })?;
+        if !report.in_sync.contains(&r) {
+            return None;
+        }
+        let (_, since) = report.unconfirmed_since.iter().find(|(x, _)| *x == r)?;
+        Some(now.saturating_sub(*since))
+    }
+
+    /// Tells the primary to stop counting `r` in sync (the `OutOfSync` step), and forgets it
+    /// from the primary's report until the primary reports it in sync again.
+    pub(super) fn leave_out_of_sync(&mut self, now: Millis, r: u8, fx: &mut Effects) {
+        let waited = self.unconfirmed_for(now, r).unwrap_or(0);
+        fx.event(Event::SyncTimedOut { region: r, waited });
+        let primary = self.routing.primary;
+        if let Some(report) = &mut self.health[usize::from(primary)].report {
+            report.in_sync.retain(|&x| x != r);
+        }
+        let epoch = self.routing.epoch;
+        fx.send(
+            NodeId::Control,
+            NodeId::Region(primary),
+            Message::OutOfSync { epoch, region: r },
+        );
+    }
+
     /// Tells `r`, behind the current epoch, to rejoin it from the primary (the `Rejoin`
     /// step).
     pub(super) fn send_rejoin(&self, r: u8, fx: &mut Effects) {

@@ -95,10 +95,16 @@ pub enum ControlStep {
     /// Automatic failover to region `r`, the candidate, once the old lease has surely
     /// expired and the RPO guard allows.
     Promote(u8),
+    /// Tell the primary to stop counting region `r` in sync: it has not confirmed the
+    /// primary's oldest unconfirmed write within the sync timeout.
+    OutOfSync(u8),
     /// Tell region `r`, behind the current epoch or stale, to rejoin it.
     Rejoin(u8),
     /// Move compute back to the home region.
     ComputeFailback,
+    /// Move compute to the data primary's region: the compute region reports no contact with
+    /// it (a partition while compute and data are split).
+    ComputeToPrimary,
     /// Promote the target of a fenced, drained switchover.
     CompleteSwitchover,
     /// Abort a fenced switchover whose drain timed out.
@@ -256,6 +262,7 @@ impl ControlMachine {
                         old_prefix: 0,
                         primary_contact: true,
                         in_sync: Vec::new(),
+                        unconfirmed_since: Vec::new(),
                         fence: None,
                         sent_at: 0,
                     }),

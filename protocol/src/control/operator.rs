@@ -69,7 +69,16 @@ impl ControlMachine {
         if p.role != Role::Primary || self.failed(primary) {
             return Err(OperatorRefusal::PrimaryUnhealthy { primary });
         }
-        if t.log_len != p.log_len || t.last != p.last {
+        if !p.in_sync.contains(&target) {
+            return Err(OperatorRefusal::NotInSync { region: target });
+        }
+        if !t.primary_contact {
+            return Err(OperatorRefusal::NotLinked { region: target });
+        }
+        // An in-sync target need not hold the whole log: the switchover drains it after the
+        // fence. Requiring it before never holds while clients write (the mutant does).
+        let behind = t.log_len != p.log_len || t.last != p.last;
+        if behind && self.mutants.has(Mutant::FailbackNeedsCaughtUp) {
             return Err(OperatorRefusal::NotCaughtUp {
                 region: target,
                 holds: t.log_len,

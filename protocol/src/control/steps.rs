@@ -61,6 +61,17 @@ impl ControlMachine {
                     return Err(StepRefusal::GuardRefuses);
                 }
             }
+            // The primary last reported that in-sync secondary `r` has left a write unconfirmed
+            // since the sync timeout ago.
+            ControlStep::OutOfSync(r) => {
+                if self
+                    .unconfirmed_for(now, r)
+                    .is_none_or(|t| t < self.timing.sync_timeout)
+                    || self.mutants.has(Mutant::NoSyncTimeout)
+                {
+                    return Err(StepRefusal::StillInSync);
+                }
+            }
             // A healthy region behind the current epoch (or stale) rejoins, once the primary
             // has taken office (its log's older epochs are final then).
             ControlStep::Rejoin(r) => {
@@ -91,6 +102,17 @@ impl ControlMachine {
                 });
                 if !member {
                     return Err(StepRefusal::HomeCannotTakeCompute);
+                }
+            }
+            // The compute region, healthy and of the current epoch, reports that it no longer
+            // hears the data primary, which is healthy: the endpoint could write nowhere.
+            ControlStep::ComputeToPrimary => {
+                let (c, p) = (self.routing.compute, self.routing.primary);
+                let cut_off = self
+                    .report(c)
+                    .is_some_and(|h| h.epoch == self.routing.epoch && !h.primary_contact);
+                if c == p || self.failed(c) || self.failed(p) || !cut_off {
+                    return Err(StepRefusal::ComputeReachesPrimary);
                 }
             }
             // The fenced primary reported the target drained (the `failback-no-drain` mutant
@@ -145,9 +167,14 @@ impl ControlMachine {
                 self.declare(now, r, silent_for, fx);
             }
             ControlStep::Promote(to) => self.promote(now, FailoverKind::Automatic, to, false, fx),
+            ControlStep::OutOfSync(r) => self.leave_out_of_sync(now, r, fx),
             ControlStep::Rejoin(r) => self.send_rejoin(r, fx),
             ControlStep::ComputeFailback => {
                 self.move_compute(self.routing.home, ComputeMove::Failback, fx);
+            }
+            ControlStep::ComputeToPrimary => {
+                let primary = self.routing.primary;
+                self.move_compute(primary, ComputeMove::PrimaryUnreachable, fx);
             }
             ControlStep::CompleteSwitchover => self.complete_switchover(now, fx),
             ControlStep::AbortSwitchover => self.abort_switchover(AbortReason::DrainTimedOut, fx),
@@ -181,6 +208,7 @@ impl ControlMachine {
         }
         for r in 0..self.regions() {
             self.take_if_enabled(now, ControlStep::Declare(r), fx);
+            self.take_if_enabled(now, ControlStep::OutOfSync(r), fx);
         }
         self.decide(now, fx);
     }
@@ -201,6 +229,7 @@ impl ControlMachine {
             self.take_if_enabled(now, ControlStep::CompleteSwitchover, fx);
         }
         self.take_if_enabled(now, ControlStep::ComputeFailback, fx);
+        self.take_if_enabled(now, ControlStep::ComputeToPrimary, fx);
         self.time_out_switchover(now, fx);
         self.take_if_enabled(now, ControlStep::AutoFailback, fx);
     }
