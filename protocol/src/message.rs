@@ -162,7 +162,16 @@ pub enum Message {
         /// The fence it drains for (its `issued`).
         fence: Millis,
     },
-    /// Control plane → primary: `region` was declared failed; it is no longer in sync.
+    /// Primary → control plane: `region` confirmed the whole log and counts in sync again
+    /// (told at once, so that a data failback to it need not wait for a heartbeat).
+    InSync {
+        /// The primary's epoch.
+        epoch: Epoch,
+        /// The secondary now in sync.
+        region: u8,
+    },
+    /// Control plane → primary: `region` was declared failed (or did not confirm within the
+    /// sync timeout); it is no longer in sync.
     OutOfSync {
         /// The current epoch.
         epoch: Epoch,
@@ -210,6 +219,7 @@ impl Message {
             Message::Fenced { .. } => "fenced",
             Message::Unfence { .. } => "unfence",
             Message::Drained { .. } => "drained",
+            Message::InSync { .. } => "in_sync",
             Message::OutOfSync { .. } => "out_of_sync",
             Message::Append { .. } => "append",
             Message::Confirm { .. } => "confirm",

@@ -702,6 +702,7 @@ impl RegionMachine {
             Message::Heartbeat(_)
             | Message::Fenced { .. }
             | Message::Drained { .. }
+            | Message::InSync { .. }
             | Message::Promoted { .. }
             | Message::Rejoined { .. } => {}
         }
@@ -833,6 +834,12 @@ impl RegionMachine {
                 primary: self.id,
                 region: r,
             });
+            let epoch = self.durable.epoch;
+            fx.send(
+                self.me(),
+                NodeId::Control,
+                Message::InSync { epoch, region: r },
+            );
         }
         self.report_drained(fx);
     }

@@ -188,13 +188,33 @@ pub fn known_divergence(d: &Divergence) -> Option<&'static str> {
         "has not caught up",
         "not a secondary of epoch",
         "is not healthy",
+        "not an in-sync secondary",
+        "does not reach the data primary",
     ]
     .iter()
     .any(|r| reason.contains(r));
+    // A data failback answered otherwise than in the model because of the reports: only the
+    // ledger's record of the request differs.
+    let failback_refused_on_reports = !refused
+        && d.differences()
+            .iter()
+            .all(|line| line.starts_with("ledger.failback"));
     match d.action.as_ref()? {
         Action::ComputeFailback if refused => Some(
             "compute failback: the implementation needs evidence (replication traffic, reported \
              in a heartbeat) that home reaches the primary; the model reads the connectivity",
+        ),
+        Action::RequestFailback { .. } if failback_refused_on_reports => Some(
+            "data failback: the implementation judges 'in sync' and contact with the primary \
+             on the regions' last heartbeats; the model on their state",
+        ),
+        Action::ComputeToPrimary if refused => Some(
+            "compute to the primary: the implementation needs the compute region's report \
+             that it lost contact (a heartbeat); the model reads the connectivity",
+        ),
+        Action::OutOfSync { .. } if refused => Some(
+            "sync timeout: the implementation judges on the primary's last heartbeat; the \
+             model on the primary's log",
         ),
         Action::RequestFailback { .. } | Action::AutoFailback { .. } if refused && on_reports => {
             Some(
@@ -281,7 +301,9 @@ async fn replicate(d: &mut Deployment, from: u8, to: u8) -> Result<usize, Deploy
     let exchange = |f: NodeId, t: NodeId, msg: &Message| {
         (f == src && t == dst && matches!(msg, Message::Append { .. }))
             || (f == dst && t == src && matches!(msg, Message::Confirm { .. }))
-            || (f == src && t == NodeId::Control && matches!(msg, Message::Drained { .. }))
+            || (f == src
+                && t == NodeId::Control
+                && matches!(msg, Message::Drained { .. } | Message::InSync { .. }))
     };
     let mut moved = deliver_all(d, exchange).await?;
     for _ in 0..3 {
@@ -384,11 +406,15 @@ async fn take(d: &mut Deployment, action: &Action) -> Result<Result<(), String>,
             d.heal().await?;
             Ok(())
         }
-        Action::RequestFailback { target } => d
-            .operator(TOKEN, OperatorRequest::DataFailback { target })
-            .await?
-            .map(|_| ())
-            .map_err(|e| e.to_string()),
+        // The operator asks: that is the step. Whether the control plane accepts is part of
+        // the state that follows (the ghost records a refused request for an eligible
+        // target, as the model records it), so the views, not the answer, are compared.
+        Action::RequestFailback { target } => {
+            let _answer = d
+                .operator(TOKEN, OperatorRequest::DataFailback { target })
+                .await?;
+            Ok(())
+        }
         Action::ForceFailover { target } => d
             .operator(TOKEN, OperatorRequest::ForceFailover { target })
             .await?

@@ -118,6 +118,11 @@ pub fn known_gap(u: &Unexplained) -> Option<&'static str> {
             "data failback: the implementation judges the regions on their last heartbeats; \
              the model on their actual state",
         ),
+        Event::SyncTimedOut { .. } => Some(
+            "sync timeout: the implementation judges on the primary's last heartbeat, which \
+             may predate the secondary's late confirmation; the model's replication confirms \
+             at once",
+        ),
         _ => None,
     }
 }

@@ -1,12 +1,12 @@
 //! The operator API of a deployment: data failback, forced failover, the quarantine and
 //! re-apply, behind the operator token.
 
-use drcheck_properties::Status;
+use drcheck_properties::{Role, Status};
 
 use crate::operator::{self, Cluster, QuarantineItem, ReapplyFailed};
 use drcheck_fhir::region::FhirWriteResult;
 use drcheck_fhir::WriteRequest;
-use drcheck_protocol::control::{ControlInput, ControlOutput};
+use drcheck_protocol::control::{ControlInput, ControlOutput, Phase};
 use drcheck_protocol::entry::WriteId;
 use drcheck_protocol::event::Event;
 use drcheck_protocol::message::NodeId;
@@ -91,8 +91,14 @@ impl Deployment {
         }
         let answer = match request {
             OperatorRequest::DataFailback { target } => {
-                self.control_request(ControlInput::Failback { target })
-                    .await?
+                let eligible = self.failback_eligible(target).await?;
+                let answer = self
+                    .control_request(ControlInput::Failback { target })
+                    .await?;
+                if let (true, Some(g)) = (eligible, &mut self.ghost) {
+                    g.failback_requested(target, answer.is_ok());
+                }
+                answer
             }
             OperatorRequest::ForceFailover { target } => {
                 self.control_request(ControlInput::ForceFailover { target })
@@ -105,6 +111,38 @@ impl Deployment {
         };
         self.settle().await?;
         Ok(answer)
+    }
+
+    /// Is `target` a data failback target the checker expects accepted, judged on the actual
+    /// state: the home region, up, a secondary of the current epoch that the primary counts in
+    /// sync, linked to it, neither declared failed, and no failover or switchover under way.
+    /// In sync also as the primary last reported it: the control plane cannot know sooner
+    /// (the model judges on the primary's state; this gap is a known divergence).
+    async fn failback_eligible(&self, target: u8) -> Result<bool, DeployError> {
+        let control = self.control_state().await?;
+        let routing = control.routing;
+        let p = routing.primary;
+        if target == p || target != routing.home || control.phase != Phase::Normal {
+            return Ok(false);
+        }
+        let failed = |r: u8| control.failed.get(usize::from(r)).copied().unwrap_or(true);
+        let up = |r: u8| {
+            self.regions
+                .get(usize::from(r))
+                .is_some_and(|s| s.status == Status::Up)
+        };
+        if failed(target) || failed(p) || !up(target) || !up(p) || self.links.is_partitioned() {
+            return Ok(false);
+        }
+        let (t, primary) = (
+            self.region_state(target).await?,
+            self.region_state(p).await?,
+        );
+        Ok(t.role == Role::Secondary
+            && t.epoch == routing.epoch
+            && primary.role == Role::Primary
+            && primary.in_sync.contains(&target)
+            && control.primary_in_sync.contains(&target))
     }
 
     pub(super) async fn control_request(

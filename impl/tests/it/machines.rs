@@ -171,6 +171,7 @@ fn heartbeat(role: Role, len: u64, old_prefix: u64, sent_at: u64) -> Message {
         old_prefix,
         primary_contact: true,
         in_sync: Vec::new(),
+        unconfirmed_since: Vec::new(),
         fence: None,
         sent_at,
     })
@@ -219,6 +220,7 @@ fn a_restarted_control_plane_refuses_automatic_failover_until_it_hears_the_prima
             old_prefix: 0,
             primary_contact: false,
             in_sync: Vec::new(),
+            unconfirmed_since: Vec::new(),
             fence: None,
             sent_at: now,
         });

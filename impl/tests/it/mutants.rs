@@ -178,6 +178,23 @@ async fn scenario(run: &mut Run, mutant: Mutant) {
             run.d.crash(0).await.expect("crash");
             run.minutes(65).await;
         }
+        Mutant::NoSyncTimeout => {
+            // A write behind a partition that lasts longer than the RTO.
+            run.d.partition().await.expect("partition");
+            run.write().await;
+            run.minutes(70).await;
+        }
+        Mutant::FailbackNeedsCaughtUp => {
+            failover_and_rejoin(run).await;
+            run.minutes(3).await;
+            // The failback request arrives while a write is on its way to the target.
+            run.d.set_hold(true);
+            run.write().await;
+            run.operator(OperatorRequest::DataFailback { target: 0 })
+                .await;
+            run.d.set_hold(false);
+            run.minutes(10).await;
+        }
     }
 }
 

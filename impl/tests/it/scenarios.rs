@@ -180,12 +180,19 @@ async fn a_stalled_partition_throttles_blocks_failover_and_a_forced_one_records_
         .await
         .unwrap()
         .expect("acknowledged, not yet replicated");
-    // The unconfirmed write ages past the throttle: new writes are refused with a retry hint.
+    // Exactly the throttle's age: not older than it yet, so a write is still taken (and
+    // acknowledged behind the partition too).
     run(&mut d, 5).await;
-    let refused = d.write(patient(2)).await.unwrap();
+    d.write(patient(2))
+        .await
+        .unwrap()
+        .expect("the oldest unconfirmed write is not older than the throttle yet");
+    // One minute more: older than the throttle, new writes are refused with a retry hint.
+    run(&mut d, 1).await;
+    let refused = d.write(patient(3)).await.unwrap();
     assert!(matches!(refused, Err(Refusal::Throttled { retry_after }) if retry_after > 0));
     // Long enough for the RPO guard to count the stalled write as old, then the primary dies.
-    run(&mut d, 10).await;
+    run(&mut d, 9).await;
     d.crash(0).await.unwrap();
     run(&mut d, 10).await;
     let state = d.control_state().await.unwrap();
@@ -223,7 +230,10 @@ async fn a_stalled_partition_throttles_blocks_failover_and_a_forced_one_records_
     let view = assert_invariants(&mut d).await;
     let failover = &view.ledger.failovers[0];
     assert_eq!(failover.kind, FailoverKind::Forced);
-    assert_eq!(failover.lost, 1, "the stalled write is lost, and recorded");
+    assert_eq!(
+        failover.lost, 2,
+        "the stalled writes are lost, and recorded"
+    );
     assert!(failover
         .oldest_loss
         .is_some_and(|age| age >= d.bounds().rpo));

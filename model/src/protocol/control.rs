@@ -349,6 +349,15 @@ pub fn compute_to_primary(s: &DrState) -> Option<DrState> {
 /// of the current epoch and counted in sync by the primary? (It need not hold the whole log:
 /// the switchover drains it after the fence, so that it succeeds while clients write.)
 pub fn failback_target_ok(s: &DrState, target: u8) -> bool {
+    let p = s.view.routing.primary;
+    switchover_possible(s, target)
+        && s.volatile[usize::from(p)].in_sync & (1 << target) != 0
+        && s.connected(target, p)
+}
+
+/// Could a switchover to `target` start at all: nothing under way, the target an up secondary
+/// of the current epoch, the primary up and acting as primary, neither declared failed?
+fn switchover_possible(s: &DrState, target: u8) -> bool {
     let routing = &s.view.routing;
     let p = routing.primary;
     let (region, primary) = (s.region(target), s.region(p));
@@ -361,8 +370,6 @@ pub fn failback_target_ok(s: &DrState, target: u8) -> bool {
         && region.epoch == routing.epoch
         && primary.status == Status::Up
         && primary.role == Role::Primary
-        && s.volatile[usize::from(p)].in_sync & (1 << target) != 0
-        && s.connected(target, p)
 }
 
 /// Does `target` hold the primary's whole log? (What `--bug failback-needs-caught-up` wants
@@ -372,14 +379,27 @@ fn caught_up(s: &DrState, target: u8) -> bool {
 }
 
 /// Would the control plane leave in-sync secondary `r` out of sync now: the primary's oldest
-/// write `r` has not confirmed has waited the sync timeout?
+/// write `r` has not confirmed has waited the sync timeout? The control plane reads that
+/// write's acknowledgement time off the primary's clock, which may lag its own by the skew:
+/// it may act up to the skew early, and must by the timeout (see [`must_leave_out_of_sync`]).
 pub fn may_leave_out_of_sync(cfg: &Config, s: &DrState, r: u8) -> bool {
+    let early = cfg.timing.sync_timeout.saturating_sub(cfg.timing.skew);
+    lagging_for(cfg, s, r).is_some_and(|age| age >= early)
+}
+
+/// Must the control plane leave `r` out of sync before time passes (the timeout is reached)?
+pub fn must_leave_out_of_sync(cfg: &Config, s: &DrState, r: u8) -> bool {
+    lagging_for(cfg, s, r).is_some_and(|age| age >= cfg.timing.sync_timeout)
+}
+
+/// How long in-sync secondary `r` has left the up primary's oldest write unconfirmed.
+fn lagging_for(cfg: &Config, s: &DrState, r: u8) -> Option<u8> {
     let p = s.view.routing.primary;
-    !cfg.has_bug(Bug::NoSyncTimeout)
-        && r != p
-        && s.region(p).status == Status::Up
-        && s.volatile[usize::from(p)].in_sync & (1 << r) != 0
-        && unconfirmed_age(s, p, r).is_some_and(|age| age >= cfg.timing.sync_timeout)
+    let counted = s.volatile[usize::from(p)].in_sync & (1 << r) != 0;
+    if cfg.has_bug(Bug::NoSyncTimeout) || r == p || s.region(p).status != Status::Up || !counted {
+        return None;
+    }
+    unconfirmed_age(s, p, r)
 }
 
 /// The control plane leaves a lagging secondary out of the primary's in-sync set: the
@@ -423,10 +443,12 @@ pub fn request_failback(cfg: &Config, s: &DrState, target: u8) -> Option<DrState
     Some(next)
 }
 
-/// Under `--bug auto-data-failback`: the control plane starts the switchover home by itself.
+/// Under `--bug auto-data-failback`: the control plane starts the switchover home by itself,
+/// once home has caught up.
 pub fn auto_failback(cfg: &Config, s: &DrState, target: u8) -> Option<DrState> {
     let home = s.view.routing.home;
-    if !cfg.has_bug(Bug::AutoDataFailback) || target != home || !failback_target_ok(s, target) {
+    let ready = switchover_possible(s, target) && caught_up(s, target);
+    if !cfg.has_bug(Bug::AutoDataFailback) || target != home || !ready {
         return None;
     }
     Some(start_switchover(s, target, false))

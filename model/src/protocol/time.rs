@@ -15,7 +15,7 @@ pub fn urgent(cfg: &Config, s: &DrState) -> bool {
     s.heartbeats.iter().any(|h| h.age >= cfg.timing.delay)
         || (0..n).any(|r| control::may_declare(cfg, s, r))
         || (0..n).any(|r| control::may_rejoin(s, r) || control::promote(cfg, s, r).is_some())
-        || (0..n).any(|r| control::may_leave_out_of_sync(cfg, s, r))
+        || (0..n).any(|r| control::must_leave_out_of_sync(cfg, s, r))
         || control::may_fail_back_compute(s)
         || control::may_move_compute_to_primary(s)
         || control::fence(s).is_some()

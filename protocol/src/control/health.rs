@@ -200,7 +200,10 @@ impl ControlMachine {
     /// the skew: the secondary is then left out early, never late.
     pub(super) fn unconfirmed_for(&self, now: Millis, r: u8) -> Option<Millis> {
         let primary = self.routing.primary;
-        if r == primary || self.failed(primary) {
+        // Only on a fresh report of a primary that is heard (one that went silent may be
+        // down, and a crashed primary counts nobody in sync).
+        let fresh = self.silence(now, primary) <= self.timing.heartbeat + self.timing.delay;
+        if r == primary || self.failed(primary) || !fresh {
             return None;
         }
         let report = self.report(primary).filter(|h| {

@@ -176,6 +176,9 @@ pub struct ControlSnapshot {
     pub silence: Vec<Millis>,
     /// Per region: the log length of its last heartbeat.
     pub reported_len: Vec<Option<u64>>,
+    /// The secondaries the primary's last heartbeat counted in sync (and the control plane
+    /// has not left out since).
+    pub primary_in_sync: Vec<u8>,
     /// `old_prefix_len` of the primary's last heartbeat (unknown after a restart until the
     /// primary is heard: the RPO guard refuses meanwhile).
     pub old_prefix: Option<u64>,
@@ -347,6 +350,10 @@ impl ControlMachine {
                 .iter()
                 .map(|h| h.report.as_ref().map(|r| r.log_len))
                 .collect(),
+            primary_in_sync: self
+                .report(self.routing.primary)
+                .map(|h| h.in_sync.clone())
+                .unwrap_or_default(),
             old_prefix: self.old_prefix,
             grant_age: now.saturating_sub(self.last_grant),
         }
@@ -402,6 +409,16 @@ impl ControlMachine {
                 target,
                 fence,
             } => self.drain_reported(r, epoch, target, fence),
+            Message::InSync { epoch, region }
+                if epoch == self.routing.epoch && r == self.routing.primary =>
+            {
+                if let Some(report) = &mut self.health[usize::from(r)].report {
+                    if !report.in_sync.contains(&region) {
+                        report.in_sync.push(region);
+                    }
+                    report.unconfirmed_since.retain(|&(x, _)| x != region);
+                }
+            }
             _ => {}
         }
         if !self.controlled {

@@ -9,6 +9,7 @@ use drcheck_properties::Role;
 use super::{ControlMachine, Phase};
 use crate::effects::Effects;
 use crate::event::{Event, FailoverKind};
+use crate::message::Heartbeat;
 use crate::mutant::Mutant;
 use crate::refusal::OperatorRefusal;
 use crate::time::Millis;
@@ -37,8 +38,45 @@ impl ControlMachine {
         }
     }
 
-    /// May the data fail back to `target` now?
+    /// May the data fail back to `target` now: could a switchover start, and is the target in
+    /// sync and linked to the primary, by their last reports?
     pub(super) fn check_failback(&self, target: u8) -> Result<(), OperatorRefusal> {
+        let (t, p) = self.check_switchover_possible(target)?;
+        if !p.in_sync.contains(&target) {
+            return Err(OperatorRefusal::NotInSync { region: target });
+        }
+        if !t.primary_contact {
+            return Err(OperatorRefusal::NotLinked { region: target });
+        }
+        // An in-sync target need not hold the whole log: the switchover drains it after the
+        // fence. Requiring it before never holds while clients write (the mutant does).
+        if self.mutants.has(Mutant::FailbackNeedsCaughtUp) {
+            Self::check_caught_up(target, t, p)?;
+        }
+        Ok(())
+    }
+
+    /// Does `target` report the primary's whole log (`t`, `p`: their last reports)?
+    pub(super) fn check_caught_up(
+        target: u8,
+        t: &Heartbeat,
+        p: &Heartbeat,
+    ) -> Result<(), OperatorRefusal> {
+        if t.log_len != p.log_len || t.last != p.last {
+            return Err(OperatorRefusal::NotCaughtUp {
+                region: target,
+                holds: t.log_len,
+                primary_holds: p.log_len,
+            });
+        }
+        Ok(())
+    }
+
+    /// Could a switchover to `target` start at all (and their last reports, target's first)?
+    pub(super) fn check_switchover_possible(
+        &self,
+        target: u8,
+    ) -> Result<(&Heartbeat, &Heartbeat), OperatorRefusal> {
         let (home, primary, epoch) = (self.routing.home, self.routing.primary, self.routing.epoch);
         if usize::from(target) >= self.health.len() {
             return Err(OperatorRefusal::NoSuchRegion { region: target });
@@ -69,23 +107,7 @@ impl ControlMachine {
         if p.role != Role::Primary || self.failed(primary) {
             return Err(OperatorRefusal::PrimaryUnhealthy { primary });
         }
-        if !p.in_sync.contains(&target) {
-            return Err(OperatorRefusal::NotInSync { region: target });
-        }
-        if !t.primary_contact {
-            return Err(OperatorRefusal::NotLinked { region: target });
-        }
-        // An in-sync target need not hold the whole log: the switchover drains it after the
-        // fence. Requiring it before never holds while clients write (the mutant does).
-        let behind = t.log_len != p.log_len || t.last != p.last;
-        if behind && self.mutants.has(Mutant::FailbackNeedsCaughtUp) {
-            return Err(OperatorRefusal::NotCaughtUp {
-                region: target,
-                holds: t.log_len,
-                primary_holds: p.log_len,
-            });
-        }
-        Ok(())
+        Ok((t, p))
     }
 
     /// Operator: force a failover to `target` after the grace period, when the RPO guard

@@ -146,12 +146,13 @@ impl ControlMachine {
                     return Err(StepRefusal::DrainNotTimedOut);
                 }
             }
-            // Only the `auto-data-failback` mutant: a switchover home whenever the operator's
-            // failback would be allowed.
+            // Only the `auto-data-failback` mutant: a switchover home once home has caught up.
             ControlStep::AutoFailback => {
-                if !self.mutants.has(Mutant::AutoDataFailback)
-                    || self.check_failback(self.routing.home).is_err()
-                {
+                let home = self.routing.home;
+                let ready = self
+                    .check_switchover_possible(home)
+                    .and_then(|(t, p)| Self::check_caught_up(home, t, p));
+                if !self.mutants.has(Mutant::AutoDataFailback) || ready.is_err() {
                     return Err(StepRefusal::NotAutoFailback);
                 }
             }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use drcheck_impl::deployment::{Deployment, DeploymentConfig, OperatorRequest};
 use drcheck_impl::protocol::mutant::Mutants;
-use drcheck_properties::Status;
+use drcheck_properties::{Bug, Status};
 use drcheck_traces::refine::replay_logged;
 use drcheck_traces::validate::{known_gap, model_for, parse_log, validate};
 use drcheck_traces::walk::Rng;
@@ -122,6 +122,13 @@ async fn logs_of_a_mutant_are_rejected() {
         }
         let trace = drcheck_traces::load(&file).expect("corpus file");
         let bug = trace.model.cfg.params.bug.expect("a bug");
+        if bug == Bug::FailbackNeedsCaughtUp {
+            // An omission: the refused request leaves no step in the log, and a log without
+            // the request is a behaviour of the correct model (the operator need not ask).
+            // Validation cannot see it until refusals are checked against the model's
+            // enabledness; replay on the mutant and the checker catch it.
+            continue;
+        }
         let path = log_path(bug.name());
         replay_logged(
             &trace.model.cfg,
