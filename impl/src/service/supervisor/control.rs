@@ -43,7 +43,7 @@ const DYING: Duration = Duration::from_secs(2);
 
 /// The delay before the next start after `quick_exits` consecutive exits (or failed starts)
 /// soon after a start: [`FIRST_DELAY`], doubling with each, at most [`MAX_DELAY`].
-pub(super) fn restart_delay(quick_exits: u32) -> Duration {
+fn restart_delay(quick_exits: u32) -> Duration {
     FIRST_DELAY
         .saturating_mul(1 << quick_exits.min(16))
         .min(MAX_DELAY)

@@ -1,8 +1,8 @@
 //! `drcheck serve`: a whole deployment on this machine. It starts the control plane and each
 //! region as child processes of the same executable, serves the endpoint itself, injects the
 //! faults the operator asks for (a crash is SIGKILL, a recovery a restart from the same data
-//! directory), restarts the control plane whenever it exits ([`control`]), and stops
-//! everything on Ctrl-C.
+//! directory), restarts the control plane whenever it exits (the `control` submodule), and
+//! stops everything on Ctrl-C.
 
 mod control;
 
