@@ -143,6 +143,10 @@ pub struct FaultArgs {
     /// The region (for crash, recover, isolate, reconnect).
     #[arg(long)]
     pub region: Option<u8>,
+    /// The control plane instead of a region (for crash and recover; `serve` restarts a
+    /// crashed control plane by itself, recover starts it at once).
+    #[arg(long)]
+    pub control: bool,
 }
 
 #[derive(Debug, Args)]

@@ -180,18 +180,47 @@ pub fn reapply(args: &ReapplyArgs) -> Result<ExitCode> {
 }
 
 pub fn fault(args: &FaultArgs) -> Result<ExitCode> {
-    let region = || {
-        args.region
-            .ok_or_else(|| UsageError(format!("{:?} needs --region", args.fault).to_lowercase()))
-    };
-    let fault = match args.fault {
-        FaultKind::Crash => Fault::Crash { region: region()? },
-        FaultKind::Recover => Fault::Recover { region: region()? },
-        FaultKind::Isolate => Fault::Isolate { region: region()? },
-        FaultKind::Reconnect => Fault::Reconnect { region: region()? },
-        FaultKind::Partition => Fault::Partition,
-        FaultKind::Heal => Fault::Heal,
-    };
+    let fault = fault_of(args)?;
     let body = serde_json::to_value(fault).context("encoding the fault")?;
     operator(&args.operator, "POST", "/_dr/fault", Some(body))
+}
+
+/// What a fault is injected into.
+enum Target {
+    Region(u8),
+    Control,
+    Nothing,
+}
+
+/// The fault `args` ask for, or why they ask for none: `crash` and `recover` take `--region N`
+/// or `--control`, `isolate` and `reconnect` take `--region N`, `partition` and `heal`
+/// neither.
+fn fault_of(args: &FaultArgs) -> Result<Fault, UsageError> {
+    let name = format!("{:?}", args.fault).to_lowercase();
+    let usage = |what: &str| Err(UsageError(format!("fault {name} {what}")));
+    let target = match (args.region, args.control) {
+        (Some(_), true) => return usage("takes --region N or --control, not both"),
+        (Some(region), false) => Target::Region(region),
+        (None, true) => Target::Control,
+        (None, false) => Target::Nothing,
+    };
+    use FaultKind as K;
+    match (args.fault, target) {
+        (K::Crash, Target::Region(region)) => Ok(Fault::Crash { region }),
+        (K::Crash, Target::Control) => Ok(Fault::CrashControl),
+        (K::Recover, Target::Region(region)) => Ok(Fault::Recover { region }),
+        (K::Recover, Target::Control) => Ok(Fault::RecoverControl),
+        (K::Isolate, Target::Region(region)) => Ok(Fault::Isolate { region }),
+        (K::Reconnect, Target::Region(region)) => Ok(Fault::Reconnect { region }),
+        (K::Partition, Target::Nothing) => Ok(Fault::Partition),
+        (K::Heal, Target::Nothing) => Ok(Fault::Heal),
+        (K::Crash | K::Recover, Target::Nothing) => usage("needs --region N or --control"),
+        (K::Isolate | K::Reconnect, Target::Nothing) => usage("needs --region N"),
+        (K::Isolate | K::Reconnect, Target::Control) => {
+            usage("takes --region N: the control plane is not isolated, only crashed")
+        }
+        (K::Partition | K::Heal, _) => {
+            usage("is between the regions: it takes neither --region nor --control")
+        }
+    }
 }

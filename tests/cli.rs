@@ -630,6 +630,57 @@ fn region_and_control_refuse_a_cluster_file_with_inconsistent_timing() {
 }
 
 #[test]
+fn fault_targets_are_checked_before_the_endpoint_is_asked() {
+    // Nothing listens on port 1: a fault that passes the checks fails to reach it (exit 1).
+    let endpoint = ["--endpoint", "http://127.0.0.1:1", "--token", "t"];
+    let fault = |args: &[&str]| {
+        let mut argv = vec!["fault"];
+        argv.extend_from_slice(args);
+        argv.extend_from_slice(&endpoint);
+        drcheck(&argv)
+    };
+    for (args, expected) in [
+        (&["crash"][..], "fault crash needs --region N or --control"),
+        (&["recover"], "fault recover needs --region N or --control"),
+        (
+            &["crash", "--control", "--region", "0"],
+            "fault crash takes --region N or --control, not both",
+        ),
+        (
+            &["recover", "--region", "1", "--control"],
+            "fault recover takes --region N or --control, not both",
+        ),
+        (&["isolate"], "fault isolate needs --region N"),
+        (
+            &["reconnect", "--control"],
+            "fault reconnect takes --region N",
+        ),
+        (
+            &["partition", "--control"],
+            "fault partition is between the regions",
+        ),
+        (
+            &["heal", "--region", "0"],
+            "fault heal is between the regions",
+        ),
+    ] {
+        let what = args.join(" ");
+        let out = fault(args);
+        assert_one_line_error(&out, &what);
+        assert!(out.stderr.contains(expected), "{what}: {}", out.stderr);
+    }
+    for args in [&["crash", "--control"][..], &["recover", "--control"]] {
+        let out = fault(args);
+        assert_eq!(out.code, 1, "{}: {}", args.join(" "), out.stderr);
+        assert!(
+            out.stderr.contains("cannot reach the endpoint"),
+            "{}",
+            out.stderr
+        );
+    }
+}
+
+#[test]
 fn allow_inconsistent_skips_the_rules() {
     let out = check(SMALL, &["--allow-inconsistent", "--detection", "2"]);
     assert!(

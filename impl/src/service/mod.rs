@@ -1,6 +1,7 @@
 //! The service as real processes: a region or the control plane per process, talking the
 //! protocol over TCP; the global endpoint (FHIR over HTTP, the operator and status API) in
-//! front; a supervisor that starts them all for `drcheck serve` and injects faults.
+//! front; a supervisor that starts them all for `drcheck serve`, injects faults and restarts
+//! the control plane when it exits.
 //!
 //! Processes agree on protocol time through a shared start instant (Unix milliseconds) and
 //! the minute scale. The endpoint reaches the processes through [`rpc`]: one JSON line asked,

@@ -16,7 +16,7 @@ use drcheck_fhir::region::{Failure, FhirInput, FhirOutput};
 use drcheck_impl::protocol::control::Routing;
 use drcheck_impl::protocol::control::{ControlInput, ControlOutput, ControlSnapshot, Phase};
 use drcheck_impl::protocol::event::Refusal;
-use drcheck_impl::service::endpoint::{router, EndpointConfig, Fault, Faults};
+use drcheck_impl::service::endpoint::{router, ControlProcess, EndpointConfig, Fault, Faults};
 use drcheck_impl::service::http::{self, Response};
 use drcheck_impl::service::rpc::{self, Answer, RegionCall};
 use tokio::net::TcpListener;
@@ -105,6 +105,9 @@ impl Faults for Running {
     }
     fn pids(&self) -> Vec<Option<u32>> {
         vec![None; self.0.len()]
+    }
+    fn control(&self) -> ControlProcess {
+        ControlProcess::default()
     }
 }
 

@@ -70,6 +70,7 @@ pub(super) async fn status(State(ep): Shared) -> Answer {
         "phase": control.phase,
         "failed": control.failed,
         "partitioned": ep.cfg.faults.as_ref().map(|f| f.partitioned()),
+        "control": ep.cfg.faults.as_ref().map(|f| f.control()),
         "loss_window_minutes": loss_window.map(minutes),
         "regions": shown,
     })))

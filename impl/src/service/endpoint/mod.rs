@@ -71,6 +71,21 @@ pub enum Fault {
     Partition,
     /// Restore the links between regions.
     Heal,
+    /// Kill the control plane's process (SIGKILL); `drcheck serve` restarts it by itself.
+    CrashControl,
+    /// Start the control plane's process now if it is down, without waiting out the
+    /// supervisor's restart delay.
+    RecoverControl,
+}
+
+/// The control plane's process, as the status API shows it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ControlProcess {
+    /// Its process id while it runs (`None`: down, about to be restarted).
+    pub pid: Option<u32>,
+    /// How many times it was started again since the deployment started (after it exited,
+    /// was killed, or on the operator's `RecoverControl`).
+    pub restarts: u64,
 }
 
 /// What runs the processes: injects faults and tells which are up.
@@ -88,6 +103,8 @@ pub trait Faults: Send + Sync + 'static {
     fn isolated(&self, region: u8) -> bool;
     /// Process ids, for the status API.
     fn pids(&self) -> Vec<Option<u32>>;
+    /// The control plane's process, for the status API.
+    fn control(&self) -> ControlProcess;
 }
 
 /// What the endpoint needs: where the nodes answer, the operator token, fault injection.

@@ -1,22 +1,31 @@
 //! `drcheck serve`: a whole deployment on this machine. It starts the control plane and each
 //! region as child processes of the same executable, serves the endpoint itself, injects the
 //! faults the operator asks for (a crash is SIGKILL, a recovery a restart from the same data
-//! directory), and stops everything on Ctrl-C.
+//! directory), restarts the control plane whenever it exits (the `control` submodule), and
+//! stops everything on Ctrl-C.
+
+mod control;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::process::{Child, Command};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
 
-use crate::service::endpoint::{self, EndpointConfig, Fault, Faults};
+use crate::service::endpoint::{self, ControlProcess, EndpointConfig, Fault, Faults};
 use crate::service::rpc::{self, RegionCall};
 use crate::service::{io, Cluster, NodeAddrs, ServiceError};
 use crate::time::{unix_ms, Timing};
+use control::ControlSlot;
 use drcheck_fhir::region::FhirOutput;
+use drcheck_properties::Role;
+use drcheck_protocol::entry::Epoch;
 use drcheck_protocol::message::NodeId;
 use drcheck_protocol::region::RegionOutput;
 
@@ -46,14 +55,25 @@ struct Links {
 }
 
 /// The child processes of `drcheck serve` (control plane and regions) and their links: what
-/// injects faults for the endpoint.
+/// injects faults for the endpoint, and keeps the control plane running.
 pub struct Supervisor {
     exe: PathBuf,
     cluster_file: PathBuf,
     cluster: Cluster,
-    control: Mutex<Option<Child>>,
+    control: Mutex<ControlSlot>,
+    /// How many times the control plane was started again.
+    control_restarts: AtomicU64,
     regions: Mutex<Vec<Option<Child>>>,
     links: Mutex<Links>,
+    /// One start or stop of a process at a time: the control plane's restart reads the
+    /// stores of regions that are down, which a region starting meanwhile would hold.
+    ops: tokio::sync::Mutex<()>,
+    /// Set on shutdown: nothing is restarted any more.
+    stopping: AtomicBool,
+    /// Wakes the control plane's watcher (to stop).
+    wake: Notify,
+    /// The task that restarts the control plane when it exits.
+    watcher: Mutex<Option<JoinHandle<()>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -113,7 +133,8 @@ impl Supervisor {
             .map_err(io(format!("starting {} {verb}", self.exe.display())))
     }
 
-    /// Starts the control plane and every region.
+    /// Starts the control plane and every region, and the task that restarts the control
+    /// plane whenever it exits (so it must be called within a tokio runtime).
     pub fn start(
         cluster: Cluster,
         cluster_file: PathBuf,
@@ -124,23 +145,48 @@ impl Supervisor {
             exe,
             cluster_file,
             cluster,
-            control: Mutex::new(None),
+            control: Mutex::new(ControlSlot::default()),
+            control_restarts: AtomicU64::new(0),
             regions: Mutex::new((0..n).map(|_| None).collect()),
             links: Mutex::new(Links {
                 isolated: vec![false; n],
                 partitioned: false,
             }),
+            ops: tokio::sync::Mutex::new(()),
+            stopping: AtomicBool::new(false),
+            wake: Notify::new(),
+            watcher: Mutex::new(None),
         });
-        *lock(&supervisor.control) = Some(supervisor.spawn(NodeId::Control)?);
+        lock(&supervisor.control).started(supervisor.spawn(NodeId::Control)?);
         for r in 0..supervisor.cluster.regions {
             let child = supervisor.spawn(NodeId::Region(r))?;
             lock(&supervisor.regions)[usize::from(r)] = Some(child);
         }
+        supervisor.watch_control();
         Ok(supervisor)
     }
 
-    /// Stops every process.
+    /// From now on nothing is restarted: the deployment is stopping (Ctrl-C). A process that
+    /// exits on the same Ctrl-C is then not taken for a crash.
+    pub fn stop_restarting(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        self.wake.notify_one();
+    }
+
+    fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
+    /// Stops every process (and first the control plane's watcher, which would restart it).
     pub async fn shutdown(&self) {
+        self.stop_restarting();
+        let watcher = lock(&self.watcher).take();
+        if let Some(watcher) = watcher {
+            // It holds no process between two awaits: cancelling it loses nothing.
+            watcher.abort();
+            let _ = watcher.await;
+        }
+        let _ops = self.ops.lock().await;
         let mut children: Vec<Child> = lock(&self.regions)
             .iter_mut()
             .filter_map(Option::take)
@@ -186,6 +232,12 @@ impl Supervisor {
     }
 
     async fn inject_fault(&self, fault: Fault) -> Result<String, String> {
+        // A fault that starts or stops a process waits for any other such change.
+        let _ops = match fault {
+            Fault::Crash { .. } | Fault::Recover { .. } => Some(self.ops.lock().await),
+            // `RecoverControl` takes it itself; `CrashControl` only sends a signal.
+            _ => None,
+        };
         match fault {
             Fault::Crash { region } => {
                 self.check_region(region)?;
@@ -241,6 +293,8 @@ impl Supervisor {
                 }
                 .to_string())
             }
+            Fault::CrashControl => self.crash_control().await,
+            Fault::RecoverControl => self.recover_control().await,
         }
     }
 }
@@ -279,25 +333,45 @@ impl Faults for Supervisor {
             .map(|c| c.as_ref().and_then(Child::id))
             .collect()
     }
+
+    fn control(&self) -> ControlProcess {
+        ControlProcess {
+            pid: self.control_pid(),
+            restarts: self.control_restarts.load(Ordering::SeqCst),
+        }
+    }
+}
+
+/// Region `r`'s durable (epoch, role), read from its store (`None`: it has none yet). Its
+/// process must not run: it would hold the store.
+fn stored_role(data_dir: &std::path::Path, r: u8) -> Result<Option<(Epoch, Role)>, ServiceError> {
+    use crate::store::Store as _;
+    let path = crate::boot::store_file(&crate::boot::region_dir(data_dir, r), r);
+    let durable = if path.exists() {
+        crate::store::RedbStore::open(&path)?.load()?
+    } else {
+        None
+    };
+    Ok(durable.map(|d| (d.epoch, d.role)))
 }
 
 /// The routing the control plane resumes with, read from the regions' stores (closed now:
 /// no region process runs yet).
-fn recover_from_stores(
-    cluster: &Cluster,
-) -> Result<Option<(drcheck_protocol::entry::Epoch, u8)>, ServiceError> {
-    use crate::store::Store as _;
-    let mut held = Vec::new();
-    for r in 0..cluster.regions {
-        let path = crate::boot::store_file(&crate::boot::region_dir(&cluster.data_dir, r), r);
-        let durable = if path.exists() {
-            crate::store::RedbStore::open(&path)?.load()?
-        } else {
-            None
-        };
-        held.push(durable.map(|d| (d.epoch, d.role)));
-    }
+fn recover_from_stores(cluster: &Cluster) -> Result<Option<(Epoch, u8)>, ServiceError> {
+    let held = (0..cluster.regions)
+        .map(|r| stored_role(&cluster.data_dir, r))
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(drcheck_protocol::control::recover_routing(&held))
+}
+
+/// Writes `cluster` to `path` whole or not at all (a process starting meanwhile reads the
+/// old file or the new one, never half of one).
+fn write_cluster(path: &std::path::Path, cluster: &Cluster) -> Result<(), ServiceError> {
+    let text =
+        serde_json::to_string_pretty(cluster).map_err(|e| ServiceError::Config(e.to_string()))?;
+    let partial = path.with_extension("json.partial");
+    std::fs::write(&partial, text).map_err(io(format!("writing {}", partial.display())))?;
+    std::fs::rename(&partial, path).map_err(io(format!("writing {}", path.display())))
 }
 
 /// Runs a whole deployment until Ctrl-C. Prints where the endpoint listens, the data
@@ -365,10 +439,7 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServiceError> {
         },
     };
     cluster.resume = recover_from_stores(&cluster)?;
-    let text =
-        serde_json::to_string_pretty(&cluster).map_err(|e| ServiceError::Config(e.to_string()))?;
-    std::fs::write(&cluster_file, text)
-        .map_err(io(format!("writing {}", cluster_file.display())))?;
+    write_cluster(&cluster_file, &cluster)?;
     let token = opts.token.clone().unwrap_or_else(random_token);
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await
@@ -391,9 +462,12 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServiceError> {
     println!("stop with Ctrl-C");
     use std::io::Write as _;
     let _ = std::io::stdout().flush();
+    let stopping = supervisor.clone();
     let served = axum::serve(listener, router)
-        .with_graceful_shutdown(async {
+        .with_graceful_shutdown(async move {
             let _ = tokio::signal::ctrl_c().await;
+            // A Ctrl-C at a terminal reaches the children too: their exits are no crashes.
+            stopping.stop_restarting();
         })
         .await;
     supervisor.shutdown().await;

@@ -1,0 +1,304 @@
+//! End to end with real processes on loopback: the control-plane process of `drcheck serve`
+//! killed with SIGKILL from outside while a client keeps creating Patients through the
+//! endpoint. `serve` restarts it by itself: writes go on, nothing fails over, every
+//! acknowledged write reads back, and the status API counts the restart. Then the operator's
+//! `fault crash --control` and `fault recover --control` do the same on request.
+//!
+//! The measured times go to stderr (`--nocapture` shows them); the bounds asserted are
+//! generous, in scaled protocol minutes, because the machine may be loaded.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use drcheck_impl::service::http;
+use drcheck_properties::Timing;
+use serde_json::{json, Value};
+use support::serve::{Serve, MINUTE_MS};
+
+fn minutes(n: u64) -> Duration {
+    Duration::from_millis(n * MINUTE_MS)
+}
+
+/// The writer stops by itself after this long or this many requests, whatever the test does.
+const WRITER_LIMIT: Duration = Duration::from_secs(120);
+const WRITER_MAX_REQUESTS: usize = 20_000;
+/// The pause between two requests.
+const WRITER_PAUSE: Duration = Duration::from_millis(15);
+/// The pause after a 503 or 429 before trying again. `Retry-After` is in whole seconds:
+/// several scaled minutes here, far longer than the outage it announces.
+const WRITER_BACKOFF: Duration = Duration::from_millis(100);
+
+/// One create the writer sent, and how it was answered (status 0: no answer at all).
+#[derive(Clone, Debug)]
+struct Sent {
+    sent: Instant,
+    answered: Instant,
+    status: u16,
+    family: String,
+    id: Option<String>,
+}
+
+/// A client thread that keeps creating Patients through the endpoint, retrying a refused
+/// create (503, 429) after a short wait; everything it sent, in order, in `log`.
+struct Writer {
+    stop: Arc<AtomicBool>,
+    log: Arc<Mutex<Vec<Sent>>>,
+    thread: JoinHandle<()>,
+}
+
+impl Writer {
+    fn start(endpoint: SocketAddr) -> Writer {
+        let stop = Arc::new(AtomicBool::new(false));
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (stop_flag, sink) = (stop.clone(), log.clone());
+        let thread = std::thread::spawn(move || write_until(endpoint, &stop_flag, &sink));
+        Writer { stop, log, thread }
+    }
+
+    fn log(&self) -> Vec<Sent> {
+        self.log
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn acked(&self) -> usize {
+        self.log().iter().filter(|s| s.status == 201).count()
+    }
+
+    fn stop(self) -> Vec<Sent> {
+        let Writer { stop, log, thread } = self;
+        stop.store(true, Ordering::SeqCst);
+        thread.join().expect("the writer thread ends");
+        let sent = std::mem::take(&mut *log.lock().unwrap_or_else(PoisonError::into_inner));
+        sent
+    }
+}
+
+fn write_until(endpoint: SocketAddr, stop: &AtomicBool, log: &Mutex<Vec<Sent>>) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let began = Instant::now();
+    let mut n = 0;
+    for _ in 0..WRITER_MAX_REQUESTS {
+        if stop.load(Ordering::SeqCst) || began.elapsed() > WRITER_LIMIT {
+            return;
+        }
+        let family = format!("Writer{n}");
+        let body = json!({ "resourceType": "Patient", "name": [{ "family": family }] });
+        let sent = Instant::now();
+        let response = runtime.block_on(http::request(
+            endpoint,
+            "POST",
+            "/Patient",
+            &[("Content-Type", "application/fhir+json")],
+            body.to_string().as_bytes(),
+        ));
+        let (status, id) = match &response {
+            Ok(r) => (r.status, created_id(r)),
+            Err(_) => (0, None),
+        };
+        log.lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(Sent {
+                sent,
+                answered: Instant::now(),
+                status,
+                family,
+                id,
+            });
+        if matches!(status, 503 | 429) {
+            // Refused, nothing written: the same create again, after a short wait.
+            std::thread::sleep(WRITER_BACKOFF);
+        } else {
+            n += 1;
+            std::thread::sleep(WRITER_PAUSE);
+        }
+    }
+}
+
+fn created_id(response: &http::Response) -> Option<String> {
+    if response.status != 201 {
+        return None;
+    }
+    Some(response.json().ok()?["id"].as_str()?.to_string())
+}
+
+/// The control plane's pid in a status answer.
+fn control_pid(status: &Value) -> Option<u64> {
+    status["control"]["pid"].as_u64()
+}
+
+/// The status API's answer once it answers again with a control plane other than `pid`:
+/// the answer and when it came.
+fn status_without(serve: &Serve, pid: u64, limit: Duration) -> (Value, Instant) {
+    let mut answer = None;
+    serve.eventually(limit, "the status API answers again", || {
+        let response = serve.get("/_dr/status");
+        let status = response.json().ok().filter(|_| response.status == 200);
+        answer = status.filter(|s| control_pid(s).is_some_and(|p| p != pid));
+        answer.is_some()
+    });
+    (answer.expect("a status"), Instant::now())
+}
+
+/// The routing and each region's role and epoch: what a failover would change.
+fn placement(status: &Value) -> Value {
+    let regions: Vec<Value> = status["regions"]
+        .as_array()
+        .expect("regions")
+        .iter()
+        .map(|r| json!([r["role"], r["epoch"]]))
+        .collect();
+    json!({
+        "epoch": status["routing"]["epoch"],
+        "primary": status["routing"]["primary"],
+        "regions": regions,
+    })
+}
+
+/// The longest time between two successive acknowledged writes among `log`.
+fn longest_gap(log: &[Sent]) -> Duration {
+    let acked: Vec<Instant> = log
+        .iter()
+        .filter(|s| s.status == 201)
+        .map(|s| s.answered)
+        .collect();
+    acked
+        .windows(2)
+        .map(|w| w[1].duration_since(w[0]))
+        .max()
+        .unwrap_or_default()
+}
+
+fn seconds(d: Duration) -> String {
+    format!("{:.3} s", d.as_secs_f64())
+}
+
+#[test]
+fn a_killed_control_plane_is_restarted_and_writes_go_on_without_a_failover() {
+    let serve = Serve::start("control-restart");
+    let timing = Timing::default();
+    let before = serve.status();
+    let pid = control_pid(&before).expect("the control plane runs");
+    assert_eq!(before["control"]["restarts"], 0, "{before}");
+    assert_eq!(before["routing"]["primary"], 0, "{before}");
+
+    let writer = Writer::start(serve.endpoint);
+    serve.eventually(minutes(60), "the writer's first writes", || {
+        writer.acked() >= 10
+    });
+
+    // kill -9 the control plane's process from outside, as anyone could.
+    let killed_at = Instant::now();
+    let killed = Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+
+    let (status, status_back) = status_without(&serve, pid, minutes(60));
+    assert!(
+        status["control"]["restarts"].as_u64() >= Some(1),
+        "{status}"
+    );
+    // A write sent once every lease the old control plane granted has surely expired was
+    // acknowledged under a lease the restarted one granted.
+    let old_leases_gone = status_back + minutes(u64::from(timing.lease + timing.skew));
+    serve.eventually(minutes(60), "writes under a new lease", || {
+        writer
+            .log()
+            .iter()
+            .any(|s| s.status == 201 && s.sent > old_leases_gone)
+    });
+    let log = writer.stop();
+
+    let after_kill: Vec<&Sent> = log.iter().filter(|s| s.sent >= killed_at).collect();
+    let first_write = after_kill
+        .iter()
+        .find(|s| s.status == 201)
+        .map(|s| s.answered.duration_since(killed_at))
+        .expect("a write after the kill");
+    let refused = after_kill.iter().filter(|s| s.status != 201).count();
+    eprintln!(
+        "control plane kill -9 -> first write acknowledged: {}; -> /_dr/status answering: {}; \
+         longest gap between acknowledged writes: {}; {} of {} requests after the kill refused",
+        seconds(first_write),
+        seconds(status_back.duration_since(killed_at)),
+        seconds(longest_gap(&log)),
+        refused,
+        after_kill.len()
+    );
+    assert!(
+        first_write < minutes(60),
+        "writes resumed after {first_write:?}"
+    );
+    let unexpected: Vec<u16> = log
+        .iter()
+        .map(|s| s.status)
+        .filter(|s| !matches!(s, 201 | 503 | 429))
+        .collect();
+    assert!(unexpected.is_empty(), "unexpected answers: {unexpected:?}");
+
+    // No failover: the same epoch, primary and roles as before the kill.
+    let end = serve.status();
+    assert_eq!(placement(&end), placement(&before), "{end}");
+    assert_eq!(end["failed"], json!([false, false]), "{end}");
+
+    // Every acknowledged write reads back.
+    let acked: Vec<&Sent> = log.iter().filter(|s| s.status == 201).collect();
+    for s in &acked {
+        let id = s.id.as_deref().expect("a created write has an id");
+        let read = serve.get(&format!("/Patient/{id}"));
+        assert_eq!(read.status, 200, "{id}: {}", read.text());
+        let body = read.json().expect("resource JSON");
+        assert_eq!(body["name"][0]["family"], s.family.as_str(), "{id}");
+    }
+    eprintln!("{} acknowledged writes read back", acked.len());
+
+    // The operator's crash: the same, on request.
+    let restarted = control_pid(&end).expect("the control plane runs");
+    let crash = serve.verb(&["fault", "crash", "--control"]);
+    assert_eq!(crash.code, 0, "{}", crash.stderr);
+    assert!(crash.stdout.contains("killed"), "{}", crash.stdout);
+    // Right after, it is down (serve waits a little before restarting it), unless the
+    // machine was slow enough for serve to restart it first.
+    let recover = serve.verb(&["fault", "recover", "--control"]);
+    let recovered = if recover.code == 0 {
+        "started it"
+    } else {
+        "found it restarted"
+    };
+    assert!(
+        recover.code == 0 && recover.stdout.contains("started")
+            || recover.code == 1 && recover.stderr.contains("is running"),
+        "{recover:?}"
+    );
+    eprintln!("fault recover --control right after fault crash --control {recovered}");
+    let (status, _) = status_without(&serve, restarted, minutes(60));
+    assert!(
+        status["control"]["restarts"].as_u64() >= Some(2),
+        "{status}"
+    );
+    serve.eventually(minutes(60), "writes after the operator's crash", || {
+        serve
+            .create("Patient", r#"{"resourceType":"Patient"}"#)
+            .status
+            == 201
+    });
+    let again = serve.verb(&["fault", "recover", "--control"]);
+    assert_eq!(again.code, 1, "{again:?}");
+    assert!(again.stderr.contains("is running"), "{}", again.stderr);
+    assert_eq!(placement(&serve.status()), placement(&before));
+
+    let exit = serve.stop();
+    assert!(exit.success(), "serve stops cleanly on Ctrl-C: {exit:?}");
+}
