@@ -352,6 +352,7 @@ async fn fake_control(control: Arc<FakeControl>) -> SocketAddr {
                         failed: vec![false; 3],
                         silence: vec![0; 3],
                         reported_len: vec![None; 3],
+                        primary_in_sync: Vec::new(),
                         old_prefix: None,
                         grant_age: 0,
                     }))

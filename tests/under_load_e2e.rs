@@ -1,8 +1,15 @@
-//! End to end with real processes on loopback: the control-plane process of `drcheck serve`
-//! killed with SIGKILL from outside while a client keeps creating Patients through the
-//! endpoint. `serve` restarts it by itself: writes go on, nothing fails over, every
-//! acknowledged write reads back, and the status API counts the restart. Then the operator's
-//! `fault crash --control` and `fault recover --control` do the same on request.
+//! End to end with real processes on loopback, a client writing all along: the three
+//! findings of outsiders who ran `drcheck serve` under load.
+//!
+//! - The control-plane process killed with SIGKILL from outside: `serve` restarts it by
+//!   itself; writes go on, nothing fails over, every acknowledged write reads back, and the
+//!   status API counts the restart. Then the operator's `fault crash --control` and
+//!   `fault recover --control` do the same on request.
+//! - An inter-region partition longer than the RTO: the primary throttles only until the
+//!   control plane leaves the unreachable secondary out of sync (`--sync-timeout`), then
+//!   writes unprotected; no spell without writes comes near the RTO.
+//! - Data failback while the client keeps writing: accepted for the in-sync home region and
+//!   completed, losing nothing.
 //!
 //! The measured times go to stderr (`--nocapture` shows them); the bounds asserted are
 //! generous, in scaled protocol minutes, because the machine may be loaded.
@@ -299,6 +306,164 @@ fn a_killed_control_plane_is_restarted_and_writes_go_on_without_a_failover() {
     assert!(again.stderr.contains("is running"), "{}", again.stderr);
     assert_eq!(placement(&serve.status()), placement(&before));
 
+    let exit = serve.stop();
+    assert!(exit.success(), "serve stops cleanly on Ctrl-C: {exit:?}");
+}
+
+/// Every write in `log` acknowledged with an id reads back with its family name.
+fn assert_all_read_back(serve: &Serve, log: &[Sent]) -> usize {
+    let acked: Vec<&Sent> = log.iter().filter(|s| s.status == 201).collect();
+    for s in &acked {
+        let id = s.id.as_deref().expect("a created write has an id");
+        let read = serve.get(&format!("/Patient/{id}"));
+        assert_eq!(read.status, 200, "{id}: {}", read.text());
+        let body = read.json().expect("resource JSON");
+        assert_eq!(body["name"][0]["family"], s.family.as_str(), "{id}");
+    }
+    acked.len()
+}
+
+/// The longest spell without an acknowledged write between `from` and `to` (counting from
+/// `from` to the first acknowledgement, and from the last one to `to`).
+fn longest_spell_without_writes(log: &[Sent], from: Instant, to: Instant) -> Duration {
+    let mut marks = vec![from];
+    marks.extend(
+        log.iter()
+            .filter(|s| s.status == 201 && s.answered > from && s.answered < to)
+            .map(|s| s.answered),
+    );
+    marks.push(to);
+    marks
+        .windows(2)
+        .map(|w| w[1].duration_since(w[0]))
+        .max()
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_partition_longer_than_the_rto_stops_writes_only_until_the_sync_timeout() {
+    let serve = Serve::start("partition-under-load");
+    let timing = Timing::default();
+    let before = serve.status();
+    let writer = Writer::start(serve.endpoint);
+    serve.eventually(minutes(60), "the writer's first writes", || {
+        writer.acked() >= 10
+    });
+
+    let cut = serve.verb(&["fault", "partition"]);
+    assert_eq!(cut.code, 0, "{}", cut.stderr);
+    let cut_at = Instant::now();
+    // Longer than the RTO: before the sync timeout, the primary throttled all along.
+    let partition = minutes(u64::from(timing.rto) + 20);
+    std::thread::sleep(partition);
+    let healed_at = Instant::now();
+    let heal = serve.verb(&["fault", "heal"]);
+    assert_eq!(heal.code, 0, "{}", heal.stderr);
+    serve.eventually(minutes(30), "region 1 back in sync after the heal", || {
+        serve.status()["regions"][0]["in_sync"] == json!([1])
+    });
+    let log = writer.stop();
+
+    let spell = longest_spell_without_writes(&log, cut_at, healed_at);
+    let during: Vec<&Sent> = log
+        .iter()
+        .filter(|s| s.sent >= cut_at && s.sent < healed_at)
+        .collect();
+    let acked_during = during.iter().filter(|s| s.status == 201).count();
+    let throttled = during.iter().filter(|s| s.status == 429).count();
+    eprintln!(
+        "partition of {} ({} protocol minutes): longest spell without writes {} ({:.1} protocol \
+         minutes; sync timeout {}, RTO {}); {acked_during} writes acknowledged and {throttled} \
+         throttled during it",
+        seconds(partition),
+        timing.rto + 20,
+        seconds(spell),
+        spell.as_secs_f64() * 1000.0 / MINUTE_MS as f64,
+        timing.sync_timeout,
+        timing.rto,
+    );
+    // Throttled from `throttle` to the sync timeout, plus the report's delay and slack for a
+    // loaded machine: far below the RTO, and far below the partition.
+    assert!(
+        spell < minutes(u64::from(timing.rto) / 2),
+        "no writes for {spell:?} during the partition"
+    );
+    assert!(acked_during > 10, "writes went on during the partition");
+
+    // No failover, nothing lost: every acknowledged write reads back.
+    let end = serve.status();
+    assert_eq!(placement(&end), placement(&before), "{end}");
+    let read = assert_all_read_back(&serve, &log);
+    eprintln!("{read} acknowledged writes read back after the partition");
+    let exit = serve.stop();
+    assert!(exit.success(), "serve stops cleanly on Ctrl-C: {exit:?}");
+}
+
+#[test]
+fn data_failback_succeeds_while_a_client_keeps_writing_and_loses_nothing() {
+    let serve = Serve::start("failback-under-load");
+    // Fail over first: the primary's process killed, region 1 takes over.
+    let crash = serve.verb(&["fault", "crash", "--region", "0"]);
+    assert_eq!(crash.code, 0, "{}", crash.stderr);
+    serve.eventually(minutes(30), "region 1 promoted", || {
+        serve.status()["routing"]["primary"] == 1
+    });
+    let recover = serve.verb(&["fault", "recover", "--region", "0"]);
+    assert_eq!(recover.code, 0, "{}", recover.stderr);
+
+    let writer = Writer::start(serve.endpoint);
+    serve.eventually(minutes(30), "region 0 back in sync, compute home", || {
+        let s = serve.status();
+        s["regions"][1]["in_sync"] == json!([0]) && s["routing"]["compute"] == 0
+    });
+    serve.eventually(minutes(30), "writes at region 1", || writer.acked() >= 20);
+
+    // The operator asks while the client writes: accepted at the first attempt, or after a
+    // refusal whose reason is not "caught up" (the failback no longer requires it).
+    let mut attempts = 0;
+    let mut refusals = Vec::new();
+    while attempts < 5 {
+        attempts += 1;
+        let failback = serve.verb(&["failback", "--target", "0"]);
+        if failback.code == 0 {
+            break;
+        }
+        assert!(
+            !failback.stderr.contains("caught up"),
+            "refused for not having caught up: {}",
+            failback.stderr
+        );
+        refusals.push(failback.stderr);
+        std::thread::sleep(minutes(2));
+    }
+    let asked_at = Instant::now();
+    serve.eventually(minutes(30), "data fails back", || {
+        let s = serve.status();
+        s["routing"]["primary"] == 0 && s["routing"]["epoch"] == 3
+    });
+    let done = Instant::now().duration_since(asked_at);
+    serve.eventually(minutes(30), "writes at region 0", || {
+        writer
+            .log()
+            .iter()
+            .any(|s| s.status == 201 && s.sent > asked_at + done)
+    });
+    let log = writer.stop();
+    eprintln!(
+        "data failback under load: accepted at attempt {attempts} ({} refused: {refusals:?}); \
+         completed {} after the request; longest gap between acknowledged writes {}",
+        refusals.len(),
+        seconds(done),
+        seconds(longest_gap(&log)),
+    );
+    assert_eq!(refusals.len(), attempts - 1);
+    assert!(attempts < 5, "never accepted: {refusals:?}");
+
+    // A switchover loses nothing: every write the client saw acknowledged reads back.
+    let read = assert_all_read_back(&serve, &log);
+    eprintln!("{read} acknowledged writes read back after the failback");
+    let quarantine = serve.operator("GET", "/_dr/quarantine", &json!({}));
+    assert_eq!(quarantine.status, 200, "{}", quarantine.text());
     let exit = serve.stop();
     assert!(exit.success(), "serve stops cleanly on Ctrl-C: {exit:?}");
 }
