@@ -424,7 +424,7 @@ fn list_bugs_names_each_bug_and_the_property_that_catches_it() {
     assert_eq!(out.code, 0, "stderr: {}", out.stderr);
     assert!(out.stderr.is_empty(), "stderr: {}", out.stderr);
     let lines: Vec<&str> = out.stdout.lines().collect();
-    assert_eq!(lines.len(), 12, "{}", out.stdout);
+    assert_eq!(lines.len(), 14, "{}", out.stdout);
     assert_eq!(lines.len(), Bug::ALL.len());
     for (line, bug) in lines.iter().zip(Bug::ALL) {
         let words: Vec<&str> = line.split_whitespace().collect();
@@ -443,7 +443,7 @@ fn list_bugs_names_each_bug_and_the_property_that_catches_it() {
         .collect();
     names.sort_unstable();
     names.dedup();
-    assert_eq!(names.len(), 12, "duplicate bug names");
+    assert_eq!(names.len(), Bug::ALL.len(), "duplicate bug names");
 }
 
 // 5. Bad input.
@@ -518,6 +518,8 @@ fn out_of_range_and_non_multiple_parameters_exit_2() {
         "30",
         "--drain-timeout",
         "6",
+        "--sync-timeout",
+        "10",
     ];
     let out = check(SMALL, &[&even[..], &["--lease", "5"]].concat());
     assert_one_line_error(&out, "--lease 5 with even times");
@@ -536,13 +538,15 @@ fn out_of_range_and_non_multiple_parameters_exit_2() {
 }
 
 /// One flag set that breaks each rule (and only it), in the order of `RULES`.
-const BREAKS: [&[&str]; 6] = [
+const BREAKS: [&[&str]; 8] = [
     &["--detection", "2"],
     &["--lease", "1", "--skew", "0"],
     &["--rto", "5"],
     &["--rpo", "4", "--throttle", "3"],
     &["--throttle", "1"],
     &["--throttle", "15"],
+    &["--throttle", "12", "--sync-timeout", "10"],
+    &["--sync-timeout", "59"],
 ];
 
 /// The error names the broken rule, what it endangers, and no other rule.

@@ -60,6 +60,8 @@ pub const ALL_REACHABLE: &[&str] = &[
     "2",
     "--rto",
     "10",
+    "--sync-timeout",
+    "8",
     "--threads",
     "1",
     "-q",
