@@ -254,6 +254,9 @@ pub struct ModelArgs {
     /// Quarantined writes the operator may re-apply.
     #[arg(long, default_value_t = Params::default().reapplies)]
     pub reapplies: u32,
+    /// Control-plane crashes, each restarted at once.
+    #[arg(long, default_value_t = Params::default().cp_restarts)]
+    pub cp_restarts: u32,
     /// Outages are crashes only (no isolated region that keeps serving).
     #[arg(long)]
     pub no_isolation: bool,
@@ -347,6 +350,7 @@ impl ModelArgs {
             failbacks: self.failbacks,
             forced: self.forced,
             reapplies: self.reapplies,
+            cp_restarts: self.cp_restarts,
             isolation: !self.no_isolation,
             horizon: self.horizon,
             bug: self.bug,

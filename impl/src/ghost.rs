@@ -245,6 +245,16 @@ impl Ghost {
             .fault_begins(view.single_fault(None), guard_refused);
     }
 
+    /// The control plane crashed and restarted; `view` is the state before.
+    pub fn control_restarted(&mut self, view: &View) {
+        // A region down now is news to the restarted control plane (as in the model).
+        for d in self.down_for.iter_mut().flatten() {
+            *d = 0;
+        }
+        self.ledger
+            .fault_begins(view.single_control_restart(), false);
+    }
+
     /// The operator asked for a data failback to `target`, which the ghost judged eligible
     /// (up, linked, an in-sync secondary of the current epoch): `accepted` or refused.
     pub fn failback_requested(&mut self, target: u8, accepted: bool) {

@@ -123,6 +123,10 @@ pub enum Action {
         /// The region reconnected.
         region: u8,
     },
+    /// The control plane crashes and is restarted at once: it loses its volatile state
+    /// (silences, failed set, phase, last grant, the primary's report) and recovers the
+    /// routing from the regions' durable state.
+    RestartControl,
     /// The inter-region link is cut (the control plane still reaches every region).
     Partition,
     /// The inter-region link heals.
@@ -190,6 +194,7 @@ impl Action {
             | Isolate { .. }
             | Recover { .. }
             | Reconnect { .. }
+            | RestartControl
             | Partition
             | Heal => Actor::Environment,
             RequestFailback { .. } | ForceFailover { .. } | Reapply { .. } => Actor::Operator,
@@ -219,6 +224,7 @@ impl fmt::Display for Action {
             Isolate { region } => write!(f, "region {region} is isolated"),
             Recover { region } => write!(f, "region {region} recovers"),
             Reconnect { region } => write!(f, "region {region} reconnects"),
+            RestartControl => f.write_str("the control plane crashes and restarts"),
             Partition => f.write_str("inter-region partition"),
             Heal => f.write_str("partition heals"),
             RequestFailback { target } => write!(f, "request data failback to region {target}"),

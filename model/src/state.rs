@@ -61,11 +61,16 @@ pub struct ControlPlane {
     pub failed: u8,
     /// Ticks since the last lease grant to the primary, saturating at lease + skew.
     pub grant_age: u8,
-    /// `old_prefix` of the primary's last heartbeat.
+    /// `old_prefix` of the primary's last heartbeat ([`UNKNOWN_PREFIX`] after a restart, until
+    /// the primary reports: the RPO guard refuses meanwhile).
     pub old_prefix: u8,
     /// What it is doing about the data primary.
     pub phase: Phase,
 }
+
+/// The `old_prefix` of a control plane that has not heard the primary since it restarted:
+/// larger than any log, so the RPO guard refuses.
+pub const UNKNOWN_PREFIX: u8 = u8::MAX;
 
 impl ControlPlane {
     /// Is region `r` declared failed?
@@ -98,6 +103,8 @@ pub struct Budget {
     pub forced: u8,
     /// Re-applies of quarantined writes left.
     pub reapplies: u8,
+    /// Control-plane restarts left.
+    pub cp_restarts: u8,
 }
 
 /// One state of the model. Its `Debug` is the compact `Display`: the Explorer prints states
@@ -146,6 +153,7 @@ impl DrState {
                 failbacks: cfg.failbacks,
                 forced: cfg.forced,
                 reapplies: cfg.reapplies,
+                cp_restarts: cfg.cp_restarts,
             },
             elapsed: cfg.horizon.map(|_| 0),
         }
@@ -383,8 +391,9 @@ impl fmt::Display for DrState {
         let b = &self.budget;
         write!(
             f,
-            "budget: writes {} outages {} partitions {} failbacks {} forced {} reapplies {}",
-            b.writes, b.outages, b.partitions, b.failbacks, b.forced, b.reapplies
+            "budget: writes {} outages {} partitions {} failbacks {} forced {} reapplies {} \
+             control restarts {}",
+            b.writes, b.outages, b.partitions, b.failbacks, b.forced, b.reapplies, b.cp_restarts
         )?;
         if let Some(t) = self.elapsed {
             write!(f, ", elapsed {t}")?;

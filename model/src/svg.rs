@@ -112,6 +112,7 @@ fn shape(s: &DrState, action: &Action) -> Option<Shape> {
             arrow(Environment, Region(region))
         }
         Partition | Heal => Some(Shape::Mark { at: Environment }),
+        RestartControl => Some(Shape::Mark { at: ControlPlane }),
         RequestFailback { .. } | ForceFailover { .. } | Reapply { .. } => {
             arrow(Operator, ControlPlane)
         }

@@ -63,6 +63,8 @@ bugs! {
         "the control plane never fails over by itself: every failover waits for the operator",
     NoSyncTimeout "no-sync-timeout" => "write_availability":
         "a secondary that stops confirming stays in the in-sync set until it is declared failed: the primary throttles for as long as a partition lasts",
+    CpRestartHasty "cp-restart-hasty" => "no_spurious_failover":
+        "a restarted control plane declares at once every region it has not heard and takes every lease as expired, instead of listening for a detection period",
     FailbackNeedsCaughtUp "failback-needs-caught-up" => "failback_completes":
         "data failback is refused unless the target already holds the primary's whole log, which never holds while clients write",
 }

@@ -139,14 +139,17 @@ pub enum SingleFault {
     SecondaryOutage,
     /// The regions were cut off from each other (the control plane still hears all).
     Partition,
+    /// The control plane crashed and was restarted, losing its volatile state.
+    ControlRestart,
 }
 
 impl SingleFault {
     /// Every kind, in report order.
-    pub const ALL: [SingleFault; 3] = [
+    pub const ALL: [SingleFault; 4] = [
         SingleFault::PrimaryOutage,
         SingleFault::SecondaryOutage,
         SingleFault::Partition,
+        SingleFault::ControlRestart,
     ];
 
     /// The kind's name in reports.
@@ -155,6 +158,7 @@ impl SingleFault {
             SingleFault::PrimaryOutage => "primary outage",
             SingleFault::SecondaryOutage => "secondary outage",
             SingleFault::Partition => "inter-region partition",
+            SingleFault::ControlRestart => "control-plane restart",
         }
     }
 }

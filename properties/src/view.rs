@@ -95,6 +95,12 @@ impl View {
         })
     }
 
+    /// The kind of a control-plane restart that begins now, if nothing else is wrong.
+    pub fn single_control_restart(&self) -> Option<crate::ledger::SingleFault> {
+        self.all_up()
+            .then_some(crate::ledger::SingleFault::ControlRestart)
+    }
+
     /// Is nothing wrong: every region up, and the regions linked?
     pub fn all_up(&self) -> bool {
         !self.partitioned && self.regions.iter().all(|r| r.status == Status::Up)

@@ -102,6 +102,8 @@ pub enum FaultKind {
     Partition,
     /// The inter-region link is back.
     Heal,
+    /// The control plane crashed and was restarted.
+    ControlRestart,
 }
 
 /// One protocol-significant step.

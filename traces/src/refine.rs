@@ -402,6 +402,10 @@ async fn take(d: &mut Deployment, action: &Action) -> Result<Result<(), String>,
             d.partition().await?;
             Ok(())
         }
+        Action::RestartControl => {
+            d.restart_control().await?;
+            Ok(())
+        }
         Action::Heal => {
             d.heal().await?;
             Ok(())

@@ -183,6 +183,15 @@ pub fn model_for(records: &[Record]) -> Result<Config, ValidateError> {
                 }
             )
         }),
+        cp_restarts: count(&|e| {
+            matches!(
+                e,
+                Event::Fault {
+                    fault: FaultKind::ControlRestart,
+                    ..
+                }
+            )
+        }),
         partitions: count(&|e| {
             matches!(
                 e,
@@ -216,6 +225,7 @@ pub fn model_for(records: &[Record]) -> Result<Config, ValidateError> {
     let capped = Params {
         writes: within(params.writes),
         reapplies: within(params.reapplies),
+        cp_restarts: within(params.cp_restarts),
         outages: within(params.outages),
         partitions: within(params.partitions),
         failbacks: within(params.failbacks),
@@ -228,6 +238,7 @@ pub fn model_for(records: &[Record]) -> Result<Config, ValidateError> {
     let budget = |n: u32| u8::try_from(n).unwrap_or(u8::MAX);
     cfg.writes = budget(params.writes);
     cfg.reapplies = budget(params.reapplies);
+    cfg.cp_restarts = budget(params.cp_restarts);
     cfg.outages = budget(params.outages);
     cfg.partitions = budget(params.partitions);
     cfg.failbacks = budget(params.failbacks);
@@ -299,6 +310,7 @@ fn observed(event: &Event, writes: &[WriteId]) -> Option<Observed> {
             (FaultKind::Reconnect, Some(region)) => Action::Reconnect { region },
             (FaultKind::Partition, _) => Action::Partition,
             (FaultKind::Heal, _) => Action::Heal,
+            (FaultKind::ControlRestart, _) => Action::RestartControl,
             // A region fault that names no region.
             (_, None) => return Some(Observed::Foreign),
         },

@@ -5,7 +5,9 @@ use drcheck_properties::Status;
 
 use super::{set_mailbox, transport_for, DeployError, Deployment};
 use crate::node::{NodeHandle, Wiring};
-use drcheck_protocol::control::{recover_routing, ControlMachine, ControlSnapshot, Phase};
+use drcheck_protocol::control::{
+    recover_routing, ControlInput, ControlMachine, ControlSnapshot, Phase,
+};
 use drcheck_protocol::event::{Event, FaultKind};
 use drcheck_protocol::message::NodeId;
 
@@ -13,7 +15,11 @@ impl Deployment {
     /// The control plane restarts: it loses everything it knew and resumes with the routing
     /// recovered from the regions' durable states.
     pub async fn restart_control(&mut self) -> Result<(), DeployError> {
-        self.observe().await?;
+        let view = self.abstract_view().await?;
+        self.fault_event(FaultKind::ControlRestart, None);
+        if let Some(g) = &mut self.ghost {
+            g.control_restarted(&view);
+        }
         let mut held = Vec::new();
         for r in 0..self.cfg.regions {
             let s = self.region_state(r).await?;
@@ -28,6 +34,12 @@ impl Deployment {
             None => ControlMachine::new(n, self.cfg.timing, now),
         }
         .with_mutants(self.cfg.mutants);
+        // A control plane that replays a model path keeps taking decisions only when asked.
+        let machine = if self.cfg.controlled {
+            machine.controlled()
+        } else {
+            machine
+        };
         let wiring = Wiring {
             store: None,
             transport: transport_for(&self.memory, &self.real, &self.links, NodeId::Control),
@@ -37,6 +49,8 @@ impl Deployment {
         };
         let old = std::mem::replace(&mut self.control, NodeHandle::spawn(machine, wiring));
         old.kill().await;
+        // A starting control plane looks at the clock at once (nothing, in controlled mode).
+        let _ = self.control.call(ControlInput::Tick).await;
         if let Some(real) = &self.real {
             set_mailbox(
                 &real.mailboxes[usize::from(n)],

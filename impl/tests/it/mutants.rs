@@ -17,11 +17,13 @@ struct Run {
 }
 
 impl Run {
-    async fn start(mutant: Option<Mutant>) -> Run {
+    async fn start(mutant: Option<Mutant>, timing: Option<drcheck_properties::Timing>) -> Run {
+        let defaults = DeploymentConfig::default();
         let cfg = DeploymentConfig {
             operator_token: TOKEN.to_string(),
             mutants: mutant.map(Mutants::only).unwrap_or_default(),
-            ..DeploymentConfig::default()
+            timing: timing.map_or(defaults.timing, |t| drcheck_impl::time::in_millis(&t)),
+            ..defaults
         };
         Run {
             d: Deployment::start(cfg).await.expect("deployment"),
@@ -83,6 +85,21 @@ async fn failover_and_rejoin(run: &mut Run) {
     run.write().await;
     run.d.recover(0).await.expect("recover");
     run.minutes(5).await;
+}
+
+/// The timing a mutant's scenario needs, if not the default.
+fn timing(mutant: Mutant) -> Option<drcheck_properties::Timing> {
+    match mutant {
+        // The throttle bounds the window of writes a failover to an in-sync secondary loses;
+        // with a sync timeout at the RPO (the default), the secondary leaves the in-sync set
+        // just as two stalled writes could be RPO apart. A longer one leaves the throttle
+        // the only bound, as in the model's counterexample.
+        Mutant::NoThrottle => Some(drcheck_properties::Timing {
+            sync_timeout: 30,
+            ..drcheck_properties::Timing::default()
+        }),
+        _ => None,
+    }
 }
 
 async fn scenario(run: &mut Run, mutant: Mutant) {
@@ -184,12 +201,28 @@ async fn scenario(run: &mut Run, mutant: Mutant) {
             run.write().await;
             run.minutes(70).await;
         }
+        Mutant::CpRestartHasty => {
+            run.write().await;
+            run.minutes(2).await;
+            run.d
+                .restart_control()
+                .await
+                .expect("restart the control plane");
+            run.check().await;
+            run.minutes(10).await;
+        }
         Mutant::FailbackNeedsCaughtUp => {
             failover_and_rejoin(run).await;
             run.minutes(3).await;
-            // The failback request arrives while a write is on its way to the target.
+            // The failback request arrives while a write is on its way to the target (its
+            // replication held back a minute, long enough for the primary to report it).
             run.d.set_hold(true);
             run.write().await;
+            run.d.advance(1).await.expect("advance");
+            let not_to_the_target = |_: NodeId, to: NodeId, msg: &Message| {
+                !(to == NodeId::Region(0) && matches!(msg, Message::Append { .. }))
+            };
+            run.deliver_where(not_to_the_target).await;
             run.operator(OperatorRequest::DataFailback { target: 0 })
                 .await;
             run.d.set_hold(false);
@@ -202,9 +235,9 @@ async fn scenario(run: &mut Run, mutant: Mutant) {
 async fn every_mutant_breaks_the_property_its_model_bug_breaks() {
     let mut report = Vec::new();
     for &mutant in Mutant::ALL {
-        let mut broken = Run::start(Some(mutant)).await;
+        let mut broken = Run::start(Some(mutant), timing(mutant)).await;
         scenario(&mut broken, mutant).await;
-        let mut sound = Run::start(None).await;
+        let mut sound = Run::start(None, timing(mutant)).await;
         scenario(&mut sound, mutant).await;
         report.push(format!(
             "{:<22} mutant breaks {:?}; correct implementation breaks {:?}",

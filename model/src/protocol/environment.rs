@@ -3,7 +3,10 @@
 
 use drcheck_properties::{Status, View};
 
-use crate::state::{DrState, Phase, Volatile};
+use drcheck_properties::{Bug, Role};
+
+use crate::config::Config;
+use crate::state::{ControlPlane, DrState, Phase, Volatile, UNKNOWN_PREFIX};
 
 /// Tells the ledger a fault begins at region `r` (or between the regions), judged on the
 /// state `before` it: the availability clocks start for a single fault and are excused by a
@@ -61,6 +64,49 @@ pub fn restore(s: &DrState, r: u8, from: Status) -> Option<DrState> {
     let region = next.region_mut(r);
     region.status = Status::Up;
     region.down_for = None;
+    Some(next)
+}
+
+/// The control plane crashes and restarts (one restart of the budget). It loses its volatile
+/// state: it recovers the routing from the regions' durable state (the newest epoch's primary;
+/// compute goes there too), has heard nobody (it declares nothing failed before a full
+/// detection period of silence), treats the last grant as just issued (so it promotes nobody
+/// before any lease it may have granted has surely expired), forgets the primary's
+/// `old_prefix` (the RPO guard refuses until the primary reports) and any failover or
+/// switchover under way. Under `--bug cp-restart-hasty` it declares silent regions at once and
+/// takes every lease as expired.
+pub fn restart_control(cfg: &Config, s: &DrState) -> Option<DrState> {
+    if s.budget.cp_restarts == 0 {
+        return None;
+    }
+    let mut next = s.clone();
+    next.budget.cp_restarts -= 1;
+    let epoch = next.view.regions.iter().map(|r| r.epoch).max()?;
+    let primary = (0..next.region_count()).find(|&r| {
+        let region = next.region(r);
+        region.epoch == epoch && matches!(region.role, Role::Primary | Role::Fenced)
+    })?;
+    next.view.routing.epoch = epoch;
+    next.view.routing.primary = primary;
+    next.view.routing.compute = primary;
+    let hasty = cfg.has_bug(Bug::CpRestartHasty);
+    let silence = if hasty { cfg.detection_threshold() } else { 0 };
+    next.control = ControlPlane {
+        silence: vec![silence; usize::from(next.region_count())],
+        failed: 0,
+        grant_age: if hasty { cfg.lease_wait() } else { 0 },
+        old_prefix: UNKNOWN_PREFIX,
+        phase: Phase::Normal,
+    };
+    // A region that is down now is news to the restarted control plane: it can know no
+    // sooner than a detection period from now (what `routing_healthy` measures from).
+    for region in next.view.regions.iter_mut() {
+        if region.down_for.is_some() {
+            region.down_for = Some(0);
+        }
+    }
+    let single = s.view.single_control_restart();
+    next.view.ledger.fault_begins(single, false);
     Some(next)
 }
 

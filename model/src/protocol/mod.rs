@@ -58,7 +58,7 @@ pub fn candidates(cfg: &Config, s: &DrState, out: &mut Vec<Action>) {
         out.push(Action::Recover { region: r });
         out.push(Action::Reconnect { region: r });
     }
-    out.extend([Action::Partition, Action::Heal]);
+    out.extend([Action::RestartControl, Action::Partition, Action::Heal]);
     for r in 0..n {
         out.push(Action::RequestFailback { target: r });
         out.push(Action::ForceFailover { target: r });
@@ -97,6 +97,7 @@ pub fn apply(cfg: &Config, s: &DrState, action: &Action) -> Option<DrState> {
         Action::Isolate { .. } => None,
         Action::Recover { region: r } => environment::restore(s, r, Status::Down),
         Action::Reconnect { region: r } => environment::restore(s, r, Status::Isolated),
+        Action::RestartControl => environment::restart_control(cfg, s),
         Action::Partition => environment::partition(s),
         Action::Heal => environment::heal(s),
         Action::RequestFailback { target } => control::request_failback(cfg, s, target),

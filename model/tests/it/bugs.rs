@@ -83,6 +83,12 @@ fn scenario(bug: Bug) -> Params {
             isolation: false,
             ..base
         },
+        // The control plane restarts while everything is healthy.
+        Bug::CpRestartHasty => Params {
+            outages: 0,
+            cp_restarts: 1,
+            ..base
+        },
         // The operator may wait for ever: the RTO is what says that is not good enough.
         Bug::NoAutoFailover => Params {
             timing: Timing {
@@ -211,9 +217,14 @@ fn failback_needing_caught_up_is_refused_under_writes() {
 }
 
 #[test]
+fn a_hasty_control_plane_restart_declares_healthy_regions_failed() {
+    assert_caught(Bug::CpRestartHasty, 4);
+}
+
+#[test]
 fn every_bug_has_a_test_and_names_a_known_property() {
     // The list above covers Bug::ALL: adding a bug without a test fails here.
-    assert_eq!(Bug::ALL.len(), 14);
+    assert_eq!(Bug::ALL.len(), 15);
     for bug in Bug::ALL {
         assert!(
             drcheck_properties::property(bug.caught_by()).is_some(),

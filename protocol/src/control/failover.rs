@@ -67,7 +67,9 @@ impl ControlMachine {
 
     /// Has the last lease granted to the primary surely expired?
     pub(super) fn lease_expired(&self, now: Millis) -> bool {
+        let hasty = self.restarted_without_grant && self.mutants.has(Mutant::CpRestartHasty);
         self.mutants.has(Mutant::NoLeaseWait)
+            || hasty
             || now.saturating_sub(self.last_grant) >= self.timing.lease_wait()
     }
 

@@ -35,7 +35,15 @@ impl Health {
 impl ControlMachine {
     /// How long `r` has been silent at `now`.
     pub(super) fn silence(&self, now: Millis, r: u8) -> Millis {
-        now.saturating_sub(self.health[usize::from(r)].last_heard)
+        let health = &self.health[usize::from(r)];
+        if self.restarted_without_grant
+            && health.report.is_none()
+            && self.mutants.has(Mutant::CpRestartHasty)
+        {
+            // The mutant takes "not heard since the restart" for "silent for ever".
+            return Millis::MAX;
+        }
+        now.saturating_sub(health.last_heard)
     }
 
     /// Silence after which a region is declared failed.
@@ -181,6 +189,7 @@ impl ControlMachine {
         );
         if !fenced && hb.role == Role::Primary {
             self.last_grant = now;
+            self.restarted_without_grant = false;
             let expiry = now + self.timing.lease;
             fx.send(
                 NodeId::Control,

@@ -234,6 +234,9 @@ pub struct ControlMachine {
     mutants: Mutants,
     /// Decides nothing by itself: every decision waits for a [`ControlStep`].
     controlled: bool,
+    /// Restarted ([`ControlMachine::resume`]) and has granted no lease since: what the
+    /// `cp-restart-hasty` mutant forgets to be careful about.
+    restarted_without_grant: bool,
 }
 
 impl ControlMachine {
@@ -279,6 +282,7 @@ impl ControlMachine {
             phase: Phase::Normal,
             mutants: Mutants::default(),
             controlled: false,
+            restarted_without_grant: false,
         }
     }
 
@@ -317,6 +321,7 @@ impl ControlMachine {
         machine.old_prefix = None;
         machine.primary_runs = None;
         machine.primary_confirmed = false;
+        machine.restarted_without_grant = true;
         for h in &mut machine.health {
             h.report = None;
         }
