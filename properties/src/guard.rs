@@ -65,6 +65,10 @@ bugs! {
         "a secondary that stops confirming stays in the in-sync set until it is declared failed: the primary throttles for as long as a partition lasts",
     CpRestartHasty "cp-restart-hasty" => "no_spurious_failover":
         "a restarted control plane declares at once every region it has not heard and takes every lease as expired, instead of listening for a detection period",
+    ComputeIgnoresData "compute-ignores-data" => "write_availability":
+        "compute fails back home without checking that home reaches the data primary, and stays there when a partition cuts it off",
+    FailbackUnfenced "failback-unfenced" => "single_writer":
+        "manual data failback promotes the drained target without waiting for the primary to confirm its fence (that it stopped writing and gave up its lease)",
     FailbackNeedsCaughtUp "failback-needs-caught-up" => "failback_completes":
         "data failback is refused unless the target already holds the primary's whole log, which never holds while clients write",
 }

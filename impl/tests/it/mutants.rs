@@ -201,6 +201,28 @@ async fn scenario(run: &mut Run, mutant: Mutant) {
             run.write().await;
             run.minutes(70).await;
         }
+        Mutant::FailbackUnfenced => {
+            failover_and_rejoin(run).await;
+            run.minutes(3).await;
+            // The fence is slow to arrive; everything else goes on (heartbeats that make the
+            // control plane look at the switchover again).
+            run.d.set_hold(true);
+            run.operator(OperatorRequest::DataFailback { target: 0 })
+                .await;
+            run.d.advance(1).await.expect("advance");
+            let not_the_fence =
+                |_: NodeId, _: NodeId, msg: &Message| !matches!(msg, Message::Fence { .. });
+            run.deliver_where(not_the_fence).await;
+            run.d.set_hold(false);
+            run.minutes(5).await;
+        }
+        Mutant::ComputeIgnoresData => {
+            // Compute is back home, data in region 1; then a partition longer than the RTO.
+            failover_and_rejoin(run).await;
+            run.minutes(5).await;
+            run.d.partition().await.expect("partition");
+            run.minutes(70).await;
+        }
         Mutant::CpRestartHasty => {
             run.write().await;
             run.minutes(2).await;

@@ -163,8 +163,9 @@ fn promote_region(
         region.epoch = epoch;
         region.lease = cfg.lease_wait();
     }
-    if kind == FailoverKind::Switchover {
-        // The old primary rejoins like any region.
+    if kind == FailoverKind::Switchover && next.region(from).role == Role::Fenced {
+        // The old primary rejoins like any region. (Unfenced, under `--bug failback-unfenced`,
+        // it writes on until a heartbeat's answer tells it of the new epoch.)
         next.region_mut(from).role = Role::Stale;
     }
     next.volatile[usize::from(to)].in_sync = 0;
@@ -302,18 +303,18 @@ pub fn rejoin(cfg: &Config, s: &DrState, r: u8) -> Option<DrState> {
 }
 
 /// Can compute move back to the home region: healthy, rejoined, and reaching the data primary?
-pub fn may_fail_back_compute(s: &DrState) -> bool {
+pub fn may_fail_back_compute(cfg: &Config, s: &DrState) -> bool {
     let routing = &s.view.routing;
     let home = routing.home;
     routing.compute != home
         && !s.control.is_failed(home)
         && s.region(home).is_member_of(routing.epoch)
-        && s.connected(home, routing.primary)
+        && (s.connected(home, routing.primary) || cfg.has_bug(Bug::ComputeIgnoresData))
 }
 
 /// Compute moves back to the home region, if [`may_fail_back_compute`] allows.
-pub fn compute_failback(s: &DrState) -> Option<DrState> {
-    if !may_fail_back_compute(s) {
+pub fn compute_failback(cfg: &Config, s: &DrState) -> Option<DrState> {
+    if !may_fail_back_compute(cfg, s) {
         return None;
     }
     let mut next = s.clone();
@@ -324,10 +325,11 @@ pub fn compute_failback(s: &DrState) -> Option<DrState> {
 /// Must compute move to the data primary's region: the compute region is up and heard, but
 /// cut off from the primary (an inter-region partition while compute and data are split),
 /// so that the endpoint could take no write there?
-pub fn may_move_compute_to_primary(s: &DrState) -> bool {
+pub fn may_move_compute_to_primary(cfg: &Config, s: &DrState) -> bool {
     let routing = &s.view.routing;
     let (c, p) = (routing.compute, routing.primary);
-    c != p
+    !cfg.has_bug(Bug::ComputeIgnoresData)
+        && c != p
         && !s.control.is_failed(c)
         && !s.control.is_failed(p)
         && s.region(c).status == Status::Up
@@ -336,8 +338,8 @@ pub fn may_move_compute_to_primary(s: &DrState) -> bool {
 }
 
 /// Compute moves to the data primary's region, if [`may_move_compute_to_primary`] allows.
-pub fn compute_to_primary(s: &DrState) -> Option<DrState> {
-    if !may_move_compute_to_primary(s) {
+pub fn compute_to_primary(cfg: &Config, s: &DrState) -> Option<DrState> {
+    if !may_move_compute_to_primary(cfg, s) {
         return None;
     }
     let mut next = s.clone();
@@ -481,13 +483,16 @@ fn drained(s: &DrState, target: u8) -> bool {
 pub fn complete_switchover(cfg: &Config, s: &DrState) -> Option<DrState> {
     let Phase::Switchover {
         target,
-        fenced: true,
+        fenced,
         requested,
         ..
     } = s.control.phase
     else {
         return None;
     };
+    if !fenced && !cfg.has_bug(Bug::FailbackUnfenced) {
+        return None;
+    }
     let ready = drained(s, target) || cfg.has_bug(Bug::FailbackNoDrain);
     if !ready || s.region(target).status != Status::Up {
         return None;

@@ -83,6 +83,23 @@ fn scenario(bug: Bug) -> Params {
             isolation: false,
             ..base
         },
+        // Failover, the home region rejoins, and the operator asks for the failback.
+        Bug::FailbackUnfenced => Params {
+            failbacks: 1,
+            isolation: false,
+            ..base
+        },
+        // Failover, compute back home, then a partition cuts it off from the data (a tighter
+        // RTO shortens the counterexample).
+        Bug::ComputeIgnoresData => Params {
+            partitions: 1,
+            timing: Timing {
+                rto: 17,
+                ..Timing::default()
+            },
+            isolation: false,
+            ..base
+        },
         // The control plane restarts while everything is healthy.
         Bug::CpRestartHasty => Params {
             outages: 0,
@@ -217,6 +234,17 @@ fn failback_needing_caught_up_is_refused_under_writes() {
 }
 
 #[test]
+fn an_unfenced_failback_has_two_writers() {
+    assert_caught(Bug::FailbackUnfenced, 25);
+}
+
+#[test]
+fn compute_that_ignores_where_the_data_is_stops_writes_under_a_partition() {
+    // Every tick of the partition is a step, with a heartbeat from each region.
+    assert_caught(Bug::ComputeIgnoresData, 90);
+}
+
+#[test]
 fn a_hasty_control_plane_restart_declares_healthy_regions_failed() {
     assert_caught(Bug::CpRestartHasty, 4);
 }
@@ -224,7 +252,7 @@ fn a_hasty_control_plane_restart_declares_healthy_regions_failed() {
 #[test]
 fn every_bug_has_a_test_and_names_a_known_property() {
     // The list above covers Bug::ALL: adding a bug without a test fails here.
-    assert_eq!(Bug::ALL.len(), 15);
+    assert_eq!(Bug::ALL.len(), 17);
     for bug in Bug::ALL {
         assert!(
             drcheck_properties::property(bug.caught_by()).is_some(),

@@ -122,6 +122,13 @@ impl ControlMachine {
     ) {
         let from = self.routing.primary;
         let from_healthy = !self.failed(from);
+        let unfenced = matches!(
+            self.phase,
+            Phase::Switchover {
+                fenced_at: None,
+                ..
+            }
+        );
         let epoch = self.routing.epoch + 1;
         self.routing.epoch = epoch;
         self.routing.primary = to;
@@ -155,7 +162,9 @@ impl ControlMachine {
             NodeId::Region(to),
             Message::Promote { epoch, expiry },
         );
-        if kind == FailoverKind::Switchover {
+        // The mutant never heard the fence confirmed, and does not tell the old primary either.
+        let forgot = unfenced && self.mutants.has(Mutant::FailbackUnfenced);
+        if kind == FailoverKind::Switchover && !forgot {
             // The old primary rejoins like any region. (After a failover it learns of the
             // new epoch from the answer to its next heartbeat.)
             fx.send(

@@ -72,6 +72,13 @@ impl ControlMachine {
         Ok(())
     }
 
+    /// During a switchover: does `target` report the primary's whole log (by their last
+    /// reports)? What the `failback-unfenced` mutant takes for drained.
+    pub(super) fn reports_caught_up(&self, target: u8) -> bool {
+        let reports = self.report(target).zip(self.report(self.routing.primary));
+        reports.is_some_and(|(t, p)| Self::check_caught_up(target, t, p).is_ok())
+    }
+
     /// Could a switchover to `target` start at all (and their last reports, target's first)?
     pub(super) fn check_switchover_possible(
         &self,

@@ -95,10 +95,11 @@ impl ControlMachine {
                 if self.routing.compute == home || self.failed(home) {
                     return Err(StepRefusal::HomeCannotTakeCompute);
                 }
+                let ignores_data = self.mutants.has(Mutant::ComputeIgnoresData);
                 let member = self.report(home).is_some_and(|h| {
                     h.epoch == self.routing.epoch
                         && h.role != Role::Stale
-                        && (home == self.routing.primary || h.primary_contact)
+                        && (home == self.routing.primary || h.primary_contact || ignores_data)
                 });
                 if !member {
                     return Err(StepRefusal::HomeCannotTakeCompute);
@@ -111,7 +112,8 @@ impl ControlMachine {
                 let cut_off = self
                     .report(c)
                     .is_some_and(|h| h.epoch == self.routing.epoch && !h.primary_contact);
-                if c == p || self.failed(c) || self.failed(p) || !cut_off {
+                let ignores_data = self.mutants.has(Mutant::ComputeIgnoresData);
+                if c == p || self.failed(c) || self.failed(p) || !cut_off || ignores_data {
                     return Err(StepRefusal::ComputeReachesPrimary);
                 }
             }
@@ -120,14 +122,23 @@ impl ControlMachine {
             ControlStep::CompleteSwitchover => {
                 let Phase::Switchover {
                     target,
-                    fenced_at: Some(_),
+                    fenced_at,
                     drained,
                     ..
                 } = self.phase
                 else {
                     return Err(StepRefusal::NoFencedSwitchover);
                 };
-                if !(drained || self.mutants.has(Mutant::FailbackNoDrain)) || self.failed(target) {
+                // The `failback-unfenced` mutant: no fence confirmed, the target caught up by
+                // the reports is enough.
+                let unfenced = fenced_at.is_none()
+                    && self.mutants.has(Mutant::FailbackUnfenced)
+                    && self.reports_caught_up(target);
+                if fenced_at.is_none() && !unfenced {
+                    return Err(StepRefusal::NoFencedSwitchover);
+                }
+                let drained = drained || unfenced || self.mutants.has(Mutant::FailbackNoDrain);
+                if !drained || self.failed(target) {
                     return Err(StepRefusal::NotDrained);
                 }
             }
@@ -226,7 +237,7 @@ impl ControlMachine {
         // is enabled undrained: in this mode that mutant promotes on the fence's
         // confirmation instead (see `fence_reported`), and a switchover it did not promote
         // there (its fence confirmed by a heartbeat) still waits for the drain here.
-        if self.switchover_drained() {
+        if self.switchover_drained() || self.mutants.has(Mutant::FailbackUnfenced) {
             self.take_if_enabled(now, ControlStep::CompleteSwitchover, fx);
         }
         self.take_if_enabled(now, ControlStep::ComputeFailback, fx);
