@@ -257,6 +257,9 @@ pub struct ModelArgs {
     /// Control-plane crashes, each restarted at once.
     #[arg(long, default_value_t = Params::default().cp_restarts)]
     pub cp_restarts: u32,
+    /// Messages lost: heartbeats, or the control plane's answers to them.
+    #[arg(long, default_value_t = Params::default().losses)]
+    pub losses: u32,
     /// Outages are crashes only (no isolated region that keeps serving).
     #[arg(long)]
     pub no_isolation: bool,
@@ -351,6 +354,7 @@ impl ModelArgs {
             forced: self.forced,
             reapplies: self.reapplies,
             cp_restarts: self.cp_restarts,
+            losses: self.losses,
             isolation: !self.no_isolation,
             horizon: self.horizon,
             bug: self.bug,

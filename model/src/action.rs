@@ -58,6 +58,17 @@ pub enum Action {
         /// The region that sent it.
         region: u8,
     },
+    /// The oldest heartbeat in flight from `region` is lost.
+    LoseHeartbeat {
+        /// The region that sent it.
+        region: u8,
+    },
+    /// The oldest heartbeat in flight from `region` reaches the control plane, and the
+    /// answer (a lease grant, the news of a new epoch) is lost.
+    LoseAnswer {
+        /// The region that sent the heartbeat.
+        region: u8,
+    },
     /// The primary ships its missing entries to a secondary, which confirms them.
     Replicate {
         /// The shipping primary (or fenced primary).
@@ -156,6 +167,8 @@ impl Action {
         match *self {
             Write { region }
             | DeliverHeartbeat { region }
+            | LoseHeartbeat { region }
+            | LoseAnswer { region }
             | Declare { region }
             | Promote { region }
             | OutOfSync { region }
@@ -179,6 +192,7 @@ impl Action {
             Tick => Actor::Clock,
             Write { .. } => Actor::Client,
             DeliverHeartbeat { .. }
+            | LoseAnswer { .. }
             | Declare { .. }
             | Promote { .. }
             | OutOfSync { .. }
@@ -195,6 +209,7 @@ impl Action {
             | Recover { .. }
             | Reconnect { .. }
             | RestartControl
+            | LoseHeartbeat { .. }
             | Partition
             | Heal => Actor::Environment,
             RequestFailback { .. } | ForceFailover { .. } | Reapply { .. } => Actor::Operator,
@@ -209,6 +224,11 @@ impl fmt::Display for Action {
             Tick => f.write_str("tick"),
             Write { region } => write!(f, "write at region {region}"),
             DeliverHeartbeat { region } => write!(f, "heartbeat from region {region} arrives"),
+            LoseHeartbeat { region } => write!(f, "heartbeat from region {region} is lost"),
+            LoseAnswer { region } => write!(
+                f,
+                "heartbeat from region {region} arrives; the answer to it is lost"
+            ),
             Replicate { from, to } => write!(f, "replicate {from} -> {to}"),
             Declare { region } => write!(f, "declare region {region} failed"),
             Promote { region } => write!(f, "promote region {region} (automatic failover)"),

@@ -31,6 +31,10 @@ pub struct Params {
     /// Control-plane crashes (each restarted at once, losing its volatile state).
     #[serde(default)]
     pub cp_restarts: u32,
+    /// Lost messages: a heartbeat, or the control plane's answer to one (a lease grant, the
+    /// news of a new epoch).
+    #[serde(default)]
+    pub losses: u32,
     /// Whether an outage may be an isolation (the region keeps running, cut off).
     pub isolation: bool,
     /// Time horizon in minutes (0: none; saturated ages keep the space finite without it).
@@ -54,6 +58,7 @@ impl Default for Params {
             // A restart multiplies the default state space by six (16.6 M states): checked in
             // its own tests and with `--cp-restarts 1`, not by default.
             cp_restarts: 0,
+            losses: 0,
             isolation: true,
             horizon: 0,
             bug: None,
@@ -84,6 +89,8 @@ pub struct Config {
     pub reapplies: u8,
     /// Control-plane restarts the search may inject.
     pub cp_restarts: u8,
+    /// Messages the search may lose.
+    pub losses: u8,
     /// Time horizon in ticks (`None`: unbounded).
     pub horizon: Option<u8>,
     /// Ages saturate here: no bound a property or the protocol compares them with is larger.
@@ -184,6 +191,7 @@ impl Params {
             forced: in_range("forced", self.forced, 0, 3, "0..=3")?,
             reapplies: in_range("reapplies", self.reapplies, 0, 3, "0..=3")?,
             cp_restarts: in_range("cp-restarts", self.cp_restarts, 0, 3, "0..=3")?,
+            losses: in_range("losses", self.losses, 0, 3, "0..=3")?,
             horizon,
             age_cap,
         })

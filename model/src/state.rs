@@ -105,6 +105,8 @@ pub struct Budget {
     pub reapplies: u8,
     /// Control-plane restarts left.
     pub cp_restarts: u8,
+    /// Message losses left.
+    pub losses: u8,
 }
 
 /// One state of the model. Its `Debug` is the compact `Display`: the Explorer prints states
@@ -154,6 +156,7 @@ impl DrState {
                 forced: cfg.forced,
                 reapplies: cfg.reapplies,
                 cp_restarts: cfg.cp_restarts,
+                losses: cfg.losses,
             },
             elapsed: cfg.horizon.map(|_| 0),
         }
@@ -392,8 +395,15 @@ impl fmt::Display for DrState {
         write!(
             f,
             "budget: writes {} outages {} partitions {} failbacks {} forced {} reapplies {} \
-             control restarts {}",
-            b.writes, b.outages, b.partitions, b.failbacks, b.forced, b.reapplies, b.cp_restarts
+             control restarts {} losses {}",
+            b.writes,
+            b.outages,
+            b.partitions,
+            b.failbacks,
+            b.forced,
+            b.reapplies,
+            b.cp_restarts,
+            b.losses
         )?;
         if let Some(t) = self.elapsed {
             write!(f, ", elapsed {t}")?;

@@ -92,7 +92,8 @@ fn shape(s: &DrState, action: &Action) -> Option<Shape> {
     match *action {
         Tick => None,
         Write { region } => arrow(Client, Region(region)),
-        DeliverHeartbeat { region } => arrow(Region(region), ControlPlane),
+        DeliverHeartbeat { region } | LoseAnswer { region } => arrow(Region(region), ControlPlane),
+        LoseHeartbeat { region } => Some(Shape::Mark { at: Region(region) }),
         Replicate { from, to } => arrow(Region(from), Region(to)),
         Declare { region } | Promote { region } | Rejoin { region } => {
             arrow(ControlPlane, Region(region))

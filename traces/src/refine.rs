@@ -208,6 +208,10 @@ pub fn known_divergence(d: &Divergence) -> Option<&'static str> {
             "data failback: the implementation judges 'in sync' and contact with the primary \
              on the regions' last heartbeats; the model on their state",
         ),
+        Action::Promote { .. } if reason.contains("not the candidate") => Some(
+            "candidate on promote: the implementation ranks the secondaries by their last \
+             heartbeats; the model by their logs",
+        ),
         Action::ComputeToPrimary if refused => Some(
             "compute to the primary: the implementation needs the compute region's report \
              that it lost contact (a heartbeat); the model reads the connectivity",
@@ -327,6 +331,17 @@ async fn control_step(
         .map_err(|refusal| format!("{step:?}: {refusal}")))
 }
 
+/// The oldest heartbeat in flight from `region`, if any.
+fn oldest_heartbeat(d: &Deployment, region: u8) -> Option<u64> {
+    d.in_flight()
+        .into_iter()
+        .find(|m| {
+            m.envelope.from == NodeId::Region(region)
+                && matches!(m.envelope.msg, Message::Heartbeat(_))
+        })
+        .map(|m| m.seq)
+}
+
 /// Takes one model step on the implementation; `Err` says why the implementation refused.
 async fn take(d: &mut Deployment, action: &Action) -> Result<Result<(), String>, DeployError> {
     let payload = || r#"{"resourceType":"Patient"}"#.to_string();
@@ -341,14 +356,38 @@ async fn take(d: &mut Deployment, action: &Action) -> Result<Result<(), String>,
             .map(|_| ())
             .map_err(|refusal| refusal.to_string()),
         Action::DeliverHeartbeat { region } => {
-            let oldest = d.in_flight().into_iter().find(|m| {
-                m.envelope.from == NodeId::Region(region)
-                    && matches!(m.envelope.msg, Message::Heartbeat(_))
-            });
-            let Some(m) = oldest else {
+            let Some(seq) = oldest_heartbeat(d, region) else {
                 return refused(format!("no heartbeat from region {region} is in flight"));
             };
-            d.deliver(m.seq).await?;
+            d.deliver(seq).await?;
+            Ok(())
+        }
+        Action::LoseHeartbeat { region } => {
+            let Some(seq) = oldest_heartbeat(d, region) else {
+                return refused(format!("no heartbeat from region {region} is in flight"));
+            };
+            d.drop_message(seq).await?;
+            Ok(())
+        }
+        Action::LoseAnswer { region } => {
+            let Some(seq) = oldest_heartbeat(d, region) else {
+                return refused(format!("no heartbeat from region {region} is in flight"));
+            };
+            d.deliver(seq).await?;
+            // Whatever the control plane answered (a fence waits for its own step).
+            let answers: Vec<u64> = d
+                .in_flight()
+                .into_iter()
+                .filter(|m| {
+                    m.envelope.from == NodeId::Control
+                        && m.envelope.to == NodeId::Region(region)
+                        && !matches!(m.envelope.msg, Message::Fence { .. })
+                })
+                .map(|m| m.seq)
+                .collect();
+            for seq in answers {
+                d.drop_message(seq).await?;
+            }
             Ok(())
         }
         Action::Replicate { from, to } => {

@@ -86,6 +86,22 @@ pub fn deliver_heartbeat(cfg: &Config, s: &DrState, r: u8) -> Option<DrState> {
     Some(next)
 }
 
+/// The oldest heartbeat from `r` reaches the control plane, whose answer is lost (one loss of
+/// the budget): the control plane's own state moves as on any heartbeat (it believes it
+/// granted the lease), the region's does not (no renewed lease, no news of a new epoch).
+pub fn lose_answer(cfg: &Config, s: &DrState, r: u8) -> Option<DrState> {
+    if s.budget.losses == 0 {
+        return None;
+    }
+    let mut next = deliver_heartbeat(cfg, s, r)?;
+    next.budget.losses -= 1;
+    let before = s.region(r);
+    let region = next.region_mut(r);
+    region.lease = before.lease;
+    region.role = before.role;
+    Some(next)
+}
+
 /// Would the control plane declare region `r` failed now?
 pub fn may_declare(cfg: &Config, s: &DrState, r: u8) -> bool {
     !s.control.is_failed(r) && s.control.silence[usize::from(r)] >= cfg.detection_threshold()

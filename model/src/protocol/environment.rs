@@ -110,6 +110,32 @@ pub fn restart_control(cfg: &Config, s: &DrState) -> Option<DrState> {
     Some(next)
 }
 
+/// The oldest heartbeat in flight from `r` is lost (one loss of the budget). As far as the
+/// bounds on data loss go, the region was unreachable from the control plane at that instant.
+pub fn lose_heartbeat(s: &DrState, r: u8) -> Option<DrState> {
+    if s.budget.losses == 0 {
+        return None;
+    }
+    let at = s
+        .heartbeats
+        .iter()
+        .enumerate()
+        .filter(|(_, h)| h.from == r)
+        .max_by_key(|(_, h)| h.age)
+        .map(|(i, _)| i)?;
+    let mut next = s.clone();
+    next.budget.losses -= 1;
+    next.heartbeats.remove(at);
+    if !next.region(r).dark {
+        next.region_mut(r).dark = true;
+        let View {
+            regions, ledger, ..
+        } = &mut next.view;
+        ledger.unavailable(r, &regions[usize::from(r)]);
+    }
+    Some(next)
+}
+
 /// The inter-region link is cut (one partition of the budget; none while already cut).
 pub fn partition(s: &DrState) -> Option<DrState> {
     if s.budget.partitions == 0 || s.view.partitioned {

@@ -23,6 +23,10 @@ pub fn candidates(cfg: &Config, s: &DrState, out: &mut Vec<Action>) {
     for r in 0..n {
         if s.heartbeats.iter().any(|h| h.from == r) {
             out.push(Action::DeliverHeartbeat { region: r });
+            if s.budget.losses > 0 {
+                out.push(Action::LoseHeartbeat { region: r });
+                out.push(Action::LoseAnswer { region: r });
+            }
         }
     }
     for from in 0..n {
@@ -79,6 +83,8 @@ pub fn apply(cfg: &Config, s: &DrState, action: &Action) -> Option<DrState> {
         Action::Tick => time::tick(cfg, s),
         Action::Write { region: r } => region::write(cfg, s, r),
         Action::DeliverHeartbeat { region: r } => control::deliver_heartbeat(cfg, s, r),
+        Action::LoseHeartbeat { region: r } => environment::lose_heartbeat(s, r),
+        Action::LoseAnswer { region: r } => control::lose_answer(cfg, s, r),
         Action::Replicate { from, to } => region::replicate(cfg, s, from, to),
         Action::Declare { region: r } => control::declare(cfg, s, r),
         Action::Promote { region: r } => control::promote(cfg, s, r),

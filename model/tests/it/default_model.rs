@@ -105,3 +105,30 @@ fn with_a_control_plane_restart_every_always_property_still_holds() {
         }
     }
 }
+
+/// Lost messages (a heartbeat, or the control plane's answer to one: a lease grant, the news
+/// of a new epoch) break no `always` property: the timing rules leave room for one loss.
+#[test]
+fn with_lost_messages_every_always_property_still_holds() {
+    let params = Params {
+        losses: 1,
+        writes: 1,
+        failbacks: 1,
+        forced: 0,
+        isolation: false,
+        ..Params::default()
+    };
+    let config = params.validate().expect("consistent");
+    let opts = CheckOptions {
+        threads: 2,
+        ..CheckOptions::default()
+    };
+    let report = check(config, &opts, |_| {});
+    assert!(report.complete);
+    assert!(report.unique_states > 100_000, "a real state space");
+    for p in &report.properties {
+        if p.expectation == Expectation::Always {
+            assert!(p.holds, "{}: {:?}", p.name, p.violation);
+        }
+    }
+}

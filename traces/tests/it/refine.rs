@@ -36,6 +36,16 @@ fn parameter_sets() -> Vec<(&'static str, &'static str, Params)> {
                 ..Params::default()
             },
         ),
+        (
+            "control-plane restarts, lost messages",
+            "--cp-restarts 2 --losses 3 --writes 3",
+            Params {
+                cp_restarts: 2,
+                losses: 3,
+                writes: 3,
+                ..Params::default()
+            },
+        ),
     ]
 }
 
