@@ -100,6 +100,15 @@ pub fn report(r: &Report) -> String {
         &r.worst.forced_data_loss,
         "before the outage",
     );
+    for f in &r.worst.unwritable {
+        let what = format!("under a single {}", f.fault.name());
+        worst(
+            &mut out,
+            &what,
+            &Some(f.worst.clone()),
+            "at most without writes",
+        );
+    }
     for (what, case) in [
         ("worst data loss", &r.worst.data_loss),
         ("worst outage to writes", &r.worst.outage_to_writes),

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use std::collections::HashMap;
 
-use drcheck_properties::{Check, Expectation, PropertySpec, CATALOG};
+use drcheck_properties::{Check, Expectation, PropertySpec, SingleFault, CATALOG};
 use serde::Serialize;
 use stateright::{Checker, HasDiscoveries, Model};
 
@@ -126,6 +126,18 @@ pub struct Worst {
     pub outage_to_writes: Option<WorstCase>,
     /// The worst loss of a forced failover (without a path).
     pub forced_data_loss: Option<WorstCase>,
+    /// Per kind of single fault that some reachable state has: the longest spell without
+    /// writes under it (what `write_availability` bounds by the RTO), with a shortest path.
+    pub unwritable: Vec<FaultWorst>,
+}
+
+/// The longest spell without writes under one kind of single fault.
+#[derive(Clone, Debug, Serialize)]
+pub struct FaultWorst {
+    /// The kind of fault.
+    pub fault: SingleFault,
+    /// The longest spell, with a shortest path to it.
+    pub worst: WorstCase,
 }
 
 /// Everything `drcheck check` reports.
@@ -226,8 +238,10 @@ pub fn check(cfg: Config, opts: &CheckOptions, mut progress: impl FnMut(Progress
             .filter(|spec| discoveries.contains_key(spec.name))
             .collect()
     };
+    let unwritable = SingleFault::ALL.map(Metric::Unwritable);
     let worst_values: Vec<(Metric, u8)> = [Metric::DataLoss, Metric::OutageToWrites]
         .into_iter()
+        .chain(unwritable)
         .filter_map(|m| probe.worst(m).map(|v| (m, v)))
         .filter(|_| complete)
         .collect();
@@ -290,7 +304,8 @@ pub fn check(cfg: Config, opts: &CheckOptions, mut progress: impl FnMut(Progress
             .and_then(|a| timeline(&a));
         Some(WorstCase {
             minutes: cfg.minutes(u32::from(value)),
-            saturated: metric != Metric::OutageToWrites && value >= cfg.age_cap,
+            saturated: matches!(metric, Metric::DataLoss | Metric::ForcedDataLoss)
+                && value >= cfg.age_cap,
             path,
         })
     };
@@ -303,6 +318,13 @@ pub fn check(cfg: Config, opts: &CheckOptions, mut progress: impl FnMut(Progress
         data_loss: worst_case(Metric::DataLoss),
         outage_to_writes: worst_case(Metric::OutageToWrites),
         forced_data_loss: worst_case(Metric::ForcedDataLoss),
+        unwritable: SingleFault::ALL
+            .into_iter()
+            .filter_map(|fault| {
+                let worst = worst_case(Metric::Unwritable(fault))?;
+                Some(FaultWorst { fault, worst })
+            })
+            .collect(),
     };
 
     Report {

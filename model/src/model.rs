@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
 
-use drcheck_properties::{Bounds, FailoverKind, CATALOG};
+use drcheck_properties::{Bounds, FailoverKind, SingleFault, CATALOG};
 use stateright::{Model, Path, Property};
 
 use crate::action::Action;
@@ -77,14 +77,21 @@ pub enum Metric {
     ForcedDataLoss,
     /// Time from a single-fault primary outage until the endpoint takes writes again.
     OutageToWrites,
+    /// The longest spell without writes under a single fault of this kind
+    /// (`write_availability`'s clock).
+    Unwritable(SingleFault),
 }
 
 impl Metric {
     /// Every metric, in the order the probe stores them.
-    pub const ALL: [Metric; 3] = [
+    pub const ALL: [Metric; 7] = [
         Metric::DataLoss,
         Metric::ForcedDataLoss,
         Metric::OutageToWrites,
+        Metric::Unwritable(SingleFault::PrimaryOutage),
+        Metric::Unwritable(SingleFault::SecondaryOutage),
+        Metric::Unwritable(SingleFault::Partition),
+        Metric::Unwritable(SingleFault::ControlRestart),
     ];
 
     /// The metric's value in a state (`None`: nothing to measure there).
@@ -102,6 +109,9 @@ impl Metric {
             Metric::DataLoss => loss(FailoverKind::Automatic),
             Metric::ForcedDataLoss => loss(FailoverKind::Forced),
             Metric::OutageToWrites => ledger.outage,
+            Metric::Unwritable(kind) => ledger
+                .unwritable
+                .filter(|_| ledger.single_fault == Some(kind)),
         }
     }
 
@@ -111,6 +121,10 @@ impl Metric {
             Metric::DataLoss => "data_loss",
             Metric::ForcedDataLoss => "forced_data_loss",
             Metric::OutageToWrites => "outage_to_writes",
+            Metric::Unwritable(SingleFault::PrimaryOutage) => "unwritable_primary_outage",
+            Metric::Unwritable(SingleFault::SecondaryOutage) => "unwritable_secondary_outage",
+            Metric::Unwritable(SingleFault::Partition) => "unwritable_partition",
+            Metric::Unwritable(SingleFault::ControlRestart) => "unwritable_control_restart",
         }
     }
 }
@@ -118,7 +132,7 @@ impl Metric {
 /// Worst metric values seen, plus one (stored as value + 1 so that 0 means "none").
 #[derive(Debug, Default)]
 pub struct Probe {
-    worst: [AtomicU8; 3],
+    worst: [AtomicU8; 7],
     rto_waived: AtomicBool,
     /// Set when the time budget runs out: from then on no new state is explored.
     expired: AtomicBool,

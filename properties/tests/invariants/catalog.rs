@@ -47,6 +47,8 @@ fn catalog_lists_exactly_the_tested_properties() {
             "data_failback_manual",
             "failback_zero_loss",
             "routing_healthy",
+            "write_availability",
+            "failback_completes",
         ]
     );
     assert_eq!(
