@@ -9,7 +9,9 @@
 //! the model, so they are delivered at once (but a fence, which is its own model step).
 //! After every step the implementation's `abstract_view()` must equal the model's view.
 
-use drcheck_impl::deployment::{DeployError, Deployment, DeploymentConfig, OperatorRequest};
+use drcheck_impl::deployment::{
+    DeployError, Deployment, DeploymentConfig, OperatorRequest, Pending,
+};
 use drcheck_impl::protocol::control::ControlStep;
 use drcheck_impl::protocol::message::{Message, NodeId};
 use drcheck_impl::protocol::mutant::Mutants;
@@ -31,6 +33,22 @@ pub struct Divergence {
     pub model: View,
     /// The implementation's abstract view at the same point.
     pub implementation: View,
+    /// For a tick the implementation refused: what it had due, each with whether the model
+    /// enables the same step (empty for any other divergence).
+    pub due: Vec<Due>,
+}
+
+/// A step the implementation had due when it refused to let time pass.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Due {
+    /// What was due.
+    pub pending: Pending,
+    /// The model step it stands for.
+    pub action: Action,
+    /// Does the model enable that step in the state the tick was asked in? (If it does, the
+    /// model lets time pass over a step it could take; if not, the implementation sees a
+    /// step the model does not.)
+    pub in_model: bool,
 }
 
 /// How the implementation parted from the model at a step.
@@ -107,6 +125,21 @@ impl std::fmt::Display for Divergence {
                 "step {} ({action}): the views differ (model -> implementation):",
                 self.step
             )?,
+        }
+        // A refused tick: what the implementation had due, against the model's steps.
+        for due in &self.due {
+            let model = if due.in_model {
+                "the model enables it too, and lets time pass"
+            } else {
+                "the model does not enable it"
+            };
+            writeln!(f, "  due: {} ({}: {model})", due.pending, due.action)?;
+        }
+        if !self.due.is_empty() {
+            writeln!(
+                f,
+                "the model's view after the tick -> the implementation's before:"
+            )?;
         }
         for line in self.differences() {
             writeln!(f, "  {line}")?;
@@ -200,6 +233,7 @@ pub fn known_divergence(d: &Divergence) -> Option<&'static str> {
             .iter()
             .all(|line| line.starts_with("ledger.failback"));
     match d.action.as_ref()? {
+        Action::Tick if refused => known_due(d),
         Action::ComputeFailback if refused => Some(
             "compute failback: the implementation needs evidence (replication traffic, reported \
              in a heartbeat) that home reaches the primary; the model reads the connectivity",
@@ -226,6 +260,54 @@ pub fn known_divergence(d: &Divergence) -> Option<&'static str> {
             "candidate on declare: the implementation picks among the regions not declared \
              failed, by their last heartbeats; the model among the regions up, by their logs",
         ),
+        _ => None,
+    }
+}
+
+/// A tick refused for steps the implementation had due, when every one of them is
+/// understood (the first one's cause).
+fn known_due(d: &Divergence) -> Option<&'static str> {
+    let causes: Vec<Option<&'static str>> = d.due.iter().map(|due| due_cause(d, due)).collect();
+    if causes.is_empty() || causes.iter().any(Option::is_none) {
+        return None;
+    }
+    causes[0]
+}
+
+/// Why the implementation has `due` due where the model lets time pass, if understood.
+fn due_cause(d: &Divergence, due: &Due) -> Option<&'static str> {
+    let Pending::Control(step) = due.pending else {
+        return None;
+    };
+    match step {
+        ControlStep::OutOfSync(_) if due.in_model => Some(
+            "sync timeout: the implementation reads the write's acknowledgement time off the \
+             primary's clock, which in replay lags by the whole skew, so it leaves the \
+             secondary out at the earliest instant the model allows (the timeout less the \
+             skew); the model, for any lag, may let time pass until the timeout",
+        ),
+        ControlStep::OutOfSync(_) if !due.in_model => {
+            let primary = d.model.regions.get(usize::from(d.model.routing.primary));
+            primary
+                .is_some_and(|p| p.status != drcheck_properties::Status::Up)
+                .then_some(
+                    "sync timeout on a stale report: the implementation's control plane judges on \
+                 the primary's last heartbeat, still fresh though the primary has since gone \
+                 down or been cut off (the command it would send is lost); the model leaves \
+                 nobody out of the set of a primary that is not up",
+                )
+        }
+        ControlStep::Rejoin(r) if !due.in_model => {
+            let routing = &d.model.routing;
+            let member = d.model.regions.get(usize::from(r)).is_some_and(|region| {
+                region.role == drcheck_properties::Role::Secondary && region.epoch == routing.epoch
+            });
+            member.then_some(
+                "rejoin on a stale report: a heartbeat the region sent before it rejoined \
+                 arrived after, so the implementation's control plane takes it for behind the \
+                 epoch again; the model reads its epoch (a rejoin would change nothing)",
+            )
+        }
         _ => None,
     }
 }
@@ -327,10 +409,68 @@ async fn control_step(
         .map_err(|refusal| format!("{step:?}: {refusal}")))
 }
 
+/// The model step a control-plane decision stands for (in state `s`).
+fn control_action(s: &DrState, step: ControlStep) -> Action {
+    match step {
+        ControlStep::Declare(region) => Action::Declare { region },
+        ControlStep::Promote(region) => Action::Promote { region },
+        ControlStep::OutOfSync(region) => Action::OutOfSync { region },
+        ControlStep::Rejoin(region) => Action::Rejoin { region },
+        ControlStep::ComputeFailback => Action::ComputeFailback,
+        ControlStep::ComputeToPrimary => Action::ComputeToPrimary,
+        ControlStep::CompleteSwitchover => Action::CompleteSwitchover,
+        ControlStep::AbortSwitchover => Action::AbortSwitchover,
+        ControlStep::AutoFailback => Action::AutoFailback {
+            target: s.view.routing.home,
+        },
+    }
+}
+
+/// The model step a pending step of the implementation stands for (in state `s`).
+fn pending_action(s: &DrState, pending: Pending) -> Action {
+    match pending {
+        Pending::Control(step) => control_action(s, step),
+        Pending::Heartbeat { region } => Action::DeliverHeartbeat { region },
+        Pending::Fence { .. } => Action::Fence,
+        Pending::Replication { from, to, .. } => Action::Replicate { from, to },
+    }
+}
+
+/// What the implementation has due before time may pass in model state `s` (empty: the tick
+/// may be taken).
+async fn due(d: &Deployment, cfg: &Config, s: &DrState) -> Result<Vec<Due>, DeployError> {
+    Ok(d.pending()
+        .await?
+        .into_iter()
+        .map(|pending| {
+            let action = pending_action(s, pending);
+            Due {
+                pending,
+                in_model: apply(cfg, s, &action).is_some(),
+                action,
+            }
+        })
+        .collect())
+}
+
+/// Why time may not pass: the first step due, and the others.
+fn time_refused(due: &[Due]) -> Option<String> {
+    let (first, rest) = due.split_first()?;
+    let more = match rest.len() {
+        0 => String::new(),
+        n => {
+            let others: Vec<String> = rest.iter().map(|d| d.pending.to_string()).collect();
+            format!(" (and {n} more: {})", others.join("; "))
+        }
+    };
+    Some(format!("time may not pass: {} first{more}", first.pending))
+}
+
 /// Takes one model step on the implementation; `Err` says why the implementation refused.
 async fn take(d: &mut Deployment, action: &Action) -> Result<Result<(), String>, DeployError> {
     let payload = || r#"{"resourceType":"Patient"}"#.to_string();
     let outcome = match *action {
+        // Whether time may pass is asked before (see `replay_logged`).
         Action::Tick => {
             d.advance(1).await?;
             Ok(())
@@ -472,6 +612,7 @@ pub async fn replay_logged(
         kind,
         model: model.clone(),
         implementation,
+        due: Vec::new(),
     };
     let view = d.abstract_view().await?;
     if view != state.view {
@@ -489,7 +630,17 @@ pub async fn replay_logged(
             step: i + 1,
             action: action.clone(),
         })?;
-        let outcome = take(&mut d, action).await?;
+        // Time is urgent in the implementation as in the model: a tick over a step the
+        // running service would take first would let a path omit that step unseen.
+        let due = if *action == Action::Tick {
+            due(&d, cfg, &state).await?
+        } else {
+            Vec::new()
+        };
+        let outcome = match time_refused(&due) {
+            Some(why) => Err(why),
+            None => take(&mut d, action).await?,
+        };
         let view = d.abstract_view().await?;
         let kind = match outcome {
             // A refusal must leave the implementation as it was (a stutter step).
@@ -504,7 +655,8 @@ pub async fn replay_logged(
                 DivergenceKind::RefusedButChanged(_) => &state.view,
                 _ => &next.view,
             };
-            let divergence = diverged(i + 1, Some(action), kind, expected, view);
+            let mut divergence = diverged(i + 1, Some(action), kind, expected, view);
+            divergence.due = due;
             d.flush_events()?;
             return Ok(Replay {
                 matched: i,
