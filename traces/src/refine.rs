@@ -49,6 +49,9 @@ pub struct Due {
     /// model lets time pass over a step it could take; if not, the implementation sees a
     /// step the model does not.)
     pub in_model: bool,
+    /// Why the implementation has it enabled where the model does not, when that is
+    /// understood ([`known_implementation_only`]).
+    pub cause: Option<&'static str>,
 }
 
 /// How the implementation parted from the model at a step.
@@ -170,6 +173,11 @@ pub struct Coverage {
     pub transitions: std::collections::HashSet<u64>,
     /// Model steps matched, in all.
     pub steps: usize,
+    /// Control-plane decisions the implementation had enabled after a matched step and the
+    /// model did not, counted by decision and cause (`rejoin: rejoin on a stale report`; `…:
+    /// not understood` for a decision [`known_implementation_only`] does not explain): the
+    /// reverse of a refused step.
+    pub implementation_only: std::collections::BTreeMap<String, usize>,
 }
 
 impl Coverage {
@@ -199,6 +207,42 @@ impl Coverage {
         }
         self.transitions.extend(&other.transitions);
         self.steps += other.steps;
+        for (k, n) in &other.implementation_only {
+            *self.implementation_only.entry(k.clone()).or_default() += n;
+        }
+    }
+
+    /// Decisions enabled on the implementation in model state `s`, which the model does not
+    /// enable.
+    fn record_implementation_only(&mut self, cfg: &Config, s: &DrState, enabled: &[ControlStep]) {
+        for &step in enabled {
+            let action = control_action(s, step);
+            if apply(cfg, s, &action).is_some() {
+                continue;
+            }
+            let kind = serde_json::to_value(&action)
+                .ok()
+                .and_then(|v| v["step"].as_str().map(str::to_string))
+                .unwrap_or_default();
+            let cause = known_implementation_only(cfg, s, step).unwrap_or("not understood");
+            let cause = cause.split(':').next().unwrap_or(cause);
+            *self
+                .implementation_only
+                .entry(format!("{kind}: {cause}"))
+                .or_default() += 1;
+        }
+    }
+
+    /// How many decisions the implementation had enabled where the model did not, and how
+    /// many of them [`known_implementation_only`] does not explain.
+    pub fn implementation_only_counts(&self) -> (usize, usize) {
+        let unexplained = self
+            .implementation_only
+            .iter()
+            .filter(|(k, _)| k.ends_with(": not understood"))
+            .map(|(_, n)| n)
+            .sum();
+        (self.implementation_only.values().sum(), unexplained)
     }
 }
 
@@ -264,48 +308,71 @@ pub fn known_divergence(d: &Divergence) -> Option<&'static str> {
     }
 }
 
-/// A tick refused for steps the implementation had due, when every one of them is
-/// understood (the first one's cause).
+/// A tick refused for steps the implementation had due, when every one of them is a
+/// decision the model does not enable for an understood reason (the first one's).
 fn known_due(d: &Divergence) -> Option<&'static str> {
-    let causes: Vec<Option<&'static str>> = d.due.iter().map(|due| due_cause(d, due)).collect();
-    if causes.is_empty() || causes.iter().any(Option::is_none) {
-        return None;
-    }
-    causes[0]
+    let causes: Option<Vec<&'static str>> = d.due.iter().map(|due| due.cause).collect();
+    causes?.first().copied()
 }
 
-/// Why the implementation has `due` due where the model lets time pass, if understood.
-fn due_cause(d: &Divergence, due: &Due) -> Option<&'static str> {
-    let Pending::Control(step) = due.pending else {
-        return None;
-    };
+/// Why the implementation's control plane has `step` enabled in model state `s` where the
+/// model does not, when that is understood. All of one kind: the implementation decides on
+/// what regions last reported, the model reads their state. `None`: not understood (or the
+/// model enables the step too).
+pub fn known_implementation_only(
+    cfg: &Config,
+    s: &DrState,
+    step: ControlStep,
+) -> Option<&'static str> {
+    let view = &s.view;
+    let routing = &view.routing;
+    let region = |r: u8| view.regions.get(usize::from(r));
     match step {
-        ControlStep::OutOfSync(_) if due.in_model => Some(
-            "sync timeout: the implementation reads the write's acknowledgement time off the \
-             primary's clock, which in replay lags by the whole skew, so it leaves the \
-             secondary out at the earliest instant the model allows (the timeout less the \
-             skew); the model, for any lag, may let time pass until the timeout",
-        ),
-        ControlStep::OutOfSync(_) if !due.in_model => {
-            let primary = d.model.regions.get(usize::from(d.model.routing.primary));
-            primary
-                .is_some_and(|p| p.status != drcheck_properties::Status::Up)
-                .then_some(
-                    "sync timeout on a stale report: the implementation's control plane judges on \
-                 the primary's last heartbeat, still fresh though the primary has since gone \
-                 down or been cut off (the command it would send is lost); the model leaves \
-                 nobody out of the set of a primary that is not up",
-                )
-        }
-        ControlStep::Rejoin(r) if !due.in_model => {
-            let routing = &d.model.routing;
-            let member = d.model.regions.get(usize::from(r)).is_some_and(|region| {
-                region.role == drcheck_properties::Role::Secondary && region.epoch == routing.epoch
-            });
-            member.then_some(
+        // A heartbeat sent before the region rejoined (or learnt the epoch in a switchover)
+        // arrived after the control plane had heard it rejoined.
+        ControlStep::Rejoin(r)
+            if region(r).is_some_and(|x| {
+                x.role == drcheck_properties::Role::Secondary && x.epoch == routing.epoch
+            }) =>
+        {
+            Some(
                 "rejoin on a stale report: a heartbeat the region sent before it rejoined \
                  arrived after, so the implementation's control plane takes it for behind the \
                  epoch again; the model reads its epoch (a rejoin would change nothing)",
+            )
+        }
+        // The primary's last heartbeat is still fresh, but the primary is down or cut off.
+        ControlStep::OutOfSync(_)
+            if region(routing.primary)
+                .is_some_and(|p| p.status != drcheck_properties::Status::Up) =>
+        {
+            Some(
+                "sync timeout on a stale report: the implementation's control plane judges on \
+                 the primary's last heartbeat, still fresh though the primary has since gone \
+                 down or been cut off (the command it would send is lost); the model leaves \
+                 nobody out of the set of a primary that is not up",
+            )
+        }
+        // The compute region's last heartbeat reported no contact with the primary, sent
+        // before the contact came back.
+        ControlStep::ComputeToPrimary
+            if view.connected(usize::from(routing.compute), usize::from(routing.primary)) =>
+        {
+            Some(
+                "compute to the primary on a stale report: the compute region's last heartbeat \
+                 reported no contact with the primary, which it has again; the model reads the \
+                 connectivity",
+            )
+        }
+        // The model promotes another candidate: the most caught-up by the logs, where the
+        // implementation goes by the last heartbeats.
+        ControlStep::Promote(r)
+            if (0..s.region_count())
+                .any(|x| x != r && apply(cfg, s, &Action::Promote { region: x }).is_some()) =>
+        {
+            Some(
+                "candidate on promotion: the implementation picks the most caught-up region by \
+                 the last heartbeats; the model by the logs",
             )
         }
         _ => None,
@@ -444,10 +511,16 @@ async fn due(d: &Deployment, cfg: &Config, s: &DrState) -> Result<Vec<Due>, Depl
         .into_iter()
         .map(|pending| {
             let action = pending_action(s, pending);
+            let in_model = apply(cfg, s, &action).is_some();
+            let cause = match pending {
+                Pending::Control(step) if !in_model => known_implementation_only(cfg, s, step),
+                _ => None,
+            };
             Due {
                 pending,
-                in_model: apply(cfg, s, &action).is_some(),
+                in_model,
                 action,
+                cause,
             }
         })
         .collect())
@@ -666,6 +739,8 @@ pub async fn replay_logged(
             });
         }
         coverage.record(&state, action);
+        let (enabled, _) = d.control_steps_enabled().await?;
+        coverage.record_implementation_only(cfg, &next, &enabled);
         state = next;
     }
     d.flush_events()?;

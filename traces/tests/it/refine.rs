@@ -86,6 +86,13 @@ async fn random_walks_of_the_model_replay_on_the_implementation() {
         total.transitions.len(),
         total.kinds
     );
+    let (only, unexplained) = total.implementation_only_counts();
+    println!(
+        "decisions enabled on the implementation and not in the model, after a matched step: \
+         {only}, {unexplained} not understood: {:#?}",
+        total.implementation_only
+    );
+    assert_eq!(unexplained, 0, "{:#?}", total.implementation_only);
 }
 
 fn corpus() -> Vec<drcheck_traces::Trace> {
@@ -210,11 +217,13 @@ async fn every_transition_of_the_default_model_within_a_depth_replays_on_the_imp
     let mut followed = 0;
     let mut known = std::collections::BTreeMap::<&str, u32>::new();
     let mut steps = 0;
+    let mut total = Coverage::default();
     for path in &paths {
         let r = replay(&cfg, path, Mutants::default())
             .await
             .expect("replay");
         steps += path.len();
+        total.merge(&r.coverage);
         match r.divergence {
             None => followed += 1,
             Some(d) => match known_divergence(&d) {
@@ -229,5 +238,12 @@ async fn every_transition_of_the_default_model_within_a_depth_replays_on_the_imp
         paths.len(),
         steps as f64 / start.elapsed().as_secs_f64()
     );
+    let (only, unexplained) = total.implementation_only_counts();
+    println!(
+        "decisions enabled on the implementation and not in the model, after a matched step: \
+         {only}, {unexplained} not understood: {:#?}",
+        total.implementation_only
+    );
     assert!(followed * 100 >= paths.len() * 99);
+    assert_eq!(unexplained, 0, "{:#?}", total.implementation_only);
 }
