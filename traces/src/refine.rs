@@ -63,6 +63,9 @@ pub enum DivergenceKind {
     RefusedButChanged(String),
     /// Both took the step; the views differ afterwards.
     Views,
+    /// Before a tick, the implementation took decisions of its own that the model does not
+    /// enable, for an understood reason (a stale report; named here), and its view changed.
+    OwnStep(String),
 }
 
 impl Divergence {
@@ -128,6 +131,13 @@ impl std::fmt::Display for Divergence {
                 "step {} ({action}): the views differ (model -> implementation):",
                 self.step
             )?,
+            DivergenceKind::OwnStep(what) => writeln!(
+                f,
+                "step {} ({action}): before time passes the implementation takes decisions \
+                 the model does not enable ({what}), which changed its view (model -> \
+                 implementation):",
+                self.step
+            )?,
         }
         // A refused tick: what the implementation had due, against the model's steps.
         for due in &self.due {
@@ -138,7 +148,7 @@ impl std::fmt::Display for Divergence {
             };
             writeln!(f, "  due: {} ({}: {model})", due.pending, due.action)?;
         }
-        if !self.due.is_empty() {
+        if matches!(self.kind, DivergenceKind::Refused(_)) && !self.due.is_empty() {
             writeln!(
                 f,
                 "the model's view after the tick -> the implementation's before:"
@@ -178,6 +188,9 @@ pub struct Coverage {
     /// not understood` for a decision [`known_implementation_only`] does not explain): the
     /// reverse of a refused step.
     pub implementation_only: std::collections::BTreeMap<String, usize>,
+    /// Decisions the implementation took of its own before a tick, where the model has none
+    /// (see `own_steps`), by the model step each stands for.
+    pub own_steps: std::collections::BTreeMap<String, usize>,
 }
 
 impl Coverage {
@@ -209,6 +222,19 @@ impl Coverage {
         self.steps += other.steps;
         for (k, n) in &other.implementation_only {
             *self.implementation_only.entry(k.clone()).or_default() += n;
+        }
+        for (k, n) in &other.own_steps {
+            *self.own_steps.entry(k.clone()).or_default() += n;
+        }
+    }
+
+    fn record_own(&mut self, own: &[Due]) {
+        for x in own {
+            let kind = serde_json::to_value(&x.action)
+                .ok()
+                .and_then(|v| v["step"].as_str().map(str::to_string))
+                .unwrap_or_default();
+            *self.own_steps.entry(kind).or_default() += 1;
         }
     }
 
@@ -277,7 +303,7 @@ pub fn known_divergence(d: &Divergence) -> Option<&'static str> {
             .iter()
             .all(|line| line.starts_with("ledger.failback"));
     match d.action.as_ref()? {
-        Action::Tick if refused => known_due(d),
+        Action::Tick if refused || matches!(d.kind, DivergenceKind::OwnStep(_)) => known_due(d),
         Action::ComputeFailback if refused => Some(
             "compute failback: the implementation needs evidence (replication traffic, reported \
              in a heartbeat) that home reaches the primary; the model reads the connectivity",
@@ -526,6 +552,41 @@ async fn due(d: &Deployment, cfg: &Config, s: &DrState) -> Result<Vec<Due>, Depl
         .collect())
 }
 
+/// Before a tick: the decisions the implementation has due where the model has none, for an
+/// understood reason ([`known_implementation_only`]: a stale report), are taken on the
+/// implementation, as the running service would take them by this tick; they are its own
+/// steps, which the model does not see, so they must leave the view as it was. Returns what
+/// is still due then (the tick is refused unless that is empty) and the decisions taken.
+async fn own_steps(
+    d: &mut Deployment,
+    cfg: &Config,
+    s: &DrState,
+) -> Result<(Vec<Due>, Vec<Due>), DeployError> {
+    let mut own: Vec<Due> = Vec::new();
+    let mut pending = due(d, cfg, s).await?;
+    // Each round takes what is newly due. A decision still due after it was taken is not
+    // taken again: it changed nothing, and waits for news as in the running service (which
+    // sends a rejoin once, on the heartbeat that shows the region behind, say).
+    for _ in 0..3 {
+        pending.retain(|x| !own.contains(x));
+        let understood = !pending.is_empty() && pending.iter().all(|x| x.cause.is_some());
+        if !understood {
+            break;
+        }
+        for x in &pending {
+            if let Pending::Control(step) = x.pending {
+                // Enabled a moment ago, so taken; a refusal would change nothing either.
+                let _taken = d.control_step(step).await?;
+            }
+        }
+        commands(d).await?;
+        own.append(&mut pending);
+        pending = due(d, cfg, s).await?;
+    }
+    pending.retain(|x| !own.contains(x));
+    Ok((pending, own))
+}
+
 /// Why time may not pass: the first step due, and the others.
 fn time_refused(due: &[Due]) -> Option<String> {
     let (first, rest) = due.split_first()?;
@@ -705,11 +766,31 @@ pub async fn replay_logged(
         })?;
         // Time is urgent in the implementation as in the model: a tick over a step the
         // running service would take first would let a path omit that step unseen.
-        let due = if *action == Action::Tick {
-            due(&d, cfg, &state).await?
+        let (due, own) = if *action == Action::Tick {
+            own_steps(&mut d, cfg, &state).await?
         } else {
-            Vec::new()
+            (Vec::new(), Vec::new())
         };
+        if !own.is_empty() {
+            coverage.record_own(&own);
+            let view = d.abstract_view().await?;
+            if view != state.view {
+                let why = own
+                    .iter()
+                    .map(|x| x.pending.to_string())
+                    .collect::<Vec<_>>();
+                let kind = DivergenceKind::OwnStep(why.join("; "));
+                let mut divergence = diverged(i + 1, Some(action), kind, &state.view, view);
+                divergence.due = own;
+                d.flush_events()?;
+                return Ok(Replay {
+                    matched: i,
+                    last_view: divergence.implementation.clone(),
+                    divergence: Some(divergence),
+                    coverage,
+                });
+            }
+        }
         let outcome = match time_refused(&due) {
             Some(why) => Err(why),
             None => take(&mut d, action).await?,

@@ -93,6 +93,10 @@ async fn random_walks_of_the_model_replay_on_the_implementation() {
         total.implementation_only
     );
     assert_eq!(unexplained, 0, "{:#?}", total.implementation_only);
+    println!(
+        "decisions the implementation took of its own before a tick: {:?}",
+        total.own_steps
+    );
 }
 
 fn corpus() -> Vec<drcheck_traces::Trace> {
@@ -135,6 +139,7 @@ async fn a_bug_counterexample_is_not_followed_by_the_correct_implementation() {
             DivergenceKind::Refused(why) => why.clone(),
             DivergenceKind::RefusedButChanged(why) => format!("refused, view changed: {why}"),
             DivergenceKind::Views => format!("views differ: {}", d.differences().join(", ")),
+            DivergenceKind::OwnStep(what) => format!("own step {what} changed the view"),
         };
         let known = known_divergence(&d).map_or(String::new(), |c| format!(" [known: {c}]"));
         table.push(format!(
