@@ -8,6 +8,16 @@
 //! decision is asked for by name. Commands of the control plane to a region are atomic in
 //! the model, so they are delivered at once (but a fence, which is its own model step).
 //! After every step the implementation's `abstract_view()` must equal the model's view.
+//!
+//! Time is urgent on both sides. A controlled control plane takes nothing by itself, so a
+//! path that never asks for a decision would pass, and a bug that omits one would go unseen.
+//! Before a `Tick`, the implementation is therefore asked what it has due by its own state
+//! (`Deployment::pending`: enabled decisions, heartbeats past the delay, a fence in flight,
+//! replication due), and the tick is refused while anything is, naming it. Decisions due
+//! only on a stale report, which the model does not enable, are taken as the
+//! implementation's own steps instead (as the running service would); they must not change
+//! the view. After every matched step, the decisions the implementation has enabled and the
+//! model does not are counted (`Coverage::implementation_only`).
 
 use drcheck_impl::deployment::{
     DeployError, Deployment, DeploymentConfig, OperatorRequest, Pending,
