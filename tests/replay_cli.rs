@@ -41,6 +41,30 @@ fn a_bug_counterexample_stops_where_the_correct_implementation_refuses() {
 }
 
 #[test]
+fn an_omitted_step_is_refused_at_the_tick_that_passes_over_it() {
+    // Under --bug no-auto-failover nobody promotes; the correct control plane would, so it
+    // refuses to let time pass over the promotion.
+    let trace = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/traces/corpus/no-auto-failover.rto_bound.json"
+    );
+    let replay = drcheck(&["replay", trace]);
+    let stdout = &replay.stdout;
+    assert_eq!(replay.code, 1, "{stdout}");
+    assert!(
+        stdout.contains(
+            "(tick): enabled in the model, refused by the implementation: time may not pass: \
+             the control plane would promote region 1 first"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("due: the control plane would promote region 1"),
+        "{stdout}"
+    );
+}
+
+#[test]
 fn a_bad_trace_file_is_a_one_line_error_and_exit_2() {
     let missing = drcheck(&["replay", "/nonexistent/trace.json"]);
     assert_eq!(missing.code, 2);

@@ -8,8 +8,20 @@
 //! decision is asked for by name. Commands of the control plane to a region are atomic in
 //! the model, so they are delivered at once (but a fence, which is its own model step).
 //! After every step the implementation's `abstract_view()` must equal the model's view.
+//!
+//! Time is urgent on both sides. A controlled control plane takes nothing by itself, so a
+//! path that never asks for a decision would pass, and a bug that omits one would go unseen.
+//! Before a `Tick`, the implementation is therefore asked what it has due by its own state
+//! (`Deployment::pending`: enabled decisions, heartbeats past the delay, a fence in flight,
+//! replication due), and the tick is refused while anything is, naming it. Decisions due
+//! only on a stale report, which the model does not enable, are taken as the
+//! implementation's own steps instead (as the running service would); they must not change
+//! the view. After every matched step, the decisions the implementation has enabled and the
+//! model does not are counted (`Coverage::implementation_only`).
 
-use drcheck_impl::deployment::{DeployError, Deployment, DeploymentConfig, OperatorRequest};
+use drcheck_impl::deployment::{
+    DeployError, Deployment, DeploymentConfig, OperatorRequest, Pending,
+};
 use drcheck_impl::protocol::control::ControlStep;
 use drcheck_impl::protocol::message::{Message, NodeId};
 use drcheck_impl::protocol::mutant::Mutants;
@@ -31,6 +43,25 @@ pub struct Divergence {
     pub model: View,
     /// The implementation's abstract view at the same point.
     pub implementation: View,
+    /// For a tick the implementation refused: what it had due, each with whether the model
+    /// enables the same step (empty for any other divergence).
+    pub due: Vec<Due>,
+}
+
+/// A step the implementation had due when it refused to let time pass.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Due {
+    /// What was due.
+    pub pending: Pending,
+    /// The model step it stands for.
+    pub action: Action,
+    /// Does the model enable that step in the state the tick was asked in? (If it does, the
+    /// model lets time pass over a step it could take; if not, the implementation sees a
+    /// step the model does not.)
+    pub in_model: bool,
+    /// Why the implementation has it enabled where the model does not, when that is
+    /// understood ([`known_implementation_only`]).
+    pub cause: Option<&'static str>,
 }
 
 /// How the implementation parted from the model at a step.
@@ -42,6 +73,9 @@ pub enum DivergenceKind {
     RefusedButChanged(String),
     /// Both took the step; the views differ afterwards.
     Views,
+    /// Before a tick, the implementation took decisions of its own that the model does not
+    /// enable, for an understood reason (a stale report; named here), and its view changed.
+    OwnStep(String),
 }
 
 impl Divergence {
@@ -107,6 +141,28 @@ impl std::fmt::Display for Divergence {
                 "step {} ({action}): the views differ (model -> implementation):",
                 self.step
             )?,
+            DivergenceKind::OwnStep(what) => writeln!(
+                f,
+                "step {} ({action}): before time passes the implementation takes decisions \
+                 the model does not enable ({what}), which changed its view (model -> \
+                 implementation):",
+                self.step
+            )?,
+        }
+        // A refused tick: what the implementation had due, against the model's steps.
+        for due in &self.due {
+            let model = if due.in_model {
+                "the model enables it too, and lets time pass"
+            } else {
+                "the model does not enable it"
+            };
+            writeln!(f, "  due: {} ({}: {model})", due.pending, due.action)?;
+        }
+        if matches!(self.kind, DivergenceKind::Refused(_)) && !self.due.is_empty() {
+            writeln!(
+                f,
+                "the model's view after the tick -> the implementation's before:"
+            )?;
         }
         for line in self.differences() {
             writeln!(f, "  {line}")?;
@@ -137,6 +193,14 @@ pub struct Coverage {
     pub transitions: std::collections::HashSet<u64>,
     /// Model steps matched, in all.
     pub steps: usize,
+    /// Control-plane decisions the implementation had enabled after a matched step and the
+    /// model did not, counted by decision and cause (`rejoin: rejoin on a stale report`; `…:
+    /// not understood` for a decision [`known_implementation_only`] does not explain): the
+    /// reverse of a refused step.
+    pub implementation_only: std::collections::BTreeMap<String, usize>,
+    /// Decisions the implementation took of its own before a tick, where the model has none
+    /// (see `own_steps`), by the model step each stands for.
+    pub own_steps: std::collections::BTreeMap<String, usize>,
 }
 
 impl Coverage {
@@ -166,6 +230,55 @@ impl Coverage {
         }
         self.transitions.extend(&other.transitions);
         self.steps += other.steps;
+        for (k, n) in &other.implementation_only {
+            *self.implementation_only.entry(k.clone()).or_default() += n;
+        }
+        for (k, n) in &other.own_steps {
+            *self.own_steps.entry(k.clone()).or_default() += n;
+        }
+    }
+
+    fn record_own(&mut self, own: &[Due]) {
+        for x in own {
+            let kind = serde_json::to_value(&x.action)
+                .ok()
+                .and_then(|v| v["step"].as_str().map(str::to_string))
+                .unwrap_or_default();
+            *self.own_steps.entry(kind).or_default() += 1;
+        }
+    }
+
+    /// Decisions enabled on the implementation in model state `s`, which the model does not
+    /// enable.
+    fn record_implementation_only(&mut self, cfg: &Config, s: &DrState, enabled: &[ControlStep]) {
+        for &step in enabled {
+            let action = control_action(s, step);
+            if apply(cfg, s, &action).is_some() {
+                continue;
+            }
+            let kind = serde_json::to_value(&action)
+                .ok()
+                .and_then(|v| v["step"].as_str().map(str::to_string))
+                .unwrap_or_default();
+            let cause = known_implementation_only(cfg, s, step).unwrap_or("not understood");
+            let cause = cause.split(':').next().unwrap_or(cause);
+            *self
+                .implementation_only
+                .entry(format!("{kind}: {cause}"))
+                .or_default() += 1;
+        }
+    }
+
+    /// How many decisions the implementation had enabled where the model did not, and how
+    /// many of them [`known_implementation_only`] does not explain.
+    pub fn implementation_only_counts(&self) -> (usize, usize) {
+        let unexplained = self
+            .implementation_only
+            .iter()
+            .filter(|(k, _)| k.ends_with(": not understood"))
+            .map(|(_, n)| n)
+            .sum();
+        (self.implementation_only.values().sum(), unexplained)
     }
 }
 
@@ -200,6 +313,7 @@ pub fn known_divergence(d: &Divergence) -> Option<&'static str> {
             .iter()
             .all(|line| line.starts_with("ledger.failback"));
     match d.action.as_ref()? {
+        Action::Tick if refused || matches!(d.kind, DivergenceKind::OwnStep(_)) => known_due(d),
         Action::ComputeFailback if refused => Some(
             "compute failback: the implementation needs evidence (replication traffic, reported \
              in a heartbeat) that home reaches the primary; the model reads the connectivity",
@@ -230,6 +344,93 @@ pub fn known_divergence(d: &Divergence) -> Option<&'static str> {
             "candidate on declare: the implementation picks among the regions not declared \
              failed, by their last heartbeats; the model among the regions up, by their logs",
         ),
+        _ => None,
+    }
+}
+
+/// A tick refused for steps the implementation had due, when every one of them is a
+/// decision the model does not enable for an understood reason (the first one's).
+fn known_due(d: &Divergence) -> Option<&'static str> {
+    let causes: Option<Vec<&'static str>> = d.due.iter().map(|due| due.cause).collect();
+    causes?.first().copied()
+}
+
+/// Why the implementation's control plane has `step` enabled in model state `s` where the
+/// model does not, when that is understood. All of one kind: the implementation decides on
+/// what regions last reported, the model reads their state. `None`: not understood (or the
+/// model enables the step too).
+pub fn known_implementation_only(
+    cfg: &Config,
+    s: &DrState,
+    step: ControlStep,
+) -> Option<&'static str> {
+    let view = &s.view;
+    let routing = &view.routing;
+    let region = |r: u8| view.regions.get(usize::from(r));
+    match step {
+        // A heartbeat sent before the region rejoined (or learnt the epoch in a switchover)
+        // arrived after the control plane had heard it rejoined.
+        ControlStep::Rejoin(r)
+            if region(r).is_some_and(|x| {
+                x.role == drcheck_properties::Role::Secondary && x.epoch == routing.epoch
+            }) =>
+        {
+            Some(
+                "rejoin on a stale report: a heartbeat the region sent before it rejoined \
+                 arrived after, so the implementation's control plane takes it for behind the \
+                 epoch again; the model reads its epoch (a rejoin would change nothing)",
+            )
+        }
+        // The region's last heartbeat showed it behind the epoch, but it has since gone down
+        // or been cut off from the primary (the rejoin it would be offered cannot arrive or
+        // cannot reach the primary).
+        ControlStep::Rejoin(r)
+            if region(r).is_some_and(|x| {
+                let behind = x.role == drcheck_properties::Role::Stale || x.epoch < routing.epoch;
+                let linked = view.connected(usize::from(r), usize::from(routing.primary));
+                behind && (x.status != drcheck_properties::Status::Up || !linked)
+            }) =>
+        {
+            Some(
+                "rejoin on a stale report: the region's last heartbeat showed it behind the \
+                 epoch; it has since gone down or been cut off from the primary, which the \
+                 implementation's control plane cannot see yet; the model can",
+            )
+        }
+        // The primary's last heartbeat is still fresh, but the primary is down or cut off.
+        ControlStep::OutOfSync(_)
+            if region(routing.primary)
+                .is_some_and(|p| p.status != drcheck_properties::Status::Up) =>
+        {
+            Some(
+                "sync timeout on a stale report: the implementation's control plane judges on \
+                 the primary's last heartbeat, still fresh though the primary has since gone \
+                 down or been cut off (the command it would send is lost); the model leaves \
+                 nobody out of the set of a primary that is not up",
+            )
+        }
+        // The compute region's last heartbeat reported no contact with the primary, sent
+        // before the contact came back.
+        ControlStep::ComputeToPrimary
+            if view.connected(usize::from(routing.compute), usize::from(routing.primary)) =>
+        {
+            Some(
+                "compute to the primary on a stale report: the compute region's last heartbeat \
+                 reported no contact with the primary, which it has again; the model reads the \
+                 connectivity",
+            )
+        }
+        // The model promotes another candidate: the most caught-up by the logs, where the
+        // implementation goes by the last heartbeats.
+        ControlStep::Promote(r)
+            if (0..s.region_count())
+                .any(|x| x != r && apply(cfg, s, &Action::Promote { region: x }).is_some()) =>
+        {
+            Some(
+                "candidate on promotion: the implementation picks the most caught-up region by \
+                 the last heartbeats; the model by the logs",
+            )
+        }
         _ => None,
     }
 }
@@ -342,10 +543,109 @@ fn oldest_heartbeat(d: &Deployment, region: u8) -> Option<u64> {
         .map(|m| m.seq)
 }
 
+/// The model step a control-plane decision stands for (in state `s`).
+fn control_action(s: &DrState, step: ControlStep) -> Action {
+    match step {
+        ControlStep::Declare(region) => Action::Declare { region },
+        ControlStep::Promote(region) => Action::Promote { region },
+        ControlStep::OutOfSync(region) => Action::OutOfSync { region },
+        ControlStep::Rejoin(region) => Action::Rejoin { region },
+        ControlStep::ComputeFailback => Action::ComputeFailback,
+        ControlStep::ComputeToPrimary => Action::ComputeToPrimary,
+        ControlStep::CompleteSwitchover => Action::CompleteSwitchover,
+        ControlStep::AbortSwitchover => Action::AbortSwitchover,
+        ControlStep::AutoFailback => Action::AutoFailback {
+            target: s.view.routing.home,
+        },
+    }
+}
+
+/// The model step a pending step of the implementation stands for (in state `s`).
+fn pending_action(s: &DrState, pending: Pending) -> Action {
+    match pending {
+        Pending::Control(step) => control_action(s, step),
+        Pending::Heartbeat { region } => Action::DeliverHeartbeat { region },
+        Pending::Fence { .. } => Action::Fence,
+        Pending::Replication { from, to, .. } => Action::Replicate { from, to },
+    }
+}
+
+/// What the implementation has due before time may pass in model state `s` (empty: the tick
+/// may be taken).
+async fn due(d: &Deployment, cfg: &Config, s: &DrState) -> Result<Vec<Due>, DeployError> {
+    Ok(d.pending()
+        .await?
+        .into_iter()
+        .map(|pending| {
+            let action = pending_action(s, pending);
+            let in_model = apply(cfg, s, &action).is_some();
+            let cause = match pending {
+                Pending::Control(step) if !in_model => known_implementation_only(cfg, s, step),
+                _ => None,
+            };
+            Due {
+                pending,
+                in_model,
+                action,
+                cause,
+            }
+        })
+        .collect())
+}
+
+/// Before a tick: the decisions the implementation has due where the model has none, for an
+/// understood reason ([`known_implementation_only`]: a stale report), are taken on the
+/// implementation, as the running service would take them by this tick; they are its own
+/// steps, which the model does not see, so they must leave the view as it was. Returns what
+/// is still due then (the tick is refused unless that is empty) and the decisions taken.
+async fn own_steps(
+    d: &mut Deployment,
+    cfg: &Config,
+    s: &DrState,
+) -> Result<(Vec<Due>, Vec<Due>), DeployError> {
+    let mut own: Vec<Due> = Vec::new();
+    let mut pending = due(d, cfg, s).await?;
+    // Each round takes what is newly due. A decision still due after it was taken is not
+    // taken again: it changed nothing, and waits for news as in the running service (which
+    // sends a rejoin once, on the heartbeat that shows the region behind, say).
+    for _ in 0..3 {
+        pending.retain(|x| !own.contains(x));
+        let understood = !pending.is_empty() && pending.iter().all(|x| x.cause.is_some());
+        if !understood {
+            break;
+        }
+        for x in &pending {
+            if let Pending::Control(step) = x.pending {
+                // Enabled a moment ago, so taken; a refusal would change nothing either.
+                let _taken = d.control_step(step).await?;
+            }
+        }
+        commands(d).await?;
+        own.append(&mut pending);
+        pending = due(d, cfg, s).await?;
+    }
+    pending.retain(|x| !own.contains(x));
+    Ok((pending, own))
+}
+
+/// Why time may not pass: the first step due, and the others.
+fn time_refused(due: &[Due]) -> Option<String> {
+    let (first, rest) = due.split_first()?;
+    let more = match rest.len() {
+        0 => String::new(),
+        n => {
+            let others: Vec<String> = rest.iter().map(|d| d.pending.to_string()).collect();
+            format!(" (and {n} more: {})", others.join("; "))
+        }
+    };
+    Some(format!("time may not pass: {} first{more}", first.pending))
+}
+
 /// Takes one model step on the implementation; `Err` says why the implementation refused.
 async fn take(d: &mut Deployment, action: &Action) -> Result<Result<(), String>, DeployError> {
     let payload = || r#"{"resourceType":"Patient"}"#.to_string();
     let outcome = match *action {
+        // Whether time may pass is asked before (see `replay_logged`).
         Action::Tick => {
             d.advance(1).await?;
             Ok(())
@@ -515,6 +815,7 @@ pub async fn replay_logged(
         kind,
         model: model.clone(),
         implementation,
+        due: Vec::new(),
     };
     let view = d.abstract_view().await?;
     if view != state.view {
@@ -532,7 +833,37 @@ pub async fn replay_logged(
             step: i + 1,
             action: action.clone(),
         })?;
-        let outcome = take(&mut d, action).await?;
+        // Time is urgent in the implementation as in the model: a tick over a step the
+        // running service would take first would let a path omit that step unseen.
+        let (due, own) = if *action == Action::Tick {
+            own_steps(&mut d, cfg, &state).await?
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        if !own.is_empty() {
+            coverage.record_own(&own);
+            let view = d.abstract_view().await?;
+            if view != state.view {
+                let why = own
+                    .iter()
+                    .map(|x| x.pending.to_string())
+                    .collect::<Vec<_>>();
+                let kind = DivergenceKind::OwnStep(why.join("; "));
+                let mut divergence = diverged(i + 1, Some(action), kind, &state.view, view);
+                divergence.due = own;
+                d.flush_events()?;
+                return Ok(Replay {
+                    matched: i,
+                    last_view: divergence.implementation.clone(),
+                    divergence: Some(divergence),
+                    coverage,
+                });
+            }
+        }
+        let outcome = match time_refused(&due) {
+            Some(why) => Err(why),
+            None => take(&mut d, action).await?,
+        };
         let view = d.abstract_view().await?;
         let kind = match outcome {
             // A refusal must leave the implementation as it was (a stutter step).
@@ -547,7 +878,8 @@ pub async fn replay_logged(
                 DivergenceKind::RefusedButChanged(_) => &state.view,
                 _ => &next.view,
             };
-            let divergence = diverged(i + 1, Some(action), kind, expected, view);
+            let mut divergence = diverged(i + 1, Some(action), kind, expected, view);
+            divergence.due = due;
             d.flush_events()?;
             return Ok(Replay {
                 matched: i,
@@ -557,6 +889,8 @@ pub async fn replay_logged(
             });
         }
         coverage.record(&state, action);
+        let (enabled, _) = d.control_steps_enabled().await?;
+        coverage.record_implementation_only(cfg, &next, &enabled);
         state = next;
     }
     d.flush_events()?;

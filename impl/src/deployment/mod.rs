@@ -16,6 +16,7 @@ mod view;
 
 pub use config::{DeploymentConfig, Mode, Storage};
 pub use operator_api::{OperatorError, OperatorRequest, OperatorResponse};
+pub use stepping::Pending;
 
 use real::{set_mailbox, RealParts};
 

@@ -113,6 +113,46 @@ pub enum ControlStep {
     AutoFailback,
 }
 
+impl ControlStep {
+    /// Every step of a deployment of `regions` regions, region by region first.
+    pub fn all(regions: u8) -> impl Iterator<Item = ControlStep> {
+        (0..regions)
+            .flat_map(|r| {
+                [
+                    ControlStep::Declare(r),
+                    ControlStep::Promote(r),
+                    ControlStep::OutOfSync(r),
+                    ControlStep::Rejoin(r),
+                ]
+            })
+            .chain([
+                ControlStep::ComputeFailback,
+                ControlStep::ComputeToPrimary,
+                ControlStep::CompleteSwitchover,
+                ControlStep::AbortSwitchover,
+                ControlStep::AutoFailback,
+            ])
+    }
+}
+
+/// What the control plane would do, in words: `the control plane would promote region 1`.
+impl std::fmt::Display for ControlStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let what = match self {
+            ControlStep::Declare(r) => format!("declare region {r} failed"),
+            ControlStep::Promote(r) => format!("promote region {r}"),
+            ControlStep::OutOfSync(r) => format!("leave region {r} out of sync"),
+            ControlStep::Rejoin(r) => format!("tell region {r} to rejoin"),
+            ControlStep::ComputeFailback => "move compute home".to_string(),
+            ControlStep::ComputeToPrimary => "move compute to the data primary".to_string(),
+            ControlStep::CompleteSwitchover => "complete the switchover".to_string(),
+            ControlStep::AbortSwitchover => "abort the switchover".to_string(),
+            ControlStep::AutoFailback => "start a data failback home by itself".to_string(),
+        };
+        write!(f, "the control plane would {what}")
+    }
+}
+
 /// What the control plane is asked to handle.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "input", content = "value", rename_all = "snake_case")]
@@ -135,6 +175,9 @@ pub enum ControlInput {
     Snapshot,
     /// Controlled mode: take this decision now, if enabled.
     Step(ControlStep),
+    /// Controlled mode: which decisions are enabled now, and which of them are due
+    /// ([`ControlOutput::Pending`]).
+    Pending,
 }
 
 impl From<Envelope> for ControlInput {
@@ -161,6 +204,13 @@ pub enum ControlOutput {
     Stepped(Result<(), StepRefusal>),
     /// To a snapshot request.
     Snapshot(Box<ControlSnapshot>),
+    /// To a pending-steps request.
+    Pending {
+        /// Every decision enabled now ([`ControlMachine::enabled_steps`]).
+        enabled: Vec<ControlStep>,
+        /// Those that may not wait for time to pass ([`ControlMachine::pending_steps`]).
+        due: Vec<ControlStep>,
+    },
 }
 
 /// The control plane as the status API and the abstract view see it.
@@ -299,6 +349,12 @@ impl ControlMachine {
             }
             ControlInput::Snapshot => return ControlOutput::Snapshot(Box::new(self.snapshot(now))),
             ControlInput::Step(step) => return ControlOutput::Stepped(self.step(now, step, fx)),
+            ControlInput::Pending => {
+                return ControlOutput::Pending {
+                    enabled: self.enabled_steps(now),
+                    due: self.pending_steps(now),
+                }
+            }
         }
         ControlOutput::Done
     }

@@ -201,6 +201,35 @@ impl ControlMachine {
         }
     }
 
+    /// Every decision enabled at `now`, in the order of [`ControlStep::all`].
+    pub fn enabled_steps(&self, now: Millis) -> Vec<ControlStep> {
+        ControlStep::all(self.regions())
+            .filter(|&step| self.enabled(now, step).is_ok())
+            .collect()
+    }
+
+    /// The decisions due at `now`: enabled, and not to be postponed past this instant. In
+    /// controlled mode these wait for a request, and a replay may not let time pass over
+    /// them (the autonomous mode takes each by its next tick at the latest).
+    ///
+    /// Every enabled decision is due but one: leaving a secondary out of sync is enabled
+    /// once the primary's clock says its oldest unconfirmed write has waited the sync
+    /// timeout, and that clock may lag this one by up to the skew. It is due only once the
+    /// write has surely waited the timeout, whatever the lag: the model's urgency too, which
+    /// lets time pass in between (a primary with no lag acts at the timeout).
+    pub fn pending_steps(&self, now: Millis) -> Vec<ControlStep> {
+        let overdue = self.timing.sync_timeout + self.timing.skew;
+        self.enabled_steps(now)
+            .into_iter()
+            .filter(|&step| match step {
+                ControlStep::OutOfSync(r) => {
+                    self.unconfirmed_for(now, r).is_some_and(|t| t >= overdue)
+                }
+                _ => true,
+            })
+            .collect()
+    }
+
     /// Takes one decision on request (controlled mode), or says why it is not enabled now.
     pub fn step(
         &mut self,

@@ -6,8 +6,8 @@ use std::path::Path;
 use std::time::Instant;
 
 use drcheck_impl::protocol::mutant::Mutants;
-use drcheck_model::Params;
-use drcheck_traces::refine::{known_divergence, replay, Coverage, DivergenceKind, RefineError};
+use drcheck_model::{Action, Params};
+use drcheck_traces::refine::{known_divergence, replay, Coverage, DivergenceKind};
 use drcheck_traces::walk::random_walk;
 
 /// Each with the `drcheck` flags that give the same parameters (to reproduce a walk).
@@ -96,6 +96,17 @@ async fn random_walks_of_the_model_replay_on_the_implementation() {
         total.transitions.len(),
         total.kinds
     );
+    let (only, unexplained) = total.implementation_only_counts();
+    println!(
+        "decisions enabled on the implementation and not in the model, after a matched step: \
+         {only}, {unexplained} not understood: {:#?}",
+        total.implementation_only
+    );
+    assert_eq!(unexplained, 0, "{:#?}", total.implementation_only);
+    println!(
+        "decisions the implementation took of its own before a tick: {:?}",
+        total.own_steps
+    );
 }
 
 fn corpus() -> Vec<drcheck_traces::Trace> {
@@ -114,34 +125,49 @@ fn corpus() -> Vec<drcheck_traces::Trace> {
 
 #[tokio::test]
 async fn a_bug_counterexample_is_not_followed_by_the_correct_implementation() {
+    let mut table = Vec::new();
     for trace in corpus() {
-        let mut cfg = trace.model.cfg.clone();
-        let bug = cfg.params.bug.take().map_or("?", |b| b.name());
-        // Against the correct model: the implementation refines it, so a path it does not
-        // allow (a step a guard refuses, or time passing past an urgent step) is one the
-        // implementation must not follow either.
+        let cfg = &trace.model.cfg;
+        let bug = cfg.params.bug.map_or("?", |b| b.name());
         let property = trace.violation().expect("the model's violation").property;
-        // On the bug's own path: the correct implementation refuses a step or parts from
-        // the path, and does not break the property.
-        let r = replay(&trace.model.cfg, &trace.actions(), Mutants::default())
+        // On the bug's own path the correct implementation parts from the path at a named
+        // step: it refuses a step (a guard, or time passing over a step it has due: the
+        // omission bugs) or its view differs. It never follows the path to its end.
+        let r = replay(cfg, &trace.actions(), Mutants::default())
             .await
             .expect("replay");
-        if r.divergence.is_some() {
-            let broken = drcheck_properties::violations(&r.last_view, &trace.model.bounds);
+        let d = r.divergence.unwrap_or_else(|| {
+            panic!("--bug {bug}: the correct implementation followed the whole path")
+        });
+        let broken = drcheck_properties::violations(&r.last_view, &trace.model.bounds);
+        assert!(
+            broken.iter().all(|v| v.property != property),
+            "--bug {bug}: the correct implementation breaks {property}"
+        );
+        let action = d.action.as_ref().expect("a step, not the initial state");
+        let reason = match &d.kind {
+            DivergenceKind::Refused(why) => why.clone(),
+            DivergenceKind::RefusedButChanged(why) => format!("refused, view changed: {why}"),
+            DivergenceKind::Views => format!("views differ: {}", d.differences().join(", ")),
+            DivergenceKind::OwnStep(what) => format!("own step {what} changed the view"),
+        };
+        let known = known_divergence(&d).map_or(String::new(), |c| format!(" [known: {c}]"));
+        table.push(format!(
+            "{bug:<26} {:>4}  {:<38} {reason}{known}",
+            d.step,
+            action.to_string()
+        ));
+        if bug == "no-auto-failover" {
+            assert_eq!(*action, Action::Tick);
             assert!(
-                broken.iter().all(|v| v.property != property),
-                "--bug {bug}: the correct implementation breaks {property}"
-            );
-        } else {
-            // It followed every step (the bug omits a step, which a stepped control plane
-            // does not take by itself): the path is then one the correct model refuses,
-            // letting time pass over a step the protocol must take first.
-            let followed = replay(&cfg, &trace.actions(), Mutants::default()).await;
-            assert!(
-                matches!(followed, Err(RefineError::NotInModel { .. })),
-                "--bug {bug}: the correct implementation followed the path and the correct model allows it"
+                reason.contains("the control plane would promote region 1"),
+                "{reason}"
             );
         }
+    }
+    println!("{:<26} {:>4}  {:<38} reason", "bug", "step", "action");
+    for row in &table {
+        println!("{row}");
     }
 }
 
@@ -206,11 +232,13 @@ async fn every_transition_of_the_default_model_within_a_depth_replays_on_the_imp
     let mut followed = 0;
     let mut known = std::collections::BTreeMap::<&str, u32>::new();
     let mut steps = 0;
+    let mut total = Coverage::default();
     for path in &paths {
         let r = replay(&cfg, path, Mutants::default())
             .await
             .expect("replay");
         steps += path.len();
+        total.merge(&r.coverage);
         match r.divergence {
             None => followed += 1,
             Some(d) => match known_divergence(&d) {
@@ -225,5 +253,12 @@ async fn every_transition_of_the_default_model_within_a_depth_replays_on_the_imp
         paths.len(),
         steps as f64 / start.elapsed().as_secs_f64()
     );
+    let (only, unexplained) = total.implementation_only_counts();
+    println!(
+        "decisions enabled on the implementation and not in the model, after a matched step: \
+         {only}, {unexplained} not understood: {:#?}",
+        total.implementation_only
+    );
     assert!(followed * 100 >= paths.len() * 99);
+    assert_eq!(unexplained, 0, "{:#?}", total.implementation_only);
 }
