@@ -124,3 +124,58 @@ fn with_the_lease_wait_single_writer_holds_even_when_lease_outlasts_detection() 
     let buggy = lease_scenario(1, 1, 3, 7, 2);
     assert!(!holds(&run(&buggy, "single_writer"), "single_writer"));
 }
+
+/// A write behind an inter-region partition (nothing else happens): the primary throttles
+/// once the write is older than `throttle`, until the control plane leaves the secondary out
+/// of sync at `sync_timeout`.
+fn partition_scenario(throttle: u32, sync_timeout: u32, rto: u32) -> Params {
+    Params {
+        timing: Timing {
+            heartbeat: 1,
+            delay: 0,
+            detection: 3,
+            lease: 2,
+            skew: 1,
+            throttle,
+            rpo: 20,
+            rto,
+            sync_timeout,
+            ..Timing::default()
+        },
+        writes: 1,
+        outages: 0,
+        partitions: 1,
+        failbacks: 0,
+        forced: 0,
+        reapplies: 0,
+        ..Params::default()
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// The model's exact boundary for a partition: the spell without writes runs from the
+    /// tick the write is older than the throttle to the sync timeout, so `write_availability`
+    /// holds exactly when `sync_timeout - throttle - 1 <= rto`. The consistency rule
+    /// `sync_timeout + heartbeat + delay <= rto` is stricter on purpose: the implementation's
+    /// control plane learns of the lag from the primary's heartbeats (heartbeat + delay late)
+    /// and the rule does not count on the throttle's head start.
+    #[test]
+    fn write_availability_under_a_partition_holds_iff_the_sync_timeout_fits_the_rto(
+        throttle in 1u32..=3,
+        extra in 0u32..=8,
+        rto in 3u32..=10,
+    ) {
+        let sync_timeout = throttle + extra;
+        let params = partition_scenario(throttle, sync_timeout, rto);
+        let report = run(&params, "write_availability");
+        prop_assert!(report.complete);
+        prop_assert_eq!(
+            holds(&report, "write_availability"),
+            sync_timeout <= rto + throttle + 1,
+            "throttle {} sync timeout {} rto {}",
+            throttle, sync_timeout, rto
+        );
+    }
+}
