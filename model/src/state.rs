@@ -395,7 +395,7 @@ impl fmt::Display for DrState {
         write!(
             f,
             "budget: writes {} outages {} partitions {} failbacks {} forced {} reapplies {} \
-             control restarts {} losses {}",
+             restarts {} losses {}",
             b.writes,
             b.outages,
             b.partitions,
