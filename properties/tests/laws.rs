@@ -248,7 +248,7 @@ impl Arbitrary for Deployment {
 type Breaker = fn(&mut View, &Bounds);
 
 /// Every `always` property's breaker, in catalog order.
-const BREAKERS: [(&str, Breaker); 11] = [
+const BREAKERS: [(&str, Breaker); 13] = [
     ("single_writer", two_leased_primaries),
     ("log_matching", different_writes_at_one_epoch_and_index),
     ("rpo_bound", loss_at_rpo),
@@ -263,6 +263,8 @@ const BREAKERS: [(&str, Breaker); 11] = [
     ),
     ("failback_zero_loss", lossy_switchover),
     ("routing_healthy", compute_down_past_detection),
+    ("write_availability", unwritable_past_rto),
+    ("failback_completes", eligible_failback_refused),
 ];
 
 /// Regions 0 and 1 are up primaries holding leases.
@@ -338,6 +340,16 @@ fn lossy_switchover(v: &mut View, _: &Bounds) {
         requested: true,
         ..lossy_failover(FailoverKind::Switchover, 1, 0, 0)
     });
+}
+
+/// A single partition under which the endpoint has taken no write for longer than the RTO.
+fn unwritable_past_rto(v: &mut View, b: &Bounds) {
+    v.ledger.single_fault = Some(SingleFault::Partition);
+    v.ledger.unwritable = Some(b.rto + 1);
+}
+
+fn eligible_failback_refused(v: &mut View, _: &Bounds) {
+    v.ledger.failback_refused = Some(v.routing.home);
 }
 
 /// The compute region crashed one tick more than the detection time ago, while another
