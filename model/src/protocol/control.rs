@@ -272,7 +272,7 @@ pub fn rejoin(cfg: &Config, s: &DrState, r: u8) -> Option<DrState> {
     let p = next.view.routing.primary;
     let epoch = next.view.routing.epoch;
     let keep = common_prefix(&next.region(r).log, &next.region(p).log);
-    let suffix: Vec<u8> = next.region(r).log[keep..].iter().map(|e| e.write).collect();
+    let suffix: Vec<drcheck_properties::Entry> = next.region(r).log[keep..].to_vec();
     let truncate = !cfg.has_bug(Bug::RejoinNoTruncate);
     let quarantine = truncate && !cfg.has_bug(Bug::RejoinNoQuarantine);
     {
@@ -281,19 +281,22 @@ pub fn rejoin(cfg: &Config, s: &DrState, r: u8) -> Option<DrState> {
             region.log.truncate(keep);
         }
         if quarantine {
-            region.quarantine.extend(&suffix);
+            region.quarantine.extend(suffix.iter().map(|e| e.write));
         }
         region.role = Role::Secondary;
         region.epoch = epoch;
         region.lease = 0;
     }
     if quarantine {
-        next.view.ledger.quarantine(suffix.iter().copied());
+        next.view
+            .ledger
+            .quarantine(suffix.iter().copied(), cfg.age_cap);
     }
     if cfg.has_bug(Bug::RejoinMerge) {
-        let merged = suffix
-            .iter()
-            .map(|&write| drcheck_properties::Entry { epoch, write });
+        let merged = suffix.iter().map(|e| drcheck_properties::Entry {
+            epoch,
+            write: e.write,
+        });
         next.region_mut(p).log.extend(merged);
     }
     let view = &mut next.view;
