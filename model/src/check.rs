@@ -11,7 +11,7 @@ use serde::Serialize;
 use stateright::{Checker, HasDiscoveries, Model};
 
 use crate::config::{Config, Params};
-use crate::model::{DrModel, Metric};
+use crate::model::{DrModel, Metric, EXPLORE_ALL};
 use crate::search::{self, Step, Target};
 use crate::Action;
 use drcheck_properties::Bug;
@@ -186,11 +186,12 @@ pub fn check(cfg: Config, opts: &CheckOptions, mut progress: impl FnMut(Progress
         .filter(|spec| opts.property.is_none_or(|name| name == spec.name))
         .collect();
     let started = Instant::now();
-    // Never finish early: the whole space is explored so that every property is decided.
+    // Never finish early: the whole space is explored so that every property is decided
+    // (EXPLORE_ALL, never discovered, also keeps states past a violation expanding).
     let builder = model
         .checker()
         .threads(opts.threads.max(1))
-        .finish_when(HasDiscoveries::AllOf(["<explore everything>"].into()));
+        .finish_when(HasDiscoveries::AllOf([EXPLORE_ALL].into()));
     if let Some(t) = opts.timeout {
         let probe = probe.clone();
         std::thread::spawn(move || {
