@@ -25,6 +25,8 @@ pub struct DrModel {
     /// List only enabled steps (the Explorer shows every listed step; the checker skips the
     /// disabled ones itself, more cheaply).
     pub enabled_only: bool,
+    /// [`Config::max_epoch`], read once: states past it are outside the boundary.
+    pub max_epoch: u8,
 }
 
 impl DrModel {
@@ -33,6 +35,7 @@ impl DrModel {
     pub fn new(cfg: Config) -> DrModel {
         DrModel {
             bounds: cfg.bounds(),
+            max_epoch: cfg.max_epoch(),
             cfg,
             only: None,
             probe: Arc::new(Probe::default()),
@@ -120,8 +123,11 @@ impl Metric {
 pub struct Probe {
     worst: [AtomicU8; 3],
     rto_waived: AtomicBool,
-    /// Set when the time budget runs out: from then on no new state is explored.
+    /// Set when the time budget runs out, or the epochs pass their bound: from then on no new
+    /// state is explored.
     expired: AtomicBool,
+    /// Some state was left out because its epoch passed [`Config::max_epoch`].
+    epochs_exceeded: AtomicBool,
     /// Some state was left unexplored because the time budget ran out.
     cut: AtomicBool,
 }
@@ -144,9 +150,16 @@ impl Probe {
         self.expired.store(true, Ordering::Relaxed);
     }
 
-    /// Was some state left unexplored because the time budget ran out?
+    /// Was some state left unexplored because the time budget ran out (or the epochs passed
+    /// their bound)?
     pub fn cut(&self) -> bool {
         self.cut.load(Ordering::Relaxed)
+    }
+
+    /// Did some promotion take the epoch past [`Config::max_epoch`] (so that failovers repeat
+    /// without bound, and the exploration was stopped there)?
+    pub fn epochs_exceeded(&self) -> bool {
+        self.epochs_exceeded.load(Ordering::Relaxed)
     }
 
     /// Did the RPO guard refuse an automatic failover in some state (so that availability
@@ -256,10 +269,19 @@ impl Model for DrModel {
     }
 
     /// Every generated state passes here once: the probe records the worst metrics, and
-    /// once the time budget has run out no state is let in.
+    /// once the time budget has run out no state is let in. Nor is a state whose epoch passed
+    /// [`Config::max_epoch`]: it shows that failovers repeat without bound, so the
+    /// exploration stops there (rather than growing with every epoch, or overflowing it) and
+    /// the report says why.
     fn within_boundary(&self, s: &DrState) -> bool {
         if self.probe.expired.load(Ordering::Relaxed) {
             self.probe.cut.store(true, Ordering::Relaxed);
+            return false;
+        }
+        if s.view.routing.epoch > self.max_epoch {
+            self.probe.epochs_exceeded.store(true, Ordering::Relaxed);
+            self.probe.cut.store(true, Ordering::Relaxed);
+            self.probe.expire();
             return false;
         }
         self.probe.observe(s);

@@ -145,18 +145,20 @@ fn unfence(next: &mut DrState) {
     next.control.phase = Phase::Normal;
 }
 
-/// Makes `to` the data primary of a new epoch and records the change in the ledger.
+/// Makes `to` the data primary of a new epoch and records the change in the ledger; `None`
+/// when the epoch cannot grow (the checker's boundary stops far earlier, at
+/// [`Config::max_epoch`], and says so).
 fn promote_region(
     cfg: &Config,
     s: &DrState,
     kind: FailoverKind,
     to: u8,
     requested: bool,
-) -> DrState {
+) -> Option<DrState> {
     let mut next = s.clone();
     let from = next.view.routing.primary;
     let from_healthy = !next.control.is_failed(from);
-    let epoch = next.view.routing.epoch + 1;
+    let epoch = next.view.routing.epoch.checked_add(1)?;
     {
         let region = next.region_mut(to);
         region.role = Role::Primary;
@@ -189,7 +191,7 @@ fn promote_region(
         requested,
         cfg.age_cap,
     );
-    next
+    Some(next)
 }
 
 fn lease_expired(cfg: &Config, s: &DrState) -> bool {
@@ -215,7 +217,7 @@ pub fn promote(cfg: &Config, s: &DrState, to: u8) -> Option<DrState> {
     {
         return None;
     }
-    Some(promote_region(cfg, s, FailoverKind::Automatic, to, false))
+    promote_region(cfg, s, FailoverKind::Automatic, to, false)
 }
 
 /// The operator forces a failover to `to` after the grace period.
@@ -244,7 +246,7 @@ pub fn force_failover(cfg: &Config, s: &DrState, to: u8) -> Option<DrState> {
     {
         return None;
     }
-    let mut next = promote_region(cfg, s, FailoverKind::Forced, to, true);
+    let mut next = promote_region(cfg, s, FailoverKind::Forced, to, true)?;
     next.budget.forced -= 1;
     Some(next)
 }
@@ -495,13 +497,7 @@ pub fn complete_switchover(cfg: &Config, s: &DrState) -> Option<DrState> {
     if !ready || s.region(target).status != Status::Up {
         return None;
     }
-    Some(promote_region(
-        cfg,
-        s,
-        FailoverKind::Switchover,
-        target,
-        requested,
-    ))
+    promote_region(cfg, s, FailoverKind::Switchover, target, requested)
 }
 
 /// Switchover: the drain timed out; unfence and abort.
