@@ -49,6 +49,14 @@ pub fn run(args: &CheckArgs) -> Result<ExitCode> {
             let _ = std::io::stderr().flush();
         }
     });
+    if let Some(unbounded) = report.unbounded_failovers() {
+        // No report: a state space cut off where the epochs ran out proves nothing, and a
+        // report would look like a (failed) verdict.
+        if show_progress {
+            eprintln!();
+        }
+        return Err(UsageError(unbounded.to_string()).into());
+    }
     if show_progress {
         eprintln!(
             "\rexplored {} states ({} unique) in {:.1}s            ",

@@ -699,6 +699,55 @@ fn allow_inconsistent_skips_the_rules() {
     assert_one_line_error(&out, "--allow-inconsistent --regions 7");
 }
 
+#[test]
+fn failovers_without_bound_are_a_clear_error_not_a_panic() {
+    // heartbeat + delay >= detection: every heartbeat is late, so the control plane fails
+    // over again and again and epochs grow without bound. The model refuses to promote past
+    // its epoch bound and check says why, in one line, with exit 2.
+    let args = [
+        "--heartbeat",
+        "2",
+        "--delay",
+        "1",
+        "--detection",
+        "3",
+        "--lease",
+        "1",
+        "--skew",
+        "0",
+        "--throttle",
+        "2",
+        "--rpo",
+        "6",
+        "--rto",
+        "8",
+        "--grace",
+        "1",
+        "--writes",
+        "1",
+        "--sync-timeout",
+        "2",
+        "--allow-inconsistent",
+        "-q",
+    ];
+    let out = check(&args, &[]);
+    assert_one_line_error(&out, "failovers without bound");
+    for words in [
+        "epoch",
+        "without bound",
+        "heartbeat + delay >= detection",
+        "--horizon",
+    ] {
+        assert!(
+            out.stderr.contains(words),
+            "the error does not say {words:?}: {}",
+            out.stderr
+        );
+    }
+    let json = check(&args, &["--json"]);
+    assert_one_line_error(&json, "failovers without bound, --json");
+}
+
 // 6. Progress goes to stderr.
 
 #[test]

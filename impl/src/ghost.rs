@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use drcheck_properties::{Bounds, Ledger, View};
+use drcheck_properties::{Bounds, Entry, Ledger, View};
 
 use crate::time::{Millis, Timing, MINUTE};
 use drcheck_protocol::entry::WriteId;
@@ -52,6 +52,9 @@ pub struct Ghost {
     ledger: Ledger,
     /// Implementation write id → the view's id (1, 2, … in order of acknowledgement).
     ids: HashMap<WriteId, u8>,
+    /// The view's write id → the epoch its entry carries: a quarantined write is charged to
+    /// the failover that superseded that epoch.
+    epochs: HashMap<u8, u8>,
     dark: Vec<bool>,
     down_for: Vec<Option<u8>>,
     /// Promotions decided and not yet taken effect, by target.
@@ -71,6 +74,7 @@ impl Ghost {
             bounds: bounds(timing),
             ledger: Ledger::default(),
             ids: HashMap::new(),
+            epochs: HashMap::new(),
             dark: vec![false; n],
             down_for: vec![None; n],
             decided: HashMap::new(),
@@ -108,6 +112,7 @@ impl Ghost {
             if let Event::WriteAccepted {
                 region,
                 write,
+                epoch,
                 previous,
                 reapply_of,
                 in_sync,
@@ -116,6 +121,8 @@ impl Ghost {
             {
                 let id = u8::try_from(self.ledger.writes.len() + 1).unwrap_or(u8::MAX);
                 self.ids.insert(*write, id);
+                self.epochs
+                    .insert(id, u8::try_from(*epoch).unwrap_or(u8::MAX));
                 let dark = self
                     .dark
                     .get(usize::from(*region))
@@ -194,8 +201,15 @@ impl Ghost {
                     }
                 }
                 Event::Rejoined { quarantined, .. } => {
-                    let ids: Vec<u8> = quarantined.iter().map(|&w| self.view_id(w)).collect();
-                    self.ledger.quarantine(ids);
+                    let entries: Vec<Entry> = quarantined
+                        .iter()
+                        .map(|&w| {
+                            let write = self.view_id(w);
+                            let epoch = self.epochs.get(&write).copied().unwrap_or(0);
+                            Entry { epoch, write }
+                        })
+                        .collect();
+                    self.ledger.quarantine(entries, self.age_cap);
                 }
                 Event::RegionDeclaredFailed { region, .. } => {
                     let dark = self.dark.get(usize::from(*region)).copied().unwrap_or(true);

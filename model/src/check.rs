@@ -9,9 +9,10 @@ use std::collections::HashMap;
 use drcheck_properties::{Check, Expectation, PropertySpec, SingleFault, CATALOG};
 use serde::Serialize;
 use stateright::{Checker, HasDiscoveries, Model};
+use thiserror::Error;
 
 use crate::config::{Config, Params};
-use crate::model::{DrModel, Metric};
+use crate::model::{DrModel, Metric, EXPLORE_ALL};
 use crate::search::{self, Step, Target};
 use crate::Action;
 use drcheck_properties::Bug;
@@ -171,6 +172,25 @@ pub struct Report {
     pub properties: Vec<PropertyReport>,
     /// Worst data loss and outage over all reachable states.
     pub worst: Worst,
+    /// Set when a promotion took the epoch past [`Config::max_epoch`] (the bound given):
+    /// failovers repeat without bound, and the exploration stopped there (`complete` is
+    /// false). See [`Report::unbounded_failovers`].
+    pub epochs_exceeded: Option<u8>,
+}
+
+/// Failovers repeat without bound: a promotion took the epoch past the model's bound, and
+/// the exploration stopped there. The message says why, as far as the parameters tell.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+#[error(
+    "epochs passed {bound}, the model's bound: failovers repeat without bound{why}; use {remedy}"
+)]
+pub struct UnboundedFailovers {
+    /// The largest epoch the model admits ([`Config::max_epoch`]).
+    pub bound: u8,
+    /// What makes them repeat, in parentheses, or nothing when the parameters do not say.
+    why: String,
+    /// What to do about it.
+    remedy: &'static str,
 }
 
 impl Report {
@@ -178,6 +198,32 @@ impl Report {
     /// property was found.
     pub fn all_hold(&self) -> bool {
         self.complete && self.properties.iter().all(|p| p.holds)
+    }
+
+    /// Why the check could not finish, if failovers repeated without bound
+    /// ([`Report::epochs_exceeded`]).
+    pub fn unbounded_failovers(&self) -> Option<UnboundedFailovers> {
+        let bound = self.epochs_exceeded?;
+        let t = &self.params.timing;
+        // The consistency rule `H + D < detection` keeps a healthy region's heartbeat in time;
+        // broken, every heartbeat may be late, and every region is declared failed in turn.
+        let late = t.heartbeat.saturating_add(t.delay) >= t.detection;
+        let why = if late {
+            " (heartbeat + delay >= detection makes every heartbeat late)".to_string()
+        } else if let Some(bug) = self.bug {
+            format!(" (under --bug {bug})")
+        } else {
+            String::new()
+        };
+        Some(UnboundedFailovers {
+            bound,
+            why,
+            remedy: if late {
+                "consistent parameters or --horizon"
+            } else {
+                "--horizon"
+            },
+        })
     }
 
     /// The verdict on property `name`, if it was checked.
@@ -198,11 +244,12 @@ pub fn check(cfg: Config, opts: &CheckOptions, mut progress: impl FnMut(Progress
         .filter(|spec| opts.property.is_none_or(|name| name == spec.name))
         .collect();
     let started = Instant::now();
-    // Never finish early: the whole space is explored so that every property is decided.
+    // Never finish early: the whole space is explored so that every property is decided
+    // (EXPLORE_ALL, never discovered, also keeps states past a violation expanding).
     let builder = model
         .checker()
         .threads(opts.threads.max(1))
-        .finish_when(HasDiscoveries::AllOf(["<explore everything>"].into()));
+        .finish_when(HasDiscoveries::AllOf([EXPLORE_ALL].into()));
     if let Some(t) = opts.timeout {
         let probe = probe.clone();
         std::thread::spawn(move || {
@@ -342,6 +389,7 @@ pub fn check(cfg: Config, opts: &CheckOptions, mut progress: impl FnMut(Progress
         bug: cfg.bug(),
         properties,
         worst,
+        epochs_exceeded: probe.epochs_exceeded().then(|| cfg.max_epoch()),
     }
 }
 

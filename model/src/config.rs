@@ -254,6 +254,27 @@ impl Config {
         }
     }
 
+    /// The largest epoch the checker admits. Every promotion starts an epoch, and with
+    /// consistent timing each one is paid for from the search's budgets: an automatic or
+    /// forced failover by an outage of the primary, a switchover by a failback request (forced
+    /// counted too, for margin). Each paid promotion may be followed by one unpaid one, the
+    /// switchover home of `--bug auto-data-failback`. So epochs never pass
+    /// `FIRST_EPOCH + 2 × (outages + failbacks + forced)`. Past it failovers repeat without
+    /// bound (every heartbeat late, say), and the state space with them: the checker stops
+    /// there and reports it ([`crate::Report::epochs_exceeded`]). Under a horizon the clock
+    /// bounds the failovers instead, and only the epoch's type does.
+    pub fn max_epoch(&self) -> u8 {
+        if self.horizon.is_some() {
+            return u8::MAX - 1;
+        }
+        let paid = [self.outages, self.failbacks, self.forced]
+            .into_iter()
+            .fold(0, u8::saturating_add);
+        drcheck_properties::FIRST_EPOCH
+            .saturating_add(paid.saturating_mul(2))
+            .min(u8::MAX - 1)
+    }
+
     /// Minutes of `ticks`.
     pub fn minutes(&self, ticks: u32) -> u32 {
         ticks * self.params.tick

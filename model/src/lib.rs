@@ -20,7 +20,7 @@ pub mod state;
 pub mod svg;
 
 pub use action::{Action, Actor};
-pub use check::{check, CheckOptions, Progress, Report, Strategy};
+pub use check::{check, CheckOptions, Progress, Report, Strategy, UnboundedFailovers};
 pub use config::{Config, ConfigError, Params};
 pub use drcheck_properties::Bug;
 pub use model::{DrModel, Metric};

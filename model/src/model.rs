@@ -25,6 +25,8 @@ pub struct DrModel {
     /// List only enabled steps (the Explorer shows every listed step; the checker skips the
     /// disabled ones itself, more cheaply).
     pub enabled_only: bool,
+    /// [`Config::max_epoch`], read once: states past it are outside the boundary.
+    pub max_epoch: u8,
 }
 
 impl DrModel {
@@ -33,6 +35,7 @@ impl DrModel {
     pub fn new(cfg: Config) -> DrModel {
         DrModel {
             bounds: cfg.bounds(),
+            max_epoch: cfg.max_epoch(),
             cfg,
             only: None,
             probe: Arc::new(Probe::default()),
@@ -134,8 +137,11 @@ impl Metric {
 pub struct Probe {
     worst: [AtomicU8; 7],
     rto_waived: AtomicBool,
-    /// Set when the time budget runs out: from then on no new state is explored.
+    /// Set when the time budget runs out, or the epochs pass their bound: from then on no new
+    /// state is explored.
     expired: AtomicBool,
+    /// Some state was left out because its epoch passed [`Config::max_epoch`].
+    epochs_exceeded: AtomicBool,
     /// Some state was left unexplored because the time budget ran out.
     cut: AtomicBool,
 }
@@ -158,9 +164,16 @@ impl Probe {
         self.expired.store(true, Ordering::Relaxed);
     }
 
-    /// Was some state left unexplored because the time budget ran out?
+    /// Was some state left unexplored because the time budget ran out (or the epochs passed
+    /// their bound)?
     pub fn cut(&self) -> bool {
         self.cut.load(Ordering::Relaxed)
+    }
+
+    /// Did some promotion take the epoch past [`Config::max_epoch`] (so that failovers repeat
+    /// without bound, and the exploration was stopped there)?
+    pub fn epochs_exceeded(&self) -> bool {
+        self.epochs_exceeded.load(Ordering::Relaxed)
     }
 
     /// Did the RPO guard refuse an automatic failover in some state (so that availability
@@ -175,6 +188,16 @@ impl Probe {
         self.worst[i].load(Ordering::Relaxed).checked_sub(1)
     }
 }
+
+/// The name of a property that always holds, which the checker's model lists after the
+/// catalog's. stateright 0.31 does not expand a state once it has a discovery for every
+/// property it checks there (a violated `always`, a found `sometimes`): with `--property P`
+/// that is every state past a counterexample of P (or an example of a `sometimes` P), so the
+/// state count, the worst cases and `complete` would depend on `--property`. A property that
+/// is never discovered keeps every state expanding, at the cost of one call per state; and
+/// `check` finishes only when this property is discovered, which is never, so the whole
+/// space is explored. (The Explorer's model leaves it out of its list.)
+pub const EXPLORE_ALL: &str = "<explore every state>";
 
 /// `holds::<I>` checks `CATALOG[I]`: stateright wants plain function pointers.
 fn holds<const I: usize>(m: &DrModel, s: &DrState) -> bool {
@@ -239,8 +262,10 @@ impl Model for DrModel {
         Some(crate::svg::sequence_diagram(&self.cfg, &path.into_vec()))
     }
 
+    /// The catalog's properties (or only the one [`DrModel::only`] names), and, for the
+    /// checker, [`EXPLORE_ALL`].
     fn properties(&self) -> Vec<Property<Self>> {
-        CATALOG
+        let mut properties: Vec<Property<Self>> = CATALOG
             .iter()
             .zip(CONDITIONS)
             .filter(|(spec, _)| self.only.is_none_or(|name| name == spec.name))
@@ -250,14 +275,27 @@ impl Model for DrModel {
                     Property::sometimes(spec.name, condition)
                 }
             })
-            .collect()
+            .collect();
+        if !self.enabled_only {
+            properties.push(Property::always(EXPLORE_ALL, |_, _| true));
+        }
+        properties
     }
 
     /// Every generated state passes here once: the probe records the worst metrics, and
-    /// once the time budget has run out no state is let in.
+    /// once the time budget has run out no state is let in. Nor is a state whose epoch passed
+    /// [`Config::max_epoch`]: it shows that failovers repeat without bound, so the
+    /// exploration stops there (rather than growing with every epoch, or overflowing it) and
+    /// the report says why.
     fn within_boundary(&self, s: &DrState) -> bool {
         if self.probe.expired.load(Ordering::Relaxed) {
             self.probe.cut.store(true, Ordering::Relaxed);
+            return false;
+        }
+        if s.view.routing.epoch > self.max_epoch {
+            self.probe.epochs_exceeded.store(true, Ordering::Relaxed);
+            self.probe.cut.store(true, Ordering::Relaxed);
+            self.probe.expire();
             return false;
         }
         self.probe.observe(s);

@@ -4,16 +4,18 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::region::RegionView;
+use crate::region::{Entry, RegionView};
 use crate::view::Bounds;
 
 /// What became of an acknowledged write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Fate {
-    /// Still expected in the data primary's log.
+    /// Still expected in the data primary's log (unless quarantined: see
+    /// [`WriteRecord::is_live`]).
     Live,
-    /// Not in the new primary's log when failover number `failover` (index into
-    /// [`Ledger::failovers`]) promoted it.
+    /// Lost by failover number `failover` (index into [`Ledger::failovers`]): not in the new
+    /// primary's log when it was promoted, or acknowledged by the old primary after that
+    /// promotion and quarantined when it rejoined.
     Lost {
         /// Index into [`Ledger::failovers`] of the promotion that lost it.
         failover: u8,
@@ -52,6 +54,14 @@ pub struct WriteRecord {
     pub ages_at_outage: [Option<u8>; 3],
 }
 
+impl WriteRecord {
+    /// Is it still expected in the data primary's log: neither lost by a failover nor
+    /// quarantined (a quarantined write is lost, whatever its fate says)?
+    pub fn is_live(&self) -> bool {
+        self.fate == Fate::Live && !self.quarantined
+    }
+}
+
 /// How the data primary changed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum FailoverKind {
@@ -74,7 +84,8 @@ pub struct FailoverRecord {
     pub to: u8,
     /// The epoch of the new primary.
     pub epoch: u8,
-    /// Number of live acknowledged writes the new primary did not hold.
+    /// Number of live acknowledged writes the new primary did not hold, plus the writes the
+    /// old primary acknowledged after the promotion and quarantined when it rejoined.
     pub lost: u8,
     /// For the oldest lost write: ticks between its acknowledgement and the first instant the
     /// old primary was unreachable (0 if acknowledged after that instant; its age now if the
@@ -213,11 +224,40 @@ impl Ledger {
         });
     }
 
-    /// Marks writes as quarantined.
-    pub fn quarantine(&mut self, ids: impl IntoIterator<Item = u8>) {
-        for id in ids {
-            if let Some(w) = self.write_mut(id) {
-                w.quarantined = true;
+    /// Marks writes as quarantined: `entries` are the divergent suffix a rejoining region
+    /// moved to its quarantine, each with the epoch it was written in.
+    ///
+    /// A quarantined write is lost. One still live was acknowledged after the promotion that
+    /// superseded its epoch (an old primary writing on after a failover), so that promotion's
+    /// new primary did not hold it: it is charged to that failover, the first recorded into an
+    /// epoch above the entry's, never to whichever failover comes next. That failover's
+    /// `lost` counts it; its `oldest_loss` and `spread` describe the writes lost at the
+    /// promotion itself and stay as they were (a write acknowledged after the promotion was
+    /// acknowledged after the outage it answered).
+    pub fn quarantine(&mut self, entries: impl IntoIterator<Item = Entry>, age_cap: u8) {
+        for e in entries {
+            let by = self
+                .failovers
+                .iter()
+                .position(|f| f.epoch > e.epoch)
+                .and_then(|i| u8::try_from(i).ok());
+            let Some(w) = self.write_mut(e.write) else {
+                continue;
+            };
+            w.quarantined = true;
+            if w.fate != Fate::Live {
+                continue;
+            }
+            // A region only rejoins an epoch some failover started, so `by` is found
+            // whenever the entry's epoch is older than the current one. Should it not be,
+            // the write stays live and quarantined, and `record_failover` passes it over.
+            if let Some(failover) = by {
+                w.fate = Fate::Lost { failover };
+                w.age = age_cap;
+                w.ages_at_outage = [None; 3];
+                if let Some(f) = self.failovers.get_mut(usize::from(failover)) {
+                    f.lost = f.lost.saturating_add(1);
+                }
             }
         }
     }
@@ -321,7 +361,8 @@ impl Ledger {
     }
 
     /// Records the promotion of region `to` in place of region `from` and marks as lost every
-    /// live write `to` does not hold.
+    /// live write `to` does not hold. A quarantined write was lost already (see
+    /// [`Ledger::quarantine`]): it is never charged to this promotion.
     #[allow(clippy::too_many_arguments)]
     pub fn record_failover(
         &mut self,
@@ -344,7 +385,7 @@ impl Ledger {
             .filter(|&id| self.is_live(id) && !new.holds(id))
             .collect();
         for w in &self.writes {
-            if w.fate == Fate::Live && !new.holds(w.id) && !lost.contains(&w.id) {
+            if w.is_live() && !new.holds(w.id) && !lost.contains(&w.id) {
                 lost.push(w.id);
             }
         }
@@ -392,6 +433,6 @@ impl Ledger {
     }
 
     fn is_live(&self, id: u8) -> bool {
-        self.write(id).is_some_and(|w| w.fate == Fate::Live)
+        self.write(id).is_some_and(WriteRecord::is_live)
     }
 }

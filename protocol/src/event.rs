@@ -148,6 +148,24 @@ pub enum Event {
         /// The secondary's log length after the append.
         log_len: u64,
     },
+    /// A secondary refused an `Append` that would not extend its log: its entry before the
+    /// batch, or one the batch overlaps, differs from the primary's. It appended nothing and
+    /// confirmed only the entries it knows to agree (`matched`). Never seen while
+    /// `log_matching` holds; a secondary holding a divergent entry must rejoin.
+    AppendRefused {
+        /// The secondary that refused.
+        region: u8,
+        /// The primary that sent the batch.
+        from: u8,
+        /// The secondary's epoch.
+        epoch: Epoch,
+        /// The index of the batch's first entry.
+        start: u64,
+        /// The secondary's log length, unchanged.
+        log_len: u64,
+        /// The length it confirmed: the entries it knows agree with the primary's.
+        matched: u64,
+    },
     /// The primary counts `region` as in sync from now on.
     InSync {
         /// The primary counting.
@@ -383,6 +401,7 @@ impl Event {
             Event::WriteAccepted { .. } => "write_accepted",
             Event::WriteRefused { .. } => "write_refused",
             Event::Replicated { .. } => "replicated",
+            Event::AppendRefused { .. } => "append_refused",
             Event::InSync { .. } => "in_sync",
             Event::SyncTimedOut { .. } => "sync_timed_out",
             Event::OutOfSync { .. } => "out_of_sync",

@@ -186,6 +186,13 @@ pub enum Message {
         start: u64,
         /// Consecutive log entries from `start` (at most a batch).
         entries: Vec<LogEntry>,
+        /// The (epoch, write) of the primary's entry just before `start` (Raft's
+        /// prevLogTerm/prevLogIndex): the secondary appends only if its own entry there is the
+        /// same, so that the batch extends its log. `None` when `start` is 0; also what a
+        /// sender that predates the field means (missing on the wire), whose Appends are then
+        /// checked only where they overlap the secondary's log.
+        #[serde(default)]
+        prev: Option<(Epoch, WriteId)>,
     },
     /// Secondary → primary: my log holds `log_len` entries of yours.
     Confirm {

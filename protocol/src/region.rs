@@ -371,6 +371,7 @@ impl RegionMachine {
                         epoch: self.durable.epoch,
                         start: index,
                         entries: vec![entry.clone()],
+                        prev: self.prev_of(index),
                     },
                 );
             }
@@ -524,8 +525,16 @@ impl RegionMachine {
                 epoch: self.durable.epoch,
                 start,
                 entries,
+                prev: self.prev_of(start),
             },
         );
+    }
+
+    /// The (epoch, write) of the entry before index `start`, which an `Append` from `start`
+    /// carries so that the secondary can check the batch extends its log.
+    fn prev_of(&self, start: u64) -> Option<(Epoch, WriteId)> {
+        let i = usize::try_from(start.checked_sub(1)?).ok()?;
+        self.durable.log.get(i).map(|e| (e.epoch, e.write))
     }
 
     /// Ships to `to` now rather than at the next tick (a region's retransmission, taken when
@@ -667,11 +676,12 @@ impl RegionMachine {
                 epoch: e,
                 start,
                 entries,
+                prev,
             } => {
                 if let NodeId::Region(p) = from {
                     if e == epoch && self.durable.role == Role::Secondary {
                         self.primary_heard = Some(now);
-                        self.append(p, start, entries, fx);
+                        self.append(p, start, prev, entries, fx);
                     }
                 }
             }
@@ -787,22 +797,51 @@ impl RegionMachine {
         fx.send(self.me(), NodeId::Control, rejoined);
     }
 
-    /// As secondary: entries from the primary `p`, starting at index `start`.
-    fn append(&mut self, p: u8, start: u64, entries: Vec<LogEntry>, fx: &mut Effects) {
+    /// As secondary: entries from the primary `p`, starting at index `start`, after the
+    /// primary's entry `prev`.
+    fn append(
+        &mut self,
+        p: u8,
+        start: u64,
+        prev: Option<(Epoch, WriteId)>,
+        entries: Vec<LogEntry>,
+        fx: &mut Effects,
+    ) {
         let len = self.durable.log.len() as u64;
+        let mut confirmed = len;
         if start <= len {
-            let skip = usize::try_from(len - start).unwrap_or(usize::MAX);
-            let fresh: Vec<LogEntry> = entries.into_iter().skip(skip).collect();
-            if !fresh.is_empty() {
-                let op = StoreOp::Append(fresh);
-                self.durable.apply(&op);
-                fx.store.push(op);
-                fx.event(Event::Replicated {
-                    from: p,
-                    to: self.id,
-                    epoch: self.durable.epoch,
-                    log_len: self.durable.log.len() as u64,
-                });
+            match self.divergence(start, prev, &entries) {
+                None => {
+                    let skip = usize::try_from(len - start).unwrap_or(usize::MAX);
+                    let fresh: Vec<LogEntry> = entries.into_iter().skip(skip).collect();
+                    if !fresh.is_empty() {
+                        let op = StoreOp::Append(fresh);
+                        self.durable.apply(&op);
+                        fx.store.push(op);
+                        fx.event(Event::Replicated {
+                            from: p,
+                            to: self.id,
+                            epoch: self.durable.epoch,
+                            log_len: self.durable.log.len() as u64,
+                        });
+                    }
+                    confirmed = self.durable.log.len() as u64;
+                }
+                Some(matched) => {
+                    // Appending after a divergent entry would build a log the primary never
+                    // had, and confirming it would count that entry as replicated. Refuse,
+                    // loudly, and confirm only what agrees: the primary ships from there,
+                    // and is refused again until this region rejoins.
+                    confirmed = matched;
+                    fx.event(Event::AppendRefused {
+                        region: self.id,
+                        from: p,
+                        epoch: self.durable.epoch,
+                        start,
+                        log_len: len,
+                        matched,
+                    });
+                }
             }
         }
         // A gap (an earlier message was lost) is answered with where the log really ends.
@@ -811,9 +850,34 @@ impl RegionMachine {
             NodeId::Region(p),
             Message::Confirm {
                 epoch: self.durable.epoch,
-                log_len: self.durable.log.len() as u64,
+                log_len: confirmed,
             },
         );
+    }
+
+    /// Does a batch from `start` (with `start` at most the log's length) fail to extend this
+    /// log? `Some(n)`: only the first `n` entries are known to agree with the primary's,
+    /// because the entry before `start` differs from `prev` (then `n = start - 1`), or the
+    /// batch's entry at index `n >= start` differs from the one held there.
+    fn divergence(
+        &self,
+        start: u64,
+        prev: Option<(Epoch, WriteId)>,
+        entries: &[LogEntry],
+    ) -> Option<u64> {
+        let log = &self.durable.log;
+        let at = usize::try_from(start).unwrap_or(usize::MAX);
+        if let (Some((epoch, write)), Some(before)) = (prev, at.checked_sub(1)) {
+            let held = log.get(before);
+            if held.is_none_or(|e| e.epoch != epoch || e.write != write) {
+                return Some(start - 1);
+            }
+        }
+        log.iter()
+            .skip(at)
+            .zip(entries)
+            .position(|(held, sent)| !held.same_as(sent))
+            .map(|i| start + i as u64)
     }
 
     /// As primary (or fenced primary): region `r` holds `log_len` entries of this log.

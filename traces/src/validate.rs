@@ -42,6 +42,9 @@ enum Observed {
 const CONSEQUENCES: &[&str] = &[
     "started",
     "write_refused",
+    // A secondary refused an Append that would not extend its log: the model ships nothing
+    // then (Replicate is disabled), so no step.
+    "append_refused",
     "heartbeat_sent",
     "lease_granted",
     "lease_expired",

@@ -281,3 +281,94 @@ async fn a_control_plane_restart_after_a_failover_keeps_one_writer_and_recovers(
         .expect("writes after the restart");
     run(&mut d, 5).await;
 }
+
+#[test]
+fn a_secondary_with_a_divergent_entry_refuses_an_append_that_would_extend_it() {
+    // Region 1, a secondary of epoch 2, holds 1:w9 where primary 0 holds 2:w2 (it kept a
+    // divergent entry, as under rejoin-no-truncate). The primary ships 2:w2 2:w3 from index 1:
+    // appending 2:w3 after 1:w9 would make a log the primary never had.
+    let mut s = region(1, 2, Role::Secondary, vec![entry(1, 1), entry(1, 9)]);
+    let fx = deliver(
+        &mut s,
+        NodeId::Region(0),
+        Message::Append {
+            epoch: 2,
+            start: 1,
+            entries: vec![entry(2, 2), entry(2, 3)],
+            prev: Some((1, 1)),
+        },
+    );
+    assert_eq!(s.log(), &[entry(1, 1), entry(1, 9)][..], "log unchanged");
+    assert!(fx.store.is_empty(), "nothing persisted: {:?}", fx.store);
+    // It answers with the length it shares with the primary, not its own.
+    let confirms: Vec<u64> = fx
+        .send
+        .iter()
+        .filter_map(|e| match e.msg {
+            Message::Confirm { log_len, .. } => Some(log_len),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(confirms, [1]);
+    assert!(
+        fx.events.iter().any(|e| matches!(
+            e,
+            Event::AppendRefused {
+                region: 1,
+                from: 0,
+                ..
+            }
+        )),
+        "the refusal is an event: {:?}",
+        fx.events
+    );
+}
+
+#[test]
+fn a_secondary_refuses_an_append_whose_previous_entry_it_does_not_hold() {
+    // The batch starts after the divergent entry: only the previous entry tells.
+    let mut s = region(1, 2, Role::Secondary, vec![entry(1, 1), entry(1, 9)]);
+    let append = |prev| Message::Append {
+        epoch: 2,
+        start: 2,
+        entries: vec![entry(2, 3)],
+        prev,
+    };
+    let fx = deliver(&mut s, NodeId::Region(0), append(Some((2, 2))));
+    assert_eq!(s.log().len(), 2, "nothing appended: {:?}", s.log());
+    assert!(fx.store.is_empty());
+    assert!(fx.send.iter().any(|e| e.msg
+        == Message::Confirm {
+            epoch: 2,
+            log_len: 1
+        }));
+    assert!(fx.events.iter().any(|e| matches!(
+        e,
+        Event::AppendRefused {
+            start: 2,
+            log_len: 2,
+            matched: 1,
+            ..
+        }
+    )));
+    // The same batch after the entry it does hold extends its log.
+    let fx = deliver(&mut s, NodeId::Region(0), append(Some((1, 9))));
+    assert_eq!(s.log().len(), 3);
+    assert!(fx.events.iter().any(|e| e.kind() == "replicated"));
+}
+
+#[test]
+fn an_append_without_its_previous_entry_still_parses() {
+    // A primary that predates the check sends no `prev`: the message still parses.
+    let json = r#"{"type":"append","epoch":2,"start":0,"entries":[]}"#;
+    let msg: Message = serde_json::from_str(json).expect("an old Append parses");
+    assert_eq!(
+        msg,
+        Message::Append {
+            epoch: 2,
+            start: 0,
+            entries: Vec::new(),
+            prev: None
+        }
+    );
+}

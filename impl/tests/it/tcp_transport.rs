@@ -119,6 +119,7 @@ async fn messages_arrive_in_order_and_intact() {
                 epoch: 1,
                 start: 1000,
                 entries,
+                prev: Some((1, 999)),
             },
         };
         a.send(append.clone());

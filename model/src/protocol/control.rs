@@ -161,18 +161,20 @@ fn unfence(next: &mut DrState) {
     next.control.phase = Phase::Normal;
 }
 
-/// Makes `to` the data primary of a new epoch and records the change in the ledger.
+/// Makes `to` the data primary of a new epoch and records the change in the ledger; `None`
+/// when the epoch cannot grow (the checker's boundary stops far earlier, at
+/// [`Config::max_epoch`], and says so).
 fn promote_region(
     cfg: &Config,
     s: &DrState,
     kind: FailoverKind,
     to: u8,
     requested: bool,
-) -> DrState {
+) -> Option<DrState> {
     let mut next = s.clone();
     let from = next.view.routing.primary;
     let from_healthy = !next.control.is_failed(from);
-    let epoch = next.view.routing.epoch + 1;
+    let epoch = next.view.routing.epoch.checked_add(1)?;
     {
         let region = next.region_mut(to);
         region.role = Role::Primary;
@@ -206,7 +208,7 @@ fn promote_region(
         requested,
         cfg.age_cap,
     );
-    next
+    Some(next)
 }
 
 fn lease_expired(cfg: &Config, s: &DrState) -> bool {
@@ -232,7 +234,7 @@ pub fn promote(cfg: &Config, s: &DrState, to: u8) -> Option<DrState> {
     {
         return None;
     }
-    Some(promote_region(cfg, s, FailoverKind::Automatic, to, false))
+    promote_region(cfg, s, FailoverKind::Automatic, to, false)
 }
 
 /// The operator forces a failover to `to` after the grace period.
@@ -261,7 +263,7 @@ pub fn force_failover(cfg: &Config, s: &DrState, to: u8) -> Option<DrState> {
     {
         return None;
     }
-    let mut next = promote_region(cfg, s, FailoverKind::Forced, to, true);
+    let mut next = promote_region(cfg, s, FailoverKind::Forced, to, true)?;
     next.budget.forced -= 1;
     Some(next)
 }
@@ -289,7 +291,7 @@ pub fn rejoin(cfg: &Config, s: &DrState, r: u8) -> Option<DrState> {
     let p = next.view.routing.primary;
     let epoch = next.view.routing.epoch;
     let keep = common_prefix(&next.region(r).log, &next.region(p).log);
-    let suffix: Vec<u8> = next.region(r).log[keep..].iter().map(|e| e.write).collect();
+    let suffix: Vec<drcheck_properties::Entry> = next.region(r).log[keep..].to_vec();
     let truncate = !cfg.has_bug(Bug::RejoinNoTruncate);
     let quarantine = truncate && !cfg.has_bug(Bug::RejoinNoQuarantine);
     {
@@ -298,19 +300,22 @@ pub fn rejoin(cfg: &Config, s: &DrState, r: u8) -> Option<DrState> {
             region.log.truncate(keep);
         }
         if quarantine {
-            region.quarantine.extend(&suffix);
+            region.quarantine.extend(suffix.iter().map(|e| e.write));
         }
         region.role = Role::Secondary;
         region.epoch = epoch;
         region.lease = 0;
     }
     if quarantine {
-        next.view.ledger.quarantine(suffix.iter().copied());
+        next.view
+            .ledger
+            .quarantine(suffix.iter().copied(), cfg.age_cap);
     }
     if cfg.has_bug(Bug::RejoinMerge) {
-        let merged = suffix
-            .iter()
-            .map(|&write| drcheck_properties::Entry { epoch, write });
+        let merged = suffix.iter().map(|e| drcheck_properties::Entry {
+            epoch,
+            write: e.write,
+        });
         next.region_mut(p).log.extend(merged);
     }
     let view = &mut next.view;
@@ -513,13 +518,7 @@ pub fn complete_switchover(cfg: &Config, s: &DrState) -> Option<DrState> {
     if !ready || s.region(target).status != Status::Up {
         return None;
     }
-    Some(promote_region(
-        cfg,
-        s,
-        FailoverKind::Switchover,
-        target,
-        requested,
-    ))
+    promote_region(cfg, s, FailoverKind::Switchover, target, requested)
 }
 
 /// Switchover: the drain timed out; unfence and abort.

@@ -125,6 +125,13 @@ fn replication_gap(s: &DrState, from: u8, to: u8) -> Option<usize> {
     {
         return None;
     }
+    // Ship only an extension. A secondary whose log is not a prefix of the primary's holds a
+    // divergent entry (only a rejoin that kept its suffix leaves one): appending after it
+    // would build a log the primary never had. The implementation's Append carries the
+    // previous entry, and such a secondary refuses it; here nothing is shipped.
+    if !src.log.starts_with(&dst.log) {
+        return None;
+    }
     let joined = s.volatile[usize::from(from)].in_sync & (1 << to) != 0;
     if dst.log.len() < src.log.len() || (dst.log == src.log && !joined) {
         Some(dst.log.len())

@@ -3,4 +3,5 @@
 mod bugs;
 mod default_model;
 mod explorer_view;
+mod replication;
 mod timing;

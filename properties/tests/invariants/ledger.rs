@@ -1,7 +1,7 @@
 //! The ghost ledger's bookkeeping: acknowledgements, ticks, settling, outages and failovers.
 
 use drcheck_properties::{
-    FailoverKind, FailoverRecord, Fate, Ledger, RegionView, Role, SingleFault,
+    Entry, FailoverKind, FailoverRecord, Fate, Ledger, RegionView, Role, SingleFault,
 };
 
 use crate::support::*;
@@ -380,6 +380,101 @@ fn one_region_heard_again_keeps_the_outage_age_another_set() {
         CAP,
     );
     assert_eq!(l.failovers[0].oldest_loss, Some(6));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ledger::quarantine: a write quarantined on rejoin is lost, charged to the failover that lost it
+// ---------------------------------------------------------------------------------------------
+
+/// Region 0, primary of epoch 1, holds w1, which region 1 holds too. Region 1 is promoted
+/// automatically into epoch 2 (failover #0) while region 0, isolated, still holds its lease
+/// (a split brain, as under `--bug no-lease-wait`) and acknowledges w2 in epoch 1 after the
+/// promotion. So failover #0 lost nothing when it was recorded.
+fn split_brain() -> Ledger {
+    let mut l = Ledger::default();
+    ack(&mut l, 1, None);
+    let regions = vec![
+        region(Role::Primary, 1, 6, &[(1, 1)]),
+        region(Role::Secondary, 1, 0, &[(1, 1)]),
+    ];
+    l.record_failover(
+        FailoverKind::Automatic,
+        0,
+        1,
+        2,
+        &regions,
+        false,
+        false,
+        CAP,
+    );
+    l.acknowledge(2, 0, Some(1), None, true, 0b10, CAP);
+    assert_eq!(l.failovers[0].lost, 0);
+    l
+}
+
+fn entry(epoch: u8, write: u8) -> Entry {
+    Entry { epoch, write }
+}
+
+#[test]
+fn quarantine_charges_a_live_write_to_the_failover_that_superseded_its_epoch() {
+    let mut l = split_brain();
+    // Region 0 rejoins epoch 2: w2 (of epoch 1) goes to its quarantine.
+    l.quarantine([entry(1, 2)], CAP);
+    let w2 = l.write(2).unwrap();
+    assert!(w2.quarantined);
+    assert_eq!(w2.fate, Fate::Lost { failover: 0 });
+    assert_eq!(w2.age, CAP, "a lost write's age no longer matters");
+    assert_eq!(l.failovers[0].lost, 1, "failover #0 is charged with w2");
+}
+
+#[test]
+fn a_quarantined_write_is_never_charged_to_a_later_switchover() {
+    let mut l = split_brain();
+    l.quarantine([entry(1, 2)], CAP);
+    // Data fails back to region 0 (rejoined, holding w1 only) as a drained switchover.
+    let regions = vec![
+        region(Role::Secondary, 2, 0, &[(1, 1)]),
+        region(Role::Fenced, 2, 0, &[(1, 1)]),
+    ];
+    l.record_failover(FailoverKind::Switchover, 1, 0, 3, &regions, true, true, CAP);
+    assert_eq!(l.failovers[1].lost, 0, "the switchover lost nothing");
+    assert_eq!(l.write(2).unwrap().fate, Fate::Lost { failover: 0 });
+}
+
+#[test]
+fn quarantine_charges_each_write_to_the_promotion_that_ended_its_epoch() {
+    // Three regions: failover #0 (0 -> 1) into epoch 2, then #1 (1 -> 2) into epoch 3, each
+    // losing nothing. w2 was written in epoch 1 after #0, w3 in epoch 2 after #1; both are
+    // quarantined only now, when their regions rejoin epoch 3.
+    let mut l = split_brain();
+    l.failovers.push(FailoverRecord {
+        epoch: 3,
+        from: 1,
+        to: 2,
+        ..l.failovers[0].clone()
+    });
+    l.acknowledge(3, 1, Some(1), None, true, 0, CAP);
+    l.quarantine([entry(1, 2)], CAP);
+    l.quarantine([entry(2, 3)], CAP);
+    assert_eq!(l.write(2).unwrap().fate, Fate::Lost { failover: 0 });
+    assert_eq!(l.write(3).unwrap().fate, Fate::Lost { failover: 1 });
+    assert_eq!((l.failovers[0].lost, l.failovers[1].lost), (1, 1));
+}
+
+#[test]
+fn quarantine_leaves_a_write_already_lost_to_its_failover() {
+    // w3 was lost by failover #0 at the promotion; the old primary's rejoin quarantines it:
+    // it is not charged twice.
+    let (regions, mut l) = failover_setup();
+    automatic_failover(&regions, &mut l);
+    l.quarantine([entry(1, 2), entry(1, 3), entry(1, 4)], CAP);
+    assert_eq!(l.failovers[0].lost, 3);
+    for id in 2..=4 {
+        let w = l.write(id).unwrap();
+        assert!(w.quarantined);
+        assert_eq!(w.fate, Fate::Lost { failover: 0 }, "w{id}");
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
