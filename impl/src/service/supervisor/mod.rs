@@ -212,7 +212,10 @@ impl Supervisor {
             partitioned,
         };
         let mut last = String::new();
-        for _ in 0..100 {
+        // A restarted region may take a while to open its store on a loaded machine: wait for
+        // it by the clock, not by a count of quick refusals.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::time::Instant::now() < deadline {
             match rpc::call::<_, FhirOutput>(addr, &request, Duration::from_secs(1)).await {
                 Ok(FhirOutput::Protocol(RegionOutput::Done)) => return Ok(()),
                 Ok(other) => last = format!("answered {other:?} to its links"),
