@@ -178,6 +178,16 @@ impl DrState {
         self.view.regions.len() as u8
     }
 
+    /// Index in `heartbeats` of the oldest heartbeat in flight from region `r`, if any.
+    pub fn oldest_heartbeat(&self, r: u8) -> Option<usize> {
+        self.heartbeats
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| h.from == r)
+            .max_by_key(|(_, h)| h.age)
+            .map(|(i, _)| i)
+    }
+
     /// Can regions `a` and `b` exchange data?
     pub fn connected(&self, a: u8, b: u8) -> bool {
         self.view.connected(usize::from(a), usize::from(b))

@@ -30,13 +30,7 @@ pub fn candidate(s: &DrState, from: u8) -> Option<u8> {
 
 /// The oldest heartbeat from `r` reaches the control plane.
 pub fn deliver_heartbeat(cfg: &Config, s: &DrState, r: u8) -> Option<DrState> {
-    let at = s
-        .heartbeats
-        .iter()
-        .enumerate()
-        .filter(|(_, h)| h.from == r)
-        .max_by_key(|(_, h)| h.age)
-        .map(|(i, _)| i)?;
+    let at = s.oldest_heartbeat(r)?;
     let mut next = s.clone();
     let hb = next.heartbeats.remove(at);
     next.control.silence[usize::from(r)] = 0;

@@ -116,13 +116,7 @@ pub fn lose_heartbeat(s: &DrState, r: u8) -> Option<DrState> {
     if s.budget.losses == 0 {
         return None;
     }
-    let at = s
-        .heartbeats
-        .iter()
-        .enumerate()
-        .filter(|(_, h)| h.from == r)
-        .max_by_key(|(_, h)| h.age)
-        .map(|(i, _)| i)?;
+    let at = s.oldest_heartbeat(r)?;
     let mut next = s.clone();
     next.budget.losses -= 1;
     next.heartbeats.remove(at);

@@ -64,18 +64,7 @@ fn with_two_outages_every_always_property_still_holds() {
         },
         ..Params::default()
     };
-    let config = params.validate().expect("consistent");
-    let opts = CheckOptions {
-        threads: 2,
-        ..CheckOptions::default()
-    };
-    let report = check(config, &opts, |_| {});
-    assert!(report.complete);
-    for p in &report.properties {
-        if p.expectation == Expectation::Always {
-            assert!(p.holds, "{}: {:?}", p.name, p.violation);
-        }
-    }
+    assert_every_always_property_holds(&params, 0);
 }
 
 /// A control-plane crash and restart (not in the default budget: it multiplies the state space
@@ -91,19 +80,7 @@ fn with_a_control_plane_restart_every_always_property_still_holds() {
         forced: 0,
         ..Params::default()
     };
-    let config = params.validate().expect("consistent");
-    let opts = CheckOptions {
-        threads: 2,
-        ..CheckOptions::default()
-    };
-    let report = check(config, &opts, |_| {});
-    assert!(report.complete);
-    assert!(report.unique_states > 100_000, "a real state space");
-    for p in &report.properties {
-        if p.expectation == Expectation::Always {
-            assert!(p.holds, "{}: {:?}", p.name, p.violation);
-        }
-    }
+    assert_every_always_property_holds(&params, 100_000);
 }
 
 /// Lost messages (a heartbeat, or the control plane's answer to one: a lease grant, the news
@@ -118,6 +95,12 @@ fn with_lost_messages_every_always_property_still_holds() {
         isolation: false,
         ..Params::default()
     };
+    assert_every_always_property_holds(&params, 100_000);
+}
+
+/// Checks `params` completely (more than `min_states` unique states: a real state space) and
+/// asserts that every `always` property holds.
+fn assert_every_always_property_holds(params: &Params, min_states: usize) {
     let config = params.validate().expect("consistent");
     let opts = CheckOptions {
         threads: 2,
@@ -125,7 +108,7 @@ fn with_lost_messages_every_always_property_still_holds() {
     };
     let report = check(config, &opts, |_| {});
     assert!(report.complete);
-    assert!(report.unique_states > 100_000, "a real state space");
+    assert!(report.unique_states > min_states, "a real state space");
     for p in &report.properties {
         if p.expectation == Expectation::Always {
             assert!(p.holds, "{}: {:?}", p.name, p.violation);
