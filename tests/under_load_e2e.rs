@@ -261,15 +261,8 @@ fn a_killed_control_plane_is_restarted_and_writes_go_on_without_a_failover() {
     assert_eq!(end["failed"], json!([false, false]), "{end}");
 
     // Every acknowledged write reads back.
-    let acked: Vec<&Sent> = log.iter().filter(|s| s.status == 201).collect();
-    for s in &acked {
-        let id = s.id.as_deref().expect("a created write has an id");
-        let read = serve.get(&format!("/Patient/{id}"));
-        assert_eq!(read.status, 200, "{id}: {}", read.text());
-        let body = read.json().expect("resource JSON");
-        assert_eq!(body["name"][0]["family"], s.family.as_str(), "{id}");
-    }
-    eprintln!("{} acknowledged writes read back", acked.len());
+    let read = assert_all_read_back(&serve, &log);
+    eprintln!("{read} acknowledged writes read back");
 
     // The operator's crash: the same, on request.
     let restarted = control_pid(&end).expect("the control plane runs");

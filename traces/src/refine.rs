@@ -777,6 +777,23 @@ async fn take(d: &mut Deployment, action: &Action) -> Result<Result<(), String>,
     Ok(outcome)
 }
 
+/// The replay's result when it stops at `divergence`, after `matched` steps (the events
+/// logged so far are written out first).
+fn stopped(
+    d: &mut Deployment,
+    matched: usize,
+    divergence: Divergence,
+    coverage: Coverage,
+) -> Result<Replay, RefineError> {
+    d.flush_events()?;
+    Ok(Replay {
+        matched,
+        last_view: divergence.implementation.clone(),
+        divergence: Some(divergence),
+        coverage,
+    })
+}
+
 /// Replays `actions` (a path of the model `cfg`) on the implementation, with `mutants`
 /// switched on (none without the `mutants` feature), comparing views after every step.
 pub async fn replay(
@@ -820,13 +837,7 @@ pub async fn replay_logged(
     let view = d.abstract_view().await?;
     if view != state.view {
         let divergence = diverged(0, None, DivergenceKind::Views, &state.view, view);
-        d.flush_events()?;
-        return Ok(Replay {
-            matched: 0,
-            last_view: divergence.implementation.clone(),
-            divergence: Some(divergence),
-            coverage,
-        });
+        return stopped(&mut d, 0, divergence, coverage);
     }
     for (i, action) in actions.iter().enumerate() {
         let next = apply(cfg, &state, action).ok_or_else(|| RefineError::NotInModel {
@@ -851,13 +862,7 @@ pub async fn replay_logged(
                 let kind = DivergenceKind::OwnStep(why.join("; "));
                 let mut divergence = diverged(i + 1, Some(action), kind, &state.view, view);
                 divergence.due = own;
-                d.flush_events()?;
-                return Ok(Replay {
-                    matched: i,
-                    last_view: divergence.implementation.clone(),
-                    divergence: Some(divergence),
-                    coverage,
-                });
+                return stopped(&mut d, i, divergence, coverage);
             }
         }
         let outcome = match time_refused(&due) {
@@ -880,13 +885,7 @@ pub async fn replay_logged(
             };
             let mut divergence = diverged(i + 1, Some(action), kind, expected, view);
             divergence.due = due;
-            d.flush_events()?;
-            return Ok(Replay {
-                matched: i,
-                last_view: divergence.implementation.clone(),
-                divergence: Some(divergence),
-                coverage,
-            });
+            return stopped(&mut d, i, divergence, coverage);
         }
         coverage.record(&state, action);
         let (enabled, _) = d.control_steps_enabled().await?;
