@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use drcheck_impl::protocol::mutant::Mutants;
-use drcheck_traces::refine::{self, known_divergence, RefineError};
+use drcheck_traces::refine::{self, RefineError};
 
 use crate::args::ShowArgs;
 use crate::UsageError;
@@ -45,9 +45,6 @@ pub fn run(args: &ShowArgs) -> Result<ExitCode> {
     };
     println!("followed {} steps, then:", replay.matched);
     print!("{d}");
-    if let Some(cause) = known_divergence(&d) {
-        println!("known divergence: {cause}");
-    }
     if let Some(bug) = trace.model.cfg.params.bug {
         println!(
             "(a counterexample of --bug {bug}: the correct implementation is not expected to follow it)"

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use anyhow::Result;
-use drcheck_traces::validate::{known_gap, model_for, parse_log, validate};
+use drcheck_traces::validate::{model_for, parse_log, validate};
 
 use crate::args::ValidateArgs;
 use crate::UsageError;
@@ -31,8 +31,8 @@ pub fn run(args: &ValidateArgs) -> Result<ExitCode> {
         u.record.node,
         u.step
     );
-    if let Some(cause) = known_gap(&u) {
-        println!("known gap: {cause}");
+    if let Some(cause) = drcheck_traces::validate::confirmation_lag(&u) {
+        println!("the one known gap: {cause}");
     }
     for (i, state) in u.tried.iter().enumerate() {
         println!("tried from model state {}:\n{state}", i + 1);

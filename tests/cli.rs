@@ -538,7 +538,7 @@ fn out_of_range_and_non_multiple_parameters_exit_2() {
 }
 
 /// One flag set that breaks each rule (and only it), in the order of `RULES`.
-const BREAKS: [&[&str]; 8] = [
+const BREAKS: [&[&str]; 9] = [
     &["--detection", "2"],
     &["--lease", "1", "--skew", "0"],
     &["--rto", "5"],
@@ -547,6 +547,7 @@ const BREAKS: [&[&str]; 8] = [
     &["--throttle", "15"],
     &["--throttle", "12", "--sync-timeout", "10"],
     &["--sync-timeout", "59"],
+    &["--drain-timeout", "55"],
 ];
 
 /// The error names the broken rule, what it endangers, and no other rule.

@@ -218,6 +218,15 @@ impl Config {
         self.params.bug == Some(bug)
     }
 
+    /// Where a region's ticks since it heard its primary saturate: one past the longest
+    /// silence after which it still reports contact (heartbeat + delay).
+    pub fn contact_cap(&self) -> u8 {
+        self.timing
+            .heartbeat
+            .saturating_add(self.timing.delay)
+            .saturating_add(1)
+    }
+
     /// The lease wait: the control plane promotes no earlier than this many ticks after its
     /// last grant to the old primary.
     pub fn lease_wait(&self) -> u8 {

@@ -11,6 +11,7 @@
 #![warn(missing_docs)]
 
 pub mod action;
+pub mod canonical;
 pub mod check;
 pub mod config;
 pub mod model;

@@ -3,10 +3,47 @@
 
 use std::fmt;
 
-use drcheck_properties::{fmt_log, Fate, RegionView, Role, Status, View};
+use drcheck_properties::{fmt_log, Entry, FailoverKind, Fate, RegionView, Role, Status, View};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
+
+/// The most regions a deployment has (the configuration checks it).
+pub const MAX_REGIONS: usize = 3;
+
+/// What a heartbeat tells the control plane about its sender: the implementation's heartbeat
+/// reduced to what the control plane decides on. It is taken when the heartbeat is sent, so
+/// the control plane's copy lags the region by the flight and the time since.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Report {
+    /// The sender's epoch.
+    pub epoch: u8,
+    /// The sender's role in that epoch.
+    pub role: Role,
+    /// How many entries its log holds.
+    pub len: u8,
+    /// Its last entry.
+    pub last: Option<Entry>,
+    /// How many of its leading entries were acknowledged at least RPO - heartbeat - delay
+    /// ticks ago (the RPO guard reads the primary's, and a newly promoted region's).
+    pub old_prefix: u8,
+    /// It heard the primary of its epoch within heartbeat + delay (always, from a primary).
+    pub contact: bool,
+    /// From a primary: the secondaries it counts in sync (bit per region).
+    pub in_sync: u8,
+    /// From a primary, per in-sync secondary that lacks part of its log: how many ticks ago
+    /// the oldest entry it has not confirmed was acknowledged, saturating at the sync
+    /// timeout (in the control plane's copy: as of the heartbeat's arrival, so that its age
+    /// now adds the silence since).
+    pub unconfirmed: [Option<u8>; MAX_REGIONS],
+}
+
+impl Report {
+    /// Does the sender act as a primary (fenced or not)?
+    pub fn ships(&self) -> bool {
+        matches!(self.role, Role::Primary | Role::Fenced)
+    }
+}
 
 /// A heartbeat on its way from a region to the control plane.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -15,13 +52,8 @@ pub struct Heartbeat {
     pub from: u8,
     /// Ticks in flight; delivered before it would exceed the maximum delay.
     pub age: u8,
-    /// The sender's epoch when it sent it.
-    pub epoch: u8,
-    /// The sender's role when it sent it.
-    pub role: Role,
-    /// From a primary: how many of its entries were acknowledged at least
-    /// RPO - heartbeat - delay ticks ago.
-    pub old_prefix: u8,
+    /// What it reports.
+    pub report: Report,
 }
 
 /// What the control plane is doing about the data primary.
@@ -45,7 +77,8 @@ pub enum Phase {
         target: u8,
         /// The primary has fenced: it stopped writing and gave up its lease.
         fenced: bool,
-        /// Ticks spent draining, saturating at the drain timeout.
+        /// Ticks since it started until the fence, then ticks spent draining; saturating at
+        /// the drain timeout.
         draining: u8,
         /// An operator asked for it (false only under `--bug auto-data-failback`).
         requested: bool,
@@ -66,6 +99,16 @@ pub struct ControlPlane {
     pub old_prefix: u8,
     /// What it is doing about the data primary.
     pub phase: Phase,
+    /// Per region: what its last heartbeat reported (`None`: nothing since the control plane
+    /// started, or since it declared the region failed, after which no decision reads it).
+    pub reports: Vec<Option<Report>>,
+    /// The data primary took office: it answered its promotion or reported as primary of the
+    /// current epoch. Until then a secondary of the previous epoch may still replace it, and
+    /// no rejoin is offered (the primary's log is not known).
+    pub confirmed: bool,
+    /// Regions offered a rejoin since their last report (bit per region): the offer is made
+    /// once per report that shows the region behind.
+    pub rejoin_offered: u8,
 }
 
 /// The `old_prefix` of a control plane that has not heard the primary since it restarted:
@@ -77,6 +120,11 @@ impl ControlPlane {
     pub fn is_failed(&self, r: u8) -> bool {
         self.failed & (1 << r) != 0
     }
+
+    /// What region `r` last reported, if anything.
+    pub fn report(&self, r: u8) -> Option<&Report> {
+        self.reports.get(usize::from(r))?.as_ref()
+    }
 }
 
 /// A region's volatile state besides its lease (lost on a crash).
@@ -86,6 +134,9 @@ pub struct Volatile {
     pub since_heartbeat: u8,
     /// As primary: the secondaries in sync (bit per region).
     pub in_sync: u8,
+    /// Ticks since it last heard the primary of its epoch, saturating at heartbeat + delay +
+    /// 1 (it reports contact up to heartbeat + delay).
+    pub heard: u8,
 }
 
 /// What is left of the search's budgets.
@@ -125,6 +176,29 @@ pub struct DrState {
     pub budget: Budget,
     /// Ticks elapsed, kept only when a horizon bounds the search.
     pub elapsed: Option<u8>,
+    /// Failovers decided whose new primary has not taken office yet (ghost bookkeeping for
+    /// the ledger, as the implementation's ghost keeps it).
+    pub promotions: Vec<Promotion>,
+}
+
+/// A failover the control plane decided whose new primary has not taken office yet (the
+/// promotion did not reach it: it went down or was cut off since its last report). The
+/// ledger records the failover when it does, judged as of the decision.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Promotion {
+    /// The region promoted.
+    pub to: u8,
+    /// How the failover was decided.
+    pub kind: FailoverKind,
+    /// The old primary (of the first of a chain of promotions none of whose regions took
+    /// office).
+    pub from: u8,
+    /// The old primary was not declared failed.
+    pub from_healthy: bool,
+    /// An operator asked for it.
+    pub requested: bool,
+    /// Each write's `ages_at_outage` at the decision, in the ledger's order.
+    pub outage_ages: Vec<[Option<u8>; 3]>,
 }
 
 impl DrState {
@@ -140,11 +214,33 @@ impl DrState {
                 grant_age: 0,
                 old_prefix: 0,
                 phase: Phase::Normal,
+                // A new deployment: the control plane knows how every region starts.
+                reports: (0..n)
+                    .map(|r| {
+                        Some(Report {
+                            epoch: 1,
+                            role: if r == 0 {
+                                Role::Primary
+                            } else {
+                                Role::Secondary
+                            },
+                            len: 0,
+                            last: None,
+                            old_prefix: 0,
+                            contact: true,
+                            in_sync: 0,
+                            unconfirmed: [None; MAX_REGIONS],
+                        })
+                    })
+                    .collect(),
+                confirmed: true,
+                rejoin_offered: 0,
             },
             volatile: (0..n)
                 .map(|r| Volatile {
                     since_heartbeat: 0,
                     in_sync: if r == 0 { all_but(n, 0) } else { 0 },
+                    heard: cfg.contact_cap(),
                 })
                 .collect(),
             heartbeats: Vec::new(),
@@ -159,6 +255,7 @@ impl DrState {
                 losses: cfg.losses,
             },
             elapsed: cfg.horizon.map(|_| 0),
+            promotions: Vec::new(),
         }
     }
 
@@ -308,6 +405,9 @@ impl fmt::Display for DrState {
                     items.push(format!("in sync {}", fmt_bits(vol.in_sync, n)));
                 }
                 items.push(format!("hb sent {} ago", vol.since_heartbeat));
+                if region.role == Role::Secondary {
+                    items.push(format!("heard primary {} ago", vol.heard));
+                }
             }
             wrapped(f, &format!("region {r}: "), &items, ", ")?;
         }
@@ -330,6 +430,37 @@ impl fmt::Display for DrState {
             ],
             ", ",
         )?;
+        let reports: Vec<String> = c
+            .reports
+            .iter()
+            .enumerate()
+            .map(|(r, report)| match report {
+                None => format!("{r}: none"),
+                Some(h) => {
+                    let mut s = format!("{r}: {:?}@{} len {}", h.role, h.epoch, h.len);
+                    if !h.contact {
+                        s.push_str(" no contact");
+                    }
+                    if h.ships() {
+                        s.push_str(&format!(" in sync {}", fmt_bits(h.in_sync, n)));
+                    }
+                    for (x, age) in h.unconfirmed.iter().enumerate() {
+                        if let Some(age) = age {
+                            s.push_str(&format!(" ({x} lags {age})"));
+                        }
+                    }
+                    s
+                }
+            })
+            .collect();
+        let mut knows = reports;
+        if !c.confirmed {
+            knows.push("primary not yet in office".to_string());
+        }
+        if c.rejoin_offered != 0 {
+            knows.push(format!("rejoin offered {}", fmt_bits(c.rejoin_offered, n)));
+        }
+        wrapped(f, "reports: ", &knows, ", ")?;
 
         let heartbeats: Vec<String> = self
             .heartbeats

@@ -252,6 +252,27 @@ pub const RULES: &[Rule] = &[
             format!("{} + {h} + {d} > {}", t.sync_timeout, t.rto)
         },
     },
+    Rule {
+        name: "2*(heartbeat + delay) + max(drain_timeout + heartbeat + delay, sync_timeout) <= rto",
+        endangers: "write_availability (a failback accepted on reports a partition has just made stale fences the primary until its drain times out, or a write taken just before waits out the sync timeout)",
+        // The control plane learns a partition from the compute region's report of lost
+        // contact, up to 2*(heartbeat + delay) after it began. A failback the operator asks
+        // for before then is accepted: it fences the primary, cannot drain, and aborts after
+        // the drain timeout, and the unfenced primary takes writes at its next lease grant
+        // (heartbeat + delay later); a write the primary took just before the fence keeps it
+        // throttled until the sync timeout leaves the other region out.
+        holds: |t| {
+            2 * (t.heartbeat + t.delay) + (t.drain_timeout + t.heartbeat + t.delay).max(t.sync_timeout)
+                <= t.rto
+        },
+        detail: |t| {
+            let (h, d) = (t.heartbeat, t.delay);
+            format!(
+                "2*({h} + {d}) + max({} + {h} + {d}, {}) > {}",
+                t.drain_timeout, t.sync_timeout, t.rto
+            )
+        },
+    },
 ];
 
 /// A parameter set that breaks a consistency rule.
@@ -323,7 +344,12 @@ mod tests {
                 sync_timeout: 59,
                 ..base
             },
+            Timing {
+                drain_timeout: 55,
+                ..base
+            },
         ];
+        assert_eq!(broken.len(), RULES.len());
         for (t, rule) in broken.iter().zip(RULES) {
             let e = t.check().expect_err(rule.name);
             assert_eq!(e.rule, rule.name);

@@ -139,7 +139,6 @@ pub struct RegionMachine {
     /// A rejoin asked for: its epoch and the primary asked for its log.
     joining: Option<(Epoch, u8)>,
     last_heartbeat: Millis,
-    last_keepalive: Option<Millis>,
     /// As secondary: when the primary of its epoch was last heard.
     primary_heard: Option<Millis>,
     mutants: Mutants,
@@ -165,7 +164,6 @@ impl RegionMachine {
             newest_epoch,
             joining: None,
             last_heartbeat: now,
-            last_keepalive: None,
             primary_heard: None,
             mutants: Mutants::default(),
         }
@@ -443,12 +441,15 @@ impl RegionMachine {
                 });
             }
         }
-        if now.saturating_sub(self.last_heartbeat) >= self.timing.heartbeat {
+        let heartbeat_due = now.saturating_sub(self.last_heartbeat) >= self.timing.heartbeat;
+        if heartbeat_due {
             self.last_heartbeat = now;
             self.send_heartbeat(now, fx);
         }
         if self.ships() {
-            self.ship(now, fx);
+            // The keep-alive goes with the heartbeat: the secondaries hear their primary on
+            // the same beat as the control plane hears each region.
+            self.ship(heartbeat_due, fx);
         }
     }
 
@@ -484,13 +485,7 @@ impl RegionMachine {
 
     /// Ships unconfirmed entries to every region that confirmed less than the whole log, and
     /// an empty keep-alive (which asks for a confirmation) every heartbeat interval.
-    fn ship(&mut self, now: Millis, fx: &mut Effects) {
-        let keepalive = self
-            .last_keepalive
-            .is_none_or(|t| now.saturating_sub(t) >= self.timing.heartbeat);
-        if keepalive {
-            self.last_keepalive = Some(now);
-        }
+    fn ship(&mut self, keepalive: bool, fx: &mut Effects) {
         for r in 0..self.regions {
             if r != self.id {
                 self.ship_to(r, keepalive, fx);
@@ -498,8 +493,9 @@ impl RegionMachine {
         }
     }
 
-    /// Ships to region `to` what it has not confirmed, or (with `keepalive`) an empty append
-    /// that asks where its log ends.
+    /// Ships to region `to` what it has not confirmed, and (with `keepalive`) an empty append
+    /// that asks where its log ends: a secondary hears its primary on every beat, lagging or
+    /// not (it reports that contact to the control plane).
     fn ship_to(&mut self, to: u8, keepalive: bool, fx: &mut Effects) {
         let len = self.durable.log.len() as u64;
         let start = match self.confirmed[usize::from(to)] {
@@ -518,6 +514,7 @@ impl RegionMachine {
         if next.is_none_or(|n| n < sent) {
             *next = Some(sent);
         }
+        let behind = start < len;
         fx.send(
             self.me(),
             NodeId::Region(to),
@@ -528,6 +525,18 @@ impl RegionMachine {
                 prev: self.prev_of(start),
             },
         );
+        if keepalive && behind {
+            fx.send(
+                self.me(),
+                NodeId::Region(to),
+                Message::Append {
+                    epoch: self.durable.epoch,
+                    start: len,
+                    entries: Vec::new(),
+                    prev: self.prev_of(len),
+                },
+            );
+        }
     }
 
     /// The (epoch, write) of the entry before index `start`, which an `Append` from `start`
@@ -734,7 +743,6 @@ impl RegionMachine {
         self.next = vec![None; usize::from(self.regions)];
         self.in_sync = vec![false; usize::from(self.regions)];
         self.primary_heard = None;
-        self.last_keepalive = None;
         self.set_role(epoch, Role::Primary, fx);
         fx.event(Event::Promoted {
             region: self.id,

@@ -59,7 +59,7 @@ pub const ALL_REACHABLE: &[&str] = &[
     "--throttle",
     "2",
     "--rto",
-    "10",
+    "12",
     "--sync-timeout",
     "8",
     "--threads",

@@ -28,12 +28,12 @@ gen failback-no-drain    --writes 1 --outages 1 --partitions 0 --failbacks 1 --f
 gen auto-data-failback   --writes 0 --outages 1 --partitions 0 --failbacks 0 --forced 0 --no-isolation
 gen hasty-detection      --writes 0 --outages 0 --partitions 0 --failbacks 0 --forced 0
 gen no-compute-failover  --writes 0 --outages 1 --partitions 0 --failbacks 0 --forced 0 --no-isolation
-gen no-sync-timeout      --writes 1 --outages 0 --partitions 1 --failbacks 0 --forced 0 --no-isolation --rto 17
+gen no-sync-timeout      --writes 1 --outages 0 --partitions 1 --failbacks 0 --forced 0 --no-isolation --rto 19
 gen failback-needs-caught-up --writes 1 --outages 1 --partitions 0 --failbacks 1 --forced 0 --no-isolation
 gen failback-unfenced    --writes 0 --outages 1 --partitions 0 --failbacks 1 --forced 0 --no-isolation
-gen compute-ignores-data --writes 0 --outages 1 --partitions 1 --failbacks 0 --forced 0 --no-isolation --rto 17
+gen compute-ignores-data --writes 0 --outages 1 --partitions 1 --failbacks 0 --forced 0 --no-isolation --rto 19
 gen cp-restart-hasty     --writes 0 --outages 0 --partitions 0 --failbacks 0 --forced 0 --cp-restarts 1
-gen no-auto-failover     --writes 0 --outages 1 --partitions 0 --failbacks 0 --forced 0 --no-isolation --rto 10 --sync-timeout 8
+gen no-auto-failover     --writes 0 --outages 1 --partitions 0 --failbacks 0 --forced 0 --no-isolation --rto 12 --sync-timeout 8
 
 # Only counterexamples belong in the corpus.
 rm -f "$out"/*.worst-*.json

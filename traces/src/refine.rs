@@ -13,11 +13,10 @@
 //! path that never asks for a decision would pass, and a bug that omits one would go unseen.
 //! Before a `Tick`, the implementation is therefore asked what it has due by its own state
 //! (`Deployment::pending`: enabled decisions, heartbeats past the delay, a fence in flight,
-//! replication due), and the tick is refused while anything is, naming it. Decisions due
-//! only on a stale report, which the model does not enable, are taken as the
-//! implementation's own steps instead (as the running service would); they must not change
-//! the view. After every matched step, the decisions the implementation has enabled and the
-//! model does not are counted (`Coverage::implementation_only`).
+//! replication due), and the tick is refused while anything is, naming it. After every
+//! matched step, the decisions the implementation has enabled and the model does not are
+//! counted (`Coverage::implementation_only`): there should be none, as the model's control
+//! plane decides, like the implementation's, on what the regions last reported.
 
 use drcheck_impl::deployment::{
     DeployError, Deployment, DeploymentConfig, OperatorRequest, Pending,
@@ -59,9 +58,6 @@ pub struct Due {
     /// model lets time pass over a step it could take; if not, the implementation sees a
     /// step the model does not.)
     pub in_model: bool,
-    /// Why the implementation has it enabled where the model does not, when that is
-    /// understood ([`known_implementation_only`]).
-    pub cause: Option<&'static str>,
 }
 
 /// How the implementation parted from the model at a step.
@@ -73,9 +69,6 @@ pub enum DivergenceKind {
     RefusedButChanged(String),
     /// Both took the step; the views differ afterwards.
     Views,
-    /// Before a tick, the implementation took decisions of its own that the model does not
-    /// enable, for an understood reason (a stale report; named here), and its view changed.
-    OwnStep(String),
 }
 
 impl Divergence {
@@ -141,13 +134,6 @@ impl std::fmt::Display for Divergence {
                 "step {} ({action}): the views differ (model -> implementation):",
                 self.step
             )?,
-            DivergenceKind::OwnStep(what) => writeln!(
-                f,
-                "step {} ({action}): before time passes the implementation takes decisions \
-                 the model does not enable ({what}), which changed its view (model -> \
-                 implementation):",
-                self.step
-            )?,
         }
         // A refused tick: what the implementation had due, against the model's steps.
         for due in &self.due {
@@ -194,13 +180,8 @@ pub struct Coverage {
     /// Model steps matched, in all.
     pub steps: usize,
     /// Control-plane decisions the implementation had enabled after a matched step and the
-    /// model did not, counted by decision and cause (`rejoin: rejoin on a stale report`; `…:
-    /// not understood` for a decision [`known_implementation_only`] does not explain): the
-    /// reverse of a refused step.
+    /// model did not, counted by decision (`rejoin`): the reverse of a refused step.
     pub implementation_only: std::collections::BTreeMap<String, usize>,
-    /// Decisions the implementation took of its own before a tick, where the model has none
-    /// (see `own_steps`), by the model step each stands for.
-    pub own_steps: std::collections::BTreeMap<String, usize>,
 }
 
 impl Coverage {
@@ -233,19 +214,6 @@ impl Coverage {
         for (k, n) in &other.implementation_only {
             *self.implementation_only.entry(k.clone()).or_default() += n;
         }
-        for (k, n) in &other.own_steps {
-            *self.own_steps.entry(k.clone()).or_default() += n;
-        }
-    }
-
-    fn record_own(&mut self, own: &[Due]) {
-        for x in own {
-            let kind = serde_json::to_value(&x.action)
-                .ok()
-                .and_then(|v| v["step"].as_str().map(str::to_string))
-                .unwrap_or_default();
-            *self.own_steps.entry(kind).or_default() += 1;
-        }
     }
 
     /// Decisions enabled on the implementation in model state `s`, which the model does not
@@ -260,178 +228,8 @@ impl Coverage {
                 .ok()
                 .and_then(|v| v["step"].as_str().map(str::to_string))
                 .unwrap_or_default();
-            let cause = known_implementation_only(cfg, s, step).unwrap_or("not understood");
-            let cause = cause.split(':').next().unwrap_or(cause);
-            *self
-                .implementation_only
-                .entry(format!("{kind}: {cause}"))
-                .or_default() += 1;
+            *self.implementation_only.entry(kind).or_default() += 1;
         }
-    }
-
-    /// How many decisions the implementation had enabled where the model did not, and how
-    /// many of them [`known_implementation_only`] does not explain.
-    pub fn implementation_only_counts(&self) -> (usize, usize) {
-        let unexplained = self
-            .implementation_only
-            .iter()
-            .filter(|(k, _)| k.ends_with(": not understood"))
-            .map(|(_, n)| n)
-            .sum();
-        (self.implementation_only.values().sum(), unexplained)
-    }
-}
-
-/// Divergences understood and not yet resolved, with their cause: the control plane of the
-/// implementation decides on what regions last reported; the model's reads their actual
-/// state. `None`: a divergence nobody has explained (a test fails on it).
-pub fn known_divergence(d: &Divergence) -> Option<&'static str> {
-    let refused = matches!(d.kind, DivergenceKind::Refused(_));
-    let only_choice = d.differences().iter().all(|line| {
-        ["routing.compute", "ledger.rto_waived", "ledger.outage"]
-            .iter()
-            .any(|field| line.starts_with(field))
-    });
-    let reason = match &d.kind {
-        DivergenceKind::Refused(why) => why.as_str(),
-        _ => "",
-    };
-    // Refusals because of what the control plane last heard, not any other refusal.
-    let on_reports = [
-        "has not caught up",
-        "not a secondary of epoch",
-        "is not healthy",
-        "not an in-sync secondary",
-        "does not reach the data primary",
-    ]
-    .iter()
-    .any(|r| reason.contains(r));
-    // A data failback answered otherwise than in the model because of the reports: only the
-    // ledger's record of the request differs.
-    let failback_refused_on_reports = !refused
-        && d.differences()
-            .iter()
-            .all(|line| line.starts_with("ledger.failback"));
-    match d.action.as_ref()? {
-        Action::Tick if refused || matches!(d.kind, DivergenceKind::OwnStep(_)) => known_due(d),
-        Action::ComputeFailback if refused => Some(
-            "compute failback: the implementation needs evidence (replication traffic, reported \
-             in a heartbeat) that home reaches the primary; the model reads the connectivity",
-        ),
-        Action::RequestFailback { .. } if failback_refused_on_reports => Some(
-            "data failback: the implementation judges 'in sync' and contact with the primary \
-             on the regions' last heartbeats; the model on their state",
-        ),
-        Action::Promote { .. } if reason.contains("not the candidate") => Some(
-            "candidate on promote: the implementation ranks the secondaries by their last \
-             heartbeats; the model by their logs",
-        ),
-        Action::ComputeToPrimary if refused => Some(
-            "compute to the primary: the implementation needs the compute region's report \
-             that it lost contact (a heartbeat); the model reads the connectivity",
-        ),
-        Action::OutOfSync { .. } if refused => Some(
-            "sync timeout: the implementation judges on the primary's last heartbeat; the \
-             model on the primary's log",
-        ),
-        Action::RequestFailback { .. } | Action::AutoFailback { .. } if refused && on_reports => {
-            Some(
-                "data failback: the implementation judges 'caught up' on the regions' last \
-             heartbeats; the model on their logs",
-            )
-        }
-        Action::Declare { .. } if !refused && only_choice => Some(
-            "candidate on declare: the implementation picks among the regions not declared \
-             failed, by their last heartbeats; the model among the regions up, by their logs",
-        ),
-        _ => None,
-    }
-}
-
-/// A tick refused for steps the implementation had due, when every one of them is a
-/// decision the model does not enable for an understood reason (the first one's).
-fn known_due(d: &Divergence) -> Option<&'static str> {
-    let causes: Option<Vec<&'static str>> = d.due.iter().map(|due| due.cause).collect();
-    causes?.first().copied()
-}
-
-/// Why the implementation's control plane has `step` enabled in model state `s` where the
-/// model does not, when that is understood. All of one kind: the implementation decides on
-/// what regions last reported, the model reads their state. `None`: not understood (or the
-/// model enables the step too).
-pub fn known_implementation_only(
-    cfg: &Config,
-    s: &DrState,
-    step: ControlStep,
-) -> Option<&'static str> {
-    let view = &s.view;
-    let routing = &view.routing;
-    let region = |r: u8| view.regions.get(usize::from(r));
-    match step {
-        // A heartbeat sent before the region rejoined (or learnt the epoch in a switchover)
-        // arrived after the control plane had heard it rejoined.
-        ControlStep::Rejoin(r)
-            if region(r).is_some_and(|x| {
-                x.role == drcheck_properties::Role::Secondary && x.epoch == routing.epoch
-            }) =>
-        {
-            Some(
-                "rejoin on a stale report: a heartbeat the region sent before it rejoined \
-                 arrived after, so the implementation's control plane takes it for behind the \
-                 epoch again; the model reads its epoch (a rejoin would change nothing)",
-            )
-        }
-        // The region's last heartbeat showed it behind the epoch, but it has since gone down
-        // or been cut off from the primary (the rejoin it would be offered cannot arrive or
-        // cannot reach the primary).
-        ControlStep::Rejoin(r)
-            if region(r).is_some_and(|x| {
-                let behind = x.role == drcheck_properties::Role::Stale || x.epoch < routing.epoch;
-                let linked = view.connected(usize::from(r), usize::from(routing.primary));
-                behind && (x.status != drcheck_properties::Status::Up || !linked)
-            }) =>
-        {
-            Some(
-                "rejoin on a stale report: the region's last heartbeat showed it behind the \
-                 epoch; it has since gone down or been cut off from the primary, which the \
-                 implementation's control plane cannot see yet; the model can",
-            )
-        }
-        // The primary's last heartbeat is still fresh, but the primary is down or cut off.
-        ControlStep::OutOfSync(_)
-            if region(routing.primary)
-                .is_some_and(|p| p.status != drcheck_properties::Status::Up) =>
-        {
-            Some(
-                "sync timeout on a stale report: the implementation's control plane judges on \
-                 the primary's last heartbeat, still fresh though the primary has since gone \
-                 down or been cut off (the command it would send is lost); the model leaves \
-                 nobody out of the set of a primary that is not up",
-            )
-        }
-        // The compute region's last heartbeat reported no contact with the primary, sent
-        // before the contact came back.
-        ControlStep::ComputeToPrimary
-            if view.connected(usize::from(routing.compute), usize::from(routing.primary)) =>
-        {
-            Some(
-                "compute to the primary on a stale report: the compute region's last heartbeat \
-                 reported no contact with the primary, which it has again; the model reads the \
-                 connectivity",
-            )
-        }
-        // The model promotes another candidate: the most caught-up by the logs, where the
-        // implementation goes by the last heartbeats.
-        ControlStep::Promote(r)
-            if (0..s.region_count())
-                .any(|x| x != r && apply(cfg, s, &Action::Promote { region: x }).is_some()) =>
-        {
-            Some(
-                "candidate on promotion: the implementation picks the most caught-up region by \
-                 the last heartbeats; the model by the logs",
-            )
-        }
-        _ => None,
     }
 }
 
@@ -579,53 +377,13 @@ async fn due(d: &Deployment, cfg: &Config, s: &DrState) -> Result<Vec<Due>, Depl
         .map(|pending| {
             let action = pending_action(s, pending);
             let in_model = apply(cfg, s, &action).is_some();
-            let cause = match pending {
-                Pending::Control(step) if !in_model => known_implementation_only(cfg, s, step),
-                _ => None,
-            };
             Due {
                 pending,
                 in_model,
                 action,
-                cause,
             }
         })
         .collect())
-}
-
-/// Before a tick: the decisions the implementation has due where the model has none, for an
-/// understood reason ([`known_implementation_only`]: a stale report), are taken on the
-/// implementation, as the running service would take them by this tick; they are its own
-/// steps, which the model does not see, so they must leave the view as it was. Returns what
-/// is still due then (the tick is refused unless that is empty) and the decisions taken.
-async fn own_steps(
-    d: &mut Deployment,
-    cfg: &Config,
-    s: &DrState,
-) -> Result<(Vec<Due>, Vec<Due>), DeployError> {
-    let mut own: Vec<Due> = Vec::new();
-    let mut pending = due(d, cfg, s).await?;
-    // Each round takes what is newly due. A decision still due after it was taken is not
-    // taken again: it changed nothing, and waits for news as in the running service (which
-    // sends a rejoin once, on the heartbeat that shows the region behind, say).
-    for _ in 0..3 {
-        pending.retain(|x| !own.contains(x));
-        let understood = !pending.is_empty() && pending.iter().all(|x| x.cause.is_some());
-        if !understood {
-            break;
-        }
-        for x in &pending {
-            if let Pending::Control(step) = x.pending {
-                // Enabled a moment ago, so taken; a refusal would change nothing either.
-                let _taken = d.control_step(step).await?;
-            }
-        }
-        commands(d).await?;
-        own.append(&mut pending);
-        pending = due(d, cfg, s).await?;
-    }
-    pending.retain(|x| !own.contains(x));
-    Ok((pending, own))
 }
 
 /// Why time may not pass: the first step due, and the others.
@@ -648,6 +406,10 @@ async fn take(d: &mut Deployment, action: &Action) -> Result<Result<(), String>,
         // Whether time may pass is asked before (see `replay_logged`).
         Action::Tick => {
             d.advance(1).await?;
+            // The keep-alives a primary sent with this tick's heartbeat arrive within it: the
+            // model counts a secondary's contact with its primary from them.
+            let keepalive = |_: NodeId, _: NodeId, msg: &Message| matches!(msg, Message::Append { entries, .. } if entries.is_empty());
+            deliver_all(d, keepalive).await?;
             Ok(())
         }
         Action::Write { region } => d
@@ -846,25 +608,11 @@ pub async fn replay_logged(
         })?;
         // Time is urgent in the implementation as in the model: a tick over a step the
         // running service would take first would let a path omit that step unseen.
-        let (due, own) = if *action == Action::Tick {
-            own_steps(&mut d, cfg, &state).await?
+        let due = if *action == Action::Tick {
+            due(&d, cfg, &state).await?
         } else {
-            (Vec::new(), Vec::new())
+            Vec::new()
         };
-        if !own.is_empty() {
-            coverage.record_own(&own);
-            let view = d.abstract_view().await?;
-            if view != state.view {
-                let why = own
-                    .iter()
-                    .map(|x| x.pending.to_string())
-                    .collect::<Vec<_>>();
-                let kind = DivergenceKind::OwnStep(why.join("; "));
-                let mut divergence = diverged(i + 1, Some(action), kind, &state.view, view);
-                divergence.due = own;
-                return stopped(&mut d, i, divergence, coverage);
-            }
-        }
         let outcome = match time_refused(&due) {
             Some(why) => Err(why),
             None => take(&mut d, action).await?,

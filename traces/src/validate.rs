@@ -103,28 +103,21 @@ pub struct Validation {
     pub unexplained: Option<Unexplained>,
 }
 
-/// Unexplained events understood and not yet resolved (the same gaps as
-/// `crate::refine::known_divergence`): the control plane of the implementation decides on
-/// what regions last reported, the model's on their actual state.
-pub fn known_gap(u: &Unexplained) -> Option<&'static str> {
+/// The one gap left between the model and the logs of a running deployment, when `u` is of
+/// it: the model ships and confirms in one `Replicate` step, while a running primary learns of
+/// a confirmation a message later. So the primary's report can show a secondary lagging that
+/// already holds the entries (a sync timeout the model would not take yet), and a fenced
+/// primary can wait out the drain for a confirmation in flight (an abort the model would not
+/// take). Replay (`crate::refine`) delivers confirmations with their entries and has no gap.
+pub fn confirmation_lag(u: &Unexplained) -> Option<&'static str> {
     match &u.record.event {
-        Event::ComputeMoved {
-            reason: ComputeMove::RegionDeclaredFailed,
+        Event::SyncTimedOut { .. }
+        | Event::SwitchoverAborted {
+            reason: AbortReason::DrainTimedOut,
             ..
         } => Some(
-            "candidate on declare: the implementation picks among the regions not declared \
-             failed; the model among the regions up",
-        ),
-        Event::SwitchoverStarted {
-            requested: true, ..
-        } => Some(
-            "data failback: the implementation judges the regions on their last heartbeats; \
-             the model on their actual state",
-        ),
-        Event::SyncTimedOut { .. } => Some(
-            "sync timeout: the implementation judges on the primary's last heartbeat, which \
-             may predate the secondary's late confirmation; the model's replication confirms \
-             at once",
+            "confirmation lag: the model's replication confirms at once, the running primary \
+             a message later",
         ),
         _ => None,
     }

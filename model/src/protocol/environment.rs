@@ -25,7 +25,7 @@ fn start_fault(next: &mut DrState, before: &DrState, r: Option<u8>) {
 }
 
 /// Region `r` goes down (`Status::Down`) or is cut off (`Status::Isolated`).
-pub fn outage(s: &DrState, r: u8, status: Status) -> Option<DrState> {
+pub fn outage(cfg: &Config, s: &DrState, r: u8, status: Status) -> Option<DrState> {
     if s.budget.outages == 0 || s.region(r).status != Status::Up {
         return None;
     }
@@ -42,6 +42,7 @@ pub fn outage(s: &DrState, r: u8, status: Status) -> Option<DrState> {
         next.volatile[usize::from(r)] = Volatile {
             since_heartbeat: 0,
             in_sync: 0,
+            heard: cfg.contact_cap(),
         };
     }
     if newly_dark {
@@ -72,8 +73,8 @@ pub fn restore(s: &DrState, r: u8, from: Status) -> Option<DrState> {
 /// compute goes there too), has heard nobody (it declares nothing failed before a full
 /// detection period of silence), treats the last grant as just issued (so it promotes nobody
 /// before any lease it may have granted has surely expired), forgets the primary's
-/// `old_prefix` (the RPO guard refuses until the primary reports) and any failover or
-/// switchover under way. Under `--bug cp-restart-hasty` it declares silent regions at once and
+/// `old_prefix` (the RPO guard refuses until the primary reports), every report, and any
+/// failover or switchover under way. Under `--bug cp-restart-hasty` it declares silent regions at once and
 /// takes every lease as expired.
 pub fn restart_control(cfg: &Config, s: &DrState) -> Option<DrState> {
     if s.budget.cp_restarts == 0 {
@@ -97,6 +98,9 @@ pub fn restart_control(cfg: &Config, s: &DrState) -> Option<DrState> {
         grant_age: if hasty { cfg.lease_wait() } else { 0 },
         old_prefix: UNKNOWN_PREFIX,
         phase: Phase::Normal,
+        reports: vec![None; usize::from(next.region_count())],
+        confirmed: false,
+        rejoin_offered: 0,
     };
     // A region that is down now is news to the restarted control plane: it can know no
     // sooner than a detection period from now (what `routing_healthy` measures from).

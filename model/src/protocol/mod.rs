@@ -96,9 +96,9 @@ pub fn apply(cfg: &Config, s: &DrState, action: &Action) -> Option<DrState> {
         Action::CompleteSwitchover => control::complete_switchover(cfg, s),
         Action::AbortSwitchover => control::abort_switchover(cfg, s),
         Action::AutoFailback { target } => control::auto_failback(cfg, s, target),
-        Action::Crash { region: r } => environment::outage(s, r, Status::Down),
+        Action::Crash { region: r } => environment::outage(cfg, s, r, Status::Down),
         Action::Isolate { region: r } if cfg.params.isolation => {
-            environment::outage(s, r, Status::Isolated)
+            environment::outage(cfg, s, r, Status::Isolated)
         }
         Action::Isolate { .. } => None,
         Action::Recover { region: r } => environment::restore(s, r, Status::Down),
@@ -114,6 +114,7 @@ pub fn apply(cfg: &Config, s: &DrState, action: &Action) -> Option<DrState> {
     let switching = matches!(next.control.phase, crate::state::Phase::Switchover { .. });
     let repaired = next.view.all_up();
     next.view.ledger.after_step(writable, repaired, switching);
+    crate::canonical::canonicalize(cfg, &mut next);
     Some(next)
 }
 

@@ -3,7 +3,7 @@
 use drcheck_properties::{Entry, Role, Status};
 
 use crate::config::Config;
-use crate::state::DrState;
+use crate::state::{DrState, Report, MAX_REGIONS};
 use drcheck_properties::Bug;
 
 /// Length of the common prefix of two logs.
@@ -58,6 +58,33 @@ pub fn old_prefix(cfg: &Config, s: &DrState, r: u8) -> u8 {
         .take_while(|e| ledger.write(e.write).is_none_or(|w| w.age >= threshold))
         .count();
     u8::try_from(old).unwrap_or(u8::MAX)
+}
+
+/// What region `r` would report in a heartbeat now.
+pub fn report(cfg: &Config, s: &DrState, r: u8) -> Report {
+    let region = s.region(r);
+    let ships = matches!(region.role, Role::Primary | Role::Fenced);
+    let v = &s.volatile[usize::from(r)];
+    let mut unconfirmed = [None; MAX_REGIONS];
+    let in_sync = if ships { v.in_sync } else { 0 };
+    for x in 0..s.region_count() {
+        if in_sync & (1 << x) != 0 {
+            unconfirmed[usize::from(x)] =
+                unconfirmed_age(s, r, x).map(|age| age.min(cfg.timing.sync_timeout));
+        }
+    }
+    Report {
+        epoch: region.epoch,
+        role: region.role,
+        len: u8::try_from(region.log.len()).unwrap_or(u8::MAX),
+        last: region.log.last().copied(),
+        // Every region reports it: the control plane reads the primary's for the RPO guard,
+        // and a newly promoted region's until it reports as primary.
+        old_prefix: old_prefix(cfg, s, r),
+        contact: ships || v.heard < cfg.contact_cap(),
+        in_sync,
+        unconfirmed,
+    }
 }
 
 /// Appends a new write to region `r`'s log and records it in the ledger.
@@ -158,8 +185,20 @@ pub fn replicate(cfg: &Config, s: &DrState, from: u8, to: u8) -> Option<DrState>
     let mut next = s.clone();
     let missing: Vec<Entry> = next.region(from).log[have..].to_vec();
     next.region_mut(to).log.extend(missing);
-    if next.region(to).log == next.region(from).log {
+    next.volatile[usize::from(to)].heard = 0;
+    let joins = next.volatile[usize::from(from)].in_sync & (1 << to) == 0;
+    if next.region(to).log == next.region(from).log && joins {
         next.volatile[usize::from(from)].in_sync |= 1 << to;
+        // It tells the control plane, which counts `to` in sync from now on.
+        let routing = &next.view.routing;
+        let current = from == routing.primary && next.region(from).epoch == routing.epoch;
+        if let Some(h) = next.control.reports[usize::from(from)]
+            .as_mut()
+            .filter(|_| current)
+        {
+            h.in_sync |= 1 << to;
+            h.unconfirmed[usize::from(to)] = None;
+        }
     }
     let regions = next.view.regions.clone();
     next.view.ledger.settle(&regions, cfg.age_cap);

@@ -50,11 +50,11 @@ pub fn tick(cfg: &Config, s: &DrState) -> Option<DrState> {
     next.control.grant_age = (next.control.grant_age + 1).min(cfg.lease_wait());
     match &mut next.control.phase {
         Phase::FailingOver { waited, .. } => *waited = (*waited + 1).min(cfg.timing.grace),
-        Phase::Switchover {
-            fenced: true,
-            draining,
-            ..
-        } => *draining = (*draining + 1).min(cfg.timing.drain_timeout),
+        // Until the fence, the time since the switchover started; from the fence, the time
+        // spent draining.
+        Phase::Switchover { draining, .. } => {
+            *draining = (*draining + 1).min(cfg.timing.drain_timeout);
+        }
         _ => {}
     }
     next.view.ledger.tick(cfg.age_cap, &cfg.bounds());
@@ -62,9 +62,15 @@ pub fn tick(cfg: &Config, s: &DrState) -> Option<DrState> {
     Some(next)
 }
 
-/// Every running region whose heartbeat interval has passed sends one; an isolated region's
-/// heartbeat is lost.
+/// Every running region whose heartbeat interval has passed sends one (an isolated region's
+/// is lost), and a primary (fenced or not) sends a keep-alive with it to every region: each
+/// secondary of its epoch it reaches hears it.
 fn send_heartbeats(cfg: &Config, next: &mut DrState) {
+    let cap = cfg.contact_cap();
+    for v in &mut next.volatile {
+        v.heard = (v.heard + 1).min(cap);
+    }
+    let mut senders = Vec::new();
     for r in 0..next.region_count() {
         let status = next.region(r).status;
         if status == Status::Down {
@@ -76,23 +82,32 @@ fn send_heartbeats(cfg: &Config, next: &mut DrState) {
             continue;
         }
         v.since_heartbeat = 0;
+        senders.push(r);
         if status == Status::Isolated {
             continue;
         }
-        let region = next.region(r);
         let heartbeat = Heartbeat {
             from: r,
             age: 0,
-            epoch: region.epoch,
-            role: region.role,
-            // Only a primary's (fenced or not) acknowledgements count for the RPO guard.
-            old_prefix: if matches!(region.role, Role::Primary | Role::Fenced) {
-                region::old_prefix(cfg, next, r)
-            } else {
-                0
-            },
+            report: region::report(cfg, next, r),
         };
         next.heartbeats.push(heartbeat);
     }
     next.heartbeats.sort();
+    for p in senders {
+        let (epoch, role) = (next.region(p).epoch, next.region(p).role);
+        if !matches!(role, Role::Primary | Role::Fenced) {
+            continue;
+        }
+        for r in 0..next.region_count() {
+            let region = next.region(r);
+            if r != p
+                && region.role == Role::Secondary
+                && region.epoch == epoch
+                && next.connected(p, r)
+            {
+                next.volatile[usize::from(r)].heard = 0;
+            }
+        }
+    }
 }

@@ -69,7 +69,7 @@ fn scenario(bug: Bug) -> Params {
             outages: 0,
             partitions: 1,
             timing: Timing {
-                rto: 17,
+                rto: 19,
                 ..Timing::default()
             },
             isolation: false,
@@ -94,7 +94,7 @@ fn scenario(bug: Bug) -> Params {
         Bug::ComputeIgnoresData => Params {
             partitions: 1,
             timing: Timing {
-                rto: 17,
+                rto: 19,
                 ..Timing::default()
             },
             isolation: false,
@@ -109,7 +109,7 @@ fn scenario(bug: Bug) -> Params {
         // The operator may wait for ever: the RTO is what says that is not good enough.
         Bug::NoAutoFailover => Params {
             timing: Timing {
-                rto: 10,
+                rto: 12,
                 sync_timeout: 8,
                 ..Timing::default()
             },

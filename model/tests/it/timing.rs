@@ -179,3 +179,68 @@ proptest! {
         );
     }
 }
+
+/// A failback asked for just after an inter-region partition began, while compute has failed
+/// back home and the data is still in the other region: the control plane's reports still show
+/// the target linked, so it accepts, fences the primary, cannot drain the write it took just
+/// before, and aborts after the drain timeout. The sync timeout is short, so that the drain
+/// decides.
+fn stale_failback_scenario(drain_timeout: u32, rto: u32) -> Params {
+    Params {
+        timing: Timing {
+            drain_timeout,
+            rto,
+            throttle: 2,
+            sync_timeout: 3,
+            ..Timing::default()
+        },
+        writes: 1,
+        outages: 1,
+        partitions: 1,
+        failbacks: 1,
+        forced: 0,
+        reapplies: 0,
+        isolation: false,
+        ..Params::default()
+    }
+}
+
+/// The partition's other worst case, and the drain's branch of the rule
+/// `2*(heartbeat + delay) + max(drain_timeout + heartbeat + delay, sync_timeout) <= rto`
+/// exactly: the compute region reports the lost contact up to 2*(heartbeat + delay) after the
+/// partition began, the fenced primary waits out the drain timeout, and its next lease comes
+/// up to heartbeat + delay after the abort.
+#[test]
+fn write_availability_under_a_stale_failback_holds_iff_the_drain_fits_the_rto() {
+    for drain_timeout in [3, 5] {
+        let bound = 3 * (1 + 1) + drain_timeout;
+        let at = run(
+            &stale_failback_scenario(drain_timeout, bound),
+            "write_availability",
+        );
+        assert!(
+            at.complete && holds(&at, "write_availability"),
+            "drain {drain_timeout}"
+        );
+        assert!(stale_failback_scenario(drain_timeout, bound)
+            .timing
+            .check()
+            .is_ok());
+        let past = run(
+            &stale_failback_scenario(drain_timeout, bound - 1),
+            "write_availability",
+        );
+        assert!(
+            !holds(&past, "write_availability"),
+            "drain {drain_timeout}: rto {} should be too short",
+            bound - 1
+        );
+        let refused = stale_failback_scenario(drain_timeout, bound - 1)
+            .timing
+            .check();
+        assert_eq!(
+            refused.map_err(|e| e.rule),
+            Err(drcheck_properties::timing::RULES[8].name)
+        );
+    }
+}

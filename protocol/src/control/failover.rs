@@ -145,8 +145,12 @@ impl ControlMachine {
         self.primary_confirmed = false;
         self.phase = Phase::Normal;
         if let Some(h) = &mut self.health[usize::from(to)].report {
+            // As the new primary reports until its first heartbeat: nobody in sync yet (what
+            // an earlier report as primary said belongs to an older epoch).
             h.epoch = epoch;
             h.role = Role::Primary;
+            h.in_sync.clear();
+            h.unconfirmed_since.clear();
         }
         fx.event(Event::FailoverDecided {
             kind,

@@ -23,6 +23,9 @@ pub(super) struct Health {
     pub(super) last_heard: Millis,
     pub(super) failed: bool,
     pub(super) report: Option<Heartbeat>,
+    /// A rejoin was offered since the last report: it is offered once per report that shows
+    /// the region behind (an offer that could not be taken is repeated on the next one).
+    pub(super) rejoin_offered: bool,
 }
 
 impl Health {
@@ -100,6 +103,7 @@ impl ControlMachine {
         health.last_heard = now;
         health.failed = false;
         health.report = Some(hb.clone());
+        health.rejoin_offered = false;
         if self.failed(self.routing.compute) {
             self.move_compute(r, ComputeMove::FirstHealthyHeard, fx);
         }
@@ -244,7 +248,8 @@ impl ControlMachine {
 
     /// Tells `r`, behind the current epoch, to rejoin it from the primary (the `Rejoin`
     /// step).
-    pub(super) fn send_rejoin(&self, r: u8, fx: &mut Effects) {
+    pub(super) fn send_rejoin(&mut self, r: u8, fx: &mut Effects) {
+        self.health[usize::from(r)].rejoin_offered = true;
         let (epoch, primary) = (self.routing.epoch, self.routing.primary);
         fx.send(
             NodeId::Control,

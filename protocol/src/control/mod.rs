@@ -322,6 +322,7 @@ impl ControlMachine {
                         fence: None,
                         sent_at: 0,
                     }),
+                    rejoin_offered: false,
                 })
                 .collect(),
             last_grant: now,
@@ -459,10 +460,14 @@ impl ControlMachine {
                 last,
             } if epoch == self.routing.epoch => {
                 if let Some(h) = &mut self.health[usize::from(r)].report {
+                    // A secondary counts nobody in sync (an earlier report as primary said
+                    // what it counted in an older epoch).
                     h.epoch = epoch;
                     h.role = Role::Secondary;
                     h.log_len = log_len;
                     h.last = last;
+                    h.in_sync.clear();
+                    h.unconfirmed_since.clear();
                 }
             }
             Message::Drained {

@@ -84,7 +84,8 @@ impl ControlMachine {
                 let behind = self
                     .report(r)
                     .is_some_and(|h| h.epoch < self.routing.epoch || h.role == Role::Stale);
-                if !behind || self.primary_runs.is_none() {
+                let offered = self.health[usize::from(r)].rejoin_offered;
+                if !behind || offered || self.primary_runs.is_none() {
                     return Err(StepRefusal::CannotRejoin);
                 }
             }
@@ -145,16 +146,14 @@ impl ControlMachine {
             // The drain timeout passed since the fence was confirmed, and the target has not
             // drained.
             ControlStep::AbortSwitchover => {
-                let Phase::Switchover {
-                    fenced_at: Some(_),
-                    drained,
-                    ..
-                } = self.phase
-                else {
+                let Phase::Switchover { drained, .. } = self.phase else {
                     return Err(StepRefusal::NoFencedSwitchover);
                 };
-                if drained || self.switchover_overdue(now) != Some(AbortReason::DrainTimedOut) {
-                    return Err(StepRefusal::DrainNotTimedOut);
+                // A fence never confirmed, or a drain not finished, within the drain timeout.
+                match self.switchover_overdue(now) {
+                    Some(AbortReason::FenceUnconfirmed) => {}
+                    Some(AbortReason::DrainTimedOut) if !drained => {}
+                    _ => return Err(StepRefusal::DrainNotTimedOut),
                 }
             }
             // Only the `auto-data-failback` mutant: a switchover home once home has caught up.
@@ -189,7 +188,12 @@ impl ControlMachine {
                 self.move_compute(primary, ComputeMove::PrimaryUnreachable, fx);
             }
             ControlStep::CompleteSwitchover => self.complete_switchover(now, fx),
-            ControlStep::AbortSwitchover => self.abort_switchover(AbortReason::DrainTimedOut, fx),
+            ControlStep::AbortSwitchover => {
+                let why = self
+                    .switchover_overdue(now)
+                    .unwrap_or(AbortReason::DrainTimedOut);
+                self.abort_switchover(why, fx);
+            }
             ControlStep::AutoFailback => self.start_switchover(now, self.routing.home, false, fx),
         }
     }

@@ -104,10 +104,9 @@ impl ControlMachine {
 
     /// The autonomous mode's switchover timeout: aborts a switchover whose fence or drain
     /// took longer than the drain timeout. It is wider than the `AbortSwitchover` step on
-    /// purpose, as it always was: it also aborts a switchover whose fence was never
-    /// confirmed (the model's fence is one atomic step, so it has no such abort), and one
-    /// that drained but was not completed (`decide` completes a drained switchover just
-    /// before, unless its target is declared failed), which the step refuses as drained.
+    /// purpose: it also aborts one that drained but was not completed (`decide` completes a
+    /// drained switchover just before, unless its target is declared failed), which the step
+    /// refuses as drained.
     pub(super) fn time_out_switchover(&mut self, now: Millis, fx: &mut Effects) {
         if let Some(why) = self.switchover_overdue(now) {
             self.abort_switchover(why, fx);
