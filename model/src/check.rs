@@ -1,6 +1,6 @@
 //! The exhaustive check: stateright's checker explores the whole state space (every property,
-//! the worst-metric probe), then our breadth-first search finds a shortest path for each
-//! finding.
+//! the worst-metric probe), then our breadth-first search (on as many threads) finds a shortest
+//! path for each finding.
 
 use std::time::{Duration, Instant};
 
@@ -298,7 +298,7 @@ pub fn check(cfg: Config, opts: &CheckOptions, mut progress: impl FnMut(Progress
         .chain(worst_values.iter().map(|&(m, v)| Target::Metric(m, v)))
         .collect();
     let path_started = Instant::now();
-    let mut paths = search::shortest_paths(&path_model, &targets).into_iter();
+    let mut paths = search::shortest_paths(&path_model, &targets, opts.threads.max(1)).into_iter();
     let path_seconds = path_started.elapsed().as_secs_f64();
     let mut counterexamples: HashMap<&str, Vec<Action>> = HashMap::new();
     for spec in &failed {
