@@ -325,12 +325,6 @@ impl Level<'_> {
             .zip(&findings.first)
             .all(|(done, first)| *done || first.is_some())
     }
-
-    /// Keeps the successors of `out` whose claim won (the lowest parent position).
-    fn keep_winners(claims: &[FingerprintMap<u32>], out: &mut Expanded) {
-        out.successors
-            .retain(|s| claims[shard(s.fp)].get(&s.fp) == Some(&s.parent));
-    }
 }
 
 /// Runs `job` on `threads` threads (this one included, which also runs `on_main` after each
@@ -397,7 +391,7 @@ pub fn explore(
     if model.admits(&initial) {
         let fp = fingerprint(&initial);
         seen.reserve(1);
-        seen.insert(fp);
+        seen.insert_all([fp]);
         generated.fetch_add(1, Ordering::Relaxed);
         frontier.push(vec![Successor {
             state: initial,
@@ -467,25 +461,19 @@ pub fn explore(
             model.probe.record_rto_waived();
         }
 
-        // Keep the successors whose claim won, then add their fingerprints to the seen set.
-        {
-            let claims = &claims;
-            for_each_parallel(threads, expanded.len(), &|i| {
-                let mut out = expanded[i].lock().unwrap_or_else(PoisonError::into_inner);
-                Level::keep_winners(claims, &mut out);
-            });
-        }
+        // Keep the successors whose claim won, and add them to the states seen.
         seen.reserve(claims.iter().map(FingerprintMap::len).sum());
         {
-            let seen = &seen;
-            let shards: Vec<Mutex<&mut FingerprintMap<u32>>> =
-                claims.iter_mut().map(Mutex::new).collect();
-            for_each_parallel(threads, shards.len(), &|i| {
-                let mut claims = shards[i].lock().unwrap_or_else(PoisonError::into_inner);
-                for (fp, _) in claims.drain() {
-                    seen.insert(fp);
-                }
+            let (claims, seen) = (&claims, &seen);
+            for_each_parallel(threads, expanded.len(), &|i| {
+                let mut out = expanded[i].lock().unwrap_or_else(PoisonError::into_inner);
+                out.successors
+                    .retain(|s| claims[shard(s.fp)].get(&s.fp) == Some(&s.parent));
+                seen.insert_all(out.successors.iter().map(|s| s.fp));
             });
+        }
+        for claims in &mut claims {
+            claims.clear();
         }
 
         // Number the new states in frontier order: the order a single thread would give.

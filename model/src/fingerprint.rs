@@ -84,7 +84,7 @@ impl FingerprintTable {
     }
 
     /// Makes room for `additional` more fingerprints (to be inserted by
-    /// [`FingerprintTable::insert`], which does not grow the table).
+    /// [`FingerprintTable::insert_all`], which does not grow the table).
     pub fn reserve(&mut self, additional: usize) {
         let needed = (self.len() + additional) * MAX_LOAD_DENOMINATOR / MAX_LOAD_NUMERATOR + 1;
         if needed <= self.slots.len() {
@@ -94,30 +94,41 @@ impl FingerprintTable {
             self,
             FingerprintTable::with_slots(needed.next_power_of_two()),
         );
+        let mut len = 0;
         for slot in old.slots {
             let fp = slot.into_inner();
             if fp != 0 {
                 self.insert(fp);
+                len += 1;
             }
         }
+        self.len = AtomicUsize::new(len);
     }
 
     /// Adds `fp`; false if the table held it already. Threads may insert at once, but the
-    /// table must have room ([`FingerprintTable::reserve`]): it never grows by itself.
-    pub fn insert(&self, fp: u64) -> bool {
+    /// table must have room ([`FingerprintTable::reserve`]): it never grows by itself. Nor
+    /// does it count: [`FingerprintTable::insert_all`] does, once for many.
+    fn insert(&self, fp: u64) -> bool {
         let fp = stored(fp);
         let mask = self.mask();
         let mut i = fp as usize & mask;
         loop {
             match self.slots[i].compare_exchange(0, fp, Ordering::Relaxed, Ordering::Relaxed) {
-                Ok(_) => {
-                    self.len.fetch_add(1, Ordering::Relaxed);
-                    return true;
-                }
+                Ok(_) => return true,
                 Err(f) if f == fp => return false,
                 Err(_) => i = (i + 1) & mask,
             }
         }
+    }
+
+    /// Adds every fingerprint of `fps`, and returns how many were new. Threads may insert at
+    /// once, but the table must have room ([`FingerprintTable::reserve`]).
+    pub fn insert_all(&self, fps: impl IntoIterator<Item = u64>) -> usize {
+        let added = fps.into_iter().filter(|&fp| self.insert(fp)).count();
+        // Counted once: a counter shared by threads that each bumped it per insert would
+        // bounce between their caches.
+        self.len.fetch_add(added, Ordering::Relaxed);
+        added
     }
 }
 
@@ -284,17 +295,15 @@ mod tests {
         let fps: Vec<u64> = (0..10_000u64).map(|i| fingerprint(&i)).collect();
         for chunk in fps.chunks(1000) {
             table.reserve(chunk.len());
-            for &fp in chunk {
-                assert!(table.insert(fp));
-                assert!(!table.insert(fp));
-            }
+            assert_eq!(table.insert_all(chunk.iter().copied()), chunk.len());
+            assert_eq!(table.insert_all(chunk.iter().copied()), 0);
         }
         assert_eq!(table.len(), fps.len());
         assert!(fps.iter().all(|&fp| table.contains(fp)));
-        assert!(!table.contains(fingerprint(&10_000u64)));
+        assert!((10_000..20_000u64).all(|i| !table.contains(fingerprint(&i))));
         // 0 marks a free slot: fingerprint 0 is kept as 1.
         table.reserve(1);
-        assert!(table.insert(0));
+        assert_eq!(table.insert_all([0]), 1);
         assert!(table.contains(0));
     }
 
