@@ -365,6 +365,63 @@ fn for_each_parallel(threads: usize, count: usize, job: &(dyn Fn(usize) + Sync))
     );
 }
 
+/// What a depth-first dive visited before it met a state past the epoch bound.
+pub struct Dive {
+    /// Distinct states visited.
+    pub unique_states: usize,
+    /// States generated within the boundary, duplicates included.
+    pub total_states: usize,
+    /// The deepest state visited, counted in states (the initial state is 1).
+    pub max_depth: usize,
+}
+
+/// Dives depth first from the initial state, through at most `budget` distinct states, for a
+/// state past the epoch bound ([`crate::Config::max_epoch`]); the model's probe records it,
+/// and the time budget, if the dive meets them. When failovers repeat without bound
+/// (inconsistent timing, a bug), a breadth-first exploration meets the bound only after every
+/// shallower state, tens of millions of them, where a dive down the latest steps first (as
+/// stateright's depth-first search goes) meets it after a few hundred. Returns what it
+/// visited if it met the bound.
+pub fn dive_to_epoch_bound(model: &DrModel, budget: usize) -> Option<Dive> {
+    let initial = model.initial();
+    if !model.admits(&initial) {
+        return None;
+    }
+    let mut seen = FingerprintTable::default();
+    seen.reserve(budget + 1);
+    seen.insert_all([fingerprint(&initial)]);
+    let mut dive = Dive {
+        unique_states: 1,
+        total_states: 1,
+        max_depth: 1,
+    };
+    let mut stack = vec![(initial, 1)];
+    let mut candidates = Vec::new();
+    while let Some((state, depth)) = stack.pop() {
+        dive.max_depth = dive.max_depth.max(depth);
+        candidates.clear();
+        protocol::candidates(&model.cfg, &state, &mut candidates);
+        for action in &candidates {
+            let Some(next) = protocol::apply(&model.cfg, &state, action) else {
+                continue;
+            };
+            if !model.admits(&next) {
+                if model.probe.epochs_exceeded() {
+                    return Some(dive);
+                }
+                // The time budget ran out: the exploration after the dive stops at once.
+                return None;
+            }
+            dive.total_states += 1;
+            if dive.unique_states < budget && seen.insert_all([fingerprint(&next)]) == 1 {
+                dive.unique_states += 1;
+                stack.push((next, depth + 1));
+            }
+        }
+    }
+    None
+}
+
 /// Explores the space of `model` breadth first on `threads` threads, looking for `goals`.
 /// `progress` is called about once a second. States that `model` does not admit (time budget,
 /// epoch bound) are left out, as stateright's `within_boundary` would.
@@ -714,6 +771,40 @@ mod tests {
         };
         assert!(violated("log_matching") && violated("no_silent_loss"));
         assert_same_as_sequential(params);
+    }
+
+    #[test]
+    fn a_dive_meets_the_epoch_bound_where_failovers_repeat_without_bound() {
+        // Every heartbeat is late (heartbeat + delay >= detection): the control plane fails
+        // over again and again.
+        let late = Params {
+            timing: drcheck_properties::Timing {
+                heartbeat: 2,
+                delay: 1,
+                detection: 3,
+                lease: 1,
+                skew: 0,
+                throttle: 2,
+                rpo: 6,
+                rto: 8,
+                grace: 1,
+                sync_timeout: 2,
+                ..drcheck_properties::Timing::default()
+            },
+            writes: 1,
+            ..Params::default()
+        };
+        let cfg = late
+            .to_ticks()
+            .expect("inconsistent, but valid, parameters");
+        let unbounded = DrModel::new(cfg);
+        let dive = dive_to_epoch_bound(&unbounded, 10_000).expect("the bound is met");
+        assert!(unbounded.probe.epochs_exceeded() && unbounded.probe.cut());
+        assert!(dive.unique_states < 10_000);
+        // Consistent defaults: failovers are paid for from the budgets.
+        let bounded = model(Params::default());
+        assert!(dive_to_epoch_bound(&bounded, 10_000).is_none());
+        assert!(!bounded.probe.epochs_exceeded() && !bounded.probe.cut());
     }
 
     #[test]
