@@ -48,7 +48,7 @@ pub struct CheckOptions {
 impl Default for CheckOptions {
     fn default() -> Self {
         CheckOptions {
-            strategy: Strategy::Dfs,
+            strategy: Strategy::Bfs,
             threads: 1,
             property: None,
             timeout: None,
