@@ -193,10 +193,11 @@ pub struct ShowArgs {
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
-    /// Explore depth-first (the default: least memory).
+    /// Explore depth-first with stateright's checker, then find the shortest paths in a
+    /// second, breadth-first pass.
     #[arg(long, conflicts_with = "bfs")]
     pub dfs: bool,
-    /// Explore breadth-first.
+    /// Explore breadth-first, in one pass that also gives the shortest paths (the default).
     #[arg(long)]
     pub bfs: bool,
     /// Checker threads (default: the number of cores).

@@ -27,10 +27,10 @@ pub fn run(args: &CheckArgs) -> Result<ExitCode> {
         None => None,
     };
     let opts = CheckOptions {
-        strategy: if args.bfs {
-            Strategy::Bfs
-        } else {
+        strategy: if args.dfs {
             Strategy::Dfs
+        } else {
+            Strategy::Bfs
         },
         threads: args.threads.map_or_else(default_threads, usize::from),
         property,

@@ -1,6 +1,8 @@
-//! The exhaustive check: stateright's checker explores the whole state space (every property,
-//! the worst-metric probe), then our breadth-first search finds a shortest path for each
-//! finding.
+//! The exhaustive check. Breadth first ([`Strategy::Bfs`]): our exploration on several threads
+//! ([`crate::explore`]) explores the whole state space once, decides every property, measures
+//! the worst cases and gives a shortest path to each finding. Depth first
+//! ([`Strategy::Dfs`]): stateright's checker explores the whole space (every property, the
+//! worst-metric probe), then a breadth-first search finds a shortest path for each finding.
 
 use std::time::{Duration, Instant};
 
@@ -12,6 +14,7 @@ use stateright::{Checker, HasDiscoveries, Model};
 use thiserror::Error;
 
 use crate::config::{Config, Params};
+use crate::explore::{dive_to_epoch_bound, explore, Goals};
 use crate::model::{DrModel, Metric, EXPLORE_ALL};
 use crate::search::{self, Step, Target};
 use crate::Action;
@@ -21,9 +24,11 @@ use drcheck_properties::Bug;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Strategy {
-    /// Depth first.
+    /// Depth first, by stateright's checker; then a second, breadth-first pass for the
+    /// shortest paths.
     Dfs,
-    /// Breadth first.
+    /// Breadth first, level by level on every thread, remembering how each state was reached:
+    /// one pass, and every path it reports is a shortest one.
     Bfs,
 }
 
@@ -43,7 +48,7 @@ pub struct CheckOptions {
 impl Default for CheckOptions {
     fn default() -> Self {
         CheckOptions {
-            strategy: Strategy::Dfs,
+            strategy: Strategy::Bfs,
             threads: 1,
             property: None,
             timeout: None,
@@ -154,13 +159,16 @@ pub struct Report {
     pub unique_states: usize,
     /// States generated, duplicates included.
     pub total_states: usize,
-    /// The deepest state reached, in steps from the initial state.
+    /// The deepest state reached, counted in states from the initial state (which counts as
+    /// 1, as stateright counts): depth first, the deepest point of the search; breadth first,
+    /// the longest of the shortest paths.
     pub max_depth: usize,
     /// Wall seconds the exhaustive run took.
     pub seconds: f64,
     /// Distinct states per wall second.
     pub states_per_sec: f64,
-    /// Seconds spent finding shortest paths after the exhaustive run.
+    /// Seconds spent finding shortest paths after the exhaustive run (breadth first: only
+    /// reading them off the exploration's tree).
     pub path_seconds: f64,
     /// Peak resident memory of the process, in bytes (Linux), if known.
     pub peak_memory_bytes: Option<u64>,
@@ -239,17 +247,10 @@ pub fn check(cfg: Config, opts: &CheckOptions, mut progress: impl FnMut(Progress
         model = model.only(name);
     }
     let probe = model.probe.clone();
-    let specs: Vec<_> = CATALOG
+    let specs: Vec<&'static PropertySpec> = CATALOG
         .iter()
         .filter(|spec| opts.property.is_none_or(|name| name == spec.name))
         .collect();
-    let started = Instant::now();
-    // Never finish early: the whole space is explored so that every property is decided
-    // (EXPLORE_ALL, never discovered, also keeps states past a violation expanding).
-    let builder = model
-        .checker()
-        .threads(opts.threads.max(1))
-        .finish_when(HasDiscoveries::AllOf([EXPLORE_ALL].into()));
     if let Some(t) = opts.timeout {
         let probe = probe.clone();
         std::thread::spawn(move || {
@@ -257,67 +258,20 @@ pub fn check(cfg: Config, opts: &CheckOptions, mut progress: impl FnMut(Progress
             probe.expire();
         });
     }
-    let run = match opts.strategy {
-        Strategy::Dfs => drive(builder.spawn_dfs(), started, &mut progress),
-        Strategy::Bfs => drive(builder.spawn_bfs(), started, &mut progress),
+    let threads = opts.threads.max(1);
+    let findings = match opts.strategy {
+        Strategy::Dfs => depth_first(model, &specs, threads, &mut progress),
+        Strategy::Bfs => breadth_first(&model, &specs, threads, &mut progress),
     };
-    let elapsed = started.elapsed();
     let complete = !probe.cut();
-    let Run {
-        discoveries,
-        unique,
-        total,
-        depth,
-    } = run;
 
-    // A shortest counterexample for every failed `always` property and a shortest path to
-    // each worst case, in one breadth-first pass. Examples of `sometimes` properties are the
-    // checker's own paths (valid, not necessarily shortest). After a time-out the pass would
-    // outlast the budget: the checker's counterexamples are reported as they are.
     let path_model = DrModel::new(cfg.clone());
-    let failed: Vec<&'static PropertySpec> = if !complete {
-        Vec::new()
-    } else {
-        specs
-            .iter()
-            .copied()
-            .filter(|spec| spec.expectation() == Expectation::Always)
-            .filter(|spec| discoveries.contains_key(spec.name))
-            .collect()
-    };
-    let unwritable = SingleFault::ALL.map(Metric::Unwritable);
-    let worst_values: Vec<(Metric, u8)> = [Metric::DataLoss, Metric::OutageToWrites]
-        .into_iter()
-        .chain(unwritable)
-        .filter_map(|m| probe.worst(m).map(|v| (m, v)))
-        .filter(|_| complete)
-        .collect();
-    let targets: Vec<Target> = failed
-        .iter()
-        .map(|&spec| Target::Property(spec))
-        .chain(worst_values.iter().map(|&(m, v)| Target::Metric(m, v)))
-        .collect();
-    let path_started = Instant::now();
-    let mut paths = search::shortest_paths(&path_model, &targets).into_iter();
-    let path_seconds = path_started.elapsed().as_secs_f64();
-    let mut counterexamples: HashMap<&str, Vec<Action>> = HashMap::new();
-    for spec in &failed {
-        if let Some(Some(actions)) = paths.next() {
-            counterexamples.insert(spec.name, actions);
-        }
-    }
-    let worst_paths: Vec<Option<Vec<Action>>> = paths.collect();
     let timeline = |actions: &[Action]| search::timeline(&path_model, actions).ok();
-
     let properties = specs
         .iter()
-        .map(|spec| {
+        .zip(&findings.properties)
+        .map(|(spec, (found, actions))| {
             let expectation = spec.expectation();
-            let found = discoveries.contains_key(spec.name);
-            let actions = match expectation {
-                Expectation::Always if complete => counterexamples.get(spec.name),
-                _ => discoveries.get(spec.name),
-            };
             let violation = match (spec.check, actions) {
                 (Check::Always(f), Some(actions)) => search::replay(&path_model, actions)
                     .ok()
@@ -334,21 +288,21 @@ pub fn check(cfg: Config, opts: &CheckOptions, mut progress: impl FnMut(Progress
                 expectation,
                 holds: match expectation {
                     Expectation::Always => !found,
-                    Expectation::Sometimes => found,
+                    Expectation::Sometimes => *found,
                 },
                 violation,
-                path: actions.and_then(|a| timeline(a)),
+                path: actions.as_deref().and_then(timeline),
             }
         })
         .collect();
 
     let worst_case = |metric: Metric| -> Option<WorstCase> {
         let value = probe.worst(metric)?;
-        let path = worst_values
+        let path = findings
+            .worst_paths
             .iter()
-            .position(|&(m, _)| m == metric)
-            .and_then(|i| worst_paths.get(i).cloned().flatten())
-            .and_then(|a| timeline(&a));
+            .find(|(m, _)| *m == metric)
+            .and_then(|(_, actions)| timeline(actions));
         Some(WorstCase {
             minutes: cfg.minutes(u32::from(value)),
             saturated: matches!(metric, Metric::DataLoss | Metric::ForcedDataLoss)
@@ -377,19 +331,180 @@ pub fn check(cfg: Config, opts: &CheckOptions, mut progress: impl FnMut(Progress
     Report {
         complete,
         strategy: opts.strategy,
-        threads: opts.threads.max(1),
-        unique_states: unique,
-        total_states: total,
-        max_depth: depth,
-        seconds: elapsed.as_secs_f64(),
-        states_per_sec: rate(unique, elapsed),
-        path_seconds,
+        threads,
+        unique_states: findings.unique,
+        total_states: findings.total,
+        max_depth: findings.depth,
+        seconds: findings.elapsed.as_secs_f64(),
+        states_per_sec: rate(findings.unique, findings.elapsed),
+        path_seconds: findings.path_seconds,
         peak_memory_bytes: peak_memory_bytes(),
         params: cfg.params.clone(),
         bug: cfg.bug(),
         properties,
         worst,
         epochs_exceeded: probe.epochs_exceeded().then(|| cfg.max_epoch()),
+    }
+}
+
+/// What an exploration found, whichever way it explored.
+struct Findings {
+    unique: usize,
+    total: usize,
+    depth: usize,
+    /// Wall time of the exhaustive exploration.
+    elapsed: Duration,
+    /// Seconds spent on the paths afterwards.
+    path_seconds: f64,
+    /// Per property checked, in order: was it discovered (a violation of an `always`
+    /// property, an example of a `sometimes` one), and the path to the discovery.
+    properties: Vec<(bool, Option<Vec<Action>>)>,
+    /// A shortest path to the worst value of each metric of [`metrics_with_paths`] that some
+    /// state has (none after a time-out: the worst seen so far is not the worst).
+    worst_paths: Vec<(Metric, Vec<Action>)>,
+}
+
+/// The metrics whose worst case the report shows with a path (not the forced-failover loss:
+/// the grace period makes it deep and it is not bounded by any property).
+fn metrics_with_paths() -> impl Iterator<Item = Metric> {
+    [Metric::DataLoss, Metric::OutageToWrites]
+        .into_iter()
+        .chain(SingleFault::ALL.map(Metric::Unwritable))
+}
+
+/// How many states the depth-first dive for unbounded failovers visits at most before the
+/// breadth-first exploration: a few milliseconds' worth.
+const DIVE_BUDGET: usize = 10_000;
+
+/// Our breadth-first exploration on `threads` threads: one pass decides every property and
+/// measures the worst cases, and its tree gives a shortest path to each (every property's
+/// path is the shortest, a `sometimes` example's too). A depth-first dive goes first: where
+/// failovers repeat without bound, it meets the epoch bound at once, and the breadth-first
+/// exploration only after tens of millions of states.
+fn breadth_first(
+    model: &DrModel,
+    specs: &[&'static PropertySpec],
+    threads: usize,
+    progress: &mut dyn FnMut(Progress),
+) -> Findings {
+    let started = Instant::now();
+    if let Some(dive) = dive_to_epoch_bound(model, DIVE_BUDGET) {
+        // Failovers repeat without bound: the report says so, and nothing else.
+        return Findings {
+            unique: dive.unique_states,
+            total: dive.total_states,
+            depth: dive.max_depth,
+            elapsed: started.elapsed(),
+            path_seconds: 0.0,
+            properties: specs.iter().map(|_| (false, None)).collect(),
+            worst_paths: Vec::new(),
+        };
+    }
+    let targets: Vec<Target> = specs.iter().map(|&spec| Target::Property(spec)).collect();
+    let goals = Goals {
+        targets: &targets,
+        measure: true,
+        stop_when_found: false,
+    };
+    let exploration = explore(model, &goals, threads, progress);
+    let elapsed = started.elapsed();
+    let path_started = Instant::now();
+    let properties = (0..specs.len())
+        .map(|i| {
+            let path = exploration.path_to_target(model, i);
+            (exploration.reached(i), path)
+        })
+        .collect();
+    let worst_paths = if model.probe.cut() {
+        Vec::new()
+    } else {
+        metrics_with_paths()
+            .filter_map(|m| Some((m, exploration.worst(model, m)?.1?)))
+            .collect()
+    };
+    Findings {
+        unique: exploration.unique_states,
+        total: exploration.total_states,
+        depth: exploration.max_depth,
+        elapsed,
+        path_seconds: path_started.elapsed().as_secs_f64(),
+        properties,
+        worst_paths,
+    }
+}
+
+/// stateright's depth-first search (least memory), then a breadth-first pass that stops once
+/// it has a shortest counterexample for every failed `always` property and a shortest path to
+/// each worst case. Examples of `sometimes` properties are the checker's own paths (valid, not
+/// necessarily shortest). After a time-out the pass would outlast the budget: the checker's
+/// counterexamples are reported as they are.
+fn depth_first(
+    model: DrModel,
+    specs: &[&'static PropertySpec],
+    threads: usize,
+    progress: &mut dyn FnMut(Progress),
+) -> Findings {
+    let started = Instant::now();
+    let probe = model.probe.clone();
+    let path_model = DrModel::new(model.cfg.clone());
+    // Never finish early: the whole space is explored so that every property is decided
+    // (EXPLORE_ALL, never discovered, also keeps states past a violation expanding).
+    let checker = model
+        .checker()
+        .threads(threads)
+        .finish_when(HasDiscoveries::AllOf([EXPLORE_ALL].into()))
+        .spawn_dfs();
+    let Run {
+        mut discoveries,
+        unique,
+        total,
+        depth,
+    } = drive(checker, started, progress);
+    let elapsed = started.elapsed();
+    let complete = !probe.cut();
+
+    let failed: Vec<&'static PropertySpec> = specs
+        .iter()
+        .copied()
+        .filter(|spec| complete && spec.expectation() == Expectation::Always)
+        .filter(|spec| discoveries.contains_key(spec.name))
+        .collect();
+    let worst_values: Vec<(Metric, u8)> = metrics_with_paths()
+        .filter_map(|m| probe.worst(m).map(|v| (m, v)))
+        .filter(|_| complete)
+        .collect();
+    let targets: Vec<Target> = failed
+        .iter()
+        .map(|&spec| Target::Property(spec))
+        .chain(worst_values.iter().map(|&(m, v)| Target::Metric(m, v)))
+        .collect();
+    let path_started = Instant::now();
+    let mut paths = search::shortest_paths(&path_model, &targets, threads).into_iter();
+    for spec in &failed {
+        if let Some(Some(actions)) = paths.next() {
+            discoveries.insert(spec.name, actions);
+        }
+    }
+    let worst_paths = worst_values
+        .iter()
+        .zip(paths)
+        .filter_map(|(&(metric, _), path)| Some((metric, path?)))
+        .collect();
+    let path_seconds = path_started.elapsed().as_secs_f64();
+    Findings {
+        unique,
+        total,
+        depth,
+        elapsed,
+        path_seconds,
+        properties: specs
+            .iter()
+            .map(|spec| {
+                let path = discoveries.get(spec.name).cloned();
+                (path.is_some(), path)
+            })
+            .collect(),
+        worst_paths,
     }
 }
 
@@ -405,7 +520,7 @@ struct Run {
 fn drive(
     checker: impl Checker<DrModel>,
     started: Instant,
-    progress: &mut impl FnMut(Progress),
+    progress: &mut dyn FnMut(Progress),
 ) -> Run {
     let mut last_report = Instant::now();
     while !checker.is_done() {
@@ -439,4 +554,76 @@ pub fn peak_memory_bytes() -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn steps(path: &Option<Vec<Step>>) -> Option<Vec<Action>> {
+        path.as_ref()
+            .map(|steps| steps.iter().map(|s| s.action.clone()).collect())
+    }
+
+    fn assert_same_worst(a: &Option<WorstCase>, b: &Option<WorstCase>, what: &str) {
+        assert_eq!(a.is_some(), b.is_some(), "{what}");
+        if let (Some(a), Some(b)) = (a, b) {
+            assert_eq!((a.minutes, a.saturated), (b.minutes, b.saturated), "{what}");
+            assert_eq!(steps(&a.path), steps(&b.path), "{what}");
+        }
+    }
+
+    /// stateright's depth-first search followed by the breadth-first pass for the paths, and
+    /// the breadth-first exploration alone, explore the same space and report the same:
+    /// verdicts, worst cases, and the same shortest counterexamples and worst-case paths.
+    #[test]
+    fn both_strategies_report_the_same() {
+        for bug in [None, Some(Bug::RejoinNoTruncate)] {
+            let cfg = Params {
+                writes: 1,
+                bug,
+                ..Params::default()
+            }
+            .validate()
+            .expect("consistent parameters");
+            let run = |strategy| {
+                let opts = CheckOptions {
+                    strategy,
+                    threads: 2,
+                    ..CheckOptions::default()
+                };
+                check(cfg.clone(), &opts, |_| {})
+            };
+            let (dfs, bfs) = (run(Strategy::Dfs), run(Strategy::Bfs));
+            assert!(dfs.complete && bfs.complete);
+            assert_eq!(
+                (dfs.unique_states, dfs.total_states),
+                (bfs.unique_states, bfs.total_states)
+            );
+            for (d, b) in dfs.properties.iter().zip(&bfs.properties) {
+                assert_eq!((d.name, d.holds), (b.name, b.holds));
+                assert_eq!(d.violation, b.violation, "{}", d.name);
+                if d.expectation == Expectation::Always {
+                    assert_eq!(steps(&d.path), steps(&b.path), "{}", d.name);
+                } else {
+                    // The checker's example is not necessarily the shortest.
+                    let len = |p: &PropertyReport| p.path.as_ref().map(Vec::len);
+                    assert!(len(b) <= len(d), "{}", d.name);
+                }
+            }
+            if bug.is_some() {
+                assert!(bfs.properties.iter().any(|p| !p.holds && p.path.is_some()));
+            }
+            let (dw, bw) = (&dfs.worst, &bfs.worst);
+            assert_eq!(dw.rto_waived, bw.rto_waived);
+            assert_same_worst(&dw.data_loss, &bw.data_loss, "data loss");
+            assert_same_worst(&dw.outage_to_writes, &bw.outage_to_writes, "outage");
+            assert_same_worst(&dw.forced_data_loss, &bw.forced_data_loss, "forced loss");
+            assert_eq!(dw.unwritable.len(), bw.unwritable.len());
+            for (d, b) in dw.unwritable.iter().zip(&bw.unwritable) {
+                assert_eq!(d.fault, b.fault);
+                assert_same_worst(&Some(d.worst.clone()), &Some(b.worst.clone()), "unwritable");
+            }
+        }
+    }
 }

@@ -5,7 +5,9 @@
 //! - [`state`], [`action`]: what a state holds and the steps between states;
 //! - [`protocol`]: the steps as plain functions (regions, control plane, environment, clock);
 //! - [`model`]: the stateright `Model`;
-//! - [`check`]: the exhaustive check and its report; [`search`]: shortest paths;
+//! - [`check`]: the exhaustive check and its report; [`explore`]: the breadth-first
+//!   exploration on several threads that remembers how it reached every state;
+//!   [`fingerprint`]: how states are told apart; [`search`]: shortest paths and timelines;
 //! - [`svg`]: the Explorer's sequence diagram of a path.
 
 #![warn(missing_docs)]
@@ -14,6 +16,8 @@ pub mod action;
 pub mod canonical;
 pub mod check;
 pub mod config;
+pub mod explore;
+pub mod fingerprint;
 pub mod model;
 pub mod protocol;
 pub mod search;

@@ -60,6 +60,22 @@ impl DrModel {
         DrState::initial(&self.cfg)
     }
 
+    /// Is `s` explored? Not once the time budget has run out, nor past the epoch bound (see
+    /// `within_boundary`, which also lets the probe observe `s`); the probe records why not.
+    pub(crate) fn admits(&self, s: &DrState) -> bool {
+        if self.probe.expired() {
+            self.probe.mark_cut();
+            return false;
+        }
+        if s.view.routing.epoch > self.max_epoch {
+            self.probe.epochs_exceeded.store(true, Ordering::Relaxed);
+            self.probe.mark_cut();
+            self.probe.expire();
+            return false;
+        }
+        true
+    }
+
     /// Every enabled step from `s` with its successor, in a fixed order.
     pub fn successors(&self, s: &DrState) -> Vec<(Action, DrState)> {
         let mut candidates = Vec::new();
@@ -187,6 +203,28 @@ impl Probe {
         let i = Metric::ALL.iter().position(|&m| m == metric)?;
         self.worst[i].load(Ordering::Relaxed).checked_sub(1)
     }
+
+    /// Records that some state has `value` for `Metric::ALL[i]`.
+    pub(crate) fn record_worst(&self, i: usize, value: u8) {
+        if let Some(slot) = self.worst.get(i) {
+            slot.fetch_max(value.saturating_add(1), Ordering::Relaxed);
+        }
+    }
+
+    /// Records that the RPO guard refused an automatic failover in some state.
+    pub(crate) fn record_rto_waived(&self) {
+        self.rto_waived.store(true, Ordering::Relaxed);
+    }
+
+    /// Has the exploration been stopped ([`Probe::expire`])?
+    pub(crate) fn expired(&self) -> bool {
+        self.expired.load(Ordering::Relaxed)
+    }
+
+    /// Records that some state was left unexplored.
+    pub(crate) fn mark_cut(&self) {
+        self.cut.store(true, Ordering::Relaxed);
+    }
 }
 
 /// The name of a property that always holds, which the checker's model lists after the
@@ -288,14 +326,7 @@ impl Model for DrModel {
     /// exploration stops there (rather than growing with every epoch, or overflowing it) and
     /// the report says why.
     fn within_boundary(&self, s: &DrState) -> bool {
-        if self.probe.expired.load(Ordering::Relaxed) {
-            self.probe.cut.store(true, Ordering::Relaxed);
-            return false;
-        }
-        if s.view.routing.epoch > self.max_epoch {
-            self.probe.epochs_exceeded.store(true, Ordering::Relaxed);
-            self.probe.cut.store(true, Ordering::Relaxed);
-            self.probe.expire();
+        if !self.admits(s) {
             return false;
         }
         self.probe.observe(s);

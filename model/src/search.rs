@@ -1,13 +1,11 @@
 //! Shortest paths, found by our own breadth-first search: stateright 0.31.0 overwrites its
 //! discoveries with later (longer) paths, so its paths are valid but not minimal.
 
-use std::collections::HashSet;
-use std::hash::{BuildHasherDefault, Hash, Hasher};
-
 use drcheck_properties::{describe_changes, Expectation, PropertySpec};
 use serde::Serialize;
 
 use crate::action::{Action, Actor};
+use crate::explore::{explore, Goals};
 use crate::model::{DrModel, Metric};
 use crate::protocol;
 use crate::state::DrState;
@@ -22,7 +20,8 @@ pub enum Target {
 }
 
 impl Target {
-    fn reached(&self, model: &DrModel, s: &DrState) -> bool {
+    /// Does `s` reach the target?
+    pub fn reached(&self, model: &DrModel, s: &DrState) -> bool {
         match *self {
             Target::Property(spec) => {
                 let holds = spec.holds_in(&s.view, &model.bounds);
@@ -36,109 +35,27 @@ impl Target {
     }
 }
 
-/// A fast, deterministic hasher (the multiply-rotate scheme of rustc's FxHash): the states
-/// are not attacker-controlled, and hashing every successor is a sizeable share of the
-/// search's cost (about 15% less time than SipHash on the default model).
-#[derive(Default)]
-struct FxHasher(u64);
-
-impl Hasher for FxHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.write_u64(u64::from_le_bytes(word));
-        }
-    }
-
-    fn write_u8(&mut self, n: u8) {
-        self.write_u64(u64::from(n));
-    }
-
-    fn write_usize(&mut self, n: usize) {
-        self.write_u64(n as u64);
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-fn fingerprint(s: &DrState) -> u64 {
-    let mut h = FxHasher::default();
-    s.hash(&mut h);
-    h.finish()
-}
-
-/// Fingerprints are already well mixed: use them as they are.
-#[derive(Default)]
-struct Identity(u64);
-
-impl Hasher for Identity {
-    fn write(&mut self, _: &[u8]) {
-        unreachable!("only u64 fingerprints are hashed")
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
 /// For each target, the actions of a shortest path from the initial state to a state that
-/// reaches it (`None` if no reachable state does).
-pub fn shortest_paths(model: &DrModel, targets: &[Target]) -> Vec<Option<Vec<Action>>> {
-    let mut found: Vec<Option<Vec<Action>>> = vec![None; targets.len()];
+/// reaches it (`None` if no reachable state does), found by a breadth-first search on
+/// `threads` threads that stops at the level where the last target is first reached. The
+/// paths are those a single thread would find: the first in breadth-first order.
+pub fn shortest_paths(
+    model: &DrModel,
+    targets: &[Target],
+    threads: usize,
+) -> Vec<Option<Vec<Action>>> {
     if targets.is_empty() {
-        return found;
+        return Vec::new();
     }
-    // Node i: (parent node, action that led here); the root has no parent.
-    let mut nodes: Vec<(u32, Option<Action>)> = vec![(0, None)];
-    let mut seen: HashSet<u64, BuildHasherDefault<Identity>> = HashSet::default();
-    let init = model.initial();
-    seen.insert(fingerprint(&init));
-    let mut frontier = vec![(init, 0u32)];
-    let mut remaining = targets.len();
-    while !frontier.is_empty() && remaining > 0 {
-        let mut next_frontier = Vec::new();
-        for (state, node) in frontier {
-            for (i, target) in targets.iter().enumerate() {
-                if found[i].is_none() && target.reached(model, &state) {
-                    found[i] = Some(actions_to(&nodes, node));
-                    remaining -= 1;
-                }
-            }
-            if remaining == 0 {
-                break;
-            }
-            for (action, succ) in model.successors(&state) {
-                if seen.insert(fingerprint(&succ)) {
-                    let id = u32::try_from(nodes.len()).unwrap_or(u32::MAX);
-                    nodes.push((node, Some(action)));
-                    next_frontier.push((succ, id));
-                }
-            }
-        }
-        frontier = next_frontier;
-    }
-    found
-}
-
-fn actions_to(nodes: &[(u32, Option<Action>)], mut node: u32) -> Vec<Action> {
-    let mut actions = Vec::new();
-    while let (parent, Some(action)) = &nodes[node as usize] {
-        actions.push(action.clone());
-        node = *parent;
-    }
-    actions.reverse();
-    actions
+    let goals = Goals {
+        targets,
+        measure: false,
+        stop_when_found: true,
+    };
+    let exploration = explore(model, &goals, threads, &mut |_| {});
+    (0..targets.len())
+        .map(|i| exploration.path_to_target(model, i))
+        .collect()
 }
 
 /// One step of a readable timeline.
