@@ -143,8 +143,8 @@ impl ControlMachine {
                     return Err(StepRefusal::NotDrained);
                 }
             }
-            // The drain timeout passed since the fence was confirmed, and the target has not
-            // drained.
+            // The drain timeout passed since the fence was confirmed and the target has not
+            // drained, or since the switchover started and the fence is unconfirmed.
             ControlStep::AbortSwitchover => {
                 let Phase::Switchover { drained, .. } = self.phase else {
                     return Err(StepRefusal::NoFencedSwitchover);
