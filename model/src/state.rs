@@ -41,7 +41,7 @@ pub struct Report {
 impl Report {
     /// Does the sender act as a primary (fenced or not)?
     pub fn ships(&self) -> bool {
-        matches!(self.role, Role::Primary | Role::Fenced)
+        self.role.ships()
     }
 }
 

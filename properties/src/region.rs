@@ -29,6 +29,14 @@ pub enum Role {
     Stale,
 }
 
+impl Role {
+    /// Does a region in this role act as its epoch's primary, fenced or not (it ships its log,
+    /// counts secondaries in sync, and reports contact with itself)?
+    pub fn ships(self) -> bool {
+        matches!(self, Role::Primary | Role::Fenced)
+    }
+}
+
 /// One entry of a region's log. Its index is its position in the log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Entry {

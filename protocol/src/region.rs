@@ -427,7 +427,7 @@ impl RegionMachine {
     }
 
     fn ships(&self) -> bool {
-        matches!(self.durable.role, Role::Primary | Role::Fenced)
+        self.durable.role.ships()
     }
 
     /// Time passes: the lease may run out, a heartbeat may be due, entries are (re)shipped.

@@ -207,7 +207,7 @@ impl Deployment {
             let Some(primary) = primary.as_ref() else {
                 continue;
             };
-            if !matches!(primary.role, Role::Primary | Role::Fenced) {
+            if !primary.role.ships() {
                 continue;
             }
             let primary_now = now.saturating_sub(self.regions[p].lag);

@@ -279,7 +279,7 @@ fn leave_out(next: &mut DrState, r: u8) {
     let p = next.view.routing.primary;
     let epoch = next.view.routing.epoch;
     let primary = next.region(p);
-    let ships = matches!(primary.role, Role::Primary | Role::Fenced);
+    let ships = primary.role.ships();
     if reaches(next, p) && ships && primary.epoch == epoch {
         next.volatile[usize::from(p)].in_sync &= !(1 << r);
     }
@@ -449,7 +449,7 @@ fn can_rejoin(s: &DrState, r: u8) -> bool {
     let (region, primary) = (s.region(r), s.region(p));
     reaches(s, r)
         && region.epoch < routing.epoch
-        && matches!(primary.role, Role::Primary | Role::Fenced)
+        && primary.role.ships()
         && primary.epoch == routing.epoch
         && s.connected(r, p)
 }
@@ -688,9 +688,8 @@ fn failback_watched(s: &DrState, target: u8) -> bool {
     let routing = &s.view.routing;
     let p = routing.primary;
     let (t, primary) = (s.region(target), s.region(p));
-    let up = |r: &drcheck_properties::RegionView| r.status == Status::Up;
-    up(t)
-        && up(primary)
+    reaches(s, target)
+        && reaches(s, p)
         && !s.view.partitioned
         && t.role == Role::Secondary
         && t.epoch == routing.epoch
@@ -717,7 +716,7 @@ pub fn fence(s: &DrState) -> Option<DrState> {
         return None;
     };
     let p = s.view.routing.primary;
-    if s.region(p).status != Status::Up || s.region(p).role != Role::Primary {
+    if !reaches(s, p) || s.region(p).role != Role::Primary {
         return None;
     }
     let mut next = s.clone();

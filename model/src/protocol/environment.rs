@@ -3,7 +3,7 @@
 
 use drcheck_properties::{Status, View};
 
-use drcheck_properties::{Bug, Role};
+use drcheck_properties::Bug;
 
 use crate::config::Config;
 use crate::state::{ControlPlane, DrState, Phase, Volatile, UNKNOWN_PREFIX};
@@ -85,7 +85,7 @@ pub fn restart_control(cfg: &Config, s: &DrState) -> Option<DrState> {
     let epoch = next.view.regions.iter().map(|r| r.epoch).max()?;
     let primary = (0..next.region_count()).find(|&r| {
         let region = next.region(r);
-        region.epoch == epoch && matches!(region.role, Role::Primary | Role::Fenced)
+        region.epoch == epoch && region.role.ships()
     })?;
     next.view.routing.epoch = epoch;
     next.view.routing.primary = primary;

@@ -63,7 +63,7 @@ pub fn old_prefix(cfg: &Config, s: &DrState, r: u8) -> u8 {
 /// What region `r` would report in a heartbeat now.
 pub fn report(cfg: &Config, s: &DrState, r: u8) -> Report {
     let region = s.region(r);
-    let ships = matches!(region.role, Role::Primary | Role::Fenced);
+    let ships = region.role.ships();
     let v = &s.volatile[usize::from(r)];
     let mut unconfirmed = [None; MAX_REGIONS];
     let in_sync = if ships { v.in_sync } else { 0 };
@@ -143,7 +143,7 @@ pub fn reapply(cfg: &Config, s: &DrState, w: u8) -> Option<DrState> {
 /// Can `from` ship to `to` now, and what would it change?
 fn replication_gap(s: &DrState, from: u8, to: u8) -> Option<usize> {
     let (src, dst) = (s.region(from), s.region(to));
-    let ships = matches!(src.role, Role::Primary | Role::Fenced);
+    let ships = src.role.ships();
     if from == to
         || !ships
         || dst.role != Role::Secondary

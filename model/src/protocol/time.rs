@@ -96,7 +96,7 @@ fn send_heartbeats(cfg: &Config, next: &mut DrState) {
     next.heartbeats.sort();
     for p in senders {
         let (epoch, role) = (next.region(p).epoch, next.region(p).role);
-        if !matches!(role, Role::Primary | Role::Fenced) {
+        if !role.ships() {
             continue;
         }
         for r in 0..next.region_count() {

@@ -107,7 +107,7 @@ impl ControlMachine {
         if self.failed(self.routing.compute) {
             self.move_compute(r, ComputeMove::FirstHealthyHeard, fx);
         }
-        if hb.epoch > self.routing.epoch && matches!(hb.role, Role::Primary | Role::Fenced) {
+        if hb.epoch > self.routing.epoch && hb.role.ships() {
             // The stores it recovered from were behind (a promotion it did not see): the
             // region that acts as primary of a newer epoch is the primary.
             self.routing.epoch = hb.epoch;
@@ -172,7 +172,7 @@ impl ControlMachine {
             );
         }
         self.old_prefix = Some(hb.old_prefix);
-        if matches!(hb.role, Role::Primary | Role::Fenced) {
+        if hb.role.ships() {
             self.primary_runs = Some(hb.runs.clone());
             self.primary_confirmed = true;
         }
@@ -219,9 +219,9 @@ impl ControlMachine {
         if r == primary || self.failed(primary) || !fresh {
             return None;
         }
-        let report = self.report(primary).filter(|h| {
-            h.epoch == self.routing.epoch && matches!(h.role, Role::Primary | Role::Fenced)
-        })?;
+        let report = self
+            .report(primary)
+            .filter(|h| h.epoch == self.routing.epoch && h.role.ships())?;
         if !report.in_sync.contains(&r) {
             return None;
         }

@@ -251,7 +251,7 @@ pub fn recover_routing(stores: &[Option<(Epoch, Role)>]) -> Option<(Epoch, u8)> 
             .find(|&&(_, e, role)| e == epoch && want(role))
             .map(|&(r, _, _)| r)
     };
-    if let Some(primary) = at_newest(&|role| matches!(role, Role::Primary | Role::Fenced)) {
+    if let Some(primary) = at_newest(&|role: Role| role.ships()) {
         return Some((epoch, primary));
     }
     // Nobody took office in the newest epoch: its primary was told to stand down for a
