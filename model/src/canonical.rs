@@ -1,7 +1,7 @@
 //! One representative per class of states that no step or property tells apart: fields that
 //! nothing will read are set to a fixed value before a state is hashed. Each erasure below
-//! says why nothing reads the field; `tests/it/canonical.rs` checks that the check's verdicts
-//! and worst cases do not change.
+//! says why nothing reads the field; `tests/it/canonical.rs` checks that a state with those
+//! fields set otherwise has the same successors, step for step.
 
 use drcheck_properties::{Bug, Role};
 
@@ -21,18 +21,13 @@ fn reads_primary_log_end(cfg: &Config) -> bool {
 }
 
 /// What a report of a primary (fenced or not) keeps: the control plane reads its role,
-/// epoch, in-sync set and lags; its `old_prefix` is copied into the control plane's own on
-/// arrival (so only a heartbeat in flight keeps it); its contact is always true; its length
-/// and last entry only the bugs of [`reads_primary_log_end`] read.
-fn canonical_report(cfg: &Config, report: &mut Report, in_flight: bool) {
-    if report.ships() {
-        if !in_flight {
-            report.old_prefix = 0;
-        }
-        if !reads_primary_log_end(cfg) {
-            report.len = 0;
-            report.last = None;
-        }
+/// epoch, in-sync set, lags and `old_prefix` (which a rejoin keeps, and a later promotion
+/// reads); its contact is always true; its length and last entry only the bugs of
+/// [`reads_primary_log_end`] read (a rejoin replaces both).
+fn canonical_report(cfg: &Config, report: &mut Report) {
+    if report.ships() && !reads_primary_log_end(cfg) {
+        report.len = 0;
+        report.last = None;
     }
 }
 
@@ -48,18 +43,9 @@ pub fn canonicalize(cfg: &Config, s: &mut DrState) {
         }
     }
     for report in s.control.reports.iter_mut().flatten() {
-        canonical_report(cfg, report, false);
+        canonical_report(cfg, report);
     }
     for hb in &mut s.heartbeats {
-        canonical_report(cfg, &mut hb.report, true);
-    }
-    // An offered rejoin is remembered only to offer it once per report that shows the region
-    // behind; for a report that does not, the memory is never read.
-    let epoch = s.view.routing.epoch;
-    for (r, report) in s.control.reports.iter().enumerate() {
-        let behind = report.is_some_and(|h| h.epoch < epoch || h.role == Role::Stale);
-        if !behind {
-            s.control.rejoin_offered &= !(1 << r);
-        }
+        canonical_report(cfg, &mut hb.report);
     }
 }
