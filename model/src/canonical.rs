@@ -34,7 +34,8 @@ fn canonical_report(cfg: &Config, report: &mut Report) {
 /// Sets every field nothing will read to a fixed value.
 pub fn canonicalize(cfg: &Config, s: &mut DrState) {
     let cap = cfg.contact_cap();
-    for (r, v) in s.volatile.iter_mut().enumerate() {
+    let n = usize::from(s.region_count());
+    for (r, v) in s.volatile[..n].iter_mut().enumerate() {
         // Only a secondary's time since it heard its primary is ever reported (a primary
         // reports contact regardless); a region becomes a secondary only by a rejoin, which
         // sets it.

@@ -34,7 +34,8 @@ fn walk_states(cfg: &Config, walks: u64, depth: usize) -> Vec<DrState> {
 /// `s` with every field `canonicalize` erases set to something else.
 fn perturbed(cfg: &Config, s: &DrState) -> DrState {
     let mut t = s.clone();
-    for (r, v) in t.volatile.iter_mut().enumerate() {
+    let n = t.view.regions.len();
+    for (r, v) in t.volatile[..n].iter_mut().enumerate() {
         if t.view.regions[r].role != Role::Secondary {
             v.heard = 0;
         }
