@@ -225,7 +225,7 @@ impl DrState {
                 phase: Phase::Normal,
                 // A new deployment: the control plane knows how every region starts.
                 reports: std::array::from_fn(|r| {
-                    (r < n).then(|| Report {
+                    (r < n).then_some(Report {
                         epoch: 1,
                         role: if r == 0 {
                             Role::Primary
