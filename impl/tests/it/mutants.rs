@@ -183,7 +183,10 @@ async fn scenario(run: &mut Run, mutant: Mutant) {
         Mutant::RejoinNoTruncate | Mutant::RejoinNoQuarantine | Mutant::RejoinMerge => {
             failover_and_rejoin(run).await;
         }
-        Mutant::FailbackNoDrain => {
+        // The write's replication is held back past the fence: the correct control plane
+        // waits for the fenced primary to report it drained; `failback-stale-last-entry`
+        // promotes the target on the reports, which show both at the log end before the write.
+        Mutant::FailbackNoDrain | Mutant::FailbackStaleLastEntry => {
             failover_and_rejoin(run).await;
             run.minutes(3).await;
             // A write whose replication to region 0 is held back, then the failback request:

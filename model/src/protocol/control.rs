@@ -591,7 +591,8 @@ pub fn failback_target_ok(s: &DrState, target: u8) -> bool {
 }
 
 /// Did `target` report the same log end as the primary? (What `--bug
-/// failback-needs-caught-up` wants before it starts a switchover.)
+/// failback-needs-caught-up` wants before it starts a switchover, and what `--bug
+/// failback-unfenced` and `--bug failback-stale-last-entry` take for drained.)
 fn reports_caught_up(s: &DrState, target: u8) -> bool {
     let p = s.view.routing.primary;
     let reports = s.control.report(target).zip(s.control.report(p));
@@ -755,7 +756,11 @@ pub fn complete_switchover(cfg: &Config, s: &DrState) -> Option<DrState> {
     if !fenced && !unfenced {
         return None;
     }
-    let ready = drained(s, target) || unfenced || cfg.has_bug(Bug::FailbackNoDrain);
+    // Under `--bug failback-stale-last-entry`, fenced, the target's report of the log end the
+    // primary last reported will do: that report may predate the fence.
+    let stale_end =
+        fenced && cfg.has_bug(Bug::FailbackStaleLastEntry) && reports_caught_up(s, target);
+    let ready = drained(s, target) || unfenced || stale_end || cfg.has_bug(Bug::FailbackNoDrain);
     if !ready || s.control.is_failed(target) {
         return None;
     }

@@ -47,7 +47,7 @@ fn scenario(bug: Bug) -> Params {
             ..base
         },
         // Failover, then a write races the operator's failback request.
-        Bug::FailbackNoDrain => Params {
+        Bug::FailbackNoDrain | Bug::FailbackStaleLastEntry => Params {
             writes: 1,
             failbacks: 1,
             isolation: false,
@@ -270,9 +270,14 @@ fn a_candidate_of_an_older_epoch_promises_a_failover_nobody_can_take() {
 }
 
 #[test]
+fn a_drain_judged_on_the_last_reports_loses_a_write_taken_before_the_fence() {
+    assert_caught(Bug::FailbackStaleLastEntry, 25);
+}
+
+#[test]
 fn every_bug_has_a_test_and_names_a_known_property() {
     // The list above covers Bug::ALL: adding a bug without a test fails here.
-    assert_eq!(Bug::ALL.len(), 18);
+    assert_eq!(Bug::ALL.len(), 19);
     for bug in Bug::ALL {
         assert!(
             drcheck_properties::property(bug.caught_by()).is_some(),
