@@ -424,7 +424,7 @@ fn list_bugs_names_each_bug_and_the_property_that_catches_it() {
     assert_eq!(out.code, 0, "stderr: {}", out.stderr);
     assert!(out.stderr.is_empty(), "stderr: {}", out.stderr);
     let lines: Vec<&str> = out.stdout.lines().collect();
-    assert_eq!(lines.len(), 17, "{}", out.stdout);
+    assert_eq!(lines.len(), 19, "{}", out.stdout);
     assert_eq!(lines.len(), Bug::ALL.len());
     for (line, bug) in lines.iter().zip(Bug::ALL) {
         let words: Vec<&str> = line.split_whitespace().collect();

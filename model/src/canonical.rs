@@ -15,6 +15,7 @@ fn reads_primary_log_end(cfg: &Config) -> bool {
         Bug::FailbackNeedsCaughtUp,
         Bug::AutoDataFailback,
         Bug::FailbackUnfenced,
+        Bug::FailbackStaleLastEntry,
     ]
     .iter()
     .any(|&b| cfg.has_bug(b))
