@@ -40,11 +40,13 @@ fn canonical_report(cfg: &Config, report: &mut Report) {
 /// control plane forgets having confirmed the primary only when it takes a new epoch, or when
 /// it restarts (which drops the stored reports, not those in flight, hence `in_flight`). A
 /// rejoin, which turns such a report into a candidate's, replaces both fields.
-fn log_end_unread(s: &DrState, report: &Report, in_flight: bool) -> bool {
+fn log_end_unread(cfg: &Config, s: &DrState, report: &Report, in_flight: bool) -> bool {
     let epoch = s.view.routing.epoch;
     let restarts = in_flight && s.budget.cp_restarts > 0;
     match report.role {
         Role::Stale => true,
+        // (Under `--bug candidate-any-epoch`, a secondary of any epoch is a candidate.)
+        Role::Secondary if cfg.has_bug(Bug::CandidateAnyEpoch) => false,
         Role::Secondary => {
             report.epoch + 1 < epoch
                 || (report.epoch + 1 == epoch && s.control.confirmed && !restarts)
@@ -93,7 +95,7 @@ pub fn canonicalize(cfg: &Config, s: &mut DrState) {
             continue;
         };
         canonical_report(cfg, &mut report);
-        if log_end_unread(s, &report, false) {
+        if log_end_unread(cfg, s, &report, false) {
             report.len = 0;
             report.last = None;
         }
@@ -108,7 +110,7 @@ pub fn canonicalize(cfg: &Config, s: &mut DrState) {
     for i in 0..s.heartbeats.len() {
         let mut report = s.heartbeats[i].report;
         canonical_report(cfg, &mut report);
-        if log_end_unread(s, &report, true) {
+        if log_end_unread(cfg, s, &report, true) {
             report.len = 0;
             report.last = None;
         }

@@ -260,8 +260,10 @@ fn reduction_keeps_every_verdict_worst_case_and_shortest_path_length() {
         (partition.clone(), Some(Bug::NoSyncTimeout)),
         (partition, Some(Bug::NoRpoGuard)),
         (failback.clone(), None),
-        (failback, Some(Bug::FailbackNeedsCaughtUp)),
-        (three_regions, None),
+        (failback.clone(), Some(Bug::FailbackNeedsCaughtUp)),
+        (failback, Some(Bug::FailbackStaleLastEntry)),
+        (three_regions.clone(), None),
+        (three_regions, Some(Bug::CandidateAnyEpoch)),
     ];
     for (params, bug) in cases {
         let cfg = Params { bug, ..params }.validate().expect("consistent");
