@@ -17,6 +17,13 @@ fn scenario(bug: Bug) -> Params {
         reapplies: 0,
         ..Params::default()
     };
+    // A tighter RTO (and sync timeout, to keep the rules) shortens a counterexample that
+    // waits for the RTO to pass.
+    let tight_rto = Timing {
+        rto: 12,
+        sync_timeout: 8,
+        ..Timing::default()
+    };
     match bug {
         // Writes pile up unconfirmed behind a partition, then the primary fails and the
         // operator forces a failover (at once: no grace period, for a short path).
@@ -112,21 +119,13 @@ fn scenario(bug: Bug) -> Params {
         Bug::CandidateAnyEpoch => Params {
             regions: 3,
             outages: 2,
-            timing: Timing {
-                rto: 12,
-                sync_timeout: 8,
-                ..Timing::default()
-            },
+            timing: tight_rto,
             isolation: false,
             ..base
         },
         // The operator may wait for ever: the RTO is what says that is not good enough.
         Bug::NoAutoFailover => Params {
-            timing: Timing {
-                rto: 12,
-                sync_timeout: 8,
-                ..Timing::default()
-            },
+            timing: tight_rto,
             isolation: false,
             ..base
         },

@@ -97,19 +97,7 @@ fn erased_fields_change_no_successor() {
         // Short timeouts, so that walks reach what long ones put deep: secondaries left out
         // of sync, grace periods over, a restarted control plane.
         Params {
-            timing: Timing {
-                heartbeat: 1,
-                delay: 1,
-                detection: 3,
-                lease: 3,
-                skew: 0,
-                throttle: 2,
-                rpo: 5,
-                rto: 10,
-                grace: 2,
-                drain_timeout: 2,
-                sync_timeout: 3,
-            },
+            timing: short_timing(),
             cp_restarts: 1,
             isolation: false,
             ..Params::default()
@@ -117,19 +105,7 @@ fn erased_fields_change_no_successor() {
         // The same with three regions and two outages: promotions that do not arrive, and
         // candidates among the secondaries of the epoch before.
         Params {
-            timing: Timing {
-                heartbeat: 1,
-                delay: 1,
-                detection: 3,
-                lease: 3,
-                skew: 0,
-                throttle: 2,
-                rpo: 5,
-                rto: 10,
-                grace: 2,
-                drain_timeout: 2,
-                sync_timeout: 3,
-            },
+            timing: short_timing(),
             regions: 3,
             outages: 2,
             cp_restarts: 1,
