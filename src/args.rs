@@ -30,6 +30,10 @@ pub enum Command {
     Replay(ShowArgs),
     /// Write a seeded random walk of the model as a trace file (for `replay`).
     Walk(WalkArgs),
+    /// Judge every property along many seeded random walks of the model: for configurations
+    /// too large to check exhaustively (a sample, with its coverage stated; exit 1 if a walk
+    /// violates an `always` property).
+    Simulate(SimulateArgs),
     /// Check that an implementation's JSON-lines event log is a behaviour of the model
     /// (exit 1 at the first event none explains).
     Validate(ValidateArgs),
@@ -180,6 +184,39 @@ pub struct WalkArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// How many walks.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub walks: u64,
+    /// The most steps a walk takes.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub depth: u64,
+    /// Walk i uses seed SEED + i (`drcheck walk --seed SEED+i` writes it out).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Threads (default: the number of cores).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub threads: Option<u16>,
+    /// Stop starting walks after this many seconds.
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<u64>,
+    /// Print one JSON object on stdout instead of the text report.
+    #[arg(long)]
+    pub json: bool,
+    /// No progress line on stderr.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Skip the consistency rules of the timing parameters.
+    #[arg(long)]
+    pub allow_inconsistent: bool,
+    /// Write a trace file per violated property into DIR.
+    #[arg(long, value_name = "DIR")]
+    pub trace_out: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub model: ModelArgs,
+}
+
+#[derive(Debug, Args)]
 pub struct ValidateArgs {
     /// A deployment's event log (JSON lines, as `DeploymentConfig::event_log` writes it).
     pub log: std::path::PathBuf,
@@ -218,6 +255,11 @@ pub struct CheckArgs {
     /// Stop exploring after this many seconds (the report then says incomplete).
     #[arg(long, value_name = "SECS")]
     pub timeout: Option<u64>,
+    /// Explore only the states within N steps of the start (breadth first; the report then
+    /// says incomplete if any state lies beyond). For spaces too large to exhaust; see also
+    /// `drcheck simulate`.
+    #[arg(long, value_name = "N", conflicts_with = "dfs")]
+    pub depth: Option<usize>,
     /// Skip the consistency rules of the timing parameters (to explore their boundaries).
     #[arg(long)]
     pub allow_inconsistent: bool,

@@ -36,6 +36,7 @@ pub fn run(args: &CheckArgs) -> Result<ExitCode> {
         threads: args.threads.map_or_else(default_threads, usize::from),
         property,
         timeout: args.timeout.map(Duration::from_secs),
+        max_steps: args.depth,
     };
     let show_progress = !args.quiet;
     let report = check(config, &opts, |p: Progress| {
@@ -74,14 +75,24 @@ pub fn run(args: &CheckArgs) -> Result<ExitCode> {
     } else {
         print!("{}", render::report(&report));
     }
-    Ok(if report.all_hold() {
+    Ok(if report.passed() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     })
 }
 
-fn default_threads() -> usize {
+/// How this run was asked for, as a trace file records it.
+pub fn command_line() -> String {
+    let args = std::env::args()
+        .skip(1)
+        .map(|a| if a.contains(' ') { format!("'{a}'") } else { a })
+        .collect::<Vec<_>>()
+        .join(" ");
+    format!("drcheck {args}")
+}
+
+pub fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
@@ -121,11 +132,7 @@ fn write_traces(
             }
         }
     }
-    let command = std::env::args()
-        .skip(1)
-        .map(|a| if a.contains(' ') { format!("'{a}'") } else { a })
-        .collect::<Vec<_>>()
-        .join(" ");
+    let command = command_line();
     let mut written = Vec::new();
     for (finding, path) in findings {
         let actions: Vec<_> = path.iter().map(|s| s.action.clone()).collect();
@@ -134,7 +141,7 @@ fn write_traces(
             args.allow_inconsistent,
             finding,
             &actions,
-            Some(format!("drcheck {command}")),
+            Some(command.clone()),
         )?;
         let out = dir.join(drcheck_traces::file_name(&report.params, &file.finding));
         file.write(&out)?;

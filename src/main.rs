@@ -7,6 +7,7 @@ mod render;
 mod replay_cmd;
 mod service_cmd;
 mod show_cmd;
+mod simulate_cmd;
 mod validate_cmd;
 mod walk_cmd;
 
@@ -37,6 +38,7 @@ fn main() -> ExitCode {
         Command::Replay(args) => replay_cmd::run(&args),
         Command::Validate(args) => validate_cmd::run(&args),
         Command::Walk(args) => walk_cmd::run(&args),
+        Command::Simulate(args) => simulate_cmd::run(&args),
         Command::Serve(args) => service_cmd::serve(&args),
         Command::Region(args) => service_cmd::region(&args),
         Command::Control(args) => service_cmd::control(&args),

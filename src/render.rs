@@ -4,6 +4,7 @@ use std::fmt::Write;
 
 use drcheck_model::check::{Report, WorstCase};
 use drcheck_model::search::Step;
+use drcheck_model::simulate::Simulation;
 use drcheck_model::{Action, Bug};
 use drcheck_properties::Expectation;
 
@@ -21,6 +22,90 @@ pub fn bug_list() -> String {
         );
     }
     out
+}
+
+/// The text report of a simulation.
+pub fn simulation(r: &Simulation) -> String {
+    let mut out = String::new();
+    let p = &r.params;
+    let _ = writeln!(
+        out,
+        "drcheck simulate: {} regions, {} writes, {} outage(s), {} partition(s), {} failback(s); tick {} min{}",
+        p.regions,
+        p.writes,
+        p.outages,
+        p.partitions,
+        p.failbacks,
+        p.tick,
+        r.bug.map(|b| format!(", --bug {b}")).unwrap_or_default()
+    );
+    let _ = writeln!(
+        out,
+        "NOT EXHAUSTIVE: {} of {} random walks of at most {} steps from seed {}{}",
+        r.walks_done,
+        r.walks,
+        r.depth,
+        r.seed,
+        if r.timed_out {
+            " (the time budget ran out)"
+        } else {
+            ""
+        }
+    );
+    let _ = writeln!(
+        out,
+        "{} steps, {} distinct states, {} walk(s) stuck, {:.2}s ({:.0} steps/s){}",
+        r.steps,
+        r.distinct_states,
+        r.stuck_walks,
+        r.seconds,
+        r.steps_per_sec,
+        r.peak_memory_bytes
+            .map(|b| format!(", peak memory {} MiB", b / (1024 * 1024)))
+            .unwrap_or_default()
+    );
+    out.push_str("\"not violated\" means: in no state these walks visited\n\n");
+    for prop in &r.properties {
+        let walk = prop
+            .walk
+            .map(|w| format!(" (walk {w})"))
+            .unwrap_or_default();
+        let verdict = match (prop.expectation, prop.holds) {
+            (Expectation::Always, true) => "not violated".to_string(),
+            (Expectation::Always, false) => format!("VIOLATED{walk}"),
+            (Expectation::Sometimes, true) => format!("found{walk}"),
+            (Expectation::Sometimes, false) => "not found".to_string(),
+        };
+        let _ = writeln!(
+            out,
+            "  {:<26} {:<9} {}",
+            prop.name,
+            expectation_name(prop.expectation),
+            verdict
+        );
+    }
+    for prop in r.properties.iter().filter(|p| !p.holds) {
+        if let (Some(path), Expectation::Always) = (&prop.path, prop.expectation) {
+            let _ = writeln!(
+                out,
+                "\n{} violated in walk {} (seed {}), after {} steps with its loops cut: {}",
+                prop.name,
+                prop.walk.unwrap_or(0),
+                r.seed.wrapping_add(prop.walk.unwrap_or(0)),
+                path.len(),
+                prop.violation.as_deref().unwrap_or("")
+            );
+            out.push_str(&timeline(path));
+        }
+    }
+    out
+}
+
+fn expectation_name(expectation: Expectation) -> &'static str {
+    match expectation {
+        Expectation::Always => "always",
+        Expectation::Sometimes => "sometimes",
+    }
 }
 
 /// The full text report.
@@ -52,9 +137,14 @@ pub fn report(r: &Report) -> String {
             .unwrap_or_default()
     );
     if !r.complete {
-        out.push_str(
-            "the time budget ran out: \"holds\" means no counterexample in the explored part\n",
-        );
+        let why = match r.depth_bound {
+            Some(n) if !r.timed_out => format!(
+                "bounded by --depth {n}: \"holds\" means no counterexample within {n} steps"
+            ),
+            _ => "the time budget ran out: \"holds\" means no counterexample in the explored part"
+                .to_string(),
+        };
+        let _ = writeln!(out, "{why}");
     }
     out.push('\n');
     for prop in &r.properties {
@@ -64,11 +154,13 @@ pub fn report(r: &Report) -> String {
             (Expectation::Sometimes, true) => "found",
             (Expectation::Sometimes, false) => "NOT FOUND",
         };
-        let kind = match prop.expectation {
-            Expectation::Always => "always",
-            Expectation::Sometimes => "sometimes",
-        };
-        let _ = writeln!(out, "  {:<26} {:<9} {}", prop.name, kind, verdict);
+        let _ = writeln!(
+            out,
+            "  {:<26} {:<9} {}",
+            prop.name,
+            expectation_name(prop.expectation),
+            verdict
+        );
     }
     for prop in r.properties.iter().filter(|p| !p.holds) {
         if let (Some(path), Expectation::Always) = (&prop.path, prop.expectation) {

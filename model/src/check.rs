@@ -43,6 +43,9 @@ pub struct CheckOptions {
     pub property: Option<&'static str>,
     /// Stop after this long (the result is then incomplete).
     pub timeout: Option<Duration>,
+    /// Breadth first: explore only the states within this many steps (the result is then
+    /// incomplete if any state lies beyond).
+    pub max_steps: Option<usize>,
 }
 
 impl Default for CheckOptions {
@@ -52,6 +55,7 @@ impl Default for CheckOptions {
             threads: 1,
             property: None,
             timeout: None,
+            max_steps: None,
         }
     }
 }
@@ -186,6 +190,10 @@ pub struct Report {
     /// failovers repeat without bound, and the exploration stopped there (`complete` is
     /// false). See [`Report::unbounded_failovers`].
     pub epochs_exceeded: Option<u8>,
+    /// The exploration was bounded to the states within this many steps (`--depth`).
+    pub depth_bound: Option<usize>,
+    /// The time budget ran out.
+    pub timed_out: bool,
 }
 
 /// Failovers repeat without bound: a promotion took the epoch past the model's bound, and
@@ -203,6 +211,32 @@ pub struct UnboundedFailovers {
     remedy: &'static str,
 }
 
+impl UnboundedFailovers {
+    /// Failovers took the epoch past `bound` with `params`: why, as far as they tell.
+    pub fn new(bound: u8, params: &Params) -> UnboundedFailovers {
+        let t = &params.timing;
+        // The consistency rule `H + D < detection` keeps a healthy region's heartbeat in time;
+        // broken, every heartbeat may be late, and every region is declared failed in turn.
+        let late = t.heartbeat.saturating_add(t.delay) >= t.detection;
+        let why = if late {
+            " (heartbeat + delay >= detection makes every heartbeat late)".to_string()
+        } else if let Some(bug) = params.bug {
+            format!(" (under --bug {bug})")
+        } else {
+            String::new()
+        };
+        UnboundedFailovers {
+            bound,
+            why,
+            remedy: if late {
+                "consistent parameters or --horizon"
+            } else {
+                "--horizon"
+            },
+        }
+    }
+}
+
 impl Report {
     /// The whole space was explored, every `always` property holds and every `sometimes`
     /// property was found.
@@ -213,27 +247,23 @@ impl Report {
     /// Why the check could not finish, if failovers repeated without bound
     /// ([`Report::epochs_exceeded`]).
     pub fn unbounded_failovers(&self) -> Option<UnboundedFailovers> {
-        let bound = self.epochs_exceeded?;
-        let t = &self.params.timing;
-        // The consistency rule `H + D < detection` keeps a healthy region's heartbeat in time;
-        // broken, every heartbeat may be late, and every region is declared failed in turn.
-        let late = t.heartbeat.saturating_add(t.delay) >= t.detection;
-        let why = if late {
-            " (heartbeat + delay >= detection makes every heartbeat late)".to_string()
-        } else if let Some(bug) = self.bug {
-            format!(" (under --bug {bug})")
-        } else {
-            String::new()
-        };
-        Some(UnboundedFailovers {
-            bound,
-            why,
-            remedy: if late {
-                "consistent parameters or --horizon"
-            } else {
-                "--horizon"
-            },
-        })
+        Some(UnboundedFailovers::new(self.epochs_exceeded?, &self.params))
+    }
+
+    /// No explored state violates an `always` property.
+    pub fn no_violation(&self) -> bool {
+        self.properties
+            .iter()
+            .all(|p| p.expectation != Expectation::Always || p.holds)
+    }
+
+    /// What the check was asked for was shown: every property decided over the whole space,
+    /// or, bounded by `--depth` (and not cut by the time budget), no violation within it.
+    pub fn passed(&self) -> bool {
+        match self.depth_bound {
+            Some(_) if !self.timed_out => self.no_violation(),
+            _ => self.all_hold(),
+        }
     }
 
     /// The verdict on property `name`, if it was checked.
@@ -263,7 +293,7 @@ pub fn check(cfg: Config, opts: &CheckOptions, mut progress: impl FnMut(Progress
     let threads = opts.threads.max(1);
     let findings = match opts.strategy {
         Strategy::Dfs => depth_first(model, &specs, threads, &mut progress),
-        Strategy::Bfs => breadth_first(&model, &specs, threads, &mut progress),
+        Strategy::Bfs => breadth_first(&model, &specs, threads, opts.max_steps, &mut progress),
     };
     let complete = !probe.cut();
 
@@ -347,6 +377,8 @@ pub fn check(cfg: Config, opts: &CheckOptions, mut progress: impl FnMut(Progress
         properties,
         worst,
         epochs_exceeded: probe.epochs_exceeded().then(|| cfg.max_epoch()),
+        depth_bound: opts.max_steps,
+        timed_out: probe.expired() && !probe.epochs_exceeded(),
     }
 }
 
@@ -388,6 +420,7 @@ fn breadth_first(
     model: &DrModel,
     specs: &[&'static PropertySpec],
     threads: usize,
+    max_steps: Option<usize>,
     progress: &mut dyn FnMut(Progress),
 ) -> Findings {
     let started = Instant::now();
@@ -408,6 +441,7 @@ fn breadth_first(
         targets: &targets,
         measure: true,
         stop_when_found: false,
+        max_steps,
     };
     let exploration = explore(model, &goals, threads, progress);
     let elapsed = started.elapsed();

@@ -52,6 +52,9 @@ pub struct Goals<'a> {
     /// Stop after the level where the last target is first reached (otherwise the whole space
     /// is explored).
     pub stop_when_found: bool,
+    /// Explore only the states within this many steps of the initial state (the exploration
+    /// is then cut, and says so, if any state lies beyond).
+    pub max_steps: Option<usize>,
 }
 
 /// A state of the exploration tree, numbered in breadth-first order (the initial state is 0).
@@ -553,6 +556,13 @@ pub fn explore(
         unique = tree.len() + 1;
 
         let finished = goals.stop_when_found && found.iter().all(Option::is_some);
+        // The frontier now holds the states `levels` steps away.
+        if goals.max_steps.is_some_and(|n| levels > n) && !frontier.is_empty() {
+            // Found but neither judged nor counted: they lie beyond the bound.
+            unique -= frontier.iter().map(Vec::len).sum::<usize>();
+            model.probe.mark_cut();
+            break;
+        }
         if finished || model.probe.expired() {
             if !frontier.is_empty() && !finished {
                 model.probe.mark_cut();
@@ -719,6 +729,7 @@ mod tests {
                 targets: &targets,
                 measure: true,
                 stop_when_found: false,
+                max_steps: None,
             };
             let exploration = explore(&model, &goals, threads, &mut |_| {});
             assert_eq!(exploration.unique_states, unique, "{threads} threads");
@@ -818,6 +829,7 @@ mod tests {
             targets: &[],
             measure: true,
             stop_when_found: false,
+            max_steps: None,
         };
         let exploration = explore(&model, &goals, 2, &mut |_| {});
         assert!(model.probe.cut());

@@ -8,6 +8,8 @@
 //! - [`check`]: the exhaustive check and its report; [`explore`]: the breadth-first
 //!   exploration on several threads that remembers how it reached every state;
 //!   [`fingerprint`]: how states are told apart; [`search`]: shortest paths and timelines;
+//! - [`simulate`]: seeded random walks judging every property, for spaces too large to
+//!   exhaust; [`walk`]: the seeded choice of a step they and `drcheck walk` share;
 //! - [`svg`]: the Explorer's sequence diagram of a path.
 
 #![warn(missing_docs)]
@@ -21,8 +23,10 @@ pub mod fingerprint;
 pub mod model;
 pub mod protocol;
 pub mod search;
+pub mod simulate;
 pub mod state;
 pub mod svg;
+pub mod walk;
 
 pub use action::{Action, Actor};
 pub use check::{check, CheckOptions, Progress, Report, Strategy, UnboundedFailovers};

@@ -51,6 +51,7 @@ pub fn shortest_paths(
         targets,
         measure: false,
         stop_when_found: true,
+        max_steps: None,
     };
     let exploration = explore(model, &goals, threads, &mut |_| {});
     (0..targets.len())

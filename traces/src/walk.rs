@@ -2,63 +2,22 @@
 //! (Our own walker: stateright 0.31's simulation checker reports wrong paths.)
 
 use drcheck_model::protocol::{apply, candidates};
+use drcheck_model::walk::random_step;
 use drcheck_model::{Action, Config, DrState};
 
-/// A small, fast generator (xorshift64*): enough to pick steps, reproducible from a seed.
-#[derive(Clone, Debug)]
-pub struct Rng(u64);
+pub use drcheck_model::walk::Rng;
 
-impl Rng {
-    /// The generator for `seed` (any seed, 0 included).
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    /// The next pseudo-random number.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// A number below `n` (which must not be 0).
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n as u64) as usize
-    }
-}
-
-/// Up to `depth` steps from the initial state, each chosen among the enabled ones (a kind
-/// of step uniformly, then a step of that kind).
+/// Up to `depth` steps from the initial state, each chosen among the enabled ones
+/// ([`drcheck_model::walk::random_step`]).
 pub fn random_walk(cfg: &Config, seed: u64, depth: usize) -> Vec<Action> {
     let mut rng = Rng::new(seed);
     let mut state = DrState::initial(cfg);
     let mut path = Vec::new();
-    let mut all = Vec::new();
+    let mut scratch = Vec::new();
     for _ in 0..depth {
-        all.clear();
-        candidates(cfg, &state, &mut all);
-        let mut enabled: Vec<(Action, DrState)> = all
-            .drain(..)
-            .filter_map(|a| apply(cfg, &state, &a).map(|next| (a, next)))
-            .collect();
-        if enabled.is_empty() {
+        let Some((action, next)) = random_step(cfg, &state, &mut rng, &mut scratch) else {
             break;
-        }
-        // A kind of step first, then one of that kind: heartbeats, which are always many,
-        // would otherwise crowd out the rare steps (promotions, switchovers) a walk is for.
-        let mut kinds: Vec<std::mem::Discriminant<Action>> = enabled
-            .iter()
-            .map(|(a, _)| std::mem::discriminant(a))
-            .collect();
-        kinds.dedup();
-        kinds.sort_by_key(|k| format!("{k:?}"));
-        kinds.dedup();
-        let kind = kinds[rng.below(kinds.len())];
-        let of_kind: Vec<usize> = (0..enabled.len())
-            .filter(|&i| std::mem::discriminant(&enabled[i].0) == kind)
-            .collect();
-        let (action, next) = enabled.swap_remove(of_kind[rng.below(of_kind.len())]);
+        };
         path.push(action);
         state = next;
     }
