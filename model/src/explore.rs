@@ -15,7 +15,7 @@
 //! threads or on their timing.
 
 use std::collections::hash_map::Entry;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -213,6 +213,10 @@ struct Level<'a> {
     next_unit: AtomicUsize,
     /// States generated so far in the whole exploration (for progress).
     generated: &'a AtomicUsize,
+    /// The last level within the step bound: its new successors are not kept, only noted.
+    last: bool,
+    /// Set when the last level has a successor not seen before (the bound cut the search).
+    beyond: AtomicBool,
 }
 
 impl Level<'_> {
@@ -254,6 +258,12 @@ impl Level<'_> {
                     let fp = fingerprint(&next);
                     // Dropped at once if seen: the allocator is quickest with the memory it
                     // has just been given back.
+                    if self.last {
+                        if !self.seen.contains(fp) {
+                            self.beyond.store(true, Ordering::Relaxed);
+                        }
+                        continue;
+                    }
                     if !self.seen.contains(fp) && self.claim(fp, position) {
                         successors.push(Successor {
                             state: next,
@@ -480,6 +490,9 @@ pub fn explore(
             offsets,
             next_unit: AtomicUsize::new(0),
             generated: &generated,
+            // The frontier holds the states `levels - 1` steps away.
+            last: goals.max_steps.is_some_and(|n| levels > n),
+            beyond: AtomicBool::new(false),
         };
         let mut report = || {
             if last_progress.elapsed() >= Duration::from_secs(1) {
@@ -493,6 +506,8 @@ pub fn explore(
             }
         };
         let results = on_threads(threads, &|after_unit| level.work(after_unit), &mut report);
+        let (last_level, beyond) = (level.last, level.beyond.load(Ordering::Relaxed));
+        drop(level);
         claims = shared_claims
             .into_iter()
             .map(|m| m.into_inner().unwrap_or_else(PoisonError::into_inner))
@@ -556,11 +571,10 @@ pub fn explore(
         unique = tree.len() + 1;
 
         let finished = goals.stop_when_found && found.iter().all(Option::is_some);
-        // The frontier now holds the states `levels` steps away.
-        if goals.max_steps.is_some_and(|n| levels > n) && !frontier.is_empty() {
-            // Found but neither judged nor counted: they lie beyond the bound.
-            unique -= frontier.iter().map(Vec::len).sum::<usize>();
-            model.probe.mark_cut();
+        if last_level {
+            if beyond {
+                model.probe.mark_cut();
+            }
             break;
         }
         if finished || model.probe.expired() {
