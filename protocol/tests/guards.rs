@@ -1,0 +1,138 @@
+//! Guards of the state machines whose mutants only the implementation's integration tests
+//! used to catch (issue 18's sampled mutation run): each test here fails on its mutant, next
+//! to the machine, without a deployment.
+
+use drcheck_properties::Role;
+use drcheck_protocol::control::{ControlMachine, Phase};
+use drcheck_protocol::durable::Durable;
+use drcheck_protocol::message::{Heartbeat, Message, NodeId};
+use drcheck_protocol::region::RegionMachine;
+use drcheck_protocol::time::{default_timing, Millis, MINUTE};
+use drcheck_protocol::Effects;
+
+fn heartbeat(epoch: u32, role: Role, log_len: u64, sent_at: Millis) -> Heartbeat {
+    Heartbeat {
+        epoch,
+        role,
+        log_len,
+        last: (log_len > 0).then_some((epoch, log_len)),
+        runs: Vec::new(),
+        old_prefix: 0,
+        primary_contact: true,
+        in_sync: Vec::new(),
+        unconfirmed_since: Vec::new(),
+        fence: None,
+        sent_at,
+    }
+}
+
+fn hear(cm: &mut ControlMachine, now: Millis, from: u8, msg: Message) -> Effects {
+    let mut fx = Effects::default();
+    cm.receive(now, NodeId::Region(from), msg, &mut fx);
+    fx
+}
+
+#[test]
+fn a_rejoined_of_an_older_epoch_leaves_the_report_alone() {
+    // Epoch 2, region 1 primary; region 0 reported as a secondary of epoch 2 holding 3
+    // entries.
+    let mut cm = ControlMachine::resume(2, default_timing(), 0, 2, 1);
+    let now = MINUTE;
+    hear(
+        &mut cm,
+        now,
+        0,
+        Message::Heartbeat(heartbeat(2, Role::Secondary, 3, now)),
+    );
+    assert_eq!(cm.snapshot(now).reported_len[0], Some(3));
+    // A delayed `Rejoined` from its rejoin into epoch 1 arrives: it says nothing of now.
+    let late = Message::Rejoined {
+        epoch: 1,
+        log_len: 0,
+        last: None,
+    };
+    hear(&mut cm, now, 0, late);
+    assert_eq!(cm.snapshot(now).reported_len[0], Some(3));
+    // The same from the current epoch is taken.
+    let current = Message::Rejoined {
+        epoch: 2,
+        log_len: 2,
+        last: Some((2, 2)),
+    };
+    hear(&mut cm, now, 0, current);
+    assert_eq!(cm.snapshot(now).reported_len[0], Some(2));
+}
+
+/// A switchover back home to region 0 from primary region 1 (epoch 2), with the fence sent:
+/// the machine and when the fence was issued.
+fn fencing() -> (ControlMachine, Millis) {
+    let mut cm = ControlMachine::resume(2, default_timing(), 0, 2, 1);
+    let now = MINUTE;
+    let primary = Heartbeat {
+        in_sync: vec![0],
+        ..heartbeat(2, Role::Primary, 3, now)
+    };
+    hear(&mut cm, now, 1, Message::Heartbeat(primary));
+    hear(
+        &mut cm,
+        now,
+        0,
+        Message::Heartbeat(heartbeat(2, Role::Secondary, 3, now)),
+    );
+    let mut fx = Effects::default();
+    cm.request_failback(now, 0, &mut fx)
+        .expect("region 0 is in sync and linked");
+    let issued = fx
+        .send
+        .iter()
+        .find_map(|e| match e.msg {
+            Message::Fence { issued, .. } => Some(issued),
+            _ => None,
+        })
+        .expect("the primary is told to fence");
+    (cm, issued)
+}
+
+fn fenced_at(cm: &ControlMachine, now: Millis) -> Option<Millis> {
+    match cm.snapshot(now).phase {
+        Phase::Switchover { fenced_at, .. } => fenced_at,
+        other => panic!("not switching over: {other:?}"),
+    }
+}
+
+#[test]
+fn a_fenced_heartbeat_confirms_the_fence_when_its_reply_was_lost() {
+    let (mut cm, issued) = fencing();
+    let now = issued + MINUTE;
+    assert_eq!(fenced_at(&cm, now), None);
+    // The `Fenced` reply is lost; the primary's next heartbeat says it obeys the fence.
+    let fenced = Heartbeat {
+        fence: Some(issued),
+        in_sync: vec![0],
+        ..heartbeat(2, Role::Fenced, 3, now)
+    };
+    hear(&mut cm, now, 1, Message::Heartbeat(fenced));
+    assert_eq!(fenced_at(&cm, now), Some(now));
+}
+
+#[test]
+fn a_primary_heartbeat_does_not_confirm_a_fence() {
+    let (mut cm, issued) = fencing();
+    let now = issued + MINUTE;
+    // Sent before the fence arrived: the primary still writes.
+    let unfenced = Heartbeat {
+        in_sync: vec![0],
+        ..heartbeat(2, Role::Primary, 4, now)
+    };
+    hear(&mut cm, now, 1, Message::Heartbeat(unfenced));
+    assert_eq!(fenced_at(&cm, now), None);
+}
+
+#[test]
+fn a_region_machine_knows_which_region_it_is() {
+    for id in 0..3 {
+        let machine =
+            RegionMachine::new(id, 3, default_timing(), Durable::fresh(Role::Secondary), 0);
+        assert_eq!(machine.id(), id);
+    }
+}
