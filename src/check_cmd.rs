@@ -82,6 +82,28 @@ pub fn run(args: &CheckArgs) -> Result<ExitCode> {
     })
 }
 
+/// Records `actions` as a trace file of `finding` in `dir` (named after the parameters and the
+/// finding), written by `command`; returns its path.
+pub fn write_trace(
+    dir: &std::path::Path,
+    params: &drcheck_model::Params,
+    allow_inconsistent: bool,
+    finding: Finding,
+    actions: &[drcheck_model::Action],
+    command: &str,
+) -> Result<std::path::PathBuf> {
+    let file = TraceFile::record(
+        params,
+        allow_inconsistent,
+        finding,
+        actions,
+        Some(command.to_string()),
+    )?;
+    let out = dir.join(drcheck_traces::file_name(params, &file.finding));
+    file.write(&out)?;
+    Ok(out)
+}
+
 /// How this run was asked for, as a trace file records it.
 pub fn command_line() -> String {
     let args = std::env::args()
@@ -136,16 +158,14 @@ fn write_traces(
     let mut written = Vec::new();
     for (finding, path) in findings {
         let actions: Vec<_> = path.iter().map(|s| s.action.clone()).collect();
-        let file = TraceFile::record(
+        written.push(write_trace(
+            dir,
             &report.params,
             args.allow_inconsistent,
             finding,
             &actions,
-            Some(command.clone()),
-        )?;
-        let out = dir.join(drcheck_traces::file_name(&report.params, &file.finding));
-        file.write(&out)?;
-        written.push(out);
+            &command,
+        )?);
     }
     Ok(written)
 }

@@ -5,7 +5,7 @@ use std::fmt::Write;
 use drcheck_model::check::{Report, WorstCase};
 use drcheck_model::search::Step;
 use drcheck_model::simulate::Simulation;
-use drcheck_model::{Action, Bug};
+use drcheck_model::{Action, Bug, Params};
 use drcheck_properties::Expectation;
 
 /// `--list-bugs`: each bug with the property that catches it.
@@ -24,21 +24,25 @@ pub fn bug_list() -> String {
     out
 }
 
-/// The text report of a simulation.
-pub fn simulation(r: &Simulation) -> String {
-    let mut out = String::new();
-    let p = &r.params;
+/// The first line of a report: what was checked.
+fn header(out: &mut String, what: &str, p: &Params, bug: Option<Bug>) {
     let _ = writeln!(
         out,
-        "drcheck simulate: {} regions, {} writes, {} outage(s), {} partition(s), {} failback(s); tick {} min{}",
+        "{what}: {} regions, {} writes, {} outage(s), {} partition(s), {} failback(s); tick {} min{}",
         p.regions,
         p.writes,
         p.outages,
         p.partitions,
         p.failbacks,
         p.tick,
-        r.bug.map(|b| format!(", --bug {b}")).unwrap_or_default()
+        bug.map(|b| format!(", --bug {b}")).unwrap_or_default()
     );
+}
+
+/// The text report of a simulation.
+pub fn simulation(r: &Simulation) -> String {
+    let mut out = String::new();
+    header(&mut out, "drcheck simulate", &r.params, r.bug);
     let _ = writeln!(
         out,
         "NOT EXHAUSTIVE: {} of {} random walks of at most {} steps from seed {}{}",
@@ -111,18 +115,7 @@ fn expectation_name(expectation: Expectation) -> &'static str {
 /// The full text report.
 pub fn report(r: &Report) -> String {
     let mut out = String::new();
-    let p = &r.params;
-    let _ = writeln!(
-        out,
-        "drcheck: {} regions, {} writes, {} outage(s), {} partition(s), {} failback(s); tick {} min{}",
-        p.regions,
-        p.writes,
-        p.outages,
-        p.partitions,
-        p.failbacks,
-        p.tick,
-        r.bug.map(|b| format!(", --bug {b}")).unwrap_or_default()
-    );
+    header(&mut out, "drcheck", &r.params, r.bug);
     let _ = writeln!(
         out,
         "{} exploration: {} unique states, {} generated, max depth {}, {:.2}s ({:.0} unique/s){}",

@@ -7,10 +7,10 @@ use std::time::Duration;
 use anyhow::Result;
 use drcheck_model::simulate::{simulate, SimulateOptions, SimulationProgress};
 use drcheck_properties::Expectation;
-use drcheck_traces::{Finding, TraceFile};
+use drcheck_traces::Finding;
 
 use crate::args::SimulateArgs;
-use crate::check_cmd::{command_line, default_threads};
+use crate::check_cmd::{command_line, default_threads, write_trace};
 use crate::{render, UsageError};
 
 pub fn run(args: &SimulateArgs) -> Result<ExitCode> {
@@ -56,15 +56,14 @@ pub fn run(args: &SimulateArgs) -> Result<ExitCode> {
                 property: p.name.to_string(),
             };
             let actions: Vec<_> = path.iter().map(|s| s.action.clone()).collect();
-            let file = TraceFile::record(
+            let out = write_trace(
+                dir,
                 &report.params,
                 args.allow_inconsistent,
                 finding,
                 &actions,
-                Some(command.clone()),
+                &command,
             )?;
-            let out = dir.join(drcheck_traces::file_name(&report.params, &file.finding));
-            file.write(&out)?;
             eprintln!("wrote {}", out.display());
         }
     }
