@@ -256,14 +256,14 @@ impl Level<'_> {
                     }
                     count += 1;
                     let fp = fingerprint(&next);
-                    // Dropped at once if seen: the allocator is quickest with the memory it
-                    // has just been given back.
                     if self.last {
                         if !self.seen.contains(fp) {
                             self.beyond.store(true, Ordering::Relaxed);
                         }
                         continue;
                     }
+                    // Dropped at once if seen: the allocator is quickest with the memory it
+                    // has just been given back.
                     if !self.seen.contains(fp) && self.claim(fp, position) {
                         successors.push(Successor {
                             state: next,
