@@ -6,7 +6,9 @@
 //! - [`protocol`]: the steps as plain functions (regions, control plane, environment, clock);
 //! - [`model`]: the stateright `Model`;
 //! - [`check`]: the exhaustive check and its report; [`search`]: shortest paths;
-//! - [`svg`]: the Explorer's sequence diagram of a path.
+//! - [`svg`]: the Explorer's sequence diagram of a path;
+//! - [`sweep`]: checks of many timing parameter sets, what the consistency rules are measured
+//!   against.
 
 #![warn(missing_docs)]
 
@@ -18,6 +20,7 @@ pub mod protocol;
 pub mod search;
 pub mod state;
 pub mod svg;
+pub mod sweep;
 
 pub use action::{Action, Actor};
 pub use check::{check, CheckOptions, Progress, Report, Strategy, UnboundedFailovers};
