@@ -541,12 +541,12 @@ fn out_of_range_and_non_multiple_parameters_exit_2() {
 const BREAKS: [&[&str]; 8] = [
     &["--detection", "2"],
     &["--lease", "1", "--skew", "0"],
-    &["--rto", "5"],
-    &["--rpo", "4", "--throttle", "3"],
-    &["--throttle", "1"],
+    &["--lease", "60"],
+    &["--rpo", "2", "--throttle", "1"],
     &["--throttle", "15"],
-    &["--throttle", "12", "--sync-timeout", "10"],
-    &["--sync-timeout", "59"],
+    &["--throttle", "10", "--sync-timeout", "72"],
+    &["--drain-timeout", "59"],
+    &["--sync-timeout", "61"],
 ];
 
 /// The error names the broken rule, what it endangers, and no other rule.

@@ -12,7 +12,7 @@
 //! exactly when `detection <= heartbeat + delay`.
 
 use drcheck_model::{check, Bug, CheckOptions, Params, Report};
-use drcheck_properties::Timing;
+use drcheck_properties::{timing, Timing};
 use proptest::prelude::*;
 
 fn run(params: &Params, property: &'static str) -> Report {
@@ -107,7 +107,7 @@ proptest! {
         prop_assert!(report.complete);
         prop_assert_eq!(
             holds(&report, "no_spurious_failover"),
-            detection > heartbeat + delay,
+            timing::DETECTION.holds(&params.timing),
             "heartbeat {} delay {} detection {}",
             heartbeat, delay, detection
         );
@@ -157,10 +157,8 @@ proptest! {
 
     /// The model's exact boundary for a partition: the spell without writes runs from the
     /// tick the write is older than the throttle to the sync timeout, so `write_availability`
-    /// holds exactly when `sync_timeout - throttle - 1 <= rto`. The consistency rule
-    /// `sync_timeout + heartbeat + delay <= rto` is stricter on purpose: the implementation's
-    /// control plane learns of the lag from the primary's heartbeats (heartbeat + delay late)
-    /// and the rule does not count on the throttle's head start.
+    /// holds exactly when `sync_timeout - throttle - 1 <= rto`: the consistency rule
+    /// `timing::PARTITION`. (No switchover here: its own rule does not apply.)
     #[test]
     fn write_availability_under_a_partition_holds_iff_the_sync_timeout_fits_the_rto(
         throttle in 1u32..=3,
@@ -173,7 +171,7 @@ proptest! {
         prop_assert!(report.complete);
         prop_assert_eq!(
             holds(&report, "write_availability"),
-            sync_timeout <= rto + throttle + 1,
+            timing::PARTITION.holds(&params.timing),
             "throttle {} sync timeout {} rto {}",
             throttle, sync_timeout, rto
         );
