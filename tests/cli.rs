@@ -583,6 +583,51 @@ fn each_consistency_rule_is_enforced() {
     }
 }
 
+/// DESIGN's sufficient RPO rule (`2D + H + D < rpo`) refused `--rpo 4` with a heartbeat and
+/// a delay of a minute, although every property holds there. The model's exact rule
+/// (`H + D < rpo`) accepts it. `--rpo 4` alone stays refused: the default throttle (5) breaks
+/// the loss window's rule there, and the model breaks `loss_window` (pinned in
+/// `model/tests/it/rules.rs`).
+#[test]
+fn an_rpo_of_four_minutes_is_accepted_where_every_property_holds() {
+    let budget = [
+        "--writes",
+        "1",
+        "--partitions",
+        "1",
+        "--failbacks",
+        "1",
+        "--forced",
+        "1",
+        "--threads",
+        "1",
+        "-q",
+    ];
+    let flags = [
+        "--rpo",
+        "4",
+        "--throttle",
+        "3",
+        "--heartbeat",
+        "1",
+        "--delay",
+        "1",
+    ];
+    let out = check(&budget, &flags);
+    assert_ne!(out.code, 2, "{}", out.stderr);
+    let table = verdict_table(&out.stdout);
+    assert_eq!(table.len(), CATALOG.len());
+    for row in table.iter().filter(|r| r.kind == "always") {
+        assert_eq!(row.verdict, "holds", "{row:?}");
+    }
+
+    let loss = RULES
+        .iter()
+        .position(|r| r.endangers == "loss_window")
+        .expect("a rule for the loss window");
+    assert_names_only(&check(&budget, &["--rpo", "4"]), "--rpo 4", loss);
+}
+
 #[test]
 fn serve_refuses_inconsistent_timing_before_starting_anything() {
     let data = std::env::temp_dir().join(format!("drcheck-cli-serve-{}", std::process::id()));
