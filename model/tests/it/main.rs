@@ -4,4 +4,5 @@ mod bugs;
 mod default_model;
 mod explorer_view;
 mod replication;
+mod rules;
 mod timing;
