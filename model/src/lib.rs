@@ -8,7 +8,9 @@
 //! - [`check`]: the exhaustive check and its report; [`explore`]: the breadth-first
 //!   exploration on several threads that remembers how it reached every state;
 //!   [`fingerprint`]: how states are told apart; [`search`]: shortest paths and timelines;
-//! - [`svg`]: the Explorer's sequence diagram of a path.
+//! - [`svg`]: the Explorer's sequence diagram of a path;
+//! - [`sweep`]: checks of many timing parameter sets, what the consistency rules are measured
+//!   against.
 
 #![warn(missing_docs)]
 
@@ -23,6 +25,7 @@ pub mod protocol;
 pub mod search;
 pub mod state;
 pub mod svg;
+pub mod sweep;
 
 pub use action::{Action, Actor};
 pub use check::{check, CheckOptions, Progress, Report, Strategy, UnboundedFailovers};

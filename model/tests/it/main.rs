@@ -5,4 +5,5 @@ mod canonical;
 mod default_model;
 mod explorer_view;
 mod replication;
+mod rules;
 mod timing;
