@@ -221,6 +221,10 @@ pub struct CheckArgs {
     /// Skip the consistency rules of the timing parameters (to explore their boundaries).
     #[arg(long)]
     pub allow_inconsistent: bool,
+    /// Hash every state as it is, without erasing the fields no step reads (more states, the
+    /// same verdicts: to compare with the reduced search).
+    #[arg(long)]
+    pub no_reduce: bool,
     /// Write a trace file per failed property and per worst case into DIR.
     #[arg(long, value_name = "DIR")]
     pub trace_out: Option<std::path::PathBuf>,

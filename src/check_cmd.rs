@@ -17,7 +17,8 @@ pub fn run(args: &CheckArgs) -> Result<ExitCode> {
         print!("{}", render::bug_list());
         return Ok(ExitCode::SUCCESS);
     }
-    let config = args.model.config(args.allow_inconsistent)?;
+    let mut config = args.model.config(args.allow_inconsistent)?;
+    config.reduce = !args.no_reduce;
     let property = match &args.property {
         Some(name) => Some(
             drcheck_properties::property(name)

@@ -10,10 +10,11 @@ use drcheck_properties::Expectation;
 /// `--list-bugs`: each bug with the property that catches it.
 pub fn bug_list() -> String {
     let mut out = String::new();
+    let width = Bug::ALL.iter().map(|b| b.name().len()).max().unwrap_or(0);
     for bug in Bug::ALL {
         let _ = writeln!(
             out,
-            "{:<22} caught by {:<22} {}",
+            "{:<width$} caught by {:<22} {}",
             bug.name(),
             bug.caught_by(),
             bug.summary()

@@ -313,6 +313,36 @@ fn json_report_has_the_documented_shape() {
 }
 
 #[test]
+fn no_reduce_hashes_more_states_to_the_same_verdicts() {
+    let reduced = parse_json(&check(ALL_REACHABLE, &["--json"]));
+    let full = parse_json(&check(ALL_REACHABLE, &["--json", "--no-reduce"]));
+    assert_eq!(reduced["reduced"], Value::Bool(true));
+    assert_eq!(full["reduced"], Value::Bool(false));
+    let states = |r: &Value| r["unique_states"].as_u64().unwrap();
+    assert!(
+        states(&full) > states(&reduced),
+        "{} states without reduction, {} with",
+        states(&full),
+        states(&reduced)
+    );
+    let verdicts = |r: &Value| {
+        properties(r)
+            .iter()
+            .map(|p| (p["name"].clone(), p["holds"].clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(verdicts(&full), verdicts(&reduced));
+    assert_eq!(
+        full["worst"]["data_loss_minutes"],
+        reduced["worst"]["data_loss_minutes"]
+    );
+    assert_eq!(
+        full["worst"]["outage_to_writes_minutes"],
+        reduced["worst"]["outage_to_writes_minutes"]
+    );
+}
+
+#[test]
 fn json_report_under_bug_has_a_counterexample_path() {
     let out = check(SMALL, &["--json", "--bug", "no-compute-failover"]);
     let r = assert_report_shape(&out);
@@ -424,7 +454,7 @@ fn list_bugs_names_each_bug_and_the_property_that_catches_it() {
     assert_eq!(out.code, 0, "stderr: {}", out.stderr);
     assert!(out.stderr.is_empty(), "stderr: {}", out.stderr);
     let lines: Vec<&str> = out.stdout.lines().collect();
-    assert_eq!(lines.len(), 17, "{}", out.stdout);
+    assert_eq!(lines.len(), 19, "{}", out.stdout);
     assert_eq!(lines.len(), Bug::ALL.len());
     for (line, bug) in lines.iter().zip(Bug::ALL) {
         let words: Vec<&str> = line.split_whitespace().collect();

@@ -4,11 +4,12 @@
 mod support;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
+use drcheck_impl::service::port::PortReservation;
 use support::cli::{drcheck, QUIET, TINY};
 
 /// The bug whose `single_writer` counterexample the tests follow, in the tiny model.
@@ -57,11 +58,9 @@ fn get(port: u16, path: &str) -> String {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+/// A loopback port nobody else takes while the test runs (the explorer binds it beside).
+fn free_port() -> PortReservation {
+    PortReservation::new().expect("a free port")
 }
 
 #[test]
@@ -100,7 +99,7 @@ fn check_show_and_explore_agree_on_the_steps() {
         .unwrap()
         .len();
     let port = free_port();
-    let addr = format!("127.0.0.1:{port}");
+    let addr = port.addr().to_string();
     let child = support::command()
         .args([
             "explore",
@@ -124,11 +123,11 @@ fn check_show_and_explore_agree_on_the_steps() {
         .map(|(_, f)| f.to_string())
         .expect("a URL at a path");
     assert_eq!(fragment.split('/').count(), steps + 1, "{url}");
-    let response = get(port, &format!("/.states/{fragment}"));
+    let response = get(port.addr().port(), &format!("/.states/{fragment}"));
     assert!(response.starts_with("HTTP/1.1 200") || response.starts_with("HTTP/1.0 200"));
     // The last step is the promotion that makes region 1 a second writer.
     let (parent, _) = fragment.rsplit_once('/').unwrap();
-    let listing = get(port, &format!("/.states/{parent}"));
+    let listing = get(port.addr().port(), &format!("/.states/{parent}"));
     let body = listing.split("\r\n\r\n").nth(1).unwrap_or_default();
     let next: serde_json::Value = serde_json::from_str(body).expect("JSON steps");
     let taken = next
@@ -181,7 +180,7 @@ fn a_ui_folder_where_the_user_stands_does_not_replace_the_explorer() {
     std::fs::create_dir_all(dir.join("ui")).unwrap();
     std::fs::write(dir.join("ui/index.htm"), "HIJACKED").unwrap();
     let port = free_port();
-    let addr = format!("127.0.0.1:{port}");
+    let addr = port.addr().to_string();
     let args = [
         &["explore", "--addr", addr.as_str()][..],
         NO_LEASE_WAIT,
@@ -196,7 +195,7 @@ fn a_ui_folder_where_the_user_stands_does_not_replace_the_explorer() {
         .spawn()
         .expect("explore starts");
     let server = Server(child);
-    let page = get(port, "/");
+    let page = get(port.addr().port(), "/");
     assert!(page.contains("200"), "{page}");
     assert!(
         !page.contains("HIJACKED"),

@@ -155,6 +155,8 @@ pub struct Report {
     pub strategy: Strategy,
     /// How many checker threads explored.
     pub threads: usize,
+    /// States were put in canonical form (fields no step reads erased) before hashing.
+    pub reduced: bool,
     /// Distinct states explored.
     pub unique_states: usize,
     /// States generated, duplicates included.
@@ -332,6 +334,7 @@ pub fn check(cfg: Config, opts: &CheckOptions, mut progress: impl FnMut(Progress
         complete,
         strategy: opts.strategy,
         threads,
+        reduced: cfg.reduce,
         unique_states: findings.unique,
         total_states: findings.total,
         max_depth: findings.depth,

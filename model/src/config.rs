@@ -95,6 +95,15 @@ pub struct Config {
     pub horizon: Option<u8>,
     /// Ages saturate here: no bound a property or the protocol compares them with is larger.
     pub age_cap: u8,
+    /// States are put in canonical form before they are hashed (`crate::canonical`): fields
+    /// no step will read are erased. Off only to compare the reduced search with the full
+    /// one (`check --no-reduce`).
+    #[serde(default = "reduce_by_default")]
+    pub reduce: bool,
+}
+
+fn reduce_by_default() -> bool {
+    true
 }
 
 /// Why a parameter set is refused.
@@ -194,6 +203,7 @@ impl Params {
             losses: in_range("losses", self.losses, 0, 3, "0..=3")?,
             horizon,
             age_cap,
+            reduce: true,
         })
     }
 }

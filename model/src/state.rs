@@ -5,11 +5,16 @@ use std::fmt;
 
 use drcheck_properties::{fmt_log, Entry, FailoverKind, Fate, RegionView, Role, Status, View};
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 
 use crate::config::Config;
 
 /// The most regions a deployment has (the configuration checks it).
 pub const MAX_REGIONS: usize = 3;
+
+/// Heartbeats a state holds without a heap allocation: with the default timing, each region
+/// has at most two in flight (one due, one just sent).
+pub const INLINE_HEARTBEATS: usize = 2 * MAX_REGIONS;
 
 /// What a heartbeat tells the control plane about its sender: the implementation's heartbeat
 /// reduced to what the control plane decides on. It is taken when the heartbeat is sent, so
@@ -88,8 +93,9 @@ pub enum Phase {
 /// The control plane's private state (its routing is in the view).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ControlPlane {
-    /// Per region: ticks since its last heartbeat arrived, saturating past detection.
-    pub silence: Vec<u8>,
+    /// Per region: ticks since its last heartbeat arrived, saturating past detection (slots
+    /// past the deployment's regions stay 0).
+    pub silence: [u8; MAX_REGIONS],
     /// Regions declared failed (bit per region).
     pub failed: u8,
     /// Ticks since the last lease grant to the primary, saturating at lease + skew.
@@ -100,8 +106,9 @@ pub struct ControlPlane {
     /// What it is doing about the data primary.
     pub phase: Phase,
     /// Per region: what its last heartbeat reported (`None`: nothing since the control plane
-    /// started, or since it declared the region failed, after which no decision reads it).
-    pub reports: Vec<Option<Report>>,
+    /// started, or since it declared the region failed, after which no decision reads it;
+    /// always `None` past the deployment's regions).
+    pub reports: [Option<Report>; MAX_REGIONS],
     /// The data primary took office: it answered its promotion or reported as primary of the
     /// current epoch. Until then a secondary of the previous epoch may still replace it, and
     /// no rejoin is offered (the primary's log is not known).
@@ -128,7 +135,7 @@ impl ControlPlane {
 }
 
 /// A region's volatile state besides its lease (lost on a crash).
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Volatile {
     /// Ticks since its last heartbeat was sent.
     pub since_heartbeat: u8,
@@ -168,10 +175,12 @@ pub struct DrState {
     pub view: View,
     /// The control plane's private state.
     pub control: ControlPlane,
-    /// Per region: its volatile state besides the lease.
-    pub volatile: Vec<Volatile>,
-    /// Heartbeats in flight, oldest first per region.
-    pub heartbeats: Vec<Heartbeat>,
+    /// Per region: its volatile state besides the lease (slots past the deployment's regions
+    /// stay at their default).
+    pub volatile: [Volatile; MAX_REGIONS],
+    /// Heartbeats in flight, oldest first per region (inline up to a few: a state is cloned
+    /// for every step the checker takes).
+    pub heartbeats: SmallVec<[Heartbeat; INLINE_HEARTBEATS]>,
     /// What is left of the search's budgets.
     pub budget: Budget,
     /// Ticks elapsed, kept only when a horizon bounds the search.
@@ -209,41 +218,43 @@ impl DrState {
         DrState {
             view: View::initial(cfg.regions, cfg.lease_wait()),
             control: ControlPlane {
-                silence: vec![0; n],
+                silence: [0; MAX_REGIONS],
                 failed: 0,
                 grant_age: 0,
                 old_prefix: 0,
                 phase: Phase::Normal,
                 // A new deployment: the control plane knows how every region starts.
-                reports: (0..n)
-                    .map(|r| {
-                        Some(Report {
-                            epoch: 1,
-                            role: if r == 0 {
-                                Role::Primary
-                            } else {
-                                Role::Secondary
-                            },
-                            len: 0,
-                            last: None,
-                            old_prefix: 0,
-                            contact: true,
-                            in_sync: 0,
-                            unconfirmed: [None; MAX_REGIONS],
-                        })
+                reports: std::array::from_fn(|r| {
+                    (r < n).then_some(Report {
+                        epoch: 1,
+                        role: if r == 0 {
+                            Role::Primary
+                        } else {
+                            Role::Secondary
+                        },
+                        len: 0,
+                        last: None,
+                        old_prefix: 0,
+                        contact: true,
+                        in_sync: 0,
+                        unconfirmed: [None; MAX_REGIONS],
                     })
-                    .collect(),
+                }),
                 confirmed: true,
                 rejoin_offered: 0,
             },
-            volatile: (0..n)
-                .map(|r| Volatile {
-                    since_heartbeat: 0,
-                    in_sync: if r == 0 { all_but(n, 0) } else { 0 },
-                    heard: cfg.contact_cap(),
-                })
-                .collect(),
-            heartbeats: Vec::new(),
+            volatile: std::array::from_fn(|r| {
+                if r < n {
+                    Volatile {
+                        since_heartbeat: 0,
+                        in_sync: if r == 0 { all_but(n, 0) } else { 0 },
+                        heard: cfg.contact_cap(),
+                    }
+                } else {
+                    Volatile::default()
+                }
+            }),
+            heartbeats: SmallVec::new(),
             budget: Budget {
                 writes: cfg.writes,
                 outages: cfg.outages,
@@ -414,7 +425,7 @@ impl fmt::Display for DrState {
 
         let c = &self.control;
         let routing = &v.routing;
-        let silence: Vec<String> = c.silence.iter().map(u8::to_string).collect();
+        let silence: Vec<String> = c.silence[..n].iter().map(u8::to_string).collect();
         wrapped(
             f,
             "control plane: ",
@@ -430,8 +441,7 @@ impl fmt::Display for DrState {
             ],
             ", ",
         )?;
-        let reports: Vec<String> = c
-            .reports
+        let reports: Vec<String> = c.reports[..n]
             .iter()
             .enumerate()
             .map(|(r, report)| match report {

@@ -71,6 +71,10 @@ bugs! {
         "manual data failback promotes the drained target without waiting for the primary to confirm its fence (that it stopped writing and gave up its lease)",
     FailbackNeedsCaughtUp "failback-needs-caught-up" => "failback_completes":
         "data failback is refused unless the target already holds the primary's whole log, which never holds while clients write",
+    CandidateAnyEpoch "candidate-any-epoch" => "rto_bound":
+        "automatic failover takes any healthy secondary by its last report for a candidate, whatever the epoch it reported, not only one of the current epoch (or of the previous one while the new primary has not taken office)",
+    FailbackStaleLastEntry "failback-stale-last-entry" => "failback_zero_loss":
+        "manual data failback promotes the fenced target once it reports the log end the primary last reported, not the fenced primary's actual last entry",
 }
 
 impl fmt::Display for Bug {

@@ -3,6 +3,7 @@
 //! no region reads it to decide anything.
 
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 
 use crate::region::{Entry, RegionView};
 use crate::view::Bounds;
@@ -105,7 +106,7 @@ pub struct FailoverRecord {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Ledger {
     /// Every acknowledged write, in acknowledgement order.
-    pub writes: Vec<WriteRecord>,
+    pub writes: SmallVec<[WriteRecord; 4]>,
     /// Every promotion of a new data primary, in order ([`Fate::Lost`] indexes it).
     pub failovers: Vec<FailoverRecord>,
     /// A region the control plane declared failed while it was up and reachable.

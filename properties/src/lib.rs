@@ -21,7 +21,7 @@ pub use diff::describe_changes;
 pub use guard::{Bug, UnknownBug};
 pub use invariants::{Verdict, Violation};
 pub use ledger::{age_cap, FailoverKind, FailoverRecord, Fate, Ledger, SingleFault, WriteRecord};
-pub use region::{Entry, RegionView, Role, Routing, Status};
+pub use region::{Entry, Log, RegionView, Role, Routing, Status};
 pub use timing::{Inconsistent, Timing};
 pub use view::{initial_role, Bounds, View, FIRST_EPOCH, FIRST_PRIMARY};
 

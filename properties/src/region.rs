@@ -3,6 +3,7 @@
 //! view do not import each other).
 
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 
 /// Whether a region's machines are running and reachable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -46,6 +47,10 @@ pub struct Entry {
     pub write: u8,
 }
 
+/// A region's log: inline up to a handful of entries (the model's states, cloned for every
+/// step the checker takes, hold a few), on the heap beyond (the implementation's ghost).
+pub type Log = SmallVec<[Entry; 8]>;
+
 /// One region as the invariants see it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct RegionView {
@@ -56,7 +61,7 @@ pub struct RegionView {
     /// The newest epoch this region knows.
     pub epoch: u8,
     /// Durable log of entries, index 0 first.
-    pub log: Vec<Entry>,
+    pub log: Log,
     /// Ticks of real time until this region's own clock reaches its lease expiry (0: no lease).
     pub lease: u8,
     /// Durable lost-writes quarantine: ids of writes moved out of the log on rejoin.

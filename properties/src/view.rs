@@ -4,9 +4,10 @@
 //! the deployment's clock and relative to now (ages), never absolute.
 
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 
 use crate::ledger::Ledger;
-use crate::region::{RegionView, Role, Routing, Status};
+use crate::region::{Log, RegionView, Role, Routing, Status};
 
 /// The data epoch a new deployment starts in.
 pub const FIRST_EPOCH: u8 = 1;
@@ -39,7 +40,7 @@ impl Routing {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct View {
     /// Every region, indexed by region number.
-    pub regions: Vec<RegionView>,
+    pub regions: SmallVec<[RegionView; 3]>,
     /// The control plane's routing: epoch, data primary, compute and home region.
     pub routing: Routing,
     /// The inter-region link is cut (the control plane still reaches every region).
@@ -58,7 +59,7 @@ impl View {
                     status: Status::Up,
                     role: initial_role(r),
                     epoch: FIRST_EPOCH,
-                    log: Vec::new(),
+                    log: Log::new(),
                     lease: if r == FIRST_PRIMARY { lease } else { 0 },
                     quarantine: Vec::new(),
                     down_for: None,

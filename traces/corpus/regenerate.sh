@@ -34,6 +34,8 @@ gen failback-unfenced    --writes 0 --outages 1 --partitions 0 --failbacks 1 --f
 gen compute-ignores-data --writes 0 --outages 1 --partitions 1 --failbacks 0 --forced 0 --no-isolation --rto 19
 gen cp-restart-hasty     --writes 0 --outages 0 --partitions 0 --failbacks 0 --forced 0 --cp-restarts 1
 gen no-auto-failover     --writes 0 --outages 1 --partitions 0 --failbacks 0 --forced 0 --no-isolation --rto 12 --sync-timeout 8
+gen candidate-any-epoch  --writes 0 --outages 2 --partitions 0 --failbacks 0 --forced 0 --no-isolation --rto 12 --sync-timeout 8 --regions 3
+gen failback-stale-last-entry --writes 1 --outages 1 --partitions 0 --failbacks 1 --forced 0 --no-isolation
 
 # Only counterexamples belong in the corpus.
 rm -f "$out"/*.worst-*.json

@@ -46,7 +46,7 @@ impl Deployment {
         }
         let routing = control.routing;
         let view = View {
-            regions,
+            regions: regions.into(),
             routing: Routing {
                 epoch: u8::try_from(routing.epoch).unwrap_or(u8::MAX),
                 primary: routing.primary,

@@ -10,6 +10,7 @@
 pub mod control;
 pub mod endpoint;
 pub mod http;
+pub mod port;
 pub mod region;
 pub mod rpc;
 pub mod supervisor;

@@ -7,19 +7,22 @@ use std::time::Duration;
 
 use drcheck_fhir::region::{FhirInput, FhirOutput};
 use drcheck_impl::protocol::message::NodeId;
+use drcheck_impl::service::port::PortReservation;
 use drcheck_impl::service::rpc::{self, RegionCall};
 use drcheck_impl::service::{control, region, Cluster, NodeAddrs};
 use tokio::sync::watch;
 
-fn free_addr() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-    listener.local_addr().expect("its address")
-}
-
-fn addrs() -> NodeAddrs {
+/// A node's addresses, on ports held in `held` for as long as the test runs.
+fn addrs(held: &mut Vec<PortReservation>) -> NodeAddrs {
+    let mut reserve = || {
+        let port = PortReservation::new().expect("a free port");
+        let addr = port.addr();
+        held.push(port);
+        addr
+    };
     NodeAddrs {
-        protocol: free_addr(),
-        rpc: free_addr(),
+        protocol: reserve(),
+        rpc: reserve(),
     }
 }
 
@@ -36,13 +39,14 @@ async fn a_deployment_of_processes_runs_in_a_test_and_stops_on_its_shutdown() {
     let dir = std::env::temp_dir().join(format!("drcheck-processes-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("data directory");
+    let mut ports = Vec::new();
     let cluster = Cluster {
         regions: 2,
         timing: drcheck_impl::time::default_timing(),
         minute_ms: 100,
         start_unix_ms: drcheck_impl::time::unix_ms(),
-        control: addrs(),
-        region: vec![addrs(), addrs()],
+        control: addrs(&mut ports),
+        region: vec![addrs(&mut ports), addrs(&mut ports)],
         data_dir: dir.clone(),
         resume: None,
     };

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use drcheck_impl::protocol::message::{Envelope, Message, NodeId};
+use drcheck_impl::service::port::PortReservation;
 use drcheck_impl::transport::tcp::{listen, TcpTransport, MAX_LINE};
 use drcheck_impl::transport::{Links, Transport};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -192,12 +193,9 @@ async fn a_partition_cuts_region_links_but_not_the_control_plane() {
 async fn a_peer_that_starts_late_is_reached_once_it_listens() {
     bounded(async {
         let links = Links::new();
-        // Reserve a port, then close it: nothing listens there yet.
-        let addr = TcpListener::bind("127.0.0.1:0")
-            .await
-            .unwrap()
-            .local_addr()
-            .unwrap();
+        // Hold a port that nothing listens on yet.
+        let port = PortReservation::new().unwrap();
+        let addr = port.addr();
         let a = transport(R0, &[(R1, addr)], &links);
         for i in 0..10 {
             a.send(confirm(R0, R1, 1, i)); // lost: connection refused

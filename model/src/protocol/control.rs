@@ -29,12 +29,13 @@ fn member(s: &DrState, e: u8) -> bool {
 }
 
 /// Did region `r` last report as a secondary that may be promoted, and is it not declared
-/// failed?
-fn healthy_secondary(s: &DrState, r: u8) -> bool {
+/// failed? (Under `--bug candidate-any-epoch`, a secondary of any epoch.)
+fn healthy_secondary(cfg: &Config, s: &DrState, r: u8) -> bool {
+    let any_epoch = cfg.has_bug(Bug::CandidateAnyEpoch);
     !s.control.is_failed(r)
         && s.control
             .report(r)
-            .is_some_and(|h| h.role == Role::Secondary && member(s, h.epoch))
+            .is_some_and(|h| h.role == Role::Secondary && (any_epoch || member(s, h.epoch)))
 }
 
 /// How many entries region `r` last reported.
@@ -44,9 +45,9 @@ fn reported_len(s: &DrState, r: u8) -> u8 {
 
 /// The healthy secondary the control plane would promote instead of `from`: the most
 /// caught-up by its last report (by last entry's epoch, then length), lowest index on ties.
-pub fn candidate(s: &DrState, from: u8) -> Option<u8> {
+pub fn candidate(cfg: &Config, s: &DrState, from: u8) -> Option<u8> {
     (0..s.region_count())
-        .filter(|&r| r != from && healthy_secondary(s, r))
+        .filter(|&r| r != from && healthy_secondary(cfg, s, r))
         .max_by_key(|&r| {
             let h = s.control.report(r);
             (
@@ -247,12 +248,12 @@ pub fn declare(cfg: &Config, s: &DrState, r: u8) -> Option<DrState> {
     let routing = next.view.routing.clone();
     if routing.compute == r && !cfg.has_bug(Bug::NoComputeFailover) {
         let healthy = (0..next.region_count()).find(|&x| !next.control.is_failed(x));
-        if let Some(to) = candidate(&next, r).or(healthy) {
+        if let Some(to) = candidate(cfg, &next, r).or(healthy) {
             next.view.routing.compute = to;
         }
     }
     if r == routing.primary {
-        let guard_ok = candidate(&next, r).is_some_and(|c| guard_allows(cfg, &next, c));
+        let guard_ok = candidate(cfg, &next, r).is_some_and(|c| guard_allows(cfg, &next, c));
         next.control.phase = Phase::FailingOver {
             from: r,
             guard_ok,
@@ -393,7 +394,7 @@ pub fn promote(cfg: &Config, s: &DrState, to: u8) -> Option<DrState> {
     };
     if cfg.has_bug(Bug::NoAutoFailover)
         || !lease_expired(cfg, s)
-        || candidate(s, from) != Some(to)
+        || candidate(cfg, s, from) != Some(to)
         || !guard_allows(cfg, s, to)
     {
         return None;
@@ -407,7 +408,7 @@ pub fn force_failover(cfg: &Config, s: &DrState, to: u8) -> Option<DrState> {
     let Phase::FailingOver { from, waited, .. } = s.control.phase else {
         return None;
     };
-    let best = candidate(s, from)?;
+    let best = candidate(cfg, s, from)?;
     let guard_allows_best = guard_allows(cfg, s, best) && !cfg.has_bug(Bug::NoAutoFailover);
     // Only to the most caught-up secondary: any other would lose more than it must.
     if s.budget.forced == 0
@@ -415,7 +416,7 @@ pub fn force_failover(cfg: &Config, s: &DrState, to: u8) -> Option<DrState> {
         || waited < cfg.timing.grace
         || !lease_expired(cfg, s)
         || to == from
-        || !healthy_secondary(s, to)
+        || !healthy_secondary(cfg, s, to)
         || to != best
     {
         return None;
@@ -590,7 +591,8 @@ pub fn failback_target_ok(s: &DrState, target: u8) -> bool {
 }
 
 /// Did `target` report the same log end as the primary? (What `--bug
-/// failback-needs-caught-up` wants before it starts a switchover.)
+/// failback-needs-caught-up` wants before it starts a switchover, and what `--bug
+/// failback-unfenced` and `--bug failback-stale-last-entry` take for drained.)
 fn reports_caught_up(s: &DrState, target: u8) -> bool {
     let p = s.view.routing.primary;
     let reports = s.control.report(target).zip(s.control.report(p));
@@ -754,7 +756,11 @@ pub fn complete_switchover(cfg: &Config, s: &DrState) -> Option<DrState> {
     if !fenced && !unfenced {
         return None;
     }
-    let ready = drained(s, target) || unfenced || cfg.has_bug(Bug::FailbackNoDrain);
+    // Under `--bug failback-stale-last-entry`, fenced, the target's report of the log end the
+    // primary last reported will do: that report may predate the fence.
+    let stale_end =
+        fenced && cfg.has_bug(Bug::FailbackStaleLastEntry) && reports_caught_up(s, target);
+    let ready = drained(s, target) || unfenced || stale_end || cfg.has_bug(Bug::FailbackNoDrain);
     if !ready || s.control.is_failed(target) {
         return None;
     }

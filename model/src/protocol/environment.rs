@@ -6,7 +6,7 @@ use drcheck_properties::{Status, View};
 use drcheck_properties::Bug;
 
 use crate::config::Config;
-use crate::state::{ControlPlane, DrState, Phase, Volatile, UNKNOWN_PREFIX};
+use crate::state::{ControlPlane, DrState, Phase, Volatile, MAX_REGIONS, UNKNOWN_PREFIX};
 
 /// Tells the ledger a fault begins at region `r` (or between the regions), judged on the
 /// state `before` it: the availability clocks start for a single fault and are excused by a
@@ -92,13 +92,14 @@ pub fn restart_control(cfg: &Config, s: &DrState) -> Option<DrState> {
     next.view.routing.compute = primary;
     let hasty = cfg.has_bug(Bug::CpRestartHasty);
     let silence = if hasty { cfg.detection_threshold() } else { 0 };
+    let n = usize::from(next.region_count());
     next.control = ControlPlane {
-        silence: vec![silence; usize::from(next.region_count())],
+        silence: std::array::from_fn(|r| if r < n { silence } else { 0 }),
         failed: 0,
         grant_age: if hasty { cfg.lease_wait() } else { 0 },
         old_prefix: UNKNOWN_PREFIX,
         phase: Phase::Normal,
-        reports: vec![None; usize::from(next.region_count())],
+        reports: [None; MAX_REGIONS],
         confirmed: false,
         rejoin_offered: 0,
     };

@@ -67,7 +67,8 @@ pub fn tick(cfg: &Config, s: &DrState) -> Option<DrState> {
 /// secondary of its epoch it reaches hears it.
 fn send_heartbeats(cfg: &Config, next: &mut DrState) {
     let cap = cfg.contact_cap();
-    for v in &mut next.volatile {
+    let n = usize::from(next.region_count());
+    for v in &mut next.volatile[..n] {
         v.heard = (v.heard + 1).min(cap);
     }
     let mut senders = Vec::new();

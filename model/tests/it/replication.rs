@@ -17,8 +17,8 @@ fn the_primary_does_not_ship_to_a_secondary_holding_a_divergent_entry() {
             .map(|&write| Entry { epoch: 1, write })
             .collect()
     };
-    s.region_mut(0).log = log(&[1, 2, 3]);
-    s.region_mut(1).log = log(&[1, 9]);
+    s.region_mut(0).log = log(&[1, 2, 3]).into();
+    s.region_mut(1).log = log(&[1, 9]).into();
     assert!(
         replicate(&cfg, &s, 0, 1).is_none(),
         "shipped 1:w3 after a divergent 1:w9"

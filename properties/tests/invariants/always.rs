@@ -96,7 +96,7 @@ fn log_matching_fails_on_different_writes_at_same_epoch_and_index() {
     let mut v = baseline();
     // A stale region is exempt from the prefix clause, so only the first clause can fire.
     v.regions[1].role = Role::Stale;
-    v.regions[1].log = log(&[(1, 1), (1, 4)]);
+    v.regions[1].log = log(&[(1, 1), (1, 4)]).into();
     let violation = only_violation(&v, "log_matching");
     assert_mentions(
         &violation,
@@ -116,7 +116,7 @@ fn log_matching_allows_different_epochs_at_same_index() {
 #[test]
 fn log_matching_fails_when_current_secondary_is_not_prefix_of_primary() {
     let mut v = baseline();
-    v.regions[1].log = log(&[(1, 1), (1, 2), (1, 3), (1, 4)]);
+    v.regions[1].log = log(&[(1, 1), (1, 2), (1, 3), (1, 4)]).into();
     let violation = only_violation(&v, "log_matching");
     assert_mentions(
         &violation,
@@ -131,7 +131,7 @@ fn log_matching_fails_when_current_secondary_is_not_prefix_of_primary() {
 #[test]
 fn log_matching_exempts_unreachable_secondary_from_prefix_clause() {
     let mut v = baseline();
-    v.regions[1].log = log(&[(1, 1), (1, 2), (1, 3), (1, 4)]);
+    v.regions[1].log = log(&[(1, 1), (1, 2), (1, 3), (1, 4)]).into();
     v.regions[1].status = Status::Isolated;
     v.regions[1].down_for = Some(1);
     assert_healthy(&v);
@@ -140,7 +140,7 @@ fn log_matching_exempts_unreachable_secondary_from_prefix_clause() {
 #[test]
 fn log_matching_exempts_secondary_of_older_epoch_from_prefix_clause() {
     let mut v = baseline();
-    v.regions[1].log = log(&[(1, 1), (1, 2), (1, 3), (1, 4)]);
+    v.regions[1].log = log(&[(1, 1), (1, 2), (1, 3), (1, 4)]).into();
     v.regions[1].epoch = 0;
     assert_healthy(&v);
 }

@@ -131,7 +131,7 @@ fn tick_does_not_start_outage_clock() {
 fn settle_saturates_writes_every_region_holds() {
     let v = baseline();
     let mut l = Ledger {
-        writes: vec![write(1, 0, 5, CAP), write(2, 0, 3, 2), write(3, 0, 1, 2)],
+        writes: vec![write(1, 0, 5, CAP), write(2, 0, 3, 2), write(3, 0, 1, 2)].into(),
         ..Ledger::default()
     };
     l.writes[1].ages_at_outage[0] = Some(3);
@@ -145,7 +145,7 @@ fn settle_saturates_writes_every_region_holds() {
 fn settle_leaves_writes_some_region_lacks() {
     let v = baseline();
     let mut l = Ledger {
-        writes: vec![write(3, 0, 1, 2)],
+        writes: vec![write(3, 0, 1, 2)].into(),
         ..Ledger::default()
     };
     l.writes[0].ages_at_outage[0] = Some(1);
@@ -162,7 +162,7 @@ fn settle_leaves_writes_some_region_lacks() {
 fn ledger_for_outage() -> (RegionView, Ledger) {
     let r0 = region(Role::Primary, 1, 6, &[(1, 1), (1, 2)]);
     let l = Ledger {
-        writes: vec![write(1, 0, 5, CAP), write(2, 0, 2, 3), write(9, 1, 7, CAP)],
+        writes: vec![write(1, 0, 5, CAP), write(2, 0, 2, 3), write(9, 1, 7, CAP)].into(),
         ..Ledger::default()
     };
     (r0, l)
@@ -237,7 +237,7 @@ fn failover_setup() -> (Vec<RegionView>, Ledger) {
         w.ages_at_outage[0] = Some(at_outage);
     }
     let ledger = Ledger {
-        writes,
+        writes: writes.into(),
         ..Ledger::default()
     };
     (regions, ledger)

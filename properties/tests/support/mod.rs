@@ -39,7 +39,7 @@ pub fn region(role: Role, epoch: u8, lease: u8, entries: &[(u8, u8)]) -> RegionV
         status: Status::Up,
         role,
         epoch,
-        log: log(entries),
+        log: log(entries).into(),
         lease,
         quarantine: Vec::new(),
         down_for: None,
@@ -97,7 +97,8 @@ pub fn baseline() -> View {
         regions: vec![
             region(Role::Primary, 1, 6, &[(1, 1), (1, 2), (1, 3)]),
             region(Role::Secondary, 1, 0, &[(1, 1), (1, 2)]),
-        ],
+        ]
+        .into(),
         routing: Routing {
             epoch: 1,
             primary: 0,
@@ -110,7 +111,8 @@ pub fn baseline() -> View {
                 write(1, 0, CAP, CAP),
                 write(2, 0, CAP, 4),
                 write(3, 0, 2, CAP),
-            ],
+            ]
+            .into(),
             ..Ledger::default()
         },
     }
@@ -147,7 +149,7 @@ pub fn after_rejoin() -> View {
     r0.status = Status::Up;
     r0.role = Role::Secondary;
     r0.epoch = 2;
-    r0.log = log(&[(1, 1), (1, 2)]);
+    r0.log = log(&[(1, 1), (1, 2)]).into();
     r0.quarantine = vec![3];
     r0.down_for = None;
     r0.dark = false;

@@ -23,11 +23,14 @@ impl ControlMachine {
     /// Is `r` (by its last report) a secondary of the current epoch, not declared failed?
     /// (A silent region may be down without being declared yet: if it is promoted and never
     /// takes office, it is declared in turn and the secondaries of the epoch before remain
-    /// candidates; see `primary_confirmed`.)
+    /// candidates; see `primary_confirmed`.) The `candidate-any-epoch` mutant takes a
+    /// secondary of any epoch.
     pub(super) fn healthy_secondary(&self, r: u8) -> bool {
         let h = &self.health[usize::from(r)];
         let epoch = self.routing.epoch;
-        let member = |e: Epoch| e == epoch || (!self.primary_confirmed && e + 1 == epoch);
+        let any_epoch = self.mutants.has(Mutant::CandidateAnyEpoch);
+        let member =
+            |e: Epoch| any_epoch || e == epoch || (!self.primary_confirmed && e + 1 == epoch);
         !h.failed
             && self
                 .report(r)

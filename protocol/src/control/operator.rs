@@ -73,7 +73,8 @@ impl ControlMachine {
     }
 
     /// During a switchover: does `target` report the primary's whole log (by their last
-    /// reports)? What the `failback-unfenced` mutant takes for drained.
+    /// reports)? What the `failback-unfenced` and `failback-stale-last-entry` mutants take
+    /// for drained.
     pub(super) fn reports_caught_up(&self, target: u8) -> bool {
         let reports = self.report(target).zip(self.report(self.routing.primary));
         reports.is_some_and(|(t, p)| Self::check_caught_up(target, t, p).is_ok())

@@ -119,7 +119,8 @@ impl ControlMachine {
                 }
             }
             // The fenced primary reported the target drained (the `failback-no-drain` mutant
-            // does not wait for that), and the target is healthy.
+            // does not wait for that, nor does `failback-stale-last-entry`), and the target is
+            // healthy.
             ControlStep::CompleteSwitchover => {
                 let Phase::Switchover {
                     target,
@@ -138,7 +139,13 @@ impl ControlMachine {
                 if fenced_at.is_none() && !unfenced {
                     return Err(StepRefusal::NoFencedSwitchover);
                 }
-                let drained = drained || unfenced || self.mutants.has(Mutant::FailbackNoDrain);
+                // The `failback-stale-last-entry` mutant, fenced: the target's report of the
+                // log end the primary last reported (which may predate the fence) will do.
+                let stale_end = fenced_at.is_some()
+                    && self.mutants.has(Mutant::FailbackStaleLastEntry)
+                    && self.reports_caught_up(target);
+                let drained =
+                    drained || unfenced || stale_end || self.mutants.has(Mutant::FailbackNoDrain);
                 if !drained || self.failed(target) {
                     return Err(StepRefusal::NotDrained);
                 }
@@ -269,8 +276,12 @@ impl ControlMachine {
         // Only a drained switchover, even under the `failback-no-drain` mutant, whose step
         // is enabled undrained: in this mode that mutant promotes on the fence's
         // confirmation instead (see `fence_reported`), and a switchover it did not promote
-        // there (its fence confirmed by a heartbeat) still waits for the drain here.
-        if self.switchover_drained() || self.mutants.has(Mutant::FailbackUnfenced) {
+        // there (its fence confirmed by a heartbeat) still waits for the drain here. The
+        // `failback-unfenced` and `failback-stale-last-entry` mutants complete on the last
+        // reports instead (see `enabled`).
+        let by_reports = self.mutants.has(Mutant::FailbackUnfenced)
+            || self.mutants.has(Mutant::FailbackStaleLastEntry);
+        if self.switchover_drained() || by_reports {
             self.take_if_enabled(now, ControlStep::CompleteSwitchover, fx);
         }
         self.take_if_enabled(now, ControlStep::ComputeFailback, fx);

@@ -138,7 +138,8 @@ impl Supervisor {
         };
         slot.child = None;
         if !self.stopping() {
-            eprintln!("drcheck serve: control plane exited ({what}); restarting");
+            let said = self.last_log_line(NodeId::Control);
+            eprintln!("drcheck serve: control plane exited ({what}{said}); restarting");
         }
         Some(slot.started.elapsed())
     }

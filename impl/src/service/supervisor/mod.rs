@@ -19,6 +19,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use crate::service::endpoint::{self, ControlProcess, EndpointConfig, Fault, Faults};
+use crate::service::port::PortReservation;
 use crate::service::rpc::{self, RegionCall};
 use crate::service::{io, Cluster, NodeAddrs, ServiceError};
 use crate::time::{unix_ms, Timing};
@@ -74,23 +75,26 @@ pub struct Supervisor {
     wake: Notify,
     /// The task that restarts the control plane when it exits.
     watcher: Mutex<Option<JoinHandle<()>>>,
+    /// The children's ports, held for them.
+    _ports: Vec<PortReservation>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// A free loopback port (bound, then released for the child to take).
-fn free_addr() -> Result<SocketAddr, ServiceError> {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map_err(io("finding a free port"))
+/// A port for a child process, held for the whole life of `serve` (see [`PortReservation`]).
+fn reserve_port(held: &mut Vec<PortReservation>) -> Result<SocketAddr, ServiceError> {
+    let port = PortReservation::new().map_err(io("reserving a loopback port"))?;
+    let addr = port.addr();
+    held.push(port);
+    Ok(addr)
 }
 
-fn node_addrs() -> Result<NodeAddrs, ServiceError> {
+fn node_addrs(held: &mut Vec<PortReservation>) -> Result<NodeAddrs, ServiceError> {
     Ok(NodeAddrs {
-        protocol: free_addr()?,
-        rpc: free_addr()?,
+        protocol: reserve_port(held)?,
+        rpc: reserve_port(held)?,
     })
 }
 
@@ -107,12 +111,39 @@ fn random_token() -> String {
 }
 
 impl Supervisor {
-    fn spawn(&self, node: NodeId) -> Result<Child, ServiceError> {
-        let (verb, name) = match node {
-            NodeId::Control => ("control", "control".to_string()),
-            NodeId::Region(r) => ("region", format!("region-{r}")),
+    /// Where a child's stdout and stderr go.
+    fn log_path(&self, node: NodeId) -> PathBuf {
+        let name = match node {
+            NodeId::Control => "control".to_string(),
+            NodeId::Region(r) => format!("region-{r}"),
         };
-        let log_path = self.cluster.data_dir.join(format!("{name}.log"));
+        self.cluster.data_dir.join(format!("{name}.log"))
+    }
+
+    /// `: <the last line of the node's log>`, or nothing: why a child that exited did.
+    fn last_log_line(&self, node: NodeId) -> String {
+        use std::io::{Read, Seek, SeekFrom};
+        // Only the end of the log: it grows for as long as the deployment runs.
+        let mut tail = Vec::new();
+        if let Ok(mut file) = std::fs::File::open(self.log_path(node)) {
+            let len = file.metadata().map_or(0, |m| m.len());
+            let _ = file.seek(SeekFrom::Start(len.saturating_sub(4096)));
+            let _ = file.read_to_end(&mut tail);
+        }
+        String::from_utf8_lossy(&tail)
+            .lines()
+            .rev()
+            .find(|line| !line.trim().is_empty())
+            .map(|line| format!(": {}", line.trim()))
+            .unwrap_or_default()
+    }
+
+    fn spawn(&self, node: NodeId) -> Result<Child, ServiceError> {
+        let verb = match node {
+            NodeId::Control => "control",
+            NodeId::Region(_) => "region",
+        };
+        let log_path = self.log_path(node);
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -139,6 +170,7 @@ impl Supervisor {
         cluster: Cluster,
         cluster_file: PathBuf,
         exe: PathBuf,
+        ports: Vec<PortReservation>,
     ) -> Result<Arc<Supervisor>, ServiceError> {
         let n = usize::from(cluster.regions);
         let supervisor = Arc::new(Supervisor {
@@ -156,6 +188,7 @@ impl Supervisor {
             stopping: AtomicBool::new(false),
             wake: Notify::new(),
             watcher: Mutex::new(None),
+            _ports: ports,
         });
         lock(&supervisor.control).started(supervisor.spawn(NodeId::Control)?);
         for r in 0..supervisor.cluster.regions {
@@ -398,13 +431,11 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServiceError> {
         .map_err(io(format!("data directory {}", data_dir.display())))?;
     let cluster_file = data_dir.join("cluster.json");
     // A data directory from an earlier run keeps its layout and its protocol clock.
-    let fresh_addrs = || -> Result<(NodeAddrs, Vec<NodeAddrs>), ServiceError> {
-        let regions = (0..opts.regions)
-            .map(|_| node_addrs())
-            .collect::<Result<_, _>>()?;
-        Ok((node_addrs()?, regions))
-    };
-    let (control, region) = fresh_addrs()?;
+    let mut ports = Vec::new();
+    let region = (0..opts.regions)
+        .map(|_| node_addrs(&mut ports))
+        .collect::<Result<_, _>>()?;
+    let control = node_addrs(&mut ports)?;
     let earlier = cluster_file
         .exists()
         .then(|| Cluster::load(&cluster_file))
@@ -448,7 +479,7 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServiceError> {
         .await
         .map_err(io(format!("listening on {}", opts.listen)))?;
     let endpoint_addr = listener.local_addr().map_err(io("endpoint address"))?;
-    let supervisor = Supervisor::start(cluster.clone(), cluster_file, opts.exe.clone())?;
+    let supervisor = Supervisor::start(cluster.clone(), cluster_file, opts.exe.clone(), ports)?;
     let router = endpoint::router(EndpointConfig {
         control: cluster.control.rpc,
         regions: cluster.region.iter().map(|a| a.rpc).collect(),
