@@ -153,15 +153,24 @@ impl<T: Copy> Timing<T> {
     }
 }
 
+impl<T: Copy + std::ops::Add<Output = T>> Timing<T> {
+    /// The longest silence after which a peer still counts as heard: heartbeat + delay (a
+    /// heartbeat leaves every heartbeat and takes up to a delay). A region reports contact with
+    /// its primary, and the control plane trusts a region's report, only within it.
+    pub fn contact_window(&self) -> T {
+        self.heartbeat + self.delay
+    }
+
+    /// How long after its last grant a lease has surely expired on every region's clock:
+    /// lease + skew.
+    pub fn lease_wait(&self) -> T {
+        self.lease + self.skew
+    }
+}
+
 impl<T: Copy + Into<u64>> Timing<T> {
     fn wide(&self) -> Timing<u64> {
         self.map(Into::into)
-    }
-
-    /// How long after its last grant a lease has surely expired on every region's clock.
-    pub fn lease_wait(&self) -> u64 {
-        let t = self.wide();
-        t.lease + t.skew
     }
 
     /// Writes acknowledged at least this long ago count in `old_prefix_len`:
@@ -235,10 +244,11 @@ impl Rule {
 
 /// How long after an inter-region partition began the control plane may still act on reports
 /// from before it: the compute region reports the lost contact once it has not heard its
-/// primary for longer than heartbeat + delay, at its next heartbeat, which takes up to a
-/// delay. Until then a failback is accepted, and compute stays where it cannot write.
+/// primary for longer than the contact window (heartbeat + delay), at its next heartbeat,
+/// which takes up to heartbeat + delay more. Until then a failback is accepted, and compute
+/// stays where it cannot write.
 fn stale_window(t: &Timing<u64>) -> u64 {
-    2 * (t.heartbeat + t.delay)
+    t.contact_window() + t.heartbeat + t.delay
 }
 
 /// What the throttle still needs, when a switchover accepted on stale reports has aborted and
@@ -411,6 +421,7 @@ mod tests {
         assert_eq!(Timing::default().check(), Ok(()));
         assert_eq!(Timing::default().lease_wait(), 6);
         assert_eq!(Timing::default().old_prefix_age(), 13);
+        assert_eq!(Timing::default().contact_window(), 2);
     }
 
     /// One parameter set per rule, in the order of [`RULES`], that breaks it and no other.
