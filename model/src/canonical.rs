@@ -62,7 +62,7 @@ fn log_end_unread(cfg: &Config, s: &DrState, report: &Report, in_flight: bool) -
 /// it promotes, and a restart drops every report.
 fn lags_unread(cfg: &Config, s: &DrState, r: usize, report: &Report) -> [bool; MAX_REGIONS] {
     let routing = &s.view.routing;
-    let fresh = s.control.silence[r] <= cfg.timing.heartbeat + cfg.timing.delay;
+    let fresh = s.control.silence[r] <= cfg.timing.contact_window();
     let read = !cfg.has_bug(Bug::NoSyncTimeout)
         && r == usize::from(routing.primary)
         && fresh

@@ -217,7 +217,7 @@ impl UnboundedFailovers {
         let t = &params.timing;
         // The consistency rule `H + D < detection` keeps a healthy region's heartbeat in time;
         // broken, every heartbeat may be late, and every region is declared failed in turn.
-        let late = t.heartbeat.saturating_add(t.delay) >= t.detection;
+        let late = !drcheck_properties::timing::DETECTION.holds(t);
         let why = if late {
             " (heartbeat + delay >= detection makes every heartbeat late)".to_string()
         } else if let Some(bug) = params.bug {

@@ -229,18 +229,17 @@ impl Config {
     }
 
     /// Where a region's ticks since it heard its primary saturate: one past the longest
-    /// silence after which it still reports contact (heartbeat + delay).
+    /// silence after which it still reports contact (`Timing::contact_window`; at most 241
+    /// ticks, each parameter being at most 120).
     pub fn contact_cap(&self) -> u8 {
-        self.timing
-            .heartbeat
-            .saturating_add(self.timing.delay)
-            .saturating_add(1)
+        self.timing.contact_window() + 1
     }
 
     /// The lease wait: the control plane promotes no earlier than this many ticks after its
     /// last grant to the old primary.
     pub fn lease_wait(&self) -> u8 {
-        self.timing.lease + self.timing.skew
+        // At most 240: each parameter is at most 120 ticks.
+        self.timing.lease_wait()
     }
 
     /// Ticks of silence after which the control plane declares a region failed.

@@ -10,7 +10,9 @@
 //!   [`fingerprint`]: how states are told apart; [`search`]: shortest paths and timelines;
 //! - [`simulate`]: seeded random walks judging every property, for spaces too large to
 //!   exhaust; [`walk`]: the seeded choice of a step they and `drcheck walk` share;
-//! - [`svg`]: the Explorer's sequence diagram of a path.
+//! - [`svg`]: the Explorer's sequence diagram of a path;
+//! - [`sweep`]: checks of many timing parameter sets, what the consistency rules are measured
+//!   against.
 
 #![warn(missing_docs)]
 
@@ -26,6 +28,7 @@ pub mod search;
 pub mod simulate;
 pub mod state;
 pub mod svg;
+pub mod sweep;
 pub mod walk;
 
 pub use action::{Action, Actor};

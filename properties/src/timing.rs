@@ -4,8 +4,11 @@
 //!
 //! A [`Timing`] holds one unit throughout: minutes as a user states them ([`Timing::default`]),
 //! ticks in the model, milliseconds in the implementation ([`Timing::map`] converts). The rules
-//! are homogeneous linear inequalities, so they hold in one unit exactly when they hold in any
-//! multiple of it: checking minutes that are whole ticks is checking ticks.
+//! are the model's exact bounds, and some count one tick (the throttle refuses once the oldest
+//! unconfirmed write is older than the threshold: a tick past it). So they are linear
+//! inequalities in the parameters and the tick together: they hold in one unit exactly when
+//! they hold in any multiple of it with the tick scaled alike ([`Timing::check`] in ticks, or
+//! in minutes with a tick of one minute; [`Timing::check_with_tick`] in any other unit).
 
 use std::fmt;
 
@@ -150,15 +153,24 @@ impl<T: Copy> Timing<T> {
     }
 }
 
+impl<T: Copy + std::ops::Add<Output = T>> Timing<T> {
+    /// The longest silence after which a peer still counts as heard: heartbeat + delay (a
+    /// heartbeat leaves every heartbeat and takes up to a delay). A region reports contact with
+    /// its primary, and the control plane trusts a region's report, only within it.
+    pub fn contact_window(&self) -> T {
+        self.heartbeat + self.delay
+    }
+
+    /// How long after its last grant a lease has surely expired on every region's clock:
+    /// lease + skew.
+    pub fn lease_wait(&self) -> T {
+        self.lease + self.skew
+    }
+}
+
 impl<T: Copy + Into<u64>> Timing<T> {
     fn wide(&self) -> Timing<u64> {
         self.map(Into::into)
-    }
-
-    /// How long after its last grant a lease has surely expired on every region's clock.
-    pub fn lease_wait(&self) -> u64 {
-        let t = self.wide();
-        t.lease + t.skew
     }
 
     /// Writes acknowledged at least this long ago count in `old_prefix_len`:
@@ -169,110 +181,210 @@ impl<T: Copy + Into<u64>> Timing<T> {
         t.rpo.saturating_sub(t.heartbeat + t.delay)
     }
 
-    /// DESIGN's consistency rules: the first one the parameters break, or `Ok`.
+    /// The consistency rules, with this timing in ticks of the model (or in minutes, a tick of
+    /// one minute, as the implementation's commands take them): the first rule the parameters
+    /// break, or `Ok`.
     pub fn check(&self) -> Result<(), Inconsistent> {
+        self.check_ticks_of(1)
+    }
+
+    /// The consistency rules, with this timing in a unit of which one tick of the model is
+    /// `tick` (the implementation's milliseconds: a tick of one protocol minute).
+    pub fn check_with_tick(&self, tick: T) -> Result<(), Inconsistent> {
+        self.check_ticks_of(tick.into())
+    }
+
+    fn check_ticks_of(&self, tick: u64) -> Result<(), Inconsistent> {
         let t = self.wide();
         RULES
             .iter()
-            .find(|rule| !(rule.holds)(&t))
+            .find(|rule| !(rule.holds)(&t, tick))
             .map_or(Ok(()), |rule| {
                 Err(Inconsistent {
                     rule: rule.name,
                     endangers: rule.endangers,
-                    detail: (rule.detail)(&t),
+                    why: rule.why,
+                    detail: (rule.detail)(&t, tick),
                 })
             })
     }
 }
 
-/// One consistency rule between timing parameters.
+/// One consistency rule between timing parameters: a bound the model's steps make exact (see
+/// [`RULES`]).
 pub struct Rule {
-    /// The inequality, as messages and the README spell it.
+    /// The inequality, as messages and the README spell it. `tick` is one tick of the model
+    /// (a minute for the implementation's commands).
     pub name: &'static str,
-    /// What breaks when the rule does not hold (a property name where one watches it).
+    /// The `always` property that fails when the rule does not hold (its name in
+    /// [`crate::CATALOG`]).
     pub endangers: &'static str,
-    holds: fn(&Timing<u64>) -> bool,
+    /// How it fails, in a few words.
+    pub why: &'static str,
+    holds: fn(&Timing<u64>, u64) -> bool,
     /// The inequality with the numbers filled in, as it fails.
-    detail: fn(&Timing<u64>) -> String,
+    detail: fn(&Timing<u64>, u64) -> String,
 }
 
-/// The consistency rules (sufficient conditions), in the order they are checked.
-pub const RULES: &[Rule] = &[
-    Rule {
-        name: "heartbeat + delay < detection",
-        endangers: "no_spurious_failover",
-        holds: |t| t.heartbeat + t.delay < t.detection,
-        detail: |t| format!("{} + {} >= {}", t.heartbeat, t.delay, t.detection),
+impl fmt::Debug for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Rule")
+            .field("name", &self.name)
+            .field("endangers", &self.endangers)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Rule {
+    /// Does `t`, in ticks, keep this rule?
+    pub fn holds<T: Copy + Into<u64>>(&self, t: &Timing<T>) -> bool {
+        (self.holds)(&t.wide(), 1)
+    }
+}
+
+/// How long after an inter-region partition began the control plane may still act on reports
+/// from before it: the compute region reports the lost contact once it has not heard its
+/// primary for longer than the contact window (heartbeat + delay), at its next heartbeat,
+/// which takes up to heartbeat + delay more. Until then a failback is accepted, and compute
+/// stays where it cannot write.
+fn stale_window(t: &Timing<u64>) -> u64 {
+    t.contact_window() + t.heartbeat + t.delay
+}
+
+/// What the throttle still needs, when a switchover accepted on stale reports has aborted and
+/// the primary's lease is back, before it refuses for the write taken just before the fence.
+/// See [`SWITCHOVER_PARTITION`].
+fn switchover_head_start(t: &Timing<u64>, tick: u64) -> u64 {
+    (t.throttle + tick).saturating_sub(t.drain_timeout + t.heartbeat + t.delay)
+}
+
+/// Can an aborted switchover's spell without writes run into the throttle's? The oldest
+/// unconfirmed write may be acknowledged up to a delay before the partition, and the lease is
+/// back up to `stale_window + drain_timeout + heartbeat + delay` after it. (Otherwise the
+/// throttle's spell stands alone: [`PARTITION`].)
+fn switchover_meets_throttle(t: &Timing<u64>, tick: u64) -> bool {
+    stale_window(t) + t.drain_timeout + t.heartbeat + 2 * t.delay >= t.throttle + tick
+}
+
+/// A region heard every heartbeat + delay at worst is never declared failed while healthy.
+pub const DETECTION: Rule = Rule {
+    name: "heartbeat + delay < detection",
+    endangers: "no_spurious_failover",
+    why: "a healthy region's next heartbeat may arrive after the detection time",
+    holds: |t, _| t.heartbeat + t.delay < t.detection,
+    detail: |t, _| format!("{} + {} >= {}", t.heartbeat, t.delay, t.detection),
+};
+
+/// The primary's lease, renewed by each heartbeat's answer, never lapses between renewals.
+pub const LEASE_RENEWAL: Rule = Rule {
+    name: "heartbeat + delay <= lease + skew",
+    endangers: "write_availability",
+    why: "the primary's lease lapses between renewals, which lengthens every spell without writes",
+    holds: |t, _| t.heartbeat + t.delay <= t.lease + t.skew,
+    detail: |t, _| format!("{} + {} > {} + {}", t.heartbeat, t.delay, t.lease, t.skew),
+};
+
+/// Detection and the lease wait fit in the RTO.
+pub const FAILOVER_RTO: Rule = Rule {
+    name: "max(detection, lease + skew) <= rto",
+    endangers: "rto_bound",
+    why: "detection and the lease wait hold the failover back past the RTO",
+    holds: |t, _| t.detection.max(t.lease + t.skew) <= t.rto,
+    detail: |t, _| format!("max({}, {} + {}) > {}", t.detection, t.lease, t.skew, t.rto),
+};
+
+/// Writes acknowledged after the last heartbeat the control plane heard are younger than the
+/// RPO at the outage.
+pub const RPO_MARGIN: Rule = Rule {
+    name: "heartbeat + delay < rpo",
+    endangers: "rpo_bound",
+    why:
+        "writes acknowledged after the last heartbeat the control plane heard escape the RPO guard",
+    holds: |t, _| t.heartbeat + t.delay < t.rpo,
+    detail: |t, _| format!("{} + {} >= {}", t.heartbeat, t.delay, t.rpo),
+};
+
+/// A primary cut off from everyone acknowledges protected writes for less than the RPO.
+pub const LOSS_WINDOW: Rule = Rule {
+    name: "min(throttle + tick, sync_timeout + lease + skew) <= rpo",
+    endangers: "loss_window",
+    why:
+        "an isolated primary acknowledges protected writes until the throttle or its lease stops it",
+    holds: |t, tick| (t.throttle + tick).min(t.sync_timeout + t.lease + t.skew) <= t.rpo,
+    detail: |t, tick| {
+        format!(
+            "min({} + {tick}, {} + {} + {}) > {}",
+            t.throttle, t.sync_timeout, t.lease, t.skew, t.rpo
+        )
     },
-    Rule {
-        name: "heartbeat + delay < lease + skew",
-        endangers: "rto_bound (the lease lapses between renewals)",
-        holds: |t| t.heartbeat + t.delay < t.lease + t.skew,
-        detail: |t| format!("{} + {} >= {} + {}", t.heartbeat, t.delay, t.lease, t.skew),
+};
+
+/// Under a partition, the throttle stops writes from throttle + 1 tick to the sync timeout.
+/// (Where an aborted switchover's spell can run into the throttle's, [`SWITCHOVER_PARTITION`]
+/// is the stricter bound.)
+pub const PARTITION: Rule = Rule {
+    name: "sync_timeout <= rto + throttle + tick",
+    endangers: "write_availability",
+    why: "under a partition the throttle stops writes until the sync timeout",
+    holds: |t, tick| t.sync_timeout <= t.rto + t.throttle + tick,
+    detail: |t, tick| format!("{} > {} + {} + {tick}", t.sync_timeout, t.rto, t.throttle),
+};
+
+/// A failback accepted on reports a partition has just made stale: compute is cut off from
+/// the partition on, and the switchover fences the primary up to 2*(heartbeat + delay) after
+/// it began; it cannot drain, aborts after the drain timeout, and the primary, which gave its
+/// lease up at the fence, waits up to heartbeat + delay for a grant.
+pub const SWITCHOVER: Rule = Rule {
+    name: "drain_timeout + 3*(heartbeat + delay) <= rto",
+    endangers: "write_availability",
+    why: "a failback accepted on reports a partition has just made stale cannot drain: writes stop until the drain times out and the lease is renewed",
+    holds: |t, _| t.drain_timeout + stale_window(t) + t.heartbeat + t.delay <= t.rto,
+    detail: |t, _| {
+        format!(
+            "{} + 3*({} + {}) > {}",
+            t.drain_timeout, t.heartbeat, t.delay, t.rto
+        )
     },
-    Rule {
-        name: "max(detection, lease + skew) <= rto",
-        endangers: "rto_bound",
-        holds: |t| t.detection.max(t.lease + t.skew) <= t.rto,
-        detail: |t| format!("max({}, {} + {}) > {}", t.detection, t.lease, t.skew, t.rto),
+};
+
+/// A switchover accepted on stale reports may hand the primary straight to the throttle, for a
+/// write taken just before the fence: no write is possible from the partition to the sync
+/// timeout of that write (less the throttle's head start).
+pub const SWITCHOVER_PARTITION: Rule = Rule {
+    name: "sync_timeout + 2*(heartbeat + delay) <= rto + max(0, throttle + tick - drain_timeout - heartbeat - delay) unless drain_timeout + 3*heartbeat + 4*delay < throttle + tick",
+    endangers: "write_availability",
+    why: "a failback accepted on reports a partition has just made stale hands over to the throttle, and writes stay stopped until the sync timeout",
+    holds: |t, tick| {
+        !switchover_meets_throttle(t, tick)
+            || t.sync_timeout + stale_window(t) <= t.rto + switchover_head_start(t, tick)
     },
-    Rule {
-        name: "2*delay + heartbeat + delay < rpo",
-        endangers: "rpo_bound",
-        holds: |t| 2 * t.delay + t.heartbeat + t.delay < t.rpo,
-        detail: |t| {
-            let (h, d) = (t.heartbeat, t.delay);
-            format!("2*{d} + {h} + {d} >= {}", t.rpo)
-        },
+    detail: |t, tick| {
+        format!(
+            "{} + 2*({h} + {d}) > {} + {} (and {} + 3*{h} + 4*{d} >= {} + {tick})",
+            t.sync_timeout,
+            t.rto,
+            switchover_head_start(t, tick),
+            t.drain_timeout,
+            t.throttle,
+            h = t.heartbeat,
+            d = t.delay,
+        )
     },
-    Rule {
-        name: "2*delay <= throttle",
-        endangers: "write availability (a replication round trip is throttled)",
-        holds: |t| 2 * t.delay <= t.throttle,
-        detail: |t| format!("2*{} > {}", t.delay, t.throttle),
-    },
-    Rule {
-        name: "throttle < rpo",
-        endangers: "loss_window",
-        holds: |t| t.throttle < t.rpo,
-        detail: |t| format!("{} >= {}", t.throttle, t.rpo),
-    },
-    Rule {
-        name: "throttle <= sync_timeout",
-        endangers: "write availability (a secondary is left out of sync before the throttle could bound the loss window)",
-        holds: |t| t.throttle <= t.sync_timeout,
-        detail: |t| format!("{} > {}", t.throttle, t.sync_timeout),
-    },
-    Rule {
-        name: "sync_timeout + heartbeat + delay <= rto",
-        endangers: "write_availability (a partition stops writes for longer than the RTO)",
-        holds: |t| t.sync_timeout + t.heartbeat + t.delay <= t.rto,
-        detail: |t| {
-            let (h, d) = (t.heartbeat, t.delay);
-            format!("{} + {h} + {d} > {}", t.sync_timeout, t.rto)
-        },
-    },
-    Rule {
-        name: "2*(heartbeat + delay) + max(drain_timeout + heartbeat + delay, sync_timeout) <= rto",
-        endangers: "write_availability (a failback accepted on reports a partition has just made stale fences the primary until its drain times out, or a write taken just before waits out the sync timeout)",
-        // The control plane learns a partition from the compute region's report of lost
-        // contact, up to 2*(heartbeat + delay) after it began. A failback the operator asks
-        // for before then is accepted: it fences the primary, cannot drain, and aborts after
-        // the drain timeout, and the unfenced primary takes writes at its next lease grant
-        // (heartbeat + delay later); a write the primary took just before the fence keeps it
-        // throttled until the sync timeout leaves the other region out.
-        holds: |t| {
-            2 * (t.heartbeat + t.delay) + (t.drain_timeout + t.heartbeat + t.delay).max(t.sync_timeout)
-                <= t.rto
-        },
-        detail: |t| {
-            let (h, d) = (t.heartbeat, t.delay);
-            format!(
-                "2*({h} + {d}) + max({} + {h} + {d}, {}) > {}",
-                t.drain_timeout, t.sync_timeout, t.rto
-            )
-        },
-    },
+};
+
+/// The consistency rules, in the order they are checked. Each is exact for the model: it
+/// holds exactly when the property it names holds, all other rules holding (pinned at each
+/// boundary by `model/tests/it/rules.rs`), except [`LEASE_RENEWAL`], which is only tight (see
+/// `docs/design.md` §5).
+pub const RULES: &[&Rule] = &[
+    &DETECTION,
+    &LEASE_RENEWAL,
+    &FAILOVER_RTO,
+    &RPO_MARGIN,
+    &LOSS_WINDOW,
+    &PARTITION,
+    &SWITCHOVER,
+    &SWITCHOVER_PARTITION,
 ];
 
 /// A parameter set that breaks a consistency rule.
@@ -280,8 +392,10 @@ pub const RULES: &[Rule] = &[
 pub struct Inconsistent {
     /// The broken inequality ([`Rule::name`]).
     pub rule: &'static str,
-    /// What it endangers ([`Rule::endangers`]).
+    /// The property it endangers ([`Rule::endangers`]).
     pub endangers: &'static str,
+    /// How ([`Rule::why`]).
+    pub why: &'static str,
     /// The inequality with the numbers, in the unit checked.
     pub detail: String,
 }
@@ -290,8 +404,8 @@ impl fmt::Display for Inconsistent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} does not hold ({}); it endangers {}",
-            self.rule, self.detail, self.endangers
+            "{} does not hold ({}); it endangers {}: {}",
+            self.rule, self.detail, self.endangers, self.why
         )
     }
 }
@@ -307,12 +421,13 @@ mod tests {
         assert_eq!(Timing::default().check(), Ok(()));
         assert_eq!(Timing::default().lease_wait(), 6);
         assert_eq!(Timing::default().old_prefix_age(), 13);
+        assert_eq!(Timing::default().contact_window(), 2);
     }
 
-    #[test]
-    fn each_rule_can_fail_and_is_named() {
+    /// One parameter set per rule, in the order of [`RULES`], that breaks it and no other.
+    fn broken() -> [Timing; 8] {
         let base = Timing::default();
-        let broken = [
+        [
             Timing {
                 detection: 2,
                 ..base
@@ -322,51 +437,78 @@ mod tests {
                 skew: 0,
                 ..base
             },
-            Timing { rto: 5, ..base },
-            Timing { rpo: 4, ..base },
+            Timing { lease: 60, ..base },
             Timing {
+                rpo: 2,
                 throttle: 1,
                 ..base
             },
             Timing {
-                throttle: 14,
-                sync_timeout: 15,
-                rpo: 14,
+                throttle: 15,
                 ..base
             },
             Timing {
-                throttle: 14,
-                sync_timeout: 13,
-                rpo: 20,
-                ..base
-            },
-            Timing {
-                sync_timeout: 59,
+                throttle: 12,
+                sync_timeout: 74,
                 ..base
             },
             Timing {
                 drain_timeout: 55,
                 ..base
             },
-        ];
+            Timing {
+                sync_timeout: 57,
+                ..base
+            },
+        ]
+    }
+
+    #[test]
+    fn each_rule_can_fail_alone_and_is_named() {
+        let broken = broken();
         assert_eq!(broken.len(), RULES.len());
         for (t, rule) in broken.iter().zip(RULES) {
             let e = t.check().expect_err(rule.name);
             assert_eq!(e.rule, rule.name);
             assert!(e.to_string().contains(rule.endangers), "{e}");
+            assert!(e.to_string().contains(rule.why), "{e}");
+            let others: Vec<_> = RULES.iter().filter(|r| !r.holds(t)).collect();
+            assert_eq!(others.len(), 1, "{} breaks more than its rule", rule.name);
         }
     }
 
     #[test]
-    fn scaling_keeps_the_verdict() {
-        let ms = Timing::default().map(|m| u64::from(m) * 60_000);
-        assert_eq!(ms.check(), Ok(()));
-        assert_eq!(ms.lease_wait(), 6 * 60_000);
-        let bad = Timing {
-            detection: 2,
-            ..Timing::default()
+    fn every_rule_names_an_always_property() {
+        for rule in RULES {
+            let spec = crate::property(rule.endangers).expect(rule.endangers);
+            assert_eq!(
+                spec.expectation(),
+                crate::Expectation::Always,
+                "{}",
+                rule.name
+            );
         }
-        .map(|m| u64::from(m) * 60_000);
-        assert_eq!(bad.check().map_err(|e| e.rule), Err(RULES[0].name));
+    }
+
+    #[test]
+    fn scaling_keeps_the_verdict_when_the_tick_scales_too() {
+        let ms = |t: &Timing| t.map(|m| u64::from(m) * 60_000);
+        assert_eq!(ms(&Timing::default()).check_with_tick(60_000), Ok(()));
+        assert_eq!(ms(&Timing::default()).lease_wait(), 6 * 60_000);
+        for (t, rule) in broken().iter().zip(RULES) {
+            let e = ms(t).check_with_tick(60_000).map_err(|e| e.rule);
+            assert_eq!(e, Err(rule.name));
+        }
+        // At the partition's boundary (a tick past the throttle, counted in ticks) the rule
+        // holds in minutes with a tick of a minute, and so in milliseconds with a tick of
+        // 60,000, but not with a tick of one millisecond.
+        let edge = Timing {
+            throttle: 12,
+            sync_timeout: 73,
+            ..Timing::default()
+        };
+        assert_eq!(edge.check(), Ok(()));
+        assert_eq!(ms(&edge).check_with_tick(60_000), Ok(()));
+        assert!(ms(&edge).check_with_tick(1).is_err());
     }
 }

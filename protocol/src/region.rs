@@ -457,7 +457,7 @@ impl RegionMachine {
         let log = &self.durable.log;
         let contact = self
             .primary_heard
-            .is_some_and(|t| now.saturating_sub(t) <= self.timing.heartbeat + self.timing.delay);
+            .is_some_and(|t| now.saturating_sub(t) <= self.timing.contact_window());
         let heartbeat = Heartbeat {
             epoch: self.durable.epoch,
             role: self.durable.role,

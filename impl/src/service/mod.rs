@@ -100,9 +100,13 @@ impl Cluster {
                 cluster.regions
             )));
         }
-        cluster.timing.check().map_err(|e| {
-            ServiceError::Config(format!("{}: inconsistent timing: {e}", path.display()))
-        })?;
+        // Protocol milliseconds, judged as the model judges ticks of one protocol minute.
+        cluster
+            .timing
+            .check_with_tick(crate::time::MINUTE)
+            .map_err(|e| {
+                ServiceError::Config(format!("{}: inconsistent timing: {e}", path.display()))
+            })?;
         Ok(cluster)
     }
 

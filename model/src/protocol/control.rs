@@ -620,7 +620,7 @@ pub fn must_leave_out_of_sync(cfg: &Config, s: &DrState, r: u8) -> bool {
 fn lagging_for(cfg: &Config, s: &DrState, r: u8) -> Option<u8> {
     let p = s.view.routing.primary;
     let silence = s.control.silence[usize::from(p)];
-    let fresh = silence <= cfg.timing.heartbeat + cfg.timing.delay;
+    let fresh = silence <= cfg.timing.contact_window();
     if cfg.has_bug(Bug::NoSyncTimeout) || r == p || s.control.is_failed(p) || !fresh {
         return None;
     }

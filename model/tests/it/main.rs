@@ -5,5 +5,6 @@ mod canonical;
 mod default_model;
 mod explorer_view;
 mod replication;
+mod rules;
 mod simulate;
 mod timing;

@@ -12,7 +12,7 @@
 //! exactly when `detection <= heartbeat + delay`.
 
 use drcheck_model::{check, Bug, CheckOptions, Params, Report};
-use drcheck_properties::Timing;
+use drcheck_properties::{timing, Timing};
 use proptest::prelude::*;
 
 fn run(params: &Params, property: &'static str) -> Report {
@@ -107,7 +107,7 @@ proptest! {
         prop_assert!(report.complete);
         prop_assert_eq!(
             holds(&report, "no_spurious_failover"),
-            detection > heartbeat + delay,
+            timing::DETECTION.holds(&params.timing),
             "heartbeat {} delay {} detection {}",
             heartbeat, delay, detection
         );
@@ -157,10 +157,8 @@ proptest! {
 
     /// The model's exact boundary for a partition: the spell without writes runs from the
     /// tick the write is older than the throttle to the sync timeout, so `write_availability`
-    /// holds exactly when `sync_timeout - throttle - 1 <= rto`. The consistency rule
-    /// `sync_timeout + heartbeat + delay <= rto` is stricter on purpose: the implementation's
-    /// control plane learns of the lag from the primary's heartbeats (heartbeat + delay late)
-    /// and the rule does not count on the throttle's head start.
+    /// holds exactly when `sync_timeout - throttle - 1 <= rto`: the consistency rule
+    /// `timing::PARTITION`. (No switchover here: its own rule does not apply.)
     #[test]
     fn write_availability_under_a_partition_holds_iff_the_sync_timeout_fits_the_rto(
         throttle in 1u32..=3,
@@ -173,7 +171,7 @@ proptest! {
         prop_assert!(report.complete);
         prop_assert_eq!(
             holds(&report, "write_availability"),
-            sync_timeout <= rto + throttle + 1,
+            timing::PARTITION.holds(&params.timing),
             "throttle {} sync timeout {} rto {}",
             throttle, sync_timeout, rto
         );
@@ -205,11 +203,11 @@ fn stale_failback_scenario(drain_timeout: u32, rto: u32) -> Params {
     }
 }
 
-/// The partition's other worst case, and the drain's branch of the rule
-/// `2*(heartbeat + delay) + max(drain_timeout + heartbeat + delay, sync_timeout) <= rto`
-/// exactly: the compute region reports the lost contact up to 2*(heartbeat + delay) after the
-/// partition began, the fenced primary waits out the drain timeout, and its next lease comes
-/// up to heartbeat + delay after the abort.
+/// The partition's other worst case, and the rule `timing::SWITCHOVER`
+/// (`drain_timeout + 3*(heartbeat + delay) <= rto`) exactly: the compute region reports the
+/// lost contact up to 2*(heartbeat + delay) after the partition began, the fenced primary
+/// waits out the drain timeout, and its next lease comes up to heartbeat + delay after the
+/// abort. (`model/tests/it/rules.rs` pins the rule for other heartbeats and delays.)
 #[test]
 fn write_availability_under_a_stale_failback_holds_iff_the_drain_fits_the_rto() {
     for drain_timeout in [3, 5] {
@@ -238,9 +236,6 @@ fn write_availability_under_a_stale_failback_holds_iff_the_drain_fits_the_rto() 
         let refused = stale_failback_scenario(drain_timeout, bound - 1)
             .timing
             .check();
-        assert_eq!(
-            refused.map_err(|e| e.rule),
-            Err(drcheck_properties::timing::RULES[8].name)
-        );
+        assert_eq!(refused.map_err(|e| e.rule), Err(timing::SWITCHOVER.name));
     }
 }

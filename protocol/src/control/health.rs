@@ -215,7 +215,7 @@ impl ControlMachine {
         let primary = self.routing.primary;
         // Only on a fresh report of a primary that is heard (one that went silent may be
         // down, and a crashed primary counts nobody in sync).
-        let fresh = self.silence(now, primary) <= self.timing.heartbeat + self.timing.delay;
+        let fresh = self.silence(now, primary) <= self.timing.contact_window();
         if r == primary || self.failed(primary) || !fresh {
             return None;
         }
