@@ -64,9 +64,14 @@ fn a_rejoined_of_an_older_epoch_leaves_the_report_alone() {
 }
 
 /// A switchover back home to region 0 from primary region 1 (epoch 2), with the fence sent:
-/// the machine and when the fence was issued.
+/// the machine and when the fence was issued. The drain timeout (2 minutes) is shorter than
+/// the detection time, so that a switchover times out before anyone is declared failed.
 fn fencing() -> (ControlMachine, Millis) {
-    let mut cm = ControlMachine::resume(2, default_timing(), 0, 2, 1);
+    let timing = drcheck_protocol::time::Timing {
+        drain_timeout: 2 * MINUTE,
+        ..default_timing()
+    };
+    let mut cm = ControlMachine::resume(2, timing, 0, 2, 1);
     let now = MINUTE;
     let primary = Heartbeat {
         in_sync: vec![0],
@@ -126,6 +131,49 @@ fn a_primary_heartbeat_does_not_confirm_a_fence() {
     };
     hear(&mut cm, now, 1, Message::Heartbeat(unfenced));
     assert_eq!(fenced_at(&cm, now), None);
+}
+
+/// The unfences `fx` sends to region 1.
+fn unfences(fx: &Effects) -> Vec<Message> {
+    fx.send
+        .iter()
+        .filter(|e| e.to == NodeId::Region(1) && matches!(e.msg, Message::Unfence { .. }))
+        .map(|e| e.msg.clone())
+        .collect()
+}
+
+#[test]
+fn a_fenced_primary_heard_after_an_aborted_switchover_is_told_to_unfence() {
+    let (mut cm, issued) = fencing();
+    // The fence is never confirmed (the primary is unreachable): the switchover times out,
+    // and the unfence it sends is lost with the primary's link.
+    let timeout = issued + 2 * MINUTE;
+    let mut fx = Effects::default();
+    cm.tick(timeout, &mut fx);
+    assert!(matches!(cm.snapshot(timeout).phase, Phase::Normal));
+    assert_eq!(unfences(&fx).len(), 1, "the abort sends an unfence");
+    // The primary, fenced all along, is heard again: it is told to lift its fence.
+    let now = timeout + MINUTE;
+    let fenced = Heartbeat {
+        fence: Some(issued),
+        ..heartbeat(2, Role::Fenced, 3, now)
+    };
+    let fx = hear(&mut cm, now, 1, Message::Heartbeat(fenced));
+    assert_eq!(
+        unfences(&fx),
+        vec![Message::Unfence {
+            epoch: 2,
+            fence: issued
+        }]
+    );
+    // A primary that is not fenced is told nothing of the kind.
+    let fx = hear(
+        &mut cm,
+        now + 1,
+        1,
+        Message::Heartbeat(heartbeat(2, Role::Primary, 3, now + 1)),
+    );
+    assert!(unfences(&fx).is_empty());
 }
 
 #[test]
