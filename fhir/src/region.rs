@@ -118,6 +118,25 @@ pub struct RegionSummary {
     pub quarantine: Vec<QuarantinedWrite>,
     /// How many resources its log holds, deleted ones included.
     pub resources: usize,
+    /// What the region's process refused at its network edge and the largest frames it
+    /// sent and received: filled by the process that runs the machine (empty in-process).
+    #[serde(default)]
+    pub edge: EdgeReport,
+}
+
+/// What a process's network edge refused or could not send, by reason, and the largest frames
+/// that went through (see `drcheck-impl`'s `auth::EdgeStats`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct EdgeReport {
+    /// Frames or connections refused on arrival, by reason (`bad_mac`, `out_of_sequence`,
+    /// `not_from_control`, …).
+    pub refused: std::collections::BTreeMap<String, u64>,
+    /// Frames that could not be sent as they were, by reason (`frame_split`, …).
+    pub errors: std::collections::BTreeMap<String, u64>,
+    /// The longest frame sent, in bytes.
+    pub largest_sent: u64,
+    /// The longest frame received, in bytes.
+    pub largest_received: u64,
 }
 
 /// A write in a region's lost-writes quarantine, as the status API shows it.
@@ -287,6 +306,7 @@ impl FhirRegion {
                     payload: q.entry.payload.clone(),
                 })
                 .collect(),
+            edge: EdgeReport::default(),
             resources: self.index.len(),
         }
     }

@@ -8,6 +8,7 @@
 //! one answered, per TCP connection.
 
 pub mod control;
+pub mod edge;
 pub mod endpoint;
 pub mod http;
 pub mod port;
@@ -47,6 +48,9 @@ pub struct ProcessConfig {
     pub event_log: Option<PathBuf>,
     /// Control plane: the routing to resume with (see [`Cluster::resume`]).
     pub resume: Option<(drcheck_protocol::entry::Epoch, u8)>,
+    /// This process's keys (see [`crate::auth`]): `serve` writes them to
+    /// `<data>/keys/<name>.key`.
+    pub keys: PathBuf,
 }
 
 /// Where one node listens.
@@ -143,6 +147,7 @@ impl Cluster {
             data_dir: dir,
             event_log: Some(self.data_dir.join(name)),
             resume: self.resume,
+            keys: crate::auth::key_file(&self.data_dir, node.into()),
         })
     }
 }
@@ -167,6 +172,9 @@ pub enum ServiceError {
     /// A node stopped (its store failed, say); holds what stopped and why.
     #[error("{0}")]
     Stopped(String),
+    /// A key file is missing or unusable.
+    #[error(transparent)]
+    Auth(#[from] crate::auth::AuthError),
 }
 
 pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServiceError {

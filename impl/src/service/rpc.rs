@@ -3,10 +3,21 @@
 //! inputs and outputs (`FhirInput`/`FhirOutput` to a region, `ControlInput`/`ControlOutput` to
 //! the control plane): nothing is translated on the way. Simple and debuggable with `nc`; the
 //! protocol's own messages travel separately (`crate::transport::tcp`).
+//!
+//! Both lines are authenticated ([`crate::auth`]): the process challenges the caller, the
+//! caller names itself with a MAC under their link's key, the request is frame 0 from the
+//! caller and the answer frame 0 from the process, each MACed with both ends' fresh nonces.
+//! Only the endpoint (`serve`, also the supervisor) may call: anyone else, a bad MAC or a
+//! replayed request is refused (logged, counted, the connection closed unanswered). The
+//! caller believes only an answer MACed by the process it called on this very connection, so
+//! a forged or replayed answer is an error ([`RpcError::Forged`]).
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
+
+use crate::auth::{self, AuthError, EdgeStats, Keyring, Principal};
 
 use drcheck_fhir::region::FhirInput;
 use serde::de::DeserializeOwned;
@@ -15,8 +26,8 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
-/// Longest line either side accepts.
-const MAX_LINE: u64 = 32 * 1024 * 1024;
+/// Longest line either side accepts (a frame: the JSON plus the MAC and sequence number).
+pub const MAX_LINE: u64 = 32 * 1024 * 1024;
 
 /// What a region process is asked: an input of its machine (`FhirRegion`), or a change of its
 /// links (fault injection belongs to the process, not to the machine).
@@ -50,6 +61,12 @@ pub enum CallFailure {
         /// The request, in words.
         what: String,
     },
+    /// The answer would be longer than an RPC line may be (ask for less: a page).
+    #[error("{what}")]
+    TooLarge {
+        /// What was too large, in words.
+        what: String,
+    },
     /// The node behind the process stopped.
     #[error("{node} stopped")]
     Stopped {
@@ -74,6 +91,16 @@ pub enum RpcError {
         /// The request was written out before the failure.
         sent: bool,
     },
+    /// The answer is not authentic: not MACed by the process called, on this connection.
+    #[error("{addr} answered with no proof it is {peer}: {reason}")]
+    Forged {
+        /// The address called.
+        addr: SocketAddr,
+        /// Who was called.
+        peer: Principal,
+        /// What was wrong.
+        reason: String,
+    },
     /// The answer is not the expected JSON.
     #[error("{addr} answered something unreadable: {reason}")]
     Garbled {
@@ -92,9 +119,11 @@ pub enum RpcError {
     },
 }
 
-/// Asks `addr` and waits for the answer (at most `timeout`).
+/// Asks `peer` at `addr`, as `keys`' owner, and waits for the answer (at most `timeout`).
 pub async fn call<Q: Serialize, O: DeserializeOwned>(
     addr: SocketAddr,
+    keys: &Keyring,
+    peer: Principal,
     request: &Q,
     timeout: Duration,
 ) -> Result<O, RpcError> {
@@ -105,29 +134,42 @@ pub async fn call<Q: Serialize, O: DeserializeOwned>(
         sent: sent.load(std::sync::atomic::Ordering::Relaxed),
     };
     let exchange = async {
-        let mut stream = TcpStream::connect(addr)
+        let stream = TcpStream::connect(addr)
             .await
             .map_err(|e| unreachable(e.to_string()))?;
         let _ = stream.set_nodelay(true);
-        let mut line = serde_json::to_vec(request).map_err(|e| unreachable(e.to_string()))?;
-        line.push(b'\n');
+        let payload = serde_json::to_vec(request).map_err(|e| unreachable(e.to_string()))?;
+        let (read, mut write) = stream.into_split();
+        let mut reader = BufReader::new(read);
+        let (mut session, mut out) = auth::connect(&mut reader, keys, peer)
+            .await
+            .map_err(|e| unreachable(format!("handshake: {e}")))?;
+        session.seal(&payload, &mut out);
         sent.store(true, std::sync::atomic::Ordering::Relaxed);
-        stream
-            .write_all(&line)
+        write
+            .write_all(&out)
             .await
             .map_err(|e| unreachable(e.to_string()))?;
-        let mut reader = BufReader::new(stream).take(MAX_LINE);
         let mut answer = Vec::new();
-        reader
+        (&mut reader)
+            .take(MAX_LINE)
             .read_until(b'\n', &mut answer)
             .await
             .map_err(|e| unreachable(e.to_string()))?;
-        if answer.is_empty() {
-            return Err(unreachable(
-                "the connection closed without an answer".into(),
-            ));
+        if answer.last() != Some(&b'\n') {
+            return Err(unreachable(if answer.is_empty() {
+                "the connection closed without an answer".into()
+            } else {
+                format!("the answer was cut after {} bytes", answer.len())
+            }));
         }
-        let answer: Answer<O> = serde_json::from_slice(&answer).map_err(|e| RpcError::Garbled {
+        answer.pop();
+        let payload = session.open(&answer).map_err(|e| RpcError::Forged {
+            addr,
+            peer,
+            reason: e.to_string(),
+        })?;
+        let answer: Answer<O> = serde_json::from_slice(payload).map_err(|e| RpcError::Garbled {
             addr,
             reason: e.to_string(),
         })?;
@@ -139,8 +181,14 @@ pub async fn call<Q: Serialize, O: DeserializeOwned>(
     }
 }
 
-/// Answers requests on `listener` with `handle`, one task per connection.
-pub fn serve<Q, O, F, Fut>(listener: TcpListener, handle: F) -> JoinHandle<()>
+/// Answers requests on `listener` with `handle`, one task per connection, to the endpoint
+/// only (authenticated with `keys`); what it refuses goes to `stats`.
+pub fn serve<Q, O, F, Fut>(
+    listener: TcpListener,
+    keys: Arc<Keyring>,
+    stats: EdgeStats,
+    handle: F,
+) -> JoinHandle<()>
 where
     Q: DeserializeOwned + Send + 'static,
     O: Serialize + Send + 'static,
@@ -149,27 +197,67 @@ where
 {
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else {
+            let Ok((stream, addr)) = listener.accept().await else {
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 continue;
             };
             let handle = handle.clone();
+            let (keys, stats) = (keys.clone(), stats.clone());
             tokio::spawn(async move {
+                let me = keys.me();
                 let _ = stream.set_nodelay(true);
                 let (read, mut write) = stream.into_split();
-                let mut reader = BufReader::new(read).take(MAX_LINE);
+                let mut reader = BufReader::new(read);
+                let endpoint = |p: Principal| p == Principal::Endpoint;
+                let mut session = match auth::accept(&mut reader, &mut write, &keys, endpoint).await
+                {
+                    Ok(session) => session,
+                    Err(AuthError::Closed) => return,
+                    Err(e) => {
+                        stats.refuse(me, e.reason(), format!("an RPC call from {addr}: {e}"));
+                        return;
+                    }
+                };
                 let mut line = Vec::new();
-                if reader.read_until(b'\n', &mut line).await.is_err() || line.is_empty() {
+                let read = (&mut reader)
+                    .take(MAX_LINE)
+                    .read_until(b'\n', &mut line)
+                    .await;
+                if read.is_err() || line.is_empty() {
                     return;
                 }
-                let reply = match serde_json::from_slice::<Q>(&line) {
+                if line.last() != Some(&b'\n') {
+                    let detail = format!("an RPC request from {addr} over {MAX_LINE} bytes");
+                    stats.refuse(me, "frame_over_limit", detail);
+                    return;
+                }
+                line.pop();
+                let payload = match session.open(&line) {
+                    Ok(payload) => payload,
+                    Err(e) => {
+                        stats.refuse(me, e.reason(), format!("an RPC request from {addr}: {e}"));
+                        return;
+                    }
+                };
+                let reply = match serde_json::from_slice::<Q>(payload) {
                     Ok(request) => handle(request).await,
                     Err(e) => Err(CallFailure::Malformed {
                         reason: e.to_string(),
                     }),
                 };
-                let mut out = serde_json::to_vec(&reply).unwrap_or_default();
-                out.push(b'\n');
+                let mut json = serde_json::to_vec(&reply).unwrap_or_default();
+                if json.len() as u64 + 128 > MAX_LINE {
+                    let detail = format!(
+                        "an answer of {} bytes is over the {MAX_LINE}-byte limit",
+                        json.len()
+                    );
+                    stats.error(me, "answer_over_limit", &detail);
+                    let failure: Answer<O> = Err(CallFailure::TooLarge { what: detail });
+                    json = serde_json::to_vec(&failure).unwrap_or_default();
+                }
+                let mut out = Vec::with_capacity(json.len() + 128);
+                session.seal(&json, &mut out);
+                stats.sent(out.len() - 1);
                 let _ = write.write_all(&out).await;
             });
         }

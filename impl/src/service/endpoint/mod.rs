@@ -118,6 +118,8 @@ pub struct EndpointConfig {
     /// What runs the processes, for fault injection and the status API (`None`: no fault
     /// injection, and every region is taken as running).
     pub faults: Option<Arc<dyn Faults>>,
+    /// The endpoint's keys (see [`crate::auth`]): its calls and the answers are authenticated.
+    pub keys: Arc<crate::auth::Keyring>,
 }
 
 /// The state every handler shares.
