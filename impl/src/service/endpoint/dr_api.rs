@@ -55,6 +55,10 @@ pub(super) async fn status(State(ep): Shared) -> Answer {
                     "quarantined": s.quarantine.len(),
                     "resources": s.resources,
                     "loss_window_minutes": s.loss_window_ms.map(minutes),
+                    "refused_frames": s.edge.refused,
+                    "frame_errors": s.edge.errors,
+                    "largest_frame_sent": s.edge.largest_sent,
+                    "largest_frame_received": s.edge.largest_received,
                 }),
                 Err(why) => json!({ "region": r, "status": why, "pid": pid }),
             }
