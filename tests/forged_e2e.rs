@@ -17,8 +17,9 @@ use std::time::Duration;
 
 use drcheck_fhir::index::WriteRequest;
 use drcheck_fhir::region::FhirInput;
-use drcheck_impl::auth::{Keyring, Principal};
+use drcheck_impl::auth::{self, Keyring, Principal};
 use drcheck_impl::protocol::control::ControlInput;
+use drcheck_impl::protocol::message::{Envelope, Message, NodeId};
 use drcheck_impl::protocol::region::RegionInput;
 use drcheck_impl::service::rpc::{self, RegionCall};
 use serde_json::{json, Value};
@@ -266,6 +267,39 @@ fn forged_protocol_and_rpc_messages_from_outside_are_refused_logged_and_change_n
     serve.stop();
 }
 
+fn frame_of(envelope: &Envelope) -> Vec<u8> {
+    serde_json::to_vec(envelope).expect("JSON")
+}
+
+/// Sends `payloads` as frames to region `r` at `to`, authenticated with `keys`, each of them
+/// `times` times (a replay on the same connection); returns every byte sent (the hello and
+/// the frames) once the region has closed the connection or a second has passed.
+async fn send_as(
+    keys: &Keyring,
+    r: u8,
+    to: SocketAddr,
+    payloads: &[Vec<u8>],
+    times: usize,
+) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(to).await.expect("connect");
+    let mut reader = tokio::io::BufReader::new(&mut stream);
+    let (mut session, mut out) = auth::connect(&mut reader, keys, Principal::Region(r))
+        .await
+        .expect("challenge");
+    for payload in payloads {
+        let mut frame = Vec::new();
+        session.seal(payload, &mut frame);
+        for _ in 0..times {
+            out.extend_from_slice(&frame);
+        }
+    }
+    stream.write_all(&out).await.expect("write");
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.read_to_end(&mut rest)).await;
+    out
+}
+
 /// Runs `call` with a keyring read from the deployment's key files.
 fn as_insider<T>(call: impl std::future::Future<Output = T>) -> T {
     tokio::runtime::Builder::new_current_thread()
@@ -287,28 +321,16 @@ fn a_region_s_keys_cannot_speak_for_the_control_plane_or_the_endpoint() {
     .expect("region 0's keys");
 
     // Region 0's keys on region 1's protocol port, claiming the control plane's promote.
-    let promote = drcheck_impl::protocol::message::Envelope {
-        from: drcheck_impl::protocol::message::NodeId::Control,
-        to: drcheck_impl::protocol::message::NodeId::Region(1),
-        msg: drcheck_impl::protocol::message::Message::Promote {
+    let promote = Envelope {
+        from: NodeId::Control,
+        to: NodeId::Region(1),
+        msg: Message::Promote {
             epoch: 2,
             expiry: 1 << 62,
         },
     };
-    as_insider(async {
-        use tokio::io::AsyncWriteExt;
-        let to = addr(&serve.data, Some(1), "protocol");
-        let mut stream = tokio::net::TcpStream::connect(to).await.expect("connect");
-        let mut reader = tokio::io::BufReader::new(&mut stream);
-        let (mut session, mut out) =
-            drcheck_impl::auth::connect(&mut reader, &keys, Principal::Region(1))
-                .await
-                .expect("challenge");
-        session.seal(&serde_json::to_vec(&promote).unwrap(), &mut out);
-        stream.write_all(&out).await.expect("write");
-        let mut rest = Vec::new();
-        let _ = tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut rest).await;
-    });
+    let region1 = addr(&serve.data, Some(1), "protocol");
+    as_insider(send_as(&keys, 1, region1, &[frame_of(&promote)], 1));
     serve.eventually(Duration::from_secs(5), "the refusal is counted", || {
         refused(&serve, 1, "from_or_to_mismatch") == 1
     });
@@ -318,9 +340,9 @@ fn a_region_s_keys_cannot_speak_for_the_control_plane_or_the_endpoint() {
         isolated: true,
         partitioned: true,
     };
-    let region1 = addr(&serve.data, Some(1), "rpc");
+    let region1_rpc = addr(&serve.data, Some(1), "rpc");
     let answer: Result<drcheck_fhir::region::FhirOutput, _> = as_insider(rpc::call(
-        region1,
+        region1_rpc,
         &keys,
         Principal::Region(1),
         &set_links,
@@ -343,8 +365,88 @@ fn a_region_s_keys_cannot_speak_for_the_control_plane_or_the_endpoint() {
         log_of(&serve, "control").contains("refused (unknown_sender)")
     });
 
+    // Region 0's own new_epoch to region 1: authenticated, but not the control plane's to
+    // give.
+    let new_epoch = Envelope {
+        from: NodeId::Region(0),
+        to: NodeId::Region(1),
+        msg: Message::NewEpoch { epoch: 2 },
+    };
+    as_insider(send_as(&keys, 1, region1, &[frame_of(&new_epoch)], 1));
+    serve.eventually(Duration::from_secs(5), "the refusal is counted", || {
+        refused(&serve, 1, "not_from_control") == 1
+    });
+
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(state(&serve), before);
     still_works(&serve, "the insider's attempts");
+    serve.stop();
+}
+
+#[test]
+fn the_control_plane_s_own_frames_replayed_or_past_its_rules_are_refused() {
+    let serve = Serve::start("replay");
+    still_works(&serve, "the start");
+    let before = state(&serve);
+    let keys = Keyring::load(
+        &auth::key_file(&serve.data, Principal::Control),
+        Principal::Control,
+    )
+    .expect("the control plane's keys");
+    let region1 = addr(&serve.data, Some(1), "protocol");
+    let envelope = |msg| Envelope {
+        from: NodeId::Control,
+        to: NodeId::Region(1),
+        msg,
+    };
+
+    // A genuine, harmless frame (the epoch region 1 is in), sent twice on its connection:
+    // the copy is refused.
+    let harmless = frame_of(&envelope(Message::NewEpoch { epoch: 1 }));
+    let captured = as_insider(send_as(&keys, 1, region1, &[harmless], 2));
+    serve.eventually(Duration::from_secs(5), "the copy is refused", || {
+        refused(&serve, 1, "out_of_sequence") == 1
+    });
+    // The whole capture (hello and frame) replayed on a new connection: refused.
+    let mut stream = TcpStream::connect(region1).expect("connect");
+    stream.write_all(&captured).expect("write");
+    serve.eventually(Duration::from_secs(5), "the replay is refused", || {
+        refused(&serve, 1, "bad_mac") == 1
+    });
+
+    // Even the control plane's key does not carry the promote (an epoch 49 ahead,
+    // a lease of 146,000 years), nor a promote with a lease it never grants.
+    let forged = [
+        (
+            Message::Promote {
+                epoch: 50,
+                expiry: 1 << 62,
+            },
+            "epoch_jump",
+        ),
+        (
+            Message::Promote {
+                epoch: 2,
+                expiry: 1 << 62,
+            },
+            "lease_too_long",
+        ),
+    ];
+    for (msg, reason) in forged {
+        as_insider(send_as(&keys, 1, region1, &[frame_of(&envelope(msg))], 1));
+        serve.eventually(Duration::from_secs(5), "the refusal is counted", || {
+            refused(&serve, 1, reason) == 1
+        });
+    }
+    let log = log_of(&serve, "region-1");
+    for reason in ["out_of_sequence", "bad_mac", "epoch_jump", "lease_too_long"] {
+        assert!(
+            log.contains(&format!("refused ({reason})")),
+            "{reason}: {log}"
+        );
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(state(&serve), before);
+    still_works(&serve, "the replays");
     serve.stop();
 }
