@@ -22,7 +22,9 @@ use crate::time::unix_ms;
 use drcheck_fhir::change::Change;
 use drcheck_fhir::index::WriteRequest;
 use drcheck_fhir::outcome::FhirError;
-use drcheck_fhir::region::{Failure, FhirInput, FhirOutput, FhirWriteResult, RegionSummary};
+use drcheck_fhir::region::{
+    Failure, FhirInput, FhirOutput, FhirWriteResult, QuarantinedWrite, RegionSummary,
+};
 use drcheck_properties::Status;
 use drcheck_protocol::control::{ControlInput, ControlOutput, ControlSnapshot, Routing};
 use drcheck_protocol::entry::WriteId;
@@ -30,6 +32,10 @@ use drcheck_protocol::event::Refusal;
 use drcheck_protocol::region::{Ack, RegionInput};
 
 const RPC_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Most payload bytes in one page of a quarantine (JSON-encoded, at most about twice as much,
+/// under the RPC line's 32 MiB).
+const QUARANTINE_PAGE: usize = 8 * 1024 * 1024;
 
 /// A process the endpoint calls: who it is (its answers must prove it) and where.
 #[derive(Clone, Copy, Debug)]
@@ -298,6 +304,30 @@ impl Endpoint {
             });
         }
         out
+    }
+
+    /// Region `r`'s whole quarantine, page by page (a page at most [`QUARANTINE_PAGE`] bytes
+    /// of payload, so that no answer nears the RPC line's limit however large the
+    /// quarantine); `None` if the region is down or does not answer.
+    pub(super) async fn quarantine_of(&self, r: u8) -> Option<Vec<QuarantinedWrite>> {
+        let running = self.cfg.faults.as_ref().is_none_or(|f| f.running(r));
+        let peer = self.region_peer(r).filter(|_| running)?;
+        let mut items = Vec::new();
+        let mut from = Some(0);
+        while let Some(start) = from {
+            let ask = FhirInput::Quarantine {
+                from: start,
+                max_bytes: QUARANTINE_PAGE,
+            };
+            match self.ask_region(peer, ask).await {
+                Ok(FhirOutput::Quarantine(page)) => {
+                    items.extend(page.items);
+                    from = page.next;
+                }
+                _ => return None,
+            }
+        }
+        Some(items)
     }
 
     /// Tells every region that quarantined `write` that it was re-applied (with three
