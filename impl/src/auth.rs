@@ -211,6 +211,31 @@ fn random<const N: usize>() -> io::Result<[u8; N]> {
     Ok(bytes)
 }
 
+/// A fresh connection nonce: HMAC-SHA256 of a counter under a key drawn once per process from
+/// the operating system's random source (a pseudo-random function: unpredictable and never
+/// repeated while the process lives, and a new key after a restart), truncated to
+/// [`NONCE_LEN`] bytes. No system call per connection.
+fn nonce() -> Result<[u8; NONCE_LEN], AuthError> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::OnceLock;
+    static KEY: OnceLock<[u8; KEY_LEN]> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let key = match KEY.get() {
+        Some(key) => key,
+        None => {
+            let fresh = random().map_err(io_err("reading /dev/urandom"))?;
+            KEY.get_or_init(|| fresh)
+        }
+    };
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let tag = mac(key, &[b"drcheck nonce 1\0", &n.to_be_bytes()])
+        .finalize()
+        .into_bytes();
+    let mut out = [0u8; NONCE_LEN];
+    out.copy_from_slice(&tag[..NONCE_LEN]);
+    Ok(out)
+}
+
 fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write as _;
     bytes.iter().fold(String::new(), |mut s, b| {
@@ -567,7 +592,7 @@ where
     R: AsyncBufRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let ns: [u8; NONCE_LEN] = random().map_err(io_err("reading /dev/urandom"))?;
+    let ns = nonce()?;
     let challenge = format!("{MAGIC} challenge {}\n", hex(&ns));
     let exchange = async {
         writer
@@ -661,7 +686,7 @@ where
     let ns: [u8; NONCE_LEN] = tokio::time::timeout(HANDSHAKE_TIMEOUT, read)
         .await
         .map_err(|_| AuthError::Timeout)??;
-    let nc: [u8; NONCE_LEN] = random().map_err(io_err("reading /dev/urandom"))?;
+    let nc = nonce()?;
     let (from, to) = (keys.me().label(), peer.label());
     let tag = hello_mac(&key, &from, &to, &ns, &nc)
         .finalize()

@@ -187,7 +187,7 @@ async fn the_operator_token_is_checked_before_the_body_and_the_body_before_the_c
     assert_eq!(quarantine.header("Content-Type"), Some("application/json"));
     assert_eq!(
         quarantine.json().unwrap(),
-        serde_json::json!({ "quarantine": [] })
+        serde_json::json!({ "quarantine": [], "unanswered": [] })
     );
 
     // The status API needs no token.
@@ -563,4 +563,58 @@ async fn the_routing_is_cached_refreshed_once_on_a_stale_primary_and_dropped_whe
     );
     not_found(&read().await, "a read after an operator request");
     assert_eq!(snapshots(), 13);
+}
+
+#[tokio::test]
+async fn the_endpoint_s_kept_rpc_connections_survive_a_restart_of_the_process() {
+    let counter = Arc::new(AtomicUsize::new(0));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let serve = |listener: TcpListener, counter: Arc<AtomicUsize>| {
+        rpc::serve(
+            listener,
+            keys(Principal::Control),
+            EdgeStats::default(),
+            move |_: ControlInput| {
+                let n = counter.fetch_add(1, Ordering::SeqCst);
+                async move { Ok::<_, rpc::CallFailure>(n) }
+            },
+        )
+    };
+    let server = serve(listener, counter.clone());
+    let client = rpc::Client::new(keys(Principal::Endpoint));
+    let ask = || {
+        client.call::<_, usize>(
+            addr,
+            Principal::Control,
+            &ControlInput::Snapshot,
+            TEST_LIMIT,
+        )
+    };
+    // Several calls, on one kept connection.
+    for n in 0..5 {
+        assert_eq!(ask().await.unwrap(), n);
+    }
+    // The process stops (its connections close) and starts again on the same port: the
+    // kept connection is seen closed, and the next call goes on a new one.
+    server.abort();
+    let _ = server.await;
+    let listener = TcpListener::bind(addr).await.unwrap();
+    let _server = serve(listener, counter.clone());
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(ask().await.unwrap(), 5);
+    // A caller with another deployment's keys is refused; the answer is never believed.
+    let stranger = rpc::Client::new(Arc::new(
+        Secret::generate().unwrap().keyring(Principal::Endpoint, 3),
+    ));
+    let refused = stranger
+        .call::<_, usize>(
+            addr,
+            Principal::Control,
+            &ControlInput::Snapshot,
+            TEST_LIMIT,
+        )
+        .await;
+    assert!(refused.is_err(), "{refused:?}");
+    assert_eq!(counter.load(Ordering::SeqCst), 6);
 }

@@ -17,7 +17,7 @@ use super::response::{failure_response, unavailable, Outcome};
 use super::Endpoint;
 use crate::auth::Principal;
 use crate::operator;
-use crate::service::rpc::{self, RegionCall, RpcError};
+use crate::service::rpc::{RegionCall, RpcError};
 use crate::time::unix_ms;
 use drcheck_fhir::change::Change;
 use drcheck_fhir::index::WriteRequest;
@@ -58,7 +58,8 @@ impl Endpoint {
         peer: Peer,
         request: &Q,
     ) -> Result<O, Response> {
-        rpc::call(peer.addr, &self.cfg.keys, peer.who, request, RPC_TIMEOUT)
+        self.rpc
+            .call(peer.addr, peer.who, request, RPC_TIMEOUT)
             .await
             .map_err(|e| unavailable(e.to_string()))
     }
@@ -210,9 +211,10 @@ impl Endpoint {
     }
 
     async fn write_to(&self, primary: Peer, input: FhirInput) -> Result<FhirWriteResult, Response> {
-        let keys = &self.cfg.keys;
         let request = RegionCall::Machine(input);
-        let output = rpc::call(primary.addr, keys, primary.who, &request, RPC_TIMEOUT)
+        let output = self
+            .rpc
+            .call(primary.addr, primary.who, &request, RPC_TIMEOUT)
             .await
             .map_err(|e| match e {
                 // Sent, and no answer (or none to believe): the write may or may not have
