@@ -177,7 +177,8 @@ pub enum AuthError {
     /// The handshake did not complete in time.
     #[error("handshake timed out")]
     Timeout,
-    /// The connection closed during the handshake.
+    /// The connection closed before the handshake's line began (a port probe, or a peer that
+    /// gave up); a line cut short is [`AuthError::Malformed`].
     #[error("connection closed during the handshake")]
     Closed,
 }
@@ -483,7 +484,10 @@ async fn read_line<R: AsyncBufRead + Unpin>(
     } else if line.len() as u64 > limit {
         Err(AuthError::Malformed(format!("a line over {limit} bytes")))
     } else {
-        Err(AuthError::Closed)
+        Err(AuthError::Malformed(format!(
+            "the connection closed after {} bytes of a line",
+            line.len()
+        )))
     }
 }
 

@@ -203,10 +203,13 @@ impl Guard {
         }
         // The longest lease the control plane grants, as its clock may read by the time the
         // grant arrives here.
-        let longest = now + self.timing.lease + self.timing.skew + self.timing.delay;
+        let longest = now
+            .saturating_add(self.timing.lease)
+            .saturating_add(self.timing.skew)
+            .saturating_add(self.timing.delay);
         match *msg {
             Message::Promote { epoch, expiry } => {
-                if epoch > self.newest + 2 {
+                if epoch > self.newest.saturating_add(2) {
                     return Err((
                         "epoch_jump",
                         format!(
@@ -305,6 +308,13 @@ mod tests {
         assert!(g.admit(&env(NodeId::Region(2), append(3)), now));
         assert!(!g.admit(&env(NodeId::Region(0), append(3)), now));
         assert!(g.admit(&env(NodeId::Control, promote(4, now + 5 * 60_000)), now));
+        // Epochs at the end of their range do not overflow the checks.
+        let last = Epoch::MAX;
+        assert!(g.admit(
+            &env(NodeId::Control, Message::NewEpoch { epoch: last }),
+            now
+        ));
+        assert!(g.admit(&env(NodeId::Control, promote(last, now)), u64::MAX));
         let counts = g.stats().counts();
         assert_eq!(counts.refused["not_from_control"], 2);
         assert_eq!(counts.refused["epoch_jump"], 1);
