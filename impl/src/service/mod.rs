@@ -5,7 +5,7 @@
 //!
 //! Processes agree on protocol time through a shared start instant (Unix milliseconds) and
 //! the minute scale. The endpoint reaches the processes through [`rpc`]: one JSON line asked,
-//! one answered, per TCP connection.
+//! one answered, per call, on authenticated connections it keeps open ([`crate::auth`]).
 
 pub mod control;
 pub mod edge;
