@@ -196,6 +196,18 @@ fn a_killed_primary_fails_over_and_everything_comes_back_home() {
         .unwrap()
         .starts_with("Unreplicated"));
 
+    // The deployment's own traffic (the failover, the rejoin, the failback, the re-apply)
+    // passed every link's authentication and its edge's checks: nothing was refused.
+    let status = serve.status();
+    for r in 0..2 {
+        let refused = region_field(&status, r, "refused_frames");
+        assert_eq!(refused, serde_json::json!({}), "region {r}: {status}");
+    }
+    for log in ["region-0.log", "region-1.log", "control.log"] {
+        let text = std::fs::read_to_string(serve.data.join(log)).unwrap_or_default();
+        assert!(!text.contains("refused"), "{log}: {text}");
+    }
+
     let exit = serve.stop();
     assert!(exit.success(), "serve stops cleanly on Ctrl-C: {exit:?}");
 }

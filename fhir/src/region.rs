@@ -43,6 +43,14 @@ pub enum FhirInput {
     },
     /// What the status API shows.
     Summary,
+    /// A page of the quarantine: from its `from`th write, as many as fit in `max_bytes` of
+    /// payload (at least one), so that no answer grows with the quarantine.
+    Quarantine {
+        /// The first write's position in the quarantine (0 first).
+        from: usize,
+        /// Most payload bytes in the page, beyond its first write.
+        max_bytes: usize,
+    },
 }
 
 impl From<Envelope> for FhirInput {
@@ -73,6 +81,19 @@ pub enum FhirOutput {
     Read(Result<Vec<Change>, Failure>),
     /// To a summary request.
     Summary(Box<RegionSummary>),
+    /// To a quarantine request.
+    Quarantine(QuarantinePage),
+}
+
+/// A page of a region's quarantine.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct QuarantinePage {
+    /// The writes, in quarantine order.
+    pub items: Vec<QuarantinedWrite>,
+    /// Where the next page starts (`None`: this was the last).
+    pub next: Option<usize>,
+    /// How many writes the quarantine holds.
+    pub total: usize,
 }
 
 /// A request that failed, as the endpoint will tell the client.
@@ -114,10 +135,30 @@ pub struct RegionSummary {
     /// As primary: age of its oldest write no in-sync secondary confirmed, or of its oldest
     /// unconfirmed write when none is in sync: what would be lost if it died now.
     pub loss_window_ms: Option<Millis>,
-    /// Its lost-writes quarantine.
-    pub quarantine: Vec<QuarantinedWrite>,
+    /// How many writes its lost-writes quarantine holds (their list comes by pages:
+    /// [`FhirInput::Quarantine`]).
+    pub quarantined: usize,
     /// How many resources its log holds, deleted ones included.
     pub resources: usize,
+    /// What the region's process refused at its network edge and the largest frames it
+    /// sent and received: filled by the process that runs the machine (empty in-process).
+    #[serde(default)]
+    pub edge: EdgeReport,
+}
+
+/// What a process's network edge refused or could not send, by reason, and the largest frames
+/// that went through (see `drcheck-impl`'s `auth::EdgeStats`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct EdgeReport {
+    /// Frames or connections refused on arrival, by reason (`bad_mac`, `out_of_sequence`,
+    /// `not_from_control`, …).
+    pub refused: std::collections::BTreeMap<String, u64>,
+    /// Frames that could not be sent as they were, by reason (`frame_split`, …).
+    pub errors: std::collections::BTreeMap<String, u64>,
+    /// The longest frame sent, in bytes.
+    pub largest_sent: u64,
+    /// The longest frame received, in bytes.
+    pub largest_received: u64,
 }
 
 /// A write in a region's lost-writes quarantine, as the status API shows it.
@@ -276,18 +317,37 @@ impl FhirRegion {
             accepts_writes: self.machine.refusal(now).is_none(),
             in_sync: self.machine.in_sync_regions(),
             loss_window_ms: self.machine.exposure(now),
-            quarantine: self
-                .machine
-                .quarantine()
-                .iter()
-                .map(|q| QuarantinedWrite {
-                    write: q.entry.write,
-                    epoch: q.entry.epoch,
-                    reapplied: q.reapplied,
-                    payload: q.entry.payload.clone(),
-                })
-                .collect(),
+            quarantined: self.machine.quarantine().len(),
+            edge: EdgeReport::default(),
             resources: self.index.len(),
+        }
+    }
+
+    /// A page of the quarantine: from its `from`th write, at most `max_bytes` of payload
+    /// beyond the first.
+    pub fn quarantine_page(&self, from: usize, max_bytes: usize) -> QuarantinePage {
+        let all = self.machine.quarantine();
+        let mut bytes = 0usize;
+        let items: Vec<QuarantinedWrite> = all
+            .iter()
+            .skip(from)
+            .enumerate()
+            .take_while(|(i, q)| {
+                bytes = bytes.saturating_add(q.entry.payload.len());
+                *i == 0 || bytes <= max_bytes
+            })
+            .map(|(_, q)| QuarantinedWrite {
+                write: q.entry.write,
+                epoch: q.entry.epoch,
+                reapplied: q.reapplied,
+                payload: q.entry.payload.clone(),
+            })
+            .collect();
+        let end = from.saturating_add(items.len());
+        QuarantinePage {
+            items,
+            next: (end < all.len()).then_some(end),
+            total: all.len(),
         }
     }
 
@@ -312,6 +372,9 @@ impl FhirRegion {
                 history,
             } => FhirOutput::Read(self.read(now, &kind, &id, version, history)),
             FhirInput::Summary => FhirOutput::Summary(Box::new(self.summary(now))),
+            FhirInput::Quarantine { from, max_bytes } => {
+                FhirOutput::Quarantine(self.quarantine_page(from, max_bytes))
+            }
             FhirInput::Protocol(input) => {
                 let output = self.machine.handle(now, input, fx);
                 let rejoined = fx

@@ -19,6 +19,7 @@
 /// through the implementation.
 pub use drcheck_protocol as protocol;
 
+pub mod auth;
 pub mod boot;
 pub mod deployment;
 pub mod ghost;

@@ -19,6 +19,28 @@ use crate::time::{Millis, Timing};
 /// Most entries one `Append` carries (a lagging secondary catches up over several).
 const MAX_BATCH: usize = 512;
 
+/// Most payload bytes one `Append` carries, beyond its first entry (which goes whatever its
+/// size). Encoded as JSON, a payload (itself JSON text) grows by its escaped quotes and
+/// backslashes, at most twice its size: a batch stays well under the 16 MiB a TCP frame may
+/// carry, however large its resources (the endpoint takes bodies of at most 1 MiB).
+pub const MAX_BATCH_BYTES: usize = 6 * 1024 * 1024;
+
+/// The entries of `log` from `from` that one `Append` carries: at most [`MAX_BATCH`] of
+/// them and [`MAX_BATCH_BYTES`] of payload, and at least one if there is one.
+fn batch(log: &[LogEntry], from: usize) -> Vec<LogEntry> {
+    let mut bytes = 0usize;
+    log[from.min(log.len())..]
+        .iter()
+        .take(MAX_BATCH)
+        .enumerate()
+        .take_while(|(i, e)| {
+            bytes = bytes.saturating_add(e.payload.len());
+            *i == 0 || bytes <= MAX_BATCH_BYTES
+        })
+        .map(|(_, e)| e.clone())
+        .collect()
+}
+
 /// The region a message came from (`u8::MAX` for the control plane).
 fn region_of(node: NodeId) -> u8 {
     match node {
@@ -504,11 +526,7 @@ impl RegionMachine {
             _ => return,
         };
         let from = usize::try_from(start).unwrap_or(usize::MAX);
-        let entries: Vec<LogEntry> = self.durable.log[from.min(self.durable.log.len())..]
-            .iter()
-            .take(MAX_BATCH)
-            .cloned()
-            .collect();
+        let entries = batch(&self.durable.log, from);
         let sent = start + entries.len() as u64;
         let next = &mut self.next[usize::from(to)];
         if next.is_none_or(|n| n < sent) {
@@ -947,5 +965,43 @@ impl RegionMachine {
                 .filter(|&r| self.in_sync[usize::from(r)])
                 .collect(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entries(sizes: &[usize]) -> Vec<LogEntry> {
+        sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| LogEntry {
+                epoch: 1,
+                write: i as u64,
+                acked_at: 0,
+                reapply_of: None,
+                payload: "x".repeat(n),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_batch_is_bounded_by_bytes_and_by_count_and_carries_at_least_one_entry() {
+        let mb = 1024 * 1024;
+        // 40 near-limit resources: 6 fit in a batch.
+        let log = entries(&[900_000; 40]);
+        let first = batch(&log, 0);
+        assert_eq!(first.len(), MAX_BATCH_BYTES / 900_000);
+        assert!(first.iter().map(|e| e.payload.len()).sum::<usize>() <= MAX_BATCH_BYTES);
+        assert_eq!(batch(&log, 38).len(), 2);
+        assert!(batch(&log, 40).is_empty());
+        // One entry over the budget still goes, alone.
+        let log = entries(&[7 * mb, 10]);
+        assert_eq!(batch(&log, 0).len(), 1);
+        assert_eq!(batch(&log, 1).len(), 1);
+        // Small entries: the count bounds.
+        let log = entries(&[10; 600]);
+        assert_eq!(batch(&log, 0).len(), MAX_BATCH);
     }
 }

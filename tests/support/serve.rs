@@ -69,6 +69,17 @@ impl Serve {
                     == 201
             },
         );
+        // Every region's process answers (a secondary may still be starting on a loaded
+        // machine when the primary already takes writes).
+        serve.eventually(Duration::from_secs(20), "every region answers", || {
+            let status = serve.get("/_dr/status");
+            status.status == 200
+                && status.json().is_ok_and(|s| {
+                    s["regions"]
+                        .as_array()
+                        .is_some_and(|r| r.iter().all(|r| r["status"] == "up"))
+                })
+        });
         serve
     }
 

@@ -409,7 +409,13 @@ fn transport_for(
 ) -> Arc<dyn Transport> {
     match (memory, real) {
         (Some(m), _) => m.clone(),
-        (None, Some(parts)) => Arc::new(TcpTransport::new(me, parts.peers.clone(), links.clone())),
+        (None, Some(parts)) => Arc::new(TcpTransport::new(
+            me,
+            parts.keys(me),
+            parts.peers.clone(),
+            links.clone(),
+            parts.stats.clone(),
+        )),
         // A deployment is built with one or the other; an unconnected node loses everything.
         (None, None) => Arc::new(MemoryTransport::new(links.clone())),
     }

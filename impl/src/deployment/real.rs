@@ -9,6 +9,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::DeployError;
+use crate::auth::{EdgeStats, Keyring, Principal, Secret};
 use crate::node::Feed;
 use crate::transport::tcp::{self};
 use crate::transport::Links;
@@ -17,6 +18,11 @@ use drcheck_protocol::message::{Envelope, NodeId};
 /// The real mode's plumbing: where each node listens and the tasks that feed them.
 pub(super) struct RealParts {
     pub(super) peers: HashMap<NodeId, SocketAddr>,
+    /// This deployment's secret (its links are authenticated as `serve`'s are).
+    secret: Secret,
+    regions: u8,
+    /// What the edges refused or could not send (one count for every node).
+    pub(super) stats: EdgeStats,
     /// The current mailbox of each node (none while it is down): index `regions` is the
     /// control plane. The TCP listeners and the ticker post through these.
     pub(super) mailboxes: Vec<FeedSlot>,
@@ -39,6 +45,11 @@ pub(super) fn set_mailbox(slot: &Mutex<Option<Box<dyn Feed>>>, feed: Option<Box<
 impl RealParts {
     /// Binds a loopback listener per node and feeds what arrives to the node's mailbox.
     pub(super) async fn bind(regions: u8, links: &Links) -> Result<RealParts, DeployError> {
+        let secret = Secret::generate().map_err(|e| DeployError::Io {
+            what: "a deployment secret".into(),
+            source: std::io::Error::other(e),
+        })?;
+        let stats = EdgeStats::default();
         let mut peers = HashMap::new();
         let mut mailboxes = Vec::new();
         let mut tasks = Vec::new();
@@ -58,7 +69,14 @@ impl RealParts {
             peers.insert(node, addr);
             let slot: FeedSlot = Arc::default();
             let (sink, mut arrivals) = mpsc::unbounded_channel::<Envelope>();
-            tasks.push(tcp::listen(listener, links.clone(), sink));
+            let keys = Arc::new(secret.keyring(node.into(), regions));
+            tasks.push(tcp::listen(
+                listener,
+                links.clone(),
+                keys,
+                stats.clone(),
+                sink,
+            ));
             let feed = slot.clone();
             tasks.push(tokio::spawn(async move {
                 while let Some(envelope) = arrivals.recv().await {
@@ -69,9 +87,17 @@ impl RealParts {
         }
         Ok(RealParts {
             peers,
+            secret,
+            regions,
+            stats,
             mailboxes,
             tasks,
         })
+    }
+
+    /// `node`'s keys.
+    pub(super) fn keys(&self, node: NodeId) -> Arc<Keyring> {
+        Arc::new(self.secret.keyring(Principal::from(node), self.regions))
     }
 
     /// Ticks every node a few times per protocol minute.

@@ -3,11 +3,11 @@
 use std::sync::Arc;
 
 use crate::node::{NodeHandle, Wiring};
+use crate::service::edge::Guard;
 use crate::service::region::Common;
 use crate::service::rpc::{Answer, CallFailure};
 use crate::service::{ProcessConfig, ServiceError};
 use crate::time::Clock;
-use crate::transport::tcp::TcpTransport;
 use drcheck_protocol::control::{ControlInput, ControlMachine, ControlOutput};
 use drcheck_protocol::message::NodeId;
 
@@ -33,11 +33,7 @@ pub async fn run(
         machine,
         Wiring {
             store: None,
-            transport: Arc::new(TcpTransport::new(
-                cfg.node,
-                cfg.peers.clone(),
-                common.links.clone(),
-            )),
+            transport: common.transport(&cfg),
             clock: common.clock.clone(),
             lag: 0,
             observer: common.observer.clone(),
@@ -48,7 +44,8 @@ pub async fn run(
         let node = handler_node.clone();
         async move { answer(&node, request).await }
     };
-    common.run(&cfg, node, handle, shutdown).await
+    let guard = Guard::control(cfg.timing, common.stats.clone());
+    common.run(&cfg, node, guard, handle, shutdown).await
 }
 
 async fn answer(node: &NodeHandle<ControlMachine>, input: ControlInput) -> Answer<ControlOutput> {

@@ -5,9 +5,10 @@
 //!
 //! Processes agree on protocol time through a shared start instant (Unix milliseconds) and
 //! the minute scale. The endpoint reaches the processes through [`rpc`]: one JSON line asked,
-//! one answered, per TCP connection.
+//! one answered, per call, on authenticated connections it keeps open ([`crate::auth`]).
 
 pub mod control;
+pub mod edge;
 pub mod endpoint;
 pub mod http;
 pub mod port;
@@ -47,6 +48,9 @@ pub struct ProcessConfig {
     pub event_log: Option<PathBuf>,
     /// Control plane: the routing to resume with (see [`Cluster::resume`]).
     pub resume: Option<(drcheck_protocol::entry::Epoch, u8)>,
+    /// This process's keys (see [`crate::auth`]): `serve` writes them to
+    /// `<data>/keys/<name>.key`.
+    pub keys: PathBuf,
 }
 
 /// Where one node listens.
@@ -147,6 +151,7 @@ impl Cluster {
             data_dir: dir,
             event_log: Some(self.data_dir.join(name)),
             resume: self.resume,
+            keys: crate::auth::key_file(&self.data_dir, node.into()),
         })
     }
 }
@@ -171,6 +176,9 @@ pub enum ServiceError {
     /// A node stopped (its store failed, say); holds what stopped and why.
     #[error("{0}")]
     Stopped(String),
+    /// A key file is missing or unusable.
+    #[error(transparent)]
+    Auth(#[from] crate::auth::AuthError),
 }
 
 pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServiceError {

@@ -7,9 +7,11 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
+use crate::auth::{EdgeStats, Keyring};
 use crate::boot::{self, RegionBoot};
 use crate::node::{Feed, Machine, NodeHandle, Wiring};
 use crate::observe::Observer;
+use crate::service::edge::Guard;
 use crate::service::rpc::{self, Answer, CallFailure, RegionCall};
 use crate::service::{io, ProcessConfig, ServiceError};
 use crate::store::RedbStore;
@@ -21,11 +23,14 @@ use drcheck_protocol::message::{Envelope, NodeId};
 use drcheck_protocol::mutant::Mutants;
 use drcheck_protocol::region::{RegionInput, RegionOutput};
 
-/// Everything a node process starts besides its machine: clock, observer, protocol listener.
+/// Everything a node process starts besides its machine: clock, observer, links, keys and
+/// what its edges refused.
 pub(crate) struct Common {
     pub clock: Arc<RealClock>,
     pub observer: Arc<Observer>,
     pub links: Links,
+    pub keys: Arc<Keyring>,
+    pub stats: EdgeStats,
 }
 
 impl Common {
@@ -36,20 +41,35 @@ impl Common {
                 .log_to(path)
                 .map_err(io(format!("event log {}", path.display())))?;
         }
+        let keys = Keyring::load(&cfg.keys, cfg.node.into())?;
         Ok(Common {
             clock: Arc::new(RealClock::since_unix(cfg.start_unix_ms, cfg.minute_ms)),
             observer,
             links: Links::new(),
+            keys: Arc::new(keys),
+            stats: EdgeStats::default(),
         })
     }
 
-    /// Feeds protocol messages and ticks to the node, and serves `handle` on the RPC address,
-    /// until `shutdown` resolves or the node stops; then stops every task it started and the
-    /// node (so that a process can also run inside a test).
+    /// The transport this process sends the protocol with.
+    pub fn transport(&self, cfg: &ProcessConfig) -> Arc<TcpTransport> {
+        Arc::new(TcpTransport::new(
+            cfg.node,
+            self.keys.clone(),
+            cfg.peers.clone(),
+            self.links.clone(),
+            self.stats.clone(),
+        ))
+    }
+
+    /// Feeds protocol messages that `guard` admits and ticks to the node, and serves `handle`
+    /// on the RPC address, until `shutdown` resolves or the node stops; then stops every task
+    /// it started and the node (so that a process can also run inside a test).
     pub async fn run<M: Machine, Q, O, F, Fut>(
         &self,
         cfg: &ProcessConfig,
         node: Arc<NodeHandle<M>>,
+        mut guard: Guard,
         handle: F,
         shutdown: impl std::future::Future<Output = ()>,
     ) -> Result<(), ServiceError>
@@ -71,12 +91,21 @@ impl Common {
             .await
             .map_err(io(format!("listening for the endpoint on {}", cfg.rpc)))?;
         let (sink, mut arrivals) = mpsc::unbounded_channel::<Envelope>();
-        let mut tasks = Tasks(vec![tcp::listen(listener, self.links.clone(), sink)]);
+        let mut tasks = Tasks(vec![tcp::listen(
+            listener,
+            self.links.clone(),
+            self.keys.clone(),
+            self.stats.clone(),
+            sink,
+        )]);
         let mailbox = node.mailbox();
         let feed = mailbox.clone();
+        let clock = self.clock.clone();
         tasks.0.push(tokio::spawn(async move {
             while let Some(envelope) = arrivals.recv().await {
-                feed.deliver(envelope);
+                if guard.admit(&envelope, clock.now()) {
+                    feed.deliver(envelope);
+                }
             }
         }));
         let ticker = mailbox.clone();
@@ -88,7 +117,12 @@ impl Common {
                 ticker.tick();
             }
         }));
-        tasks.0.push(rpc::serve(rpc_listener, handle));
+        tasks.0.push(rpc::serve(
+            rpc_listener,
+            self.keys.clone(),
+            self.stats.clone(),
+            handle,
+        ));
         tokio::pin!(shutdown);
         let mut watch = tokio::time::interval(Duration::from_millis(100));
         let parent = std::os::unix::process::parent_id();
@@ -162,15 +196,18 @@ pub async fn run(
         minute_ms: cfg.minute_ms,
     }
     .boot(&mut store)?;
+    let guard = Guard::region(
+        r,
+        cfg.timing,
+        region.summary(0).epoch,
+        Some(dir.join("primaries.json")),
+        common.stats.clone(),
+    );
     let node = NodeHandle::spawn(
         region,
         Wiring {
             store: Some(Box::new(store)),
-            transport: Arc::new(TcpTransport::new(
-                cfg.node,
-                cfg.peers.clone(),
-                common.links.clone(),
-            )),
+            transport: common.transport(&cfg),
             clock: common.clock.clone(),
             lag: cfg.timing.skew,
             observer: common.observer.clone(),
@@ -178,18 +215,21 @@ pub async fn run(
     );
     let node = Arc::new(node);
     let links = common.links.clone();
+    let stats = common.stats.clone();
     let handler_node = node.clone();
     let handle = move |request: RegionCall| {
         let node = handler_node.clone();
         let links = links.clone();
-        async move { answer(&node, &links, r, request).await }
+        let stats = stats.clone();
+        async move { answer(&node, &links, &stats, r, request).await }
     };
-    common.run(&cfg, node, handle, shutdown).await
+    common.run(&cfg, node, guard, handle, shutdown).await
 }
 
 async fn answer(
     node: &NodeHandle<FhirRegion>,
     links: &Links,
+    stats: &EdgeStats,
     r: u8,
     call: RegionCall,
 ) -> Answer<FhirOutput> {
@@ -199,9 +239,18 @@ async fn answer(
                 what: "a tick or a protocol message (they come on the protocol port)".into(),
             })
         }
-        RegionCall::Machine(input) => node.call(input).await.ok_or(CallFailure::Stopped {
-            node: format!("region {r}"),
-        }),
+        RegionCall::Machine(input) => {
+            let output = node.call(input).await.ok_or(CallFailure::Stopped {
+                node: format!("region {r}"),
+            })?;
+            Ok(match output {
+                FhirOutput::Summary(mut summary) => {
+                    summary.edge = stats.counts();
+                    FhirOutput::Summary(summary)
+                }
+                other => other,
+            })
+        }
         RegionCall::SetLinks {
             isolated,
             partitioned,

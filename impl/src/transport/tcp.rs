@@ -21,11 +21,25 @@
 //!
 //! Both ends obey [`Links`]: the sender drops a message on a cut link, and the receiver drops
 //! it again on arrival, so a cut made while the message was in flight still loses it.
+//!
+//! Every connection is authenticated ([`crate::auth`]): the listener challenges, the writer
+//! names itself with a MAC under the key of their link, and every line after that is a frame
+//! MACed with its sequence number. A listener refuses (logs, counts in [`EdgeStats`] and
+//! closes the connection) a handshake from a stranger, a frame with a bad MAC or out of
+//! sequence (replayed), and an envelope whose `from` is not the authenticated sender or whose
+//! `to` is not this node.
+//!
+//! **Frame size.** An envelope is at most [`MAX_LINE`] bytes of JSON. An `Append` that would
+//! be longer (the region machine sizes its batches by bytes well under the limit, so this is
+//! a backstop) is split in two consecutive `Append`s, as often as needed, and the split is
+//! logged and counted; anything else over the limit cannot be sent and is logged and counted
+//! as an error (never silently dropped). A reader refuses a longer line, logged and counted on
+//! its side too.
 
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
@@ -35,11 +49,15 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
 use super::{Links, Transport};
-use drcheck_protocol::message::{Envelope, NodeId};
+use crate::auth::{self, AuthError, EdgeStats, Keyring, Principal, Session};
+use drcheck_protocol::message::{Envelope, Message, NodeId};
 
-/// The longest line (one encoded envelope, newline excluded) a reader accepts. A sender drops
-/// a message whose line would be longer rather than have the receiver close the connection.
+/// The longest envelope (its JSON) a frame carries. A sender splits an `Append` that would be
+/// longer, and refuses (logged, counted) anything else that would be.
 pub const MAX_LINE: usize = 16 * 1024 * 1024;
+
+/// What a frame adds to its envelope: the sequence number, the MAC and two spaces.
+const FRAME_OVERHEAD: usize = 20 + 1 + 2 * auth::KEY_LEN + 1;
 
 /// After a failed connect, a writer drops messages for this long before trying again.
 const CONNECT_BACKOFF: Duration = Duration::from_millis(50);
@@ -63,6 +81,8 @@ const READ_BUFFER_KEEP: usize = 64 * 1024;
 #[derive(Debug)]
 pub struct TcpTransport {
     me: NodeId,
+    keys: Arc<Keyring>,
+    stats: EdgeStats,
     peers: HashMap<NodeId, SocketAddr>,
     links: Links,
     /// The writer tasks' queues, created on the first message to each peer.
@@ -72,12 +92,21 @@ pub struct TcpTransport {
 }
 
 impl TcpTransport {
-    /// A transport for `me`, reaching each peer at its address. Must be called inside a tokio
-    /// runtime (it panics otherwise); the writer tasks run on that runtime. Dropping the
-    /// transport ends them once they have written what is queued.
-    pub fn new(me: NodeId, peers: HashMap<NodeId, SocketAddr>, links: Links) -> TcpTransport {
+    /// A transport for `me`, reaching each peer at its address, authenticated with `keys`
+    /// (which must be `me`'s); what it cannot send goes to `stats`. Must be called inside a
+    /// tokio runtime (it panics otherwise); the writer tasks run on that runtime. Dropping
+    /// the transport ends them once they have written what is queued.
+    pub fn new(
+        me: NodeId,
+        keys: Arc<Keyring>,
+        peers: HashMap<NodeId, SocketAddr>,
+        links: Links,
+        stats: EdgeStats,
+    ) -> TcpTransport {
         TcpTransport {
             me,
+            keys,
+            stats,
             peers,
             links,
             writers: Mutex::new(HashMap::new()),
@@ -104,6 +133,8 @@ impl TcpTransport {
             me: self.me,
             peer: to,
             addr,
+            keys: self.keys.clone(),
+            stats: self.stats.clone(),
             conn: None,
             retry_at: None,
             failing: false,
@@ -145,7 +176,10 @@ struct Writer {
     me: NodeId,
     peer: NodeId,
     addr: SocketAddr,
-    conn: Option<BufWriter<TcpStream>>,
+    keys: Arc<Keyring>,
+    stats: EdgeStats,
+    /// The connection and its authenticated session.
+    conn: Option<(BufWriter<TcpStream>, Session)>,
     /// No connect before this instant (the backoff after a failed one).
     retry_at: Option<Instant>,
     /// The last connect attempt failed (to log a failure once, not every attempt).
@@ -157,7 +191,7 @@ impl Writer {
         let mut batch = Vec::with_capacity(BATCH);
         while rx.recv_many(&mut batch, BATCH).await > 0 {
             for envelope in batch.drain(..) {
-                self.write(&envelope).await;
+                self.write(envelope).await;
             }
             // Flush only when nothing more is queued: under load, lines accumulate in the
             // buffer and go out in few segments.
@@ -167,35 +201,65 @@ impl Writer {
         }
         // The transport is gone: flush what is buffered and close.
         self.flush().await;
-        if let Some(mut conn) = self.conn.take() {
+        if let Some((mut conn, _)) = self.conn.take() {
             let _ = tokio::time::timeout(WRITE_TIMEOUT, conn.shutdown()).await;
         }
     }
 
-    /// Writes one envelope's line into the connection's buffer, connecting first if need be.
-    /// On failure the envelope is dropped.
-    async fn write(&mut self, envelope: &Envelope) {
-        let mut line = match serde_json::to_vec(envelope) {
-            Ok(line) => line,
-            Err(e) => {
-                tracing::warn!(to = %self.peer, error = %e, "cannot encode message: dropped");
-                return;
+    /// Writes one envelope's frame into the connection's buffer, connecting first if need be
+    /// (an `Append` over the limit as several). On failure the envelope is dropped.
+    async fn write(&mut self, envelope: Envelope) {
+        let mut pending = vec![envelope];
+        while let Some(envelope) = pending.pop() {
+            let payload = match serde_json::to_vec(&envelope) {
+                Ok(payload) => payload,
+                Err(e) => {
+                    let detail = format!(
+                        "cannot encode a {} to {}: {e}",
+                        envelope.msg.kind(),
+                        self.peer
+                    );
+                    self.stats.error(self.me, "unencodable", detail);
+                    continue;
+                }
+            };
+            if payload.len() > MAX_LINE {
+                let (kind, bytes) = (envelope.msg.kind(), payload.len());
+                match split_append(envelope) {
+                    Some((first, second)) => {
+                        let detail = format!(
+                            "an append to {} of {bytes} bytes is over the {MAX_LINE}-byte frame \
+                             limit: sent as two",
+                            self.peer
+                        );
+                        self.stats.error(self.me, "frame_split", detail);
+                        pending.push(second);
+                        pending.push(first);
+                    }
+                    None => {
+                        let detail = format!(
+                            "a {kind} to {} of {bytes} bytes is over the {MAX_LINE}-byte frame \
+                             limit and cannot be split: not sent",
+                            self.peer
+                        );
+                        self.stats.error(self.me, "frame_over_limit", detail);
+                    }
+                }
+                continue;
             }
-        };
-        if line.len() > MAX_LINE {
-            tracing::warn!(
-                to = %self.peer,
-                kind = envelope.msg.kind(),
-                bytes = line.len(),
-                "message longer than MAX_LINE: dropped"
-            );
-            return;
+            self.write_frame(&payload).await;
         }
-        line.push(b'\n');
-        let Some(conn) = self.connected().await else {
+    }
+
+    async fn write_frame(&mut self, payload: &[u8]) {
+        let stats = self.stats.clone();
+        let Some((conn, session)) = self.connected().await else {
             return;
         };
-        let written = tokio::time::timeout(WRITE_TIMEOUT, conn.write_all(&line)).await;
+        let mut frame = Vec::with_capacity(payload.len() + FRAME_OVERHEAD + 1);
+        session.seal(payload, &mut frame);
+        stats.sent(frame.len() - 1);
+        let written = tokio::time::timeout(WRITE_TIMEOUT, conn.write_all(&frame)).await;
         match written {
             Ok(Ok(())) => {}
             Ok(Err(e)) => self.lost(e),
@@ -204,7 +268,7 @@ impl Writer {
     }
 
     async fn flush(&mut self) {
-        let Some(conn) = self.conn.as_mut() else {
+        let Some((conn, _)) = self.conn.as_mut() else {
             return;
         };
         let flushed = tokio::time::timeout(WRITE_TIMEOUT, conn.flush()).await;
@@ -216,13 +280,13 @@ impl Writer {
     }
 
     /// The connection, connecting if there is none and the backoff has passed.
-    async fn connected(&mut self) -> Option<&mut BufWriter<TcpStream>> {
+    async fn connected(&mut self) -> Option<(&mut BufWriter<TcpStream>, &mut Session)> {
         if self.conn.is_none() {
             if self.retry_at.is_some_and(|at| Instant::now() < at) {
                 return None;
             }
             match self.connect().await {
-                Ok(stream) => {
+                Ok(conn) => {
                     let (me, peer, addr) = (self.me, self.peer, self.addr);
                     if self.failing {
                         tracing::info!(%me, %peer, %addr, "connected");
@@ -231,7 +295,7 @@ impl Writer {
                     }
                     self.failing = false;
                     self.retry_at = None;
-                    self.conn = Some(BufWriter::new(stream));
+                    self.conn = Some(conn);
                 }
                 Err(e) => {
                     if self.failing {
@@ -256,15 +320,27 @@ impl Writer {
                 }
             }
         }
-        self.conn.as_mut()
+        self.conn.as_mut().map(|(conn, session)| (conn, session))
     }
 
-    async fn connect(&self) -> io::Result<TcpStream> {
-        let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(self.addr))
+    /// Connects and authenticates: reads the peer's challenge and queues the hello.
+    async fn connect(&self) -> io::Result<(BufWriter<TcpStream>, Session)> {
+        let mut stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(self.addr))
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
         stream.set_nodelay(true)?;
-        Ok(stream)
+        // The listener sends its challenge and nothing more until the hello: nothing the
+        // reader buffers past the challenge is lost.
+        let mut reader = tokio::io::BufReader::new(&mut stream);
+        let (session, hello) = auth::connect(&mut reader, &self.keys, Principal::from(self.peer))
+            .await
+            .map_err(|e| match e {
+                AuthError::Io { source, .. } => source,
+                other => io::Error::other(format!("handshake: {other}")),
+            })?;
+        let mut conn = BufWriter::new(stream);
+        conn.write_all(&hello).await?;
+        Ok((conn, session))
     }
 
     /// Drops the connection after an I/O error; the next message reconnects.
@@ -281,21 +357,33 @@ impl Writer {
 }
 
 /// Accepts connections on `listener` and forwards every envelope read from them to `sink`,
-/// unless [`Links`] cuts its link at arrival. Must be called inside a tokio runtime; returns
-/// the accepting task, which ends (with every connection) once `sink` is closed. Aborting it
-/// closes every connection too.
+/// unless [`Links`] cuts its link at arrival. Only a participant holding the key of its link
+/// with `keys`' owner gets a message through; everything refused goes to `stats`. Must be
+/// called inside a tokio runtime; returns the accepting task, which ends (with every
+/// connection) once `sink` is closed. Aborting it closes every connection too.
 ///
-/// A malformed or over-long line closes its connection (with a warning); the listener goes
-/// on accepting.
+/// A refused handshake or frame, a malformed or over-long line closes its connection (logged
+/// and counted); the listener goes on accepting.
 pub fn listen(
     listener: TcpListener,
     links: Links,
+    keys: Arc<Keyring>,
+    stats: EdgeStats,
     sink: UnboundedSender<Envelope>,
 ) -> JoinHandle<()> {
-    tokio::spawn(accept_loop(listener, links, sink))
+    let edge = Edge { links, keys, stats };
+    tokio::spawn(accept_loop(listener, edge, sink))
 }
 
-async fn accept_loop(listener: TcpListener, links: Links, sink: UnboundedSender<Envelope>) {
+/// What every connection of a listener shares.
+#[derive(Clone)]
+struct Edge {
+    links: Links,
+    keys: Arc<Keyring>,
+    stats: EdgeStats,
+}
+
+async fn accept_loop(listener: TcpListener, edge: Edge, sink: UnboundedSender<Envelope>) {
     // Dropping the set (when this task ends or is aborted) aborts the connection tasks.
     let mut connections = JoinSet::new();
     loop {
@@ -308,7 +396,7 @@ async fn accept_loop(listener: TcpListener, links: Links, sink: UnboundedSender<
                     if let Err(e) = stream.set_nodelay(true) {
                         tracing::debug!(%peer, error = %e, "set_nodelay failed");
                     }
-                    connections.spawn(read_connection(stream, peer, links.clone(), sink.clone()));
+                    connections.spawn(read_connection(stream, peer, edge.clone(), sink.clone()));
                 }
                 Err(e) => {
                     // Out of file descriptors, say: wait instead of spinning.
@@ -323,22 +411,38 @@ async fn accept_loop(listener: TcpListener, links: Links, sink: UnboundedSender<
 async fn read_connection(
     stream: TcpStream,
     peer: SocketAddr,
-    links: Links,
+    edge: Edge,
     sink: UnboundedSender<Envelope>,
 ) {
     tokio::select! {
         _ = sink.closed() => {}
-        () = read_lines(stream, peer, &links, &sink) => {}
+        () = read_lines(stream, peer, &edge, &sink) => {}
     }
 }
 
 async fn read_lines(
     stream: TcpStream,
-    peer: SocketAddr,
-    links: &Links,
+    addr: SocketAddr,
+    edge: &Edge,
     sink: &UnboundedSender<Envelope>,
 ) {
-    let mut reader = BufReader::new(stream);
+    let me = edge.keys.me();
+    let (read, mut write) = stream.into_split();
+    let mut reader = BufReader::new(read);
+    // Only protocol participants speak on a protocol port (the endpoint uses RPC).
+    let protocol_node = |p: Principal| p.node().is_some();
+    let mut session = match auth::accept(&mut reader, &mut write, &edge.keys, protocol_node).await {
+        Ok(session) => session,
+        Err(AuthError::Closed) => return, // a port probe, or a peer that gave up
+        Err(e) => {
+            edge.stats
+                .refuse(me, e.reason(), format!("connection from {addr}: {e}"));
+            return;
+        }
+    };
+    let Some(sender) = session.peer().node() else {
+        return;
+    };
     let mut line = Vec::new();
     loop {
         if line.capacity() > READ_BUFFER_KEEP {
@@ -346,39 +450,58 @@ async fn read_lines(
         }
         line.clear();
         // One byte past the limit tells an over-long line from one exactly at it.
+        let limit = MAX_LINE + FRAME_OVERHEAD;
         let read = (&mut reader)
-            .take(MAX_LINE as u64 + 1)
+            .take(limit as u64 + 1)
             .read_until(b'\n', &mut line)
             .await;
         match read {
             Ok(0) => return, // closed
             Ok(_) => {}
             Err(e) => {
-                tracing::debug!(%peer, error = %e, "read failed; closing connection");
+                tracing::debug!(%addr, error = %e, "read failed; closing connection");
                 return;
             }
         }
         if line.last() == Some(&b'\n') {
             line.pop();
-        } else if line.len() > MAX_LINE {
-            tracing::warn!(%peer, limit = MAX_LINE, "line over the limit; closing connection");
+        } else if line.len() > limit {
+            let detail = format!("a frame from {sender} over {limit} bytes; connection closed");
+            edge.stats.refuse(me, "frame_over_limit", detail);
             return;
         } else {
             // The peer closed mid-line (it lost its connection while writing): drop the stub.
-            tracing::debug!(%peer, bytes = line.len(), "connection closed mid-line");
+            tracing::debug!(%addr, bytes = line.len(), "connection closed mid-line");
             return;
         }
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        let envelope: Envelope = match serde_json::from_slice(&line) {
-            Ok(envelope) => envelope,
+        edge.stats.received(line.len());
+        let payload = match session.open(&line) {
+            Ok(payload) => payload,
             Err(e) => {
-                tracing::warn!(%peer, error = %e, "malformed message; closing connection");
+                let detail = format!("a frame from {sender} ({addr}): {e}; connection closed");
+                edge.stats.refuse(me, e.reason(), detail);
                 return;
             }
         };
-        if !links.allows(envelope.from, envelope.to) {
+        let envelope: Envelope = match serde_json::from_slice(payload) {
+            Ok(envelope) => envelope,
+            Err(e) => {
+                let detail = format!("a malformed message from {sender}: {e}; connection closed");
+                edge.stats.refuse(me, "malformed", detail);
+                return;
+            }
+        };
+        if envelope.from != sender || Some(envelope.to) != me.node() {
+            let detail = format!(
+                "a {} from {} to {} sent by {sender}; connection closed",
+                envelope.msg.kind(),
+                envelope.from,
+                envelope.to
+            );
+            edge.stats.refuse(me, "from_or_to_mismatch", detail);
+            return;
+        }
+        if !edge.links.allows(envelope.from, envelope.to) {
             tracing::trace!(
                 from = %envelope.from,
                 to = %envelope.to,
@@ -390,5 +513,48 @@ async fn read_lines(
         if sink.send(envelope).is_err() {
             return; // the receiver is gone
         }
+    }
+}
+
+/// An `Append` split into two consecutive ones (the second after the first's last entry);
+/// `None` if it is not an `Append` of two entries or more.
+fn split_append(envelope: Envelope) -> Option<(Envelope, Envelope)> {
+    let Envelope { from, to, msg } = envelope;
+    match msg {
+        Message::Append {
+            epoch,
+            start,
+            mut entries,
+            prev,
+        } if entries.len() >= 2 => {
+            let second = entries.split_off(entries.len() / 2);
+            let last = entries.last().map(|e| (e.epoch, e.write));
+            let first_len = entries.len() as u64;
+            let first = Message::Append {
+                epoch,
+                start,
+                entries,
+                prev,
+            };
+            let second = Message::Append {
+                epoch,
+                start: start + first_len,
+                entries: second,
+                prev: last,
+            };
+            Some((
+                Envelope {
+                    from,
+                    to,
+                    msg: first,
+                },
+                Envelope {
+                    from,
+                    to,
+                    msg: second,
+                },
+            ))
+        }
+        _ => None,
     }
 }

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use drcheck_fhir::region::{Failure, FhirInput, FhirOutput};
+use drcheck_impl::auth::{EdgeStats, Keyring, Principal, Secret};
 use drcheck_impl::protocol::control::Routing;
 use drcheck_impl::protocol::control::{ControlInput, ControlOutput, ControlSnapshot, Phase};
 use drcheck_impl::protocol::event::Refusal;
@@ -22,6 +23,13 @@ use drcheck_impl::service::rpc::{self, Answer, RegionCall};
 use tokio::net::TcpListener;
 
 const TOKEN: &str = "the-token";
+
+/// `who`'s keys in the one deployment of this file's fakes and endpoints.
+fn keys(who: Principal) -> Arc<Keyring> {
+    static SECRET: std::sync::OnceLock<Secret> = std::sync::OnceLock::new();
+    let secret = SECRET.get_or_init(|| Secret::generate().expect("a secret"));
+    Arc::new(secret.keyring(who, 3))
+}
 const TEST_LIMIT: Duration = Duration::from_secs(30);
 
 /// An address nothing listens on.
@@ -118,6 +126,7 @@ async fn the_operator_token_is_checked_before_the_body_and_the_body_before_the_c
         regions: vec![],
         token: TOKEN.to_string(),
         faults: None,
+        keys: keys(Principal::Endpoint),
     })
     .await;
     let bearer = format!("Bearer {TOKEN}");
@@ -178,7 +187,7 @@ async fn the_operator_token_is_checked_before_the_body_and_the_body_before_the_c
     assert_eq!(quarantine.header("Content-Type"), Some("application/json"));
     assert_eq!(
         quarantine.json().unwrap(),
-        serde_json::json!({ "quarantine": [] })
+        serde_json::json!({ "quarantine": [], "unanswered": [] })
     );
 
     // The status API needs no token.
@@ -334,62 +343,74 @@ fn failure(status: u16, code: &str, refusal: Option<Refusal>) -> Failure {
 async fn fake_control(control: Arc<FakeControl>) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    rpc::serve(listener, move |input: ControlInput| {
-        let control = control.clone();
-        async move {
-            let answer: Answer<ControlOutput> = Ok(match input {
-                ControlInput::Snapshot => {
-                    control.snapshots.fetch_add(1, Ordering::SeqCst);
-                    let primary = control.primary.load(Ordering::SeqCst);
-                    ControlOutput::Snapshot(Box::new(ControlSnapshot {
-                        routing: Routing {
-                            epoch: 1,
-                            primary,
-                            compute: primary,
-                            home: 0,
-                        },
-                        phase: Phase::Normal,
-                        failed: vec![false; 3],
-                        silence: vec![0; 3],
-                        reported_len: vec![None; 3],
-                        primary_in_sync: Vec::new(),
-                        old_prefix: None,
-                        grant_age: 0,
-                    }))
-                }
-                _ => ControlOutput::Operator(Ok(())),
-            });
-            answer
-        }
-    });
+    let stats = EdgeStats::default();
+    rpc::serve(
+        listener,
+        keys(Principal::Control),
+        stats,
+        move |input: ControlInput| {
+            let control = control.clone();
+            async move {
+                let answer: Answer<ControlOutput> = Ok(match input {
+                    ControlInput::Snapshot => {
+                        control.snapshots.fetch_add(1, Ordering::SeqCst);
+                        let primary = control.primary.load(Ordering::SeqCst);
+                        ControlOutput::Snapshot(Box::new(ControlSnapshot {
+                            routing: Routing {
+                                epoch: 1,
+                                primary,
+                                compute: primary,
+                                home: 0,
+                            },
+                            phase: Phase::Normal,
+                            failed: vec![false; 3],
+                            silence: vec![0; 3],
+                            reported_len: vec![None; 3],
+                            primary_in_sync: Vec::new(),
+                            old_prefix: None,
+                            grant_age: 0,
+                        }))
+                    }
+                    _ => ControlOutput::Operator(Ok(())),
+                });
+                answer
+            }
+        },
+    );
     addr
 }
 
-async fn fake_region(region: Arc<FakeRegion>) -> SocketAddr {
+async fn fake_region(r: u8, region: Arc<FakeRegion>) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    rpc::serve(listener, move |call: RegionCall| {
-        let region = region.clone();
-        async move {
-            region.calls.fetch_add(1, Ordering::SeqCst);
-            let stale = region.stale.load(Ordering::SeqCst);
-            let refused = || failure(503, "transient", Some(Refusal::NotPrimary));
-            let answer: Answer<FhirOutput> = Ok(match call {
-                RegionCall::Machine(FhirInput::Read { .. }) if stale => {
-                    FhirOutput::Read(Err(refused()))
-                }
-                RegionCall::Machine(FhirInput::Read { .. }) => FhirOutput::Read(Ok(vec![])),
-                RegionCall::Machine(FhirInput::Write { .. }) if stale => {
-                    FhirOutput::Written(Err(refused()))
-                }
-                RegionCall::Machine(FhirInput::Write { .. }) => {
-                    FhirOutput::Written(Err(failure(409, "conflict", None)))
-                }
-                other => panic!("the endpoint asked a fake region {other:?}"),
-            });
-            answer
-        }
-    });
+    let stats = EdgeStats::default();
+    rpc::serve(
+        listener,
+        keys(Principal::Region(r)),
+        stats,
+        move |call: RegionCall| {
+            let region = region.clone();
+            async move {
+                region.calls.fetch_add(1, Ordering::SeqCst);
+                let stale = region.stale.load(Ordering::SeqCst);
+                let refused = || failure(503, "transient", Some(Refusal::NotPrimary));
+                let answer: Answer<FhirOutput> = Ok(match call {
+                    RegionCall::Machine(FhirInput::Read { .. }) if stale => {
+                        FhirOutput::Read(Err(refused()))
+                    }
+                    RegionCall::Machine(FhirInput::Read { .. }) => FhirOutput::Read(Ok(vec![])),
+                    RegionCall::Machine(FhirInput::Write { .. }) if stale => {
+                        FhirOutput::Written(Err(refused()))
+                    }
+                    RegionCall::Machine(FhirInput::Write { .. }) => {
+                        FhirOutput::Written(Err(failure(409, "conflict", None)))
+                    }
+                    other => panic!("the endpoint asked a fake region {other:?}"),
+                });
+                answer
+            }
+        },
+    );
     addr
 }
 
@@ -409,8 +430,8 @@ async fn the_routing_is_cached_refreshed_once_on_a_stale_primary_and_dropped_whe
         .collect();
     let running = Arc::new(Running((0..3).map(|_| AtomicBool::new(true)).collect()));
     let mut addrs = Vec::new();
-    for region in &regions {
-        addrs.push(fake_region(region.clone()).await);
+    for (r, region) in regions.iter().enumerate() {
+        addrs.push(fake_region(r as u8, region.clone()).await);
     }
     // Region 2 is "running" but nothing answers there.
     addrs.push(dead_address().await);
@@ -419,6 +440,7 @@ async fn the_routing_is_cached_refreshed_once_on_a_stale_primary_and_dropped_whe
         regions: addrs,
         token: TOKEN.to_string(),
         faults: Some(running.clone()),
+        keys: keys(Principal::Endpoint),
     })
     .await;
 
@@ -541,4 +563,58 @@ async fn the_routing_is_cached_refreshed_once_on_a_stale_primary_and_dropped_whe
     );
     not_found(&read().await, "a read after an operator request");
     assert_eq!(snapshots(), 13);
+}
+
+#[tokio::test]
+async fn the_endpoint_s_kept_rpc_connections_survive_a_restart_of_the_process() {
+    let counter = Arc::new(AtomicUsize::new(0));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let serve = |listener: TcpListener, counter: Arc<AtomicUsize>| {
+        rpc::serve(
+            listener,
+            keys(Principal::Control),
+            EdgeStats::default(),
+            move |_: ControlInput| {
+                let n = counter.fetch_add(1, Ordering::SeqCst);
+                async move { Ok::<_, rpc::CallFailure>(n) }
+            },
+        )
+    };
+    let server = serve(listener, counter.clone());
+    let client = rpc::Client::new(keys(Principal::Endpoint));
+    let ask = || {
+        client.call::<_, usize>(
+            addr,
+            Principal::Control,
+            &ControlInput::Snapshot,
+            TEST_LIMIT,
+        )
+    };
+    // Several calls, on one kept connection.
+    for n in 0..5 {
+        assert_eq!(ask().await.unwrap(), n);
+    }
+    // The process stops (its connections close) and starts again on the same port: the
+    // kept connection is seen closed, and the next call goes on a new one.
+    server.abort();
+    let _ = server.await;
+    let listener = TcpListener::bind(addr).await.unwrap();
+    let _server = serve(listener, counter.clone());
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(ask().await.unwrap(), 5);
+    // A caller with another deployment's keys is refused; the answer is never believed.
+    let stranger = rpc::Client::new(Arc::new(
+        Secret::generate().unwrap().keyring(Principal::Endpoint, 3),
+    ));
+    let refused = stranger
+        .call::<_, usize>(
+            addr,
+            Principal::Control,
+            &ControlInput::Snapshot,
+            TEST_LIMIT,
+        )
+        .await;
+    assert!(refused.is_err(), "{refused:?}");
+    assert_eq!(counter.load(Ordering::SeqCst), 6);
 }

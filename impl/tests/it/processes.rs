@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use drcheck_fhir::region::{FhirInput, FhirOutput};
+use drcheck_impl::auth::{self, Keyring, Principal};
 use drcheck_impl::protocol::message::NodeId;
 use drcheck_impl::service::port::PortReservation;
 use drcheck_impl::service::rpc::{self, RegionCall};
@@ -26,9 +27,14 @@ fn addrs(held: &mut Vec<PortReservation>) -> NodeAddrs {
     }
 }
 
-async fn summary(addr: SocketAddr) -> Option<drcheck_fhir::region::RegionSummary> {
+async fn summary(
+    keys: &Keyring,
+    r: u8,
+    addr: SocketAddr,
+) -> Option<drcheck_fhir::region::RegionSummary> {
     let call = RegionCall::Machine(FhirInput::Summary);
-    match rpc::call(addr, &call, Duration::from_secs(1)).await {
+    let region = Principal::Region(r);
+    match rpc::call(addr, keys, region, &call, Duration::from_secs(1)).await {
         Ok(FhirOutput::Summary(summary)) => Some(*summary),
         _ => None,
     }
@@ -50,6 +56,9 @@ async fn a_deployment_of_processes_runs_in_a_test_and_stops_on_its_shutdown() {
         data_dir: dir.clone(),
         resume: None,
     };
+    // As `serve` does: the deployment's secret, and each process's keys.
+    let secret = auth::provision(&dir, 2).expect("keys");
+    let keys = secret.keyring(Principal::Endpoint, 2);
     let (stop, stopped) = watch::channel(false);
     let shutdown = || {
         let mut stopped = stopped.clone();
@@ -74,14 +83,17 @@ async fn a_deployment_of_processes_runs_in_a_test_and_stops_on_its_shutdown() {
     let primary = cluster.region[0].rpc;
     let mut writable = false;
     for _ in 0..100 {
-        if summary(primary).await.is_some_and(|s| s.accepts_writes) {
+        if summary(&keys, 0, primary)
+            .await
+            .is_some_and(|s| s.accepts_writes)
+        {
             writable = true;
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(writable, "region 0 never accepted writes");
-    assert!(summary(cluster.region[1].rpc).await.is_some());
+    assert!(summary(&keys, 1, cluster.region[1].rpc).await.is_some());
 
     stop.send(true).expect("the processes listen");
     for task in tasks {
@@ -92,7 +104,7 @@ async fn a_deployment_of_processes_runs_in_a_test_and_stops_on_its_shutdown() {
         assert!(ended.is_ok(), "{ended:?}");
     }
     // Stopped means stopped: nothing answers on the RPC ports any more.
-    let after = summary(primary).await;
+    let after = summary(&keys, 0, primary).await;
     assert!(after.is_none(), "region 0 still answers: {after:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }

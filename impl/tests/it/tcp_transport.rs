@@ -1,16 +1,21 @@
 //! The TCP transport between real sockets on 127.0.0.1: order, fault injection on both ends,
-//! reconnecting to a peer that starts late, and surviving garbage on the wire.
+//! reconnecting to a peer that starts late, surviving garbage on the wire, and refusing what
+//! is not authenticated: a stranger, a wrong key, a sender claiming to be another, a replayed
+//! frame; an `Append` over the frame limit is split, not dropped.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use std::sync::Arc;
+
+use drcheck_impl::auth::{self, EdgeStats, Keyring, Principal, Secret, Session};
 use drcheck_impl::protocol::message::{Envelope, Message, NodeId};
 use drcheck_impl::service::port::PortReservation;
 use drcheck_impl::transport::tcp::{listen, TcpTransport, MAX_LINE};
 use drcheck_impl::transport::{Links, Transport};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc::{self, UnboundedReceiver};
 use tokio::task::JoinHandle;
@@ -37,23 +42,73 @@ fn confirm(from: NodeId, to: NodeId, epoch: u32, log_len: u64) -> Envelope {
     }
 }
 
-/// A listening node: its address, its inbox and the listener task.
+/// The test deployment's secret.
+fn secret() -> &'static Secret {
+    static SECRET: std::sync::OnceLock<Secret> = std::sync::OnceLock::new();
+    SECRET.get_or_init(|| Secret::generate().expect("a secret"))
+}
+
+/// `node`'s keys in the test deployment.
+fn keys(node: NodeId) -> Arc<Keyring> {
+    Arc::new(secret().keyring(node.into(), 2))
+}
+
+/// A listening node: its address, its inbox, the listener task and what it refused.
 struct Node {
     addr: SocketAddr,
     inbox: UnboundedReceiver<Envelope>,
     task: JoinHandle<()>,
+    stats: EdgeStats,
 }
 
-async fn node(links: &Links) -> Node {
+async fn node(me: NodeId, links: &Links) -> Node {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    start(listener, links)
+    start(me, listener, links)
 }
 
-fn start(listener: TcpListener, links: &Links) -> Node {
+fn start(me: NodeId, listener: TcpListener, links: &Links) -> Node {
     let addr = listener.local_addr().unwrap();
     let (sink, inbox) = mpsc::unbounded_channel();
-    let task = listen(listener, links.clone(), sink);
-    Node { addr, inbox, task }
+    let stats = EdgeStats::default();
+    let task = listen(listener, links.clone(), keys(me), stats.clone(), sink);
+    Node {
+        addr,
+        inbox,
+        task,
+        stats,
+    }
+}
+
+/// A connection to `addr` authenticated as `from` (with `keys`) to `to`: the stream, with
+/// the hello already sent, and its session.
+async fn authed(addr: SocketAddr, keys: &Keyring, to: NodeId) -> (TcpStream, Session) {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let mut reader = BufReader::new(&mut stream);
+    let (session, hello) = auth::connect(&mut reader, keys, to.into())
+        .await
+        .expect("a challenge");
+    stream.write_all(&hello).await.unwrap();
+    (stream, session)
+}
+
+/// `envelope` as the session's next frame.
+fn frame(session: &mut Session, envelope: &Envelope) -> Vec<u8> {
+    let mut out = Vec::new();
+    session.seal(&serde_json::to_vec(envelope).unwrap(), &mut out);
+    out
+}
+
+/// Waits until `stats` counts a refusal for `reason`.
+async fn refused(stats: &EdgeStats, reason: &str) {
+    let deadline = Instant::now() + ARRIVAL;
+    while stats.counts().refused.get(reason).copied().unwrap_or(0) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "no {reason} refusal: {:?}",
+            stats.counts()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 async fn next(inbox: &mut UnboundedReceiver<Envelope>) -> Envelope {
@@ -66,8 +121,10 @@ async fn next(inbox: &mut UnboundedReceiver<Envelope>) -> Envelope {
 fn transport(me: NodeId, peers: &[(NodeId, SocketAddr)], links: &Links) -> TcpTransport {
     TcpTransport::new(
         me,
+        keys(me),
         peers.iter().copied().collect::<HashMap<_, _>>(),
         links.clone(),
+        EdgeStats::default(),
     )
 }
 
@@ -93,7 +150,7 @@ async fn closed_by_peer(stream: &mut TcpStream) {
 async fn messages_arrive_in_order_and_intact() {
     bounded(async {
         let links = Links::new();
-        let mut b = node(&links).await;
+        let mut b = node(R1, &links).await;
         let a = transport(R0, &[(R1, b.addr)], &links);
         for i in 0..1000 {
             a.send(confirm(R0, R1, 1, i));
@@ -151,8 +208,8 @@ async fn messages_arrive_in_order_and_intact() {
 async fn a_partition_cuts_region_links_but_not_the_control_plane() {
     bounded(async {
         let links = Links::new();
-        let mut r1 = node(&links).await;
-        let mut cp = node(&links).await;
+        let mut r1 = node(R1, &links).await;
+        let mut cp = node(CP, &links).await;
         let r0 = transport(R0, &[(R1, r1.addr), (CP, cp.addr)], &links);
         let control = transport(CP, &[(R1, r1.addr)], &links);
 
@@ -171,9 +228,15 @@ async fn a_partition_cuts_region_links_but_not_the_control_plane() {
         // A cut made while a message is in flight drops it on arrival: write straight to
         // R1's listener with the partition in place; only the control plane's line passes.
         links.set_partitioned(true);
-        let mut raw = TcpStream::connect(r1.addr).await.unwrap();
-        raw.write_all(&line(&confirm(R0, R1, 1, 5))).await.unwrap();
-        raw.write_all(&line(&confirm(CP, R1, 1, 6))).await.unwrap();
+        let (mut raw, mut session) = authed(r1.addr, &keys(R0), R1).await;
+        raw.write_all(&frame(&mut session, &confirm(R0, R1, 1, 5)))
+            .await
+            .unwrap();
+        raw.flush().await.unwrap();
+        let (mut raw, mut session) = authed(r1.addr, &keys(CP), R1).await;
+        raw.write_all(&frame(&mut session, &confirm(CP, R1, 1, 6)))
+            .await
+            .unwrap();
         raw.flush().await.unwrap();
         assert_eq!(next(&mut r1.inbox).await, confirm(CP, R1, 1, 6));
 
@@ -201,7 +264,7 @@ async fn a_peer_that_starts_late_is_reached_once_it_listens() {
             a.send(confirm(R0, R1, 1, i)); // lost: connection refused
         }
 
-        let mut b = start(TcpListener::bind(addr).await.unwrap(), &links);
+        let mut b = start(R1, TcpListener::bind(addr).await.unwrap(), &links);
         // Keep sending until something gets through (the writer may be backing off).
         let deadline = Instant::now() + ARRIVAL;
         let mut i = 10;
@@ -241,7 +304,7 @@ async fn a_peer_that_starts_late_is_reached_once_it_listens() {
 async fn a_restarted_peer_is_reached_again() {
     bounded(async {
         let links = Links::new();
-        let mut b = node(&links).await;
+        let mut b = node(R1, &links).await;
         let a = transport(R0, &[(R1, b.addr)], &links);
         a.send(confirm(R0, R1, 1, 0));
         assert_eq!(next(&mut b.inbox).await, confirm(R0, R1, 1, 0));
@@ -250,7 +313,7 @@ async fn a_restarted_peer_is_reached_again() {
         // the same address; the writer still holds the dead connection.
         b.task.abort();
         assert!(b.task.await.unwrap_err().is_cancelled());
-        let mut b = start(TcpListener::bind(b.addr).await.unwrap(), &links);
+        let mut b = start(R1, TcpListener::bind(b.addr).await.unwrap(), &links);
         let deadline = Instant::now() + ARRIVAL;
         let mut i = 1;
         loop {
@@ -274,21 +337,24 @@ async fn a_restarted_peer_is_reached_again() {
 async fn a_malformed_line_closes_its_connection_but_not_the_listener() {
     bounded(async {
         let links = Links::new();
-        let mut b = node(&links).await;
+        let mut b = node(R1, &links).await;
 
-        // A good line, then garbage: the good one is delivered, then the connection closes.
-        let mut raw = TcpStream::connect(b.addr).await.unwrap();
-        raw.write_all(&line(&confirm(R0, R1, 1, 1))).await.unwrap();
-        raw.write_all(b"this is not json\n").await.unwrap();
+        // A good frame, then garbage: the good one is delivered, then the connection closes.
+        let (mut raw, mut session) = authed(b.addr, &keys(R0), R1).await;
+        raw.write_all(&frame(&mut session, &confirm(R0, R1, 1, 1)))
+            .await
+            .unwrap();
+        raw.write_all(b"this is not a frame\n").await.unwrap();
         raw.flush().await.unwrap();
         assert_eq!(next(&mut b.inbox).await, confirm(R0, R1, 1, 1));
         closed_by_peer(&mut raw).await;
+        refused(&b.stats, "malformed").await;
 
-        // Valid JSON that is not an envelope is malformed too.
-        let mut raw = TcpStream::connect(b.addr).await.unwrap();
-        raw.write_all(b"{\"from\":\"control\",\"to\":{\"region\":1}}\n")
-            .await
-            .unwrap();
+        // An authenticated frame whose JSON is not an envelope is malformed too.
+        let (mut raw, mut session) = authed(b.addr, &keys(CP), R1).await;
+        let mut bad = Vec::new();
+        session.seal(b"{\"from\":\"control\",\"to\":{\"region\":1}}", &mut bad);
+        raw.write_all(&bad).await.unwrap();
         closed_by_peer(&mut raw).await;
 
         // A later connection still delivers.
@@ -304,18 +370,197 @@ async fn a_malformed_line_closes_its_connection_but_not_the_listener() {
 async fn an_over_long_line_closes_its_connection_but_not_the_listener() {
     bounded(async {
         let links = Links::new();
-        let mut b = node(&links).await;
+        let mut b = node(R1, &links).await;
 
-        let mut raw = TcpStream::connect(b.addr).await.unwrap();
+        let (mut raw, _) = authed(b.addr, &keys(R0), R1).await;
         let long = vec![b'x'; MAX_LINE + 1024];
         // The listener may close the connection before all is written: ignore write errors.
         let _ = raw.write_all(&long).await;
         closed_by_peer(&mut raw).await;
+        refused(&b.stats, "frame_over_limit").await;
 
-        let mut raw = TcpStream::connect(b.addr).await.unwrap();
-        raw.write_all(&line(&confirm(R0, R1, 1, 1))).await.unwrap();
+        let (mut raw, mut session) = authed(b.addr, &keys(R0), R1).await;
+        raw.write_all(&frame(&mut session, &confirm(R0, R1, 1, 1)))
+            .await
+            .unwrap();
         assert_eq!(next(&mut b.inbox).await, confirm(R0, R1, 1, 1));
         assert!(b.inbox.try_recv().is_err());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_stranger_a_wrong_key_and_a_sender_claiming_another_name_are_refused() {
+    bounded(async {
+        let links = Links::new();
+        let mut b = node(R1, &links).await;
+
+        // Plain JSON, as before authentication: the listener's challenge is ignored, the
+        // line is no hello.
+        let mut raw = TcpStream::connect(b.addr).await.unwrap();
+        let promote = Envelope {
+            from: CP,
+            to: R1,
+            msg: Message::Promote {
+                epoch: 50,
+                expiry: 1 << 62,
+            },
+        };
+        raw.write_all(&line(&promote)).await.unwrap();
+        closed_by_peer(&mut raw).await;
+        refused(&b.stats, "malformed").await;
+
+        // The right names, a key from another deployment.
+        let stranger = Secret::generate().unwrap().keyring(Principal::Control, 2);
+        let (mut raw, mut session) = authed(b.addr, &stranger, R1).await;
+        raw.write_all(&frame(&mut session, &promote)).await.unwrap();
+        closed_by_peer(&mut raw).await;
+        refused(&b.stats, "bad_mac").await;
+
+        // Region 0, authenticated, claiming to be the control plane.
+        let (mut raw, mut session) = authed(b.addr, &keys(R0), R1).await;
+        raw.write_all(&frame(&mut session, &promote)).await.unwrap();
+        closed_by_peer(&mut raw).await;
+        refused(&b.stats, "from_or_to_mismatch").await;
+
+        // Nothing of it reached the node; the genuine control plane still does.
+        assert!(b.inbox.try_recv().is_err());
+        let cp = transport(CP, &[(R1, b.addr)], &links);
+        cp.send(confirm(CP, R1, 1, 1));
+        assert_eq!(next(&mut b.inbox).await, confirm(CP, R1, 1, 1));
+    })
+    .await;
+}
+
+/// A TCP proxy from a new port to `target` that records what the client sends and, when
+/// `duplicate` is set, sends the client's first frame (its second line) twice.
+async fn recording_proxy(
+    target: SocketAddr,
+    duplicate: bool,
+) -> (SocketAddr, Arc<std::sync::Mutex<Vec<u8>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let recorded = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = recorded.clone();
+    tokio::spawn(async move {
+        let (client, _) = listener.accept().await.unwrap();
+        let server = TcpStream::connect(target).await.unwrap();
+        let (client_read, mut client_write) = client.into_split();
+        let (mut server_read, mut server_write) = server.into_split();
+        tokio::spawn(async move {
+            let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
+        });
+        let mut lines = BufReader::new(client_read);
+        let mut n = 0;
+        loop {
+            let mut line = Vec::new();
+            match lines.read_until(b'\n', &mut line).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+            record.lock().unwrap().extend_from_slice(&line);
+            let times = if duplicate && n == 1 { 2 } else { 1 };
+            for _ in 0..times {
+                if server_write.write_all(&line).await.is_err() {
+                    return;
+                }
+            }
+            n += 1;
+        }
+    });
+    (addr, recorded)
+}
+
+#[tokio::test]
+async fn a_captured_frame_replayed_on_its_connection_or_another_is_refused() {
+    bounded(async {
+        let links = Links::new();
+        let mut b = node(R1, &links).await;
+
+        // The genuine control plane's frames pass through a proxy that sends the first one
+        // twice: the copy is refused as out of sequence, and the connection closed.
+        let (proxy, recorded) = recording_proxy(b.addr, true).await;
+        let cp = transport(CP, &[(R1, proxy)], &links);
+        cp.send(confirm(CP, R1, 1, 1));
+        assert_eq!(next(&mut b.inbox).await, confirm(CP, R1, 1, 1));
+        refused(&b.stats, "out_of_sequence").await;
+        assert!(
+            b.inbox.try_recv().is_err(),
+            "the replayed copy was delivered"
+        );
+
+        // Everything the control plane sent (its hello and frame), replayed byte for byte
+        // on a new connection: the listener's new challenge makes the hello's MAC wrong.
+        let captured = recorded.lock().unwrap().clone();
+        assert!(!captured.is_empty());
+        let mut raw = TcpStream::connect(b.addr).await.unwrap();
+        raw.write_all(&captured).await.unwrap();
+        closed_by_peer(&mut raw).await;
+        refused(&b.stats, "bad_mac").await;
+        assert!(
+            b.inbox.try_recv().is_err(),
+            "a replayed frame was delivered"
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_over_the_frame_limit_is_split_and_arrives_whole() {
+    bounded(async {
+        let links = Links::new();
+        let mut b = node(R1, &links).await;
+        let stats = EdgeStats::default();
+        let a = TcpTransport::new(
+            R0,
+            keys(R0),
+            [(R1, b.addr)].into_iter().collect(),
+            links.clone(),
+            stats.clone(),
+        );
+        // 40 entries of ~900 KB: about 36 MB of JSON, over the 16 MiB limit.
+        let entries: Vec<_> = (0..40u64)
+            .map(|i| drcheck_impl::protocol::entry::LogEntry {
+                epoch: 1,
+                write: i,
+                acked_at: i,
+                reapply_of: None,
+                payload: "p".repeat(900_000),
+            })
+            .collect();
+        a.send(Envelope {
+            from: R0,
+            to: R1,
+            msg: Message::Append {
+                epoch: 1,
+                start: 0,
+                entries: entries.clone(),
+                prev: None,
+            },
+        });
+        let mut got = Vec::new();
+        while got.len() < entries.len() {
+            match next(&mut b.inbox).await.msg {
+                Message::Append {
+                    start,
+                    entries: part,
+                    prev,
+                    ..
+                } => {
+                    assert_eq!(start, got.len() as u64);
+                    let before = got
+                        .last()
+                        .map(|e: &drcheck_impl::protocol::entry::LogEntry| (e.epoch, e.write));
+                    assert_eq!(prev, before);
+                    got.extend(part);
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(got, entries);
+        let counts = stats.counts();
+        assert!(counts.errors["frame_split"] >= 2, "{counts:?}");
+        assert!(counts.largest_sent <= (MAX_LINE + 100) as u64, "{counts:?}");
     })
     .await;
 }

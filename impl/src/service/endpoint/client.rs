@@ -15,13 +15,16 @@ use serde::Serialize;
 
 use super::response::{failure_response, unavailable, Outcome};
 use super::Endpoint;
+use crate::auth::Principal;
 use crate::operator;
-use crate::service::rpc::{self, RegionCall, RpcError};
+use crate::service::rpc::{RegionCall, RpcError};
 use crate::time::unix_ms;
 use drcheck_fhir::change::Change;
 use drcheck_fhir::index::WriteRequest;
 use drcheck_fhir::outcome::FhirError;
-use drcheck_fhir::region::{Failure, FhirInput, FhirOutput, FhirWriteResult, RegionSummary};
+use drcheck_fhir::region::{
+    Failure, FhirInput, FhirOutput, FhirWriteResult, QuarantinedWrite, RegionSummary,
+};
 use drcheck_properties::Status;
 use drcheck_protocol::control::{ControlInput, ControlOutput, ControlSnapshot, Routing};
 use drcheck_protocol::entry::WriteId;
@@ -30,18 +33,15 @@ use drcheck_protocol::region::{Ack, RegionInput};
 
 const RPC_TIMEOUT: Duration = Duration::from_secs(5);
 
-async fn call<Q: Serialize, O: DeserializeOwned>(
-    addr: SocketAddr,
-    request: &Q,
-) -> Result<O, Response> {
-    rpc::call(addr, request, RPC_TIMEOUT)
-        .await
-        .map_err(|e| unavailable(e.to_string()))
-}
+/// Most payload bytes in one page of a quarantine (JSON-encoded, at most about twice as much,
+/// under the RPC line's 32 MiB).
+const QUARANTINE_PAGE: usize = 8 * 1024 * 1024;
 
-/// Asks a region process's machine.
-async fn ask_region(addr: SocketAddr, input: FhirInput) -> Result<FhirOutput, Response> {
-    call(addr, &RegionCall::Machine(input)).await
+/// A process the endpoint calls: who it is (its answers must prove it) and where.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Peer {
+    who: Principal,
+    addr: SocketAddr,
 }
 
 /// A FHIR failure that says the region is not (or no longer) the writable primary: the
@@ -53,9 +53,44 @@ fn stale_routing(f: &Failure) -> bool {
 }
 
 impl Endpoint {
+    async fn call<Q: Serialize, O: DeserializeOwned>(
+        &self,
+        peer: Peer,
+        request: &Q,
+    ) -> Result<O, Response> {
+        self.rpc
+            .call(peer.addr, peer.who, request, RPC_TIMEOUT)
+            .await
+            .map_err(|e| unavailable(e.to_string()))
+    }
+
+    /// Asks a region process's machine.
+    async fn ask_region(&self, peer: Peer, input: FhirInput) -> Result<FhirOutput, Response> {
+        self.call(peer, &RegionCall::Machine(input)).await
+    }
+
+    fn control_peer(&self) -> Peer {
+        Peer {
+            who: Principal::Control,
+            addr: self.cfg.control,
+        }
+    }
+
+    /// Region `r`'s process, if there is one.
+    fn region_peer(&self, r: u8) -> Option<Peer> {
+        let addr = *self.cfg.regions.get(usize::from(r))?;
+        Some(Peer {
+            who: Principal::Region(r),
+            addr,
+        })
+    }
+
     /// The control plane's state now.
     pub(super) async fn control(&self) -> Result<ControlSnapshot, Response> {
-        match call(self.cfg.control, &ControlInput::Snapshot).await? {
+        match self
+            .call(self.control_peer(), &ControlInput::Snapshot)
+            .await?
+        {
             ControlOutput::Snapshot(snapshot) => Ok(*snapshot),
             other => Err(unavailable(format!(
                 "the control plane answered {other:?} to a snapshot"
@@ -66,7 +101,7 @@ impl Endpoint {
     /// Asks the control plane to move the routing (a failback, a forced failover). Whatever
     /// the answer, the cached routing is dropped: it may be about to change.
     pub(super) async fn reroute(&self, request: ControlInput) -> Result<ControlOutput, Response> {
-        let answer = call(self.cfg.control, &request).await;
+        let answer = self.call(self.control_peer(), &request).await;
         self.forget_routing();
         answer
     }
@@ -92,7 +127,7 @@ impl Endpoint {
 
     /// The data primary's RPC address by the cached routing (the control plane's when none
     /// is cached), or by a fresh one if the endpoint cannot reach that primary now.
-    async fn primary(&self) -> Result<SocketAddr, Response> {
+    async fn primary(&self) -> Result<Peer, Response> {
         match self.cached_routing() {
             Some(routing) => match self.reachable(routing) {
                 Ok(primary) => Ok(primary),
@@ -105,13 +140,13 @@ impl Endpoint {
 
     /// The data primary's RPC address by the control plane's routing now, if the endpoint
     /// can reach it.
-    async fn fresh_primary(&self) -> Result<SocketAddr, Response> {
+    async fn fresh_primary(&self) -> Result<Peer, Response> {
         let routing = self.fresh_routing().await?;
         self.reachable(routing)
     }
 
     /// The primary's RPC address, if the endpoint can reach it through the compute region.
-    fn reachable(&self, routing: Routing) -> Result<SocketAddr, Response> {
+    fn reachable(&self, routing: Routing) -> Result<Peer, Response> {
         if let Some(faults) = &self.cfg.faults {
             let status = |r: u8| match (faults.running(r), faults.isolated(r)) {
                 (false, _) => Status::Down,
@@ -122,10 +157,7 @@ impl Endpoint {
                 .map_err(|e| unavailable(e.to_string()))?;
         }
         let p = routing.primary;
-        self.cfg
-            .regions
-            .get(usize::from(p))
-            .copied()
+        self.region_peer(p)
             .ok_or_else(|| unavailable(format!("no region {p}")))
     }
 
@@ -133,7 +165,7 @@ impl Endpoint {
     /// refused as not the writable primary. The second answer is final, refused or not.
     async fn on_primary<T, F, Fut>(&self, attempt: F) -> Result<Result<T, Failure>, Response>
     where
-        F: Fn(SocketAddr) -> Fut,
+        F: Fn(Peer) -> Fut,
         Fut: Future<Output = Result<Result<T, Failure>, Response>>,
     {
         match attempt(self.primary().await?).await? {
@@ -178,18 +210,22 @@ impl Endpoint {
         Ok(result)
     }
 
-    async fn write_to(
-        &self,
-        primary: SocketAddr,
-        input: FhirInput,
-    ) -> Result<FhirWriteResult, Response> {
-        let output = rpc::call(primary, &RegionCall::Machine(input), RPC_TIMEOUT)
+    async fn write_to(&self, primary: Peer, input: FhirInput) -> Result<FhirWriteResult, Response> {
+        let request = RegionCall::Machine(input);
+        let output = self
+            .rpc
+            .call(primary.addr, primary.who, &request, RPC_TIMEOUT)
             .await
             .map_err(|e| match e {
-                // Sent, and no answer: the write may or may not have been acknowledged.
-                RpcError::Garbled { .. } | RpcError::Unreachable { sent: true, .. } => Outcome(
-                    FhirError::new(504, "timeout", format!("the outcome is unknown: {e}")),
-                )
+                // Sent, and no answer (or none to believe): the write may or may not have
+                // been acknowledged.
+                RpcError::Garbled { .. }
+                | RpcError::Forged { .. }
+                | RpcError::Unreachable { sent: true, .. } => Outcome(FhirError::new(
+                    504,
+                    "timeout",
+                    format!("the outcome is unknown: {e}"),
+                ))
                 .into_response(),
                 RpcError::Unreachable { .. } | RpcError::Failed { .. } => {
                     self.forget_routing();
@@ -239,10 +275,11 @@ impl Endpoint {
 
     async fn read_from(
         &self,
-        primary: SocketAddr,
+        primary: Peer,
         input: FhirInput,
     ) -> Result<Result<Vec<Change>, Failure>, Response> {
-        let output = ask_region(primary, input)
+        let output = self
+            .ask_region(primary, input)
             .await
             .inspect_err(|_| self.forget_routing())?;
         match output {
@@ -256,13 +293,13 @@ impl Endpoint {
     /// Every region's summary, or why there is none (`down`: its process does not run).
     pub(super) async fn regions(&self) -> Vec<Result<RegionSummary, String>> {
         let mut out = Vec::new();
-        for (r, addr) in self.cfg.regions.iter().enumerate() {
-            let running = self.cfg.faults.as_ref().is_none_or(|f| f.running(r as u8));
-            if !running {
+        for r in 0..self.cfg.regions.len() as u8 {
+            let running = self.cfg.faults.as_ref().is_none_or(|f| f.running(r));
+            let Some(peer) = self.region_peer(r).filter(|_| running) else {
                 out.push(Err("down".to_string()));
                 continue;
-            }
-            out.push(match ask_region(*addr, FhirInput::Summary).await {
+            };
+            out.push(match self.ask_region(peer, FhirInput::Summary).await {
                 Ok(FhirOutput::Summary(summary)) => Ok(*summary),
                 Ok(other) => Err(format!("answered {other:?} to a summary")),
                 Err(_) => Err(format!("region {r} did not answer")),
@@ -271,12 +308,38 @@ impl Endpoint {
         out
     }
 
+    /// Region `r`'s whole quarantine, page by page (a page at most [`QUARANTINE_PAGE`] bytes
+    /// of payload, so that no answer nears the RPC line's limit however large the
+    /// quarantine); `None` if the region is down or does not answer.
+    pub(super) async fn quarantine_of(&self, r: u8) -> Option<Vec<QuarantinedWrite>> {
+        let running = self.cfg.faults.as_ref().is_none_or(|f| f.running(r));
+        let peer = self.region_peer(r).filter(|_| running)?;
+        let mut items = Vec::new();
+        let mut from = Some(0);
+        while let Some(start) = from {
+            let ask = FhirInput::Quarantine {
+                from: start,
+                max_bytes: QUARANTINE_PAGE,
+            };
+            match self.ask_region(peer, ask).await {
+                Ok(FhirOutput::Quarantine(page)) => {
+                    items.extend(page.items);
+                    from = page.next;
+                }
+                _ => return None,
+            }
+        }
+        Some(items)
+    }
+
     /// Tells every region that quarantined `write` that it was re-applied (with three
     /// regions, two may have); a region that does not answer is left as it is.
     pub(super) async fn mark_reapplied(&self, write: WriteId) {
-        for addr in &self.cfg.regions {
+        for r in 0..self.cfg.regions.len() as u8 {
             let mark = RegionInput::MarkReapplied { write };
-            let _ = ask_region(*addr, FhirInput::Protocol(mark)).await;
+            if let Some(peer) = self.region_peer(r) {
+                let _ = self.ask_region(peer, FhirInput::Protocol(mark)).await;
+            }
         }
     }
 }

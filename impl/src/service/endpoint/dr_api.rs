@@ -52,9 +52,13 @@ pub(super) async fn status(State(ep): Shared) -> Answer {
                     "lease_left_minutes": minutes(s.lease_left_ms),
                     "accepts_writes": s.accepts_writes,
                     "in_sync": s.in_sync,
-                    "quarantined": s.quarantine.len(),
+                    "quarantined": s.quarantined,
                     "resources": s.resources,
                     "loss_window_minutes": s.loss_window_ms.map(minutes),
+                    "refused_frames": s.edge.refused,
+                    "frame_errors": s.edge.errors,
+                    "largest_frame_sent": s.edge.largest_sent,
+                    "largest_frame_received": s.edge.largest_received,
                 }),
                 Err(why) => json!({ "region": r, "status": why, "pid": pid }),
             }
@@ -125,8 +129,13 @@ pub(super) async fn force_failover(_: Operator, State(ep): Shared, body: Body) -
 
 pub(super) async fn quarantine(_: Operator, State(ep): Shared) -> Answer {
     let mut items = Vec::new();
-    for (r, summary) in ep.regions().await.into_iter().enumerate() {
-        for q in summary.map(|s| s.quarantine).unwrap_or_default() {
+    let mut unanswered = Vec::new();
+    for r in 0..ep.cfg.regions.len() as u8 {
+        let Some(held) = ep.quarantine_of(r).await else {
+            unanswered.push(r);
+            continue;
+        };
+        for q in held {
             let change = Change::from_payload(&q.payload).ok();
             items.push(json!({
                 "region": r,
@@ -139,7 +148,10 @@ pub(super) async fn quarantine(_: Operator, State(ep): Shared) -> Answer {
             }));
         }
     }
-    Ok(ok_json(&json!({ "quarantine": items })))
+    // A region that is down or did not answer is named: its quarantine is not in the list.
+    Ok(ok_json(
+        &json!({ "quarantine": items, "unanswered": unanswered }),
+    ))
 }
 
 /// A running region's quarantined write as the operator sees it.
@@ -175,15 +187,13 @@ impl Cluster for Processes<'_> {
 
     /// Only running regions answer: theirs are the quarantines a re-apply can mark.
     async fn quarantine(&mut self) -> Result<Vec<QuarantineItem>, Response> {
-        Ok(self
-            .0
-            .regions()
-            .await
-            .into_iter()
-            .enumerate()
-            .filter_map(|(r, s)| Some((r as u8, s.ok()?.quarantine)))
-            .flat_map(|(region, held)| held.into_iter().map(move |q| quarantine_item(region, q)))
-            .collect())
+        let mut items = Vec::new();
+        for r in 0..self.0.cfg.regions.len() as u8 {
+            if let Some(held) = self.0.quarantine_of(r).await {
+                items.extend(held.into_iter().map(|q| quarantine_item(r, q)));
+            }
+        }
+        Ok(items)
     }
 
     fn running(&self, r: u8) -> bool {

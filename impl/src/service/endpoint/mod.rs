@@ -118,11 +118,15 @@ pub struct EndpointConfig {
     /// What runs the processes, for fault injection and the status API (`None`: no fault
     /// injection, and every region is taken as running).
     pub faults: Option<Arc<dyn Faults>>,
+    /// The endpoint's keys (see [`crate::auth`]): its calls and the answers are authenticated.
+    pub keys: Arc<crate::auth::Keyring>,
 }
 
 /// The state every handler shares.
 struct Endpoint {
     cfg: EndpointConfig,
+    /// The endpoint's calls to the processes, on connections kept open between calls.
+    rpc: crate::service::rpc::Client,
     next_write: AtomicU64,
     /// The routing last heard from the control plane: FHIR requests go by it without asking,
     /// until a region refuses (it is no longer the writable primary) or cannot be reached.
@@ -137,6 +141,7 @@ type Answer = Result<Response, Response>;
 /// The endpoint's router.
 pub fn router(cfg: EndpointConfig) -> Router {
     let state = Arc::new(Endpoint {
+        rpc: crate::service::rpc::Client::new(cfg.keys.clone()),
         cfg,
         // Unique across restarts of the endpoint: write ids start at the current time.
         next_write: AtomicU64::new(unix_ms().saturating_mul(1000)),

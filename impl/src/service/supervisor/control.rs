@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use tokio::process::Child;
 
 use super::{lock, stored_role, write_cluster, Supervisor};
+use crate::auth::Principal;
 use crate::service::endpoint::Faults as _;
 use crate::service::rpc::{self, RegionCall};
 use crate::service::Cluster;
@@ -205,7 +206,8 @@ impl Supervisor {
         let ask = RegionCall::Machine(FhirInput::Summary);
         let deadline = Instant::now() + ASK_REGION_FOR;
         loop {
-            let why = match rpc::call::<_, FhirOutput>(addr, &ask, Duration::from_secs(1)).await {
+            let answer = rpc::call(addr, &self.keys, Principal::Region(r), &ask, POLL * 10);
+            let why = match answer.await {
                 Ok(FhirOutput::Summary(s)) => return Ok(Some((s.epoch, s.role))),
                 Ok(other) => format!("it answered {other:?}"),
                 Err(e) => e.to_string(),

@@ -18,6 +18,7 @@ use tokio::process::{Child, Command};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
+use crate::auth::{self, Keyring, Principal};
 use crate::service::endpoint::{self, ControlProcess, EndpointConfig, Fault, Faults};
 use crate::service::port::PortReservation;
 use crate::service::rpc::{self, RegionCall};
@@ -77,6 +78,8 @@ pub struct Supervisor {
     watcher: Mutex<Option<JoinHandle<()>>>,
     /// The children's ports, held for them.
     _ports: Vec<PortReservation>,
+    /// The endpoint's keys: the supervisor calls the regions as the endpoint does.
+    keys: Arc<Keyring>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -171,6 +174,7 @@ impl Supervisor {
         cluster_file: PathBuf,
         exe: PathBuf,
         ports: Vec<PortReservation>,
+        keys: Arc<Keyring>,
     ) -> Result<Arc<Supervisor>, ServiceError> {
         let n = usize::from(cluster.regions);
         let supervisor = Arc::new(Supervisor {
@@ -189,6 +193,7 @@ impl Supervisor {
             wake: Notify::new(),
             watcher: Mutex::new(None),
             _ports: ports,
+            keys,
         });
         lock(&supervisor.control).started(supervisor.spawn(NodeId::Control)?);
         for r in 0..supervisor.cluster.regions {
@@ -249,7 +254,9 @@ impl Supervisor {
         // it by the clock, not by a count of quick refusals.
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         while std::time::Instant::now() < deadline {
-            match rpc::call::<_, FhirOutput>(addr, &request, Duration::from_secs(1)).await {
+            let region = Principal::Region(r);
+            let answer = rpc::call(addr, &self.keys, region, &request, Duration::from_secs(1));
+            match answer.await {
                 Ok(FhirOutput::Protocol(RegionOutput::Done)) => return Ok(()),
                 Ok(other) => last = format!("answered {other:?} to its links"),
                 Err(e) => last = e.to_string(),
@@ -474,17 +481,26 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServiceError> {
     };
     cluster.resume = recover_from_stores(&cluster)?;
     write_cluster(&cluster_file, &cluster)?;
+    let secret = auth::provision(&data_dir, cluster.regions)?;
+    let keys = Arc::new(secret.keyring(Principal::Endpoint, cluster.regions));
     let token = opts.token.clone().unwrap_or_else(random_token);
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await
         .map_err(io(format!("listening on {}", opts.listen)))?;
     let endpoint_addr = listener.local_addr().map_err(io("endpoint address"))?;
-    let supervisor = Supervisor::start(cluster.clone(), cluster_file, opts.exe.clone(), ports)?;
+    let supervisor = Supervisor::start(
+        cluster.clone(),
+        cluster_file,
+        opts.exe.clone(),
+        ports,
+        keys.clone(),
+    )?;
     let router = endpoint::router(EndpointConfig {
         control: cluster.control.rpc,
         regions: cluster.region.iter().map(|a| a.rpc).collect(),
         token: token.clone(),
         faults: Some(supervisor.clone()),
+        keys,
     });
     println!(
         "drcheck serve: {} regions and a control plane as processes; a protocol minute is {} ms",
