@@ -184,3 +184,61 @@ fn a_region_machine_knows_which_region_it_is() {
         assert_eq!(machine.id(), id);
     }
 }
+
+#[test]
+fn a_new_epoch_of_the_current_or_an_older_epoch_leaves_a_region_as_it_is() {
+    for role in [Role::Primary, Role::Secondary] {
+        let durable = Durable {
+            epoch: 2,
+            ..Durable::fresh(role)
+        };
+        let mut region = RegionMachine::new(1, 3, default_timing(), durable, 0);
+        for late in [1, 2] {
+            let mut fx = Effects::default();
+            region.receive(
+                MINUTE,
+                NodeId::Control,
+                Message::NewEpoch { epoch: late },
+                &mut fx,
+            );
+            assert_eq!(region.role(), role, "after new_epoch {late}");
+        }
+        let mut fx = Effects::default();
+        region.receive(
+            MINUTE,
+            NodeId::Control,
+            Message::NewEpoch { epoch: 3 },
+            &mut fx,
+        );
+        assert_eq!(region.role(), Role::Stale, "a newer epoch makes it stale");
+    }
+}
+
+#[test]
+fn a_message_kind_is_its_name_on_the_wire() {
+    let wire = [
+        r#"{"type":"heartbeat","epoch":1,"role":"Primary","log_len":0,"last":null,"runs":[],"old_prefix":0,"primary_contact":true,"in_sync":[],"fence":null,"sent_at":0}"#,
+        r#"{"type":"grant","epoch":1,"expiry":1,"issued":0}"#,
+        r#"{"type":"new_epoch","epoch":2}"#,
+        r#"{"type":"promote","epoch":2,"expiry":1}"#,
+        r#"{"type":"promoted","epoch":2,"runs":[]}"#,
+        r#"{"type":"rejoined","epoch":2,"log_len":0,"last":null}"#,
+        r#"{"type":"rejoin","epoch":2,"primary":1}"#,
+        r#"{"type":"join_request","epoch":2}"#,
+        r#"{"type":"join_accept","epoch":2,"runs":[]}"#,
+        r#"{"type":"fence","epoch":1,"target":1,"issued":0}"#,
+        r#"{"type":"fenced","epoch":1,"log_len":0,"fence":0}"#,
+        r#"{"type":"unfence","epoch":1,"fence":0}"#,
+        r#"{"type":"drained","epoch":1,"target":1,"fence":0}"#,
+        r#"{"type":"in_sync","epoch":1,"region":1}"#,
+        r#"{"type":"out_of_sync","epoch":1,"region":1}"#,
+        r#"{"type":"append","epoch":1,"start":0,"entries":[]}"#,
+        r#"{"type":"confirm","epoch":1,"log_len":0}"#,
+        r#"{"type":"merge","entries":[]}"#,
+    ];
+    for line in wire {
+        let msg: Message = serde_json::from_str(line).expect(line);
+        let tag = serde_json::to_value(&msg).expect("serializes")["type"].clone();
+        assert_eq!(msg.kind(), tag, "{line}");
+    }
+}
