@@ -242,3 +242,36 @@ fn a_message_kind_is_its_name_on_the_wire() {
         assert_eq!(msg.kind(), tag, "{line}");
     }
 }
+
+#[test]
+fn leaving_a_secondary_out_is_due_only_once_the_write_surely_waited_the_sync_timeout() {
+    use drcheck_protocol::control::ControlStep;
+    let timing = default_timing();
+    let mut cm = ControlMachine::resume(2, timing, 0, 2, 1).controlled();
+    let acked = MINUTE;
+    // The primary's fresh report: region 0 in sync, lacking a write acknowledged at `acked`
+    // (on the primary's clock, which may lag the control plane's by the skew).
+    let report_at = |cm: &mut ControlMachine, now: Millis| {
+        let primary = Heartbeat {
+            in_sync: vec![0],
+            unconfirmed_since: vec![(0, acked)],
+            ..heartbeat(2, Role::Primary, 3, now)
+        };
+        hear(cm, now, 1, Message::Heartbeat(primary));
+    };
+    let timeout = acked + timing.sync_timeout;
+    report_at(&mut cm, timeout);
+    assert!(cm
+        .enabled_steps(timeout)
+        .contains(&ControlStep::OutOfSync(0)));
+    assert!(
+        !cm.pending_steps(timeout)
+            .contains(&ControlStep::OutOfSync(0)),
+        "the primary's clock may lag: not due yet"
+    );
+    let surely = timeout + timing.skew;
+    report_at(&mut cm, surely);
+    assert!(cm
+        .pending_steps(surely)
+        .contains(&ControlStep::OutOfSync(0)));
+}
