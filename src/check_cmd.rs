@@ -70,16 +70,31 @@ pub fn run(args: &CheckArgs) -> Result<ExitCode> {
             eprintln!("wrote {}", path.display());
         }
     }
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+    print_report(args.json, &report, render::report)?;
+    Ok(exit_code(report.passed()))
+}
+
+/// Prints `report` as JSON or as `text` renders it.
+pub fn print_report<R: serde::Serialize>(
+    json: bool,
+    report: &R,
+    text: impl Fn(&R) -> String,
+) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(report)?);
     } else {
-        print!("{}", render::report(&report));
+        print!("{}", text(report));
     }
-    Ok(if report.passed() {
+    Ok(())
+}
+
+/// Exit 0 when the run showed what it was asked to, 1 otherwise.
+pub fn exit_code(passed: bool) -> ExitCode {
+    if passed {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
-    })
+    }
 }
 
 /// Records `actions` as a trace file of `finding` in `dir` (named after the parameters and the

@@ -80,13 +80,7 @@ pub fn simulation(r: &Simulation) -> String {
             (Expectation::Sometimes, true) => format!("found{walk}"),
             (Expectation::Sometimes, false) => "not found".to_string(),
         };
-        let _ = writeln!(
-            out,
-            "  {:<26} {:<9} {}",
-            prop.name,
-            expectation_name(prop.expectation),
-            verdict
-        );
+        verdict_row(&mut out, prop.name, prop.expectation, &verdict);
     }
     for prop in r.properties.iter().filter(|p| !p.holds) {
         if let (Some(path), Expectation::Always) = (&prop.path, prop.expectation) {
@@ -103,6 +97,17 @@ pub fn simulation(r: &Simulation) -> String {
         }
     }
     out
+}
+
+/// One row of the verdict table: the property, its kind, the verdict.
+fn verdict_row(out: &mut String, name: &str, expectation: Expectation, verdict: &str) {
+    let _ = writeln!(
+        out,
+        "  {:<26} {:<9} {}",
+        name,
+        expectation_name(expectation),
+        verdict
+    );
 }
 
 fn expectation_name(expectation: Expectation) -> &'static str {
@@ -147,13 +152,7 @@ pub fn report(r: &Report) -> String {
             (Expectation::Sometimes, true) => "found",
             (Expectation::Sometimes, false) => "NOT FOUND",
         };
-        let _ = writeln!(
-            out,
-            "  {:<26} {:<9} {}",
-            prop.name,
-            expectation_name(prop.expectation),
-            verdict
-        );
+        verdict_row(&mut out, prop.name, prop.expectation, verdict);
     }
     for prop in r.properties.iter().filter(|p| !p.holds) {
         if let (Some(path), Expectation::Always) = (&prop.path, prop.expectation) {

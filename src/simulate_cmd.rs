@@ -10,7 +10,7 @@ use drcheck_properties::Expectation;
 use drcheck_traces::Finding;
 
 use crate::args::SimulateArgs;
-use crate::check_cmd::{command_line, default_threads, write_trace};
+use crate::check_cmd::{command_line, default_threads, exit_code, print_report, write_trace};
 use crate::{render, UsageError};
 
 pub fn run(args: &SimulateArgs) -> Result<ExitCode> {
@@ -67,14 +67,6 @@ pub fn run(args: &SimulateArgs) -> Result<ExitCode> {
             eprintln!("wrote {}", out.display());
         }
     }
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print!("{}", render::simulation(&report));
-    }
-    Ok(if report.no_violation() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    print_report(args.json, &report, render::simulation)?;
+    Ok(exit_code(report.no_violation()))
 }
