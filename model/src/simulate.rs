@@ -141,8 +141,9 @@ pub struct SimulationProgress {
 /// Shards of the set of visited fingerprints: threads seldom want the same one at once.
 const SHARDS: usize = 16;
 
-/// The first finding of each property: the lowest walk, and its steps up to the state.
-type Firsts = Vec<Option<(u64, Vec<Action>)>>;
+/// The first finding of each property: the lowest walk, and how many steps into it (the
+/// steps themselves are taken again for the winners only, at the end: see [`replay_walk`]).
+type Firsts = Vec<Option<(u64, usize)>>;
 
 /// What the walks share while they run.
 struct Shared<'a> {
@@ -201,13 +202,12 @@ impl Shared<'_> {
         let model = self.model;
         let mut rng = Rng::new(self.opts.seed.wrapping_add(walk));
         let mut state = model.initial();
-        let mut path: Vec<Action> = Vec::new();
         let mut mine: Firsts = vec![None; CATALOG.len()];
         self.visit(fingerprint(&state));
-        self.judge(&state, walk, &path, &mut mine);
+        self.judge(&state, walk, 0, &mut mine);
         let mut steps = 0;
         for _ in 0..self.opts.depth {
-            let Some((action, next)) = random_step(&model.cfg, &state, &mut rng, scratch) else {
+            let Some((_, next)) = random_step(&model.cfg, &state, &mut rng, scratch) else {
                 self.stuck.fetch_add(1, Ordering::Relaxed);
                 break;
             };
@@ -215,12 +215,12 @@ impl Shared<'_> {
                 break;
             }
             steps += 1;
-            path.push(action);
             state = next;
             self.visit(fingerprint(&state));
-            self.judge(&state, walk, &path, &mut mine);
+            self.judge(&state, walk, steps, &mut mine);
         }
-        self.steps.fetch_add(steps, Ordering::Relaxed);
+        self.steps
+            .fetch_add(u64::try_from(steps).unwrap_or(u64::MAX), Ordering::Relaxed);
         let mut firsts = self.firsts.lock().unwrap_or_else(PoisonError::into_inner);
         for (first, found) in firsts.iter_mut().zip(mine) {
             if let Some(found) = found {
@@ -232,10 +232,10 @@ impl Shared<'_> {
     }
 
     /// Records, per property this walk has not shown yet, whether `state` shows it.
-    fn judge(&self, state: &DrState, walk: u64, path: &[Action], mine: &mut Firsts) {
+    fn judge(&self, state: &DrState, walk: u64, steps: usize, mine: &mut Firsts) {
         for (spec, found) in CATALOG.iter().zip(mine.iter_mut()) {
             if found.is_none() && shows(self.model, spec, state) {
-                *found = Some((walk, cut_loops(&self.model.cfg, path)));
+                *found = Some((walk, steps));
             }
         }
     }
@@ -248,6 +248,22 @@ fn shows(model: &DrModel, spec: &PropertySpec, state: &DrState) -> bool {
         Expectation::Always => !holds,
         Expectation::Sometimes => holds,
     }
+}
+
+/// The first `steps` steps of walk number `walk` from `seed`, taken again.
+fn replay_walk(cfg: &Config, seed: u64, walk: u64, steps: usize) -> Vec<Action> {
+    let mut rng = Rng::new(seed.wrapping_add(walk));
+    let mut state = DrState::initial(cfg);
+    let mut scratch = Vec::new();
+    let mut path = Vec::with_capacity(steps);
+    for _ in 0..steps {
+        let Some((action, next)) = random_step(cfg, &state, &mut rng, &mut scratch) else {
+            break;
+        };
+        path.push(action);
+        state = next;
+    }
+    path
 }
 
 /// `path` without the loops it makes: where a state recurs, the steps between its visits are
@@ -327,10 +343,18 @@ pub fn simulate(
     let seconds = started.elapsed().as_secs_f64();
     let walks_done = shared.walks_done.load(Ordering::Relaxed);
     let steps = shared.steps.load(Ordering::Relaxed);
-    let firsts = shared
+    let firsts: Vec<Option<(u64, Vec<Action>)>> = shared
         .firsts
         .into_inner()
-        .unwrap_or_else(PoisonError::into_inner);
+        .unwrap_or_else(PoisonError::into_inner)
+        .into_iter()
+        .map(|first| {
+            first.map(|(walk, steps)| {
+                let path = replay_walk(&cfg, opts.seed, walk, steps);
+                (walk, cut_loops(&cfg, &path))
+            })
+        })
+        .collect();
     let timeline = |actions: &[Action]| search::timeline(&model, actions).ok();
     let properties = CATALOG
         .iter()
