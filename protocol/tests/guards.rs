@@ -275,3 +275,40 @@ fn leaving_a_secondary_out_is_due_only_once_the_write_surely_waited_the_sync_tim
         .pending_steps(surely)
         .contains(&ControlStep::OutOfSync(0)));
 }
+
+#[test]
+fn a_secondary_back_in_sync_is_no_longer_lagging_and_the_others_still_are() {
+    use drcheck_protocol::control::ControlStep;
+    let timing = default_timing();
+    // Three regions, region 1 primary of epoch 2; regions 0 and 2 both lag since `acked`.
+    let mut cm = ControlMachine::resume(3, timing, 0, 2, 1).controlled();
+    let acked = MINUTE;
+    let now = acked + timing.sync_timeout + timing.skew;
+    let primary = Heartbeat {
+        in_sync: vec![0, 2],
+        unconfirmed_since: vec![(0, acked), (2, acked)],
+        ..heartbeat(2, Role::Primary, 3, now)
+    };
+    hear(&mut cm, now, 1, Message::Heartbeat(primary));
+    let lagging = |cm: &ControlMachine| -> Vec<ControlStep> {
+        cm.pending_steps(now)
+            .into_iter()
+            .filter(|s| matches!(s, ControlStep::OutOfSync(_)))
+            .collect()
+    };
+    assert_eq!(
+        lagging(&cm),
+        vec![ControlStep::OutOfSync(0), ControlStep::OutOfSync(2)]
+    );
+    // Region 0 catches up: the primary says so.
+    hear(
+        &mut cm,
+        now,
+        1,
+        Message::InSync {
+            epoch: 2,
+            region: 0,
+        },
+    );
+    assert_eq!(lagging(&cm), vec![ControlStep::OutOfSync(2)]);
+}
