@@ -312,3 +312,44 @@ fn a_secondary_back_in_sync_is_no_longer_lagging_and_the_others_still_are() {
     );
     assert_eq!(lagging(&cm), vec![ControlStep::OutOfSync(2)]);
 }
+
+fn entry(epoch: u32, write: u64) -> drcheck_protocol::entry::LogEntry {
+    drcheck_protocol::entry::LogEntry {
+        epoch,
+        write,
+        acked_at: 0,
+        reapply_of: None,
+        payload: String::new(),
+    }
+}
+
+#[test]
+fn a_batch_that_overlaps_what_a_secondary_holds_extends_its_log() {
+    // Region 1 follows region 0 in epoch 1 and holds two entries; a batch is sent again from
+    // index 1 (its confirmation was lost) with one entry more.
+    let durable = Durable {
+        log: vec![entry(1, 1), entry(1, 2)],
+        ..Durable::fresh(Role::Secondary)
+    };
+    let mut region = RegionMachine::new(1, 2, default_timing(), durable, 0);
+    let batch = Message::Append {
+        epoch: 1,
+        start: 1,
+        entries: vec![entry(1, 2), entry(1, 3)],
+        prev: Some((1, 1)),
+    };
+    let mut fx = Effects::default();
+    region.receive(MINUTE, NodeId::Region(0), batch, &mut fx);
+    let writes: Vec<u64> = region.log().iter().map(|e| e.write).collect();
+    assert_eq!(writes, [1, 2, 3]);
+    assert!(fx.send.iter().any(|e| e.msg
+        == Message::Confirm {
+            epoch: 1,
+            log_len: 3
+        }));
+    // The same index with another write, or the same write of another epoch, is not the same
+    // entry.
+    assert!(entry(1, 2).same_as(&entry(1, 2)));
+    assert!(!entry(1, 2).same_as(&entry(2, 2)));
+    assert!(!entry(1, 2).same_as(&entry(1, 3)));
+}
