@@ -353,3 +353,9 @@ fn a_batch_that_overlaps_what_a_secondary_holds_extends_its_log() {
     assert!(!entry(1, 2).same_as(&entry(2, 2)));
     assert!(!entry(1, 2).same_as(&entry(1, 3)));
 }
+
+#[test]
+fn a_node_is_named_in_words() {
+    assert_eq!(NodeId::Region(2).to_string(), "region 2");
+    assert_eq!(NodeId::Control.to_string(), "control plane");
+}
