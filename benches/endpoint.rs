@@ -89,7 +89,8 @@ fn main() {
     let _ = std::fs::remove_dir_all(&data);
     // Real minutes: no lease or detection timer runs out while the load runs.
     let mut serve = Command::new(env!("CARGO_BIN_EXE_drcheck"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--token", "bench"])
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("DRCHECK_TOKEN", "bench")
         .arg("--data")
         .arg(&data)
         .stdout(Stdio::piped())

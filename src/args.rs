@@ -72,9 +72,15 @@ pub struct ServeArgs {
     /// Wall milliseconds per protocol minute: 1000 makes the 60-minute RTO a minute long.
     #[arg(long, default_value_t = 60_000)]
     pub minute_ms: u64,
-    /// The operator token (generated and printed when not given).
-    #[arg(long, env = "DRCHECK_TOKEN")]
-    pub token: Option<String>,
+    /// A file holding the operator token (else `DRCHECK_TOKEN`; else the token in the data
+    /// directory's `operator-token`, generated and printed on the first run). Never on the
+    /// command line, where `ps` shows it.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<std::path::PathBuf>,
+    /// A file holding the bearer token every FHIR request must show (else
+    /// `DRCHECK_FHIR_TOKEN`; else FHIR access is open). `/metadata` stays open.
+    #[arg(long, value_name = "FILE")]
+    pub fhir_token_file: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub timing: TimingArgs,
 }
@@ -106,9 +112,10 @@ pub struct EndpointArgs {
 pub struct OperatorArgs {
     #[command(flatten)]
     pub endpoint: EndpointArgs,
-    /// The operator token `serve` printed.
-    #[arg(long, env = "DRCHECK_TOKEN", hide_env_values = true)]
-    pub token: String,
+    /// A file holding the operator token (else `DRCHECK_TOKEN`): `serve` keeps the one it
+    /// generated in its data directory's `operator-token`.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -173,9 +180,9 @@ pub struct WalkArgs {
     /// The walk's seed: the same seed and parameters give the same walk.
     #[arg(long)]
     pub seed: u64,
-    /// Steps.
-    #[arg(long, default_value_t = 100)]
-    pub depth: usize,
+    /// Steps (at most 100,000: a trace file holds every step, and replay retraces them).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub depth: u64,
     /// Directory to write the trace file to.
     #[arg(long, value_name = "DIR")]
     pub trace_out: std::path::PathBuf,

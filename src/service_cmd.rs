@@ -38,9 +38,6 @@ pub fn serve(args: &ServeArgs) -> Result<ExitCode> {
     if args.minute_ms == 0 {
         return Err(UsageError("--minute-ms must be at least 1".into()).into());
     }
-    if args.token.as_deref() == Some("") {
-        return Err(UsageError("--token must not be empty".into()).into());
-    }
     let timing = args.timing.timing();
     timing
         .check()
@@ -51,11 +48,57 @@ pub fn serve(args: &ServeArgs) -> Result<ExitCode> {
         regions: args.regions,
         minute_ms: args.minute_ms,
         timing: drcheck_impl::time::in_millis(&timing),
-        token: args.token.clone(),
+        token: secret(args.token_file.as_deref(), TOKEN_ENV, "operator token")?,
+        fhir_token: secret(
+            args.fhir_token_file.as_deref(),
+            FHIR_TOKEN_ENV,
+            "FHIR token",
+        )?,
         exe: std::env::current_exe().context("finding the drcheck executable")?,
     };
     runtime()?.block_on(supervisor::serve(opts))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where the operator token may come from besides `--token-file`.
+const TOKEN_ENV: &str = "DRCHECK_TOKEN";
+/// Where the FHIR bearer token may come from besides `--fhir-token-file`.
+const FHIR_TOKEN_ENV: &str = "DRCHECK_FHIR_TOKEN";
+
+/// A secret from `file` (its first line) or else from the environment variable `env`; never
+/// from the command line, where any local user's `ps` would show it. An empty or unreadable
+/// one is refused, naming where it came from.
+fn secret(file: Option<&std::path::Path>, env: &str, what: &str) -> Result<Option<String>> {
+    let (text, source) = match file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                UsageError(format!(
+                    "cannot read the {what} from {}: {e}",
+                    path.display()
+                ))
+            })?;
+            (text, path.display().to_string())
+        }
+        None => match std::env::var(env) {
+            Ok(text) => (text, env.to_string()),
+            Err(std::env::VarError::NotPresent) => return Ok(None),
+            Err(std::env::VarError::NotUnicode(_)) => {
+                return Err(UsageError(format!("{env} is not valid UTF-8")).into())
+            }
+        },
+    };
+    let token = text.lines().next().unwrap_or("").trim();
+    if token.is_empty() {
+        return Err(UsageError(format!("the {what} in {source} is empty")).into());
+    }
+    if token.chars().any(|c| c.is_control() || c == ' ') {
+        return Err(UsageError(format!(
+            "the {what} in {source} holds a space or a control character (it goes in an \
+             HTTP header)"
+        ))
+        .into());
+    }
+    Ok(Some(token.to_string()))
 }
 
 /// Resolves on Ctrl-C (or never, if the signal cannot be watched).
@@ -142,10 +185,14 @@ fn operator(
     path: &str,
     body: Option<serde_json::Value>,
 ) -> Result<ExitCode> {
-    if args.token.is_empty() {
-        return Err(UsageError("--token must not be empty".into()).into());
-    }
-    ask(&args.endpoint, method, path, Some(&args.token), body)
+    let token =
+        secret(args.token_file.as_deref(), TOKEN_ENV, "operator token")?.ok_or_else(|| {
+            UsageError(format!(
+            "no operator token: set {TOKEN_ENV} or give --token-file (serve keeps the token it \
+             generated in its data directory's operator-token)"
+        ))
+        })?;
+    ask(&args.endpoint, method, path, Some(&token), body)
 }
 
 pub fn failback(args: &TargetArgs) -> Result<ExitCode> {

@@ -11,7 +11,8 @@ use crate::UsageError;
 
 pub fn run(args: &WalkArgs) -> Result<ExitCode> {
     let cfg = args.model.config(false)?;
-    let path = random_walk(&cfg, args.seed, args.depth);
+    let depth = usize::try_from(args.depth).map_err(|e| UsageError(format!("--depth: {e}")))?;
+    let path = random_walk(&cfg, args.seed, depth);
     let command = std::env::args().skip(1).collect::<Vec<_>>().join(" ");
     let finding = Finding::Walk { seed: args.seed };
     let file = TraceFile::record(

@@ -709,9 +709,80 @@ fn region_and_control_refuse_a_cluster_file_with_inconsistent_timing() {
 }
 
 #[test]
+fn region_and_control_refuse_a_corrupt_cluster_file_naming_the_field() {
+    let dir = std::env::temp_dir().join(format!("drcheck-cli-corrupt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let addrs = || drcheck_impl::service::NodeAddrs {
+        protocol: "127.0.0.1:1".parse().expect("addr"),
+        rpc: "127.0.0.1:1".parse().expect("addr"),
+    };
+    let good = drcheck_impl::service::Cluster {
+        regions: 2,
+        timing: drcheck_impl::time::in_millis(&Timing::default()),
+        minute_ms: 1000,
+        start_unix_ms: 0,
+        control: addrs(),
+        region: vec![addrs(), addrs()],
+        data_dir: dir.clone(),
+        resume: None,
+    };
+    let mut json = serde_json::to_value(&good).expect("json");
+    let corrupt = |field: &str, value: serde_json::Value| {
+        let mut json = json.clone();
+        json[field] = value;
+        json.to_string()
+    };
+    for (text, field) in [
+        // The control plane panicked on this one (index out of bounds).
+        (corrupt("resume", serde_json::json!([5, 7])), "`resume`"),
+        (corrupt("minute_ms", serde_json::json!(0)), "`minute_ms`"),
+        (corrupt("regions", serde_json::json!(3)), "`region`"),
+        (corrupt("regions", serde_json::json!(-1)), "field `regions`"),
+        (corrupt("region", serde_json::json!("x")), "field `region`"),
+        (
+            corrupt("timing", serde_json::json!({"rpo": 1})),
+            "field `timing`",
+        ),
+        ("{\"regions\": 2".to_string(), "EOF"),
+    ] {
+        let file = dir.join("cluster.json");
+        std::fs::write(&file, &text).expect("write");
+        let file = file.to_string_lossy().into_owned();
+        for argv in [
+            vec!["region", "--cluster", file.as_str(), "--id", "0"],
+            vec!["control", "--cluster", file.as_str()],
+        ] {
+            let what = format!("{} with {text}", argv.join(" "));
+            let out = drcheck(&argv);
+            assert_one_line_error(&out, &what);
+            assert!(out.stderr.contains(field), "{what}: {}", out.stderr);
+        }
+    }
+    // A resume naming a region that exists is fine: the same file, corrected, is accepted
+    // (the process then fails to reach port 1, which is another matter).
+    json["resume"] = serde_json::json!([3, 1]);
+    let text = json.to_string();
+    let parsed = drcheck_impl::service::Cluster::load(&{
+        let file = dir.join("cluster.json");
+        std::fs::write(&file, &text).expect("write");
+        file
+    });
+    assert!(parsed.is_ok(), "{parsed:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn fault_targets_are_checked_before_the_endpoint_is_asked() {
     // Nothing listens on port 1: a fault that passes the checks fails to reach it (exit 1).
-    let endpoint = ["--endpoint", "http://127.0.0.1:1", "--token", "t"];
+    let token = std::env::temp_dir().join(format!("drcheck-cli-token-{}", std::process::id()));
+    std::fs::write(&token, "t\n").expect("token file");
+    let token = token.to_string_lossy().into_owned();
+    let endpoint = [
+        "--endpoint",
+        "http://127.0.0.1:1",
+        "--token-file",
+        token.as_str(),
+    ];
     let fault = |args: &[&str]| {
         let mut argv = vec!["fault"];
         argv.extend_from_slice(args);
@@ -867,4 +938,114 @@ fn a_run_cut_short_by_the_time_budget_is_incomplete_and_not_a_pass() {
     assert_eq!(report["complete"], Value::Bool(false));
     let text = drcheck(&["check", "--threads", "1", "--timeout", "1", "-q"]);
     assert!(text.stdout.contains("INCOMPLETE exploration"));
+}
+
+#[test]
+fn secrets_come_from_a_file_or_the_environment_never_the_command_line() {
+    let dir = std::env::temp_dir().join(format!("drcheck-cli-secrets-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let empty = dir.join("empty");
+    std::fs::write(&empty, "\n").expect("write");
+    let spaced = dir.join("spaced");
+    std::fs::write(&spaced, "two words\n").expect("write");
+    let missing = dir.join("missing");
+    let path = |p: &std::path::Path| p.to_string_lossy().into_owned();
+    let (empty, spaced, missing) = (path(&empty), path(&spaced), path(&missing));
+    let endpoint = ["--endpoint", "http://127.0.0.1:1"];
+    for (argv, expected) in [
+        (
+            vec!["failback", "--target", "0", "--token", "t"],
+            "unexpected argument '--token'",
+        ),
+        (
+            vec!["failback", "--target", "0", "--token-file", empty.as_str()],
+            "is empty",
+        ),
+        (
+            vec!["quarantine", "--token-file", spaced.as_str()],
+            "holds a space or a control character",
+        ),
+        (
+            vec!["quarantine", "--token-file", missing.as_str()],
+            "cannot read the operator token from",
+        ),
+        (
+            vec!["serve", "--fhir-token-file", missing.as_str()],
+            "cannot read the FHIR token from",
+        ),
+    ] {
+        let what = argv.join(" ");
+        let mut argv = argv;
+        if argv[0] != "serve" {
+            argv.extend_from_slice(&endpoint);
+        }
+        let mut command = support::command();
+        command.args(&argv).env_remove("DRCHECK_TOKEN");
+        let out = support::cli::run(command);
+        assert_eq!(out.code, 2, "{what}: {}", out.stderr);
+        assert!(out.stderr.contains(expected), "{what}: {}", out.stderr);
+    }
+    // No token at all: the verb says where to find one, before it asks the endpoint.
+    let mut command = support::command();
+    command
+        .args(["quarantine", "--endpoint", "http://127.0.0.1:1"])
+        .env_remove("DRCHECK_TOKEN");
+    let out = support::cli::run(command);
+    assert_one_line_error(&out, "quarantine without a token");
+    assert!(out.stderr.contains("no operator token"), "{}", out.stderr);
+    // From the environment: it gets as far as the (absent) endpoint.
+    let mut command = support::command();
+    command
+        .args(["quarantine", "--endpoint", "http://127.0.0.1:1"])
+        .env("DRCHECK_TOKEN", "t");
+    let out = support::cli::run(command);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("cannot reach the endpoint"),
+        "{}",
+        out.stderr
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn walk_and_simulate_depths_are_bounded_with_a_clear_message() {
+    let out_dir = std::env::temp_dir().join(format!("drcheck-cli-depth-{}", std::process::id()));
+    let out_dir = out_dir.to_string_lossy().into_owned();
+    for argv in [
+        vec![
+            "walk",
+            "--seed",
+            "1",
+            "--depth",
+            "100000000",
+            "--trace-out",
+            out_dir.as_str(),
+        ],
+        vec!["simulate", "--depth", "100000000"],
+        vec![
+            "walk",
+            "--seed",
+            "1",
+            "--depth",
+            "0",
+            "--trace-out",
+            out_dir.as_str(),
+        ],
+    ] {
+        let what = argv.join(" ");
+        let out = drcheck(&argv);
+        assert_eq!(out.code, 2, "{what}: {}", out.stderr);
+        assert!(out.stderr.contains("--depth"), "{what}: {}", out.stderr);
+        assert!(
+            out.stderr.contains("is not in 1..="),
+            "{what}: {}",
+            out.stderr
+        );
+    }
+    assert!(
+        !std::path::Path::new(&out_dir).exists(),
+        "a refused walk wrote nothing"
+    );
 }

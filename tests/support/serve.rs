@@ -28,7 +28,8 @@ impl Serve {
         let data = std::env::temp_dir().join(format!("drcheck-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&data);
         let mut child = super::command()
-            .args(["serve", "--listen", "127.0.0.1:0", "--token", TOKEN])
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env("DRCHECK_TOKEN", TOKEN)
             .args(["--minute-ms", &MINUTE_MS.to_string()])
             .arg("--data")
             .arg(&data)

@@ -106,11 +106,22 @@ pub enum TraceError {
         /// The I/O error.
         source: std::io::Error,
     },
-    /// The text is not JSON, or not in the trace schema.
+    /// The text is not JSON.
     #[error("{path}: not a drcheck trace: {source}")]
     Parse {
         /// The trace file.
         path: PathBuf,
+        /// The JSON error.
+        source: serde_json::Error,
+    },
+    /// The JSON is not in the trace schema: `field` is where (`params.regions`,
+    /// `steps[3].action`).
+    #[error("{path}: not a drcheck trace: field `{field}`: {source}")]
+    Schema {
+        /// The trace file.
+        path: PathBuf,
+        /// The path to the field that is missing or wrong.
+        field: String,
         /// The JSON error.
         source: serde_json::Error,
     },
@@ -318,10 +329,12 @@ pub fn parse(path: &Path, text: &str) -> Result<Trace, TraceError> {
             })
         }
     }
-    let file: TraceFile = serde_json::from_value(value).map_err(|source| TraceError::Parse {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let file: TraceFile =
+        serde_path_to_error::deserialize(value).map_err(|e| TraceError::Schema {
+            path: path.to_path_buf(),
+            field: e.path().to_string(),
+            source: e.into_inner(),
+        })?;
     replay(path, file)
 }
 

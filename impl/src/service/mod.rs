@@ -12,6 +12,7 @@ pub mod edge;
 pub mod endpoint;
 pub mod http;
 pub mod port;
+pub mod private;
 pub mod region;
 pub mod rpc;
 pub mod supervisor;
@@ -92,16 +93,31 @@ impl Cluster {
     pub fn load(path: &std::path::Path) -> Result<Cluster, ServiceError> {
         let text =
             std::fs::read_to_string(path).map_err(io(format!("reading {}", path.display())))?;
-        let cluster: Cluster = serde_json::from_str(&text)
+        let cluster = Cluster::from_json(&text)
             .map_err(|e| ServiceError::Config(format!("{}: {e}", path.display())))?;
         if !(2..=3).contains(&cluster.regions)
             || cluster.region.len() != usize::from(cluster.regions)
         {
             return Err(ServiceError::Config(format!(
-                "{}: {} regions listed for a deployment of {}",
+                "{}: field `region`: {} regions listed for a deployment of {}",
                 path.display(),
                 cluster.region.len(),
                 cluster.regions
+            )));
+        }
+        if let Some((_, primary)) = cluster.resume {
+            if primary >= cluster.regions {
+                return Err(ServiceError::Config(format!(
+                    "{}: field `resume`: data primary {primary} is not one of the {} regions",
+                    path.display(),
+                    cluster.regions
+                )));
+            }
+        }
+        if cluster.minute_ms == 0 {
+            return Err(ServiceError::Config(format!(
+                "{}: field `minute_ms`: a protocol minute lasts at least 1 ms",
+                path.display()
             )));
         }
         // Protocol milliseconds, judged as the model judges ticks of one protocol minute.
@@ -112,6 +128,17 @@ impl Cluster {
                 ServiceError::Config(format!("{}: inconsistent timing: {e}", path.display()))
             })?;
         Ok(cluster)
+    }
+
+    /// Parses a cluster file's text, naming the field that is missing or wrong (serde's own
+    /// message names the type it expected, not the field).
+    fn from_json(text: &str) -> Result<Cluster, String> {
+        let mut json = serde_json::Deserializer::from_str(text);
+        serde_path_to_error::deserialize(&mut json).map_err(|e| match e.path().to_string() {
+            // `.` is the root: a syntax error, or not an object.
+            root if root == "." => e.into_inner().to_string(),
+            field => format!("field `{field}`: {}", e.into_inner()),
+        })
     }
 
     /// Where `node` listens (`None`: no such region).

@@ -125,6 +125,7 @@ async fn the_operator_token_is_checked_before_the_body_and_the_body_before_the_c
         control: dead_address().await,
         regions: vec![],
         token: TOKEN.to_string(),
+        fhir_token: None,
         faults: None,
         keys: keys(Principal::Endpoint),
     })
@@ -439,6 +440,7 @@ async fn the_routing_is_cached_refreshed_once_on_a_stale_primary_and_dropped_whe
         control: fake_control(control.clone()).await,
         regions: addrs,
         token: TOKEN.to_string(),
+        fhir_token: None,
         faults: Some(running.clone()),
         keys: keys(Principal::Endpoint),
     })
@@ -617,4 +619,88 @@ async fn the_endpoint_s_kept_rpc_connections_survive_a_restart_of_the_process() 
         .await;
     assert!(refused.is_err(), "{refused:?}");
     assert_eq!(counter.load(Ordering::SeqCst), 6);
+}
+
+#[tokio::test]
+async fn with_a_fhir_token_every_fhir_request_must_show_it_but_metadata_and_the_dr_api() {
+    let fhir_token = "the-fhir-token";
+    let endpoint = serve_endpoint(EndpointConfig {
+        control: dead_address().await,
+        regions: vec![],
+        token: TOKEN.to_string(),
+        fhir_token: Some(fhir_token.to_string()),
+        faults: None,
+        keys: keys(Principal::Endpoint),
+    })
+    .await;
+    let json = ("Content-Type", "application/fhir+json");
+    let patient = br#"{"resourceType":"Patient"}"#;
+    let requests: [(&str, &str, &[u8]); 5] = [
+        ("GET", "/Patient/1", b""),
+        ("POST", "/Patient", patient),
+        ("PUT", "/Patient/1", patient),
+        ("DELETE", "/Patient/1", b""),
+        ("GET", "/Patient/1/_history", b""),
+    ];
+    let operator = format!("Bearer {TOKEN}");
+    for (method, path, body) in requests {
+        let what = format!("{method} {path}");
+        let none = send(endpoint, method, path, &[json], body).await;
+        assert_outcome(&none, 401, "security", &format!("{what} without a token"));
+        assert_eq!(
+            none.header("WWW-Authenticate"),
+            Some(r#"Bearer realm="drcheck""#),
+            "{what}"
+        );
+        // Neither a wrong token nor the operator's opens the FHIR API.
+        for wrong in ["Bearer nope", operator.as_str()] {
+            let response = send(
+                endpoint,
+                method,
+                path,
+                &[json, ("Authorization", wrong)],
+                body,
+            )
+            .await;
+            assert_outcome(
+                &response,
+                401,
+                "security",
+                &format!("{what} with {wrong:?}"),
+            );
+            let challenge = response.header("WWW-Authenticate").unwrap_or_default();
+            assert!(
+                challenge.contains(r#"error="invalid_token""#),
+                "{what}: {challenge}"
+            );
+        }
+        // With the token the request gets past the check (to the dead control plane).
+        let bearer = format!("Bearer {fhir_token}");
+        let response = send(
+            endpoint,
+            method,
+            path,
+            &[json, ("Authorization", &bearer)],
+            body,
+        )
+        .await;
+        assert_ne!(
+            response.status,
+            401,
+            "{what} with the token: {}",
+            response.text()
+        );
+    }
+    let metadata = send(endpoint, "GET", "/metadata", &[], b"").await;
+    assert_eq!(metadata.status, 200, "{}", metadata.text());
+    // The DR API keeps its own check: the operator token, not the FHIR one.
+    let quarantine = send(
+        endpoint,
+        "GET",
+        "/_dr/quarantine",
+        &[("Authorization", &format!("Bearer {fhir_token}"))],
+        b"",
+    )
+    .await;
+    assert_unauthorized(&quarantine, "the quarantine with the FHIR token");
 }

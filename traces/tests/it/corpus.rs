@@ -118,6 +118,14 @@ fn bad_files_are_refused_with_a_reason() {
     unknown["steps"][0]["action"] = serde_json::json!({"step": "teleport"});
     let e = parse(named, &unknown.to_string()).unwrap_err();
     assert!(e.to_string().contains("teleport"), "{e}");
+    assert!(e.to_string().contains("field `steps[0].action"), "{e}");
+
+    // A field of the wrong type is named, nested.
+    let mut wrong_type = good.clone();
+    wrong_type["params"]["writes"] = "two".into();
+    let e = parse(named, &wrong_type.to_string()).unwrap_err();
+    assert!(matches!(e, TraceError::Schema { .. }), "{e}");
+    assert!(e.to_string().contains("field `params.writes`"), "{e}");
 
     let mut out_of_range = good.clone();
     out_of_range["params"]["regions"] = 9.into();

@@ -77,6 +77,7 @@ pub(super) async fn status(State(ep): Shared) -> Answer {
         "control": ep.cfg.faults.as_ref().map(|f| f.control()),
         "loss_window_minutes": loss_window.map(minutes),
         "regions": shown,
+        "unauthorized_fhir_requests": ep.unauthorized.load(std::sync::atomic::Ordering::Relaxed),
     })))
 }
 

@@ -115,6 +115,8 @@ pub struct EndpointConfig {
     pub regions: Vec<SocketAddr>,
     /// The operator token the DR API demands.
     pub token: String,
+    /// The bearer token every FHIR request must show (`None`: FHIR access is open).
+    pub fhir_token: Option<String>,
     /// What runs the processes, for fault injection and the status API (`None`: no fault
     /// injection, and every region is taken as running).
     pub faults: Option<Arc<dyn Faults>>,
@@ -131,6 +133,8 @@ struct Endpoint {
     /// The routing last heard from the control plane: FHIR requests go by it without asking,
     /// until a region refuses (it is no longer the writable primary) or cannot be reached.
     routing: Mutex<Option<Routing>>,
+    /// FHIR requests refused for want of the FHIR token.
+    unauthorized: AtomicU64,
 }
 
 type Shared = State<Arc<Endpoint>>;
@@ -146,6 +150,7 @@ pub fn router(cfg: EndpointConfig) -> Router {
         // Unique across restarts of the endpoint: write ids start at the current time.
         next_write: AtomicU64::new(unix_ms().saturating_mul(1000)),
         routing: Mutex::new(None),
+        unauthorized: AtomicU64::new(0),
     });
     Router::new()
         .route("/metadata", get(fhir::metadata).fallback(fhir::only_get))
@@ -184,6 +189,10 @@ pub fn router(cfg: EndpointConfig) -> Router {
             get(fhir::vread).fallback(fhir::only_get),
         )
         .fallback(fhir::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::fhir_access,
+        ))
         .with_state(state)
 }
 

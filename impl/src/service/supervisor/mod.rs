@@ -21,6 +21,7 @@ use tokio::task::JoinHandle;
 use crate::auth::{self, Keyring, Principal};
 use crate::service::endpoint::{self, ControlProcess, EndpointConfig, Fault, Faults};
 use crate::service::port::PortReservation;
+use crate::service::private;
 use crate::service::rpc::{self, RegionCall};
 use crate::service::{io, Cluster, NodeAddrs, ServiceError};
 use crate::time::{unix_ms, Timing};
@@ -44,8 +45,11 @@ pub struct ServeOptions {
     pub minute_ms: u64,
     /// The protocol's timing, in protocol milliseconds.
     pub timing: Timing,
-    /// The operator token (generated when not given).
+    /// The operator token (when not given: the one in the data directory's
+    /// `operator-token`, generated on the first run).
     pub token: Option<String>,
+    /// The bearer token FHIR requests must show (`None`: FHIR access is open).
+    pub fhir_token: Option<String>,
     /// The `drcheck` executable the child processes run.
     pub exe: PathBuf,
 }
@@ -417,6 +421,53 @@ fn write_cluster(path: &std::path::Path, cluster: &Cluster) -> Result<(), Servic
     std::fs::rename(&partial, path).map_err(io(format!("writing {}", path.display())))
 }
 
+/// Where `serve` keeps the operator token it generated, in the data directory.
+pub fn token_file(data_dir: &std::path::Path) -> PathBuf {
+    data_dir.join("operator-token")
+}
+
+/// The operator token, and what `serve` prints of it.
+struct OperatorToken {
+    value: String,
+    shown: String,
+}
+
+/// The operator token: the one given, else the one kept in the data directory, else a new
+/// one kept there. Its value is printed only when it is new: once.
+fn operator_token(
+    data_dir: &std::path::Path,
+    given: Option<String>,
+) -> Result<OperatorToken, ServiceError> {
+    let file = token_file(data_dir);
+    if let Some(value) = given {
+        return Ok(OperatorToken {
+            value,
+            shown: "as given".to_string(),
+        });
+    }
+    if file.exists() {
+        let text =
+            std::fs::read_to_string(&file).map_err(io(format!("reading {}", file.display())))?;
+        let value = text.trim().to_string();
+        if value.is_empty() {
+            return Err(ServiceError::Config(format!(
+                "{} is empty: delete it for a new token",
+                file.display()
+            )));
+        }
+        return Ok(OperatorToken {
+            value,
+            shown: format!("in {}", file.display()),
+        });
+    }
+    let value = random_token();
+    private::write_private(&file, &format!("{value}\n"))?;
+    Ok(OperatorToken {
+        shown: format!("{value} (kept in {})", file.display()),
+        value,
+    })
+}
+
 /// Runs a whole deployment until Ctrl-C. Prints where the endpoint listens, the data
 /// directory and the operator token.
 pub async fn serve(opts: ServeOptions) -> Result<(), ServiceError> {
@@ -434,8 +485,20 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServiceError> {
             unix_ms()
         )),
     };
-    std::fs::create_dir_all(&data_dir)
-        .map_err(io(format!("data directory {}", data_dir.display())))?;
+    // Before anything is written: the stores hold patient data, `secret` the links' keys.
+    private::restrict_new_files();
+    let tightened = private::make_private(&data_dir)?;
+    if tightened > 0 {
+        tracing::warn!(
+            dir = %data_dir.display(),
+            tightened,
+            "the data directory was readable by others: made private"
+        );
+        eprintln!(
+            "drcheck serve: {} held {tightened} entries readable by others; made them private",
+            data_dir.display()
+        );
+    }
     let cluster_file = data_dir.join("cluster.json");
     // A data directory from an earlier run keeps its layout and its protocol clock.
     let mut ports = Vec::new();
@@ -483,7 +546,7 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServiceError> {
     write_cluster(&cluster_file, &cluster)?;
     let secret = auth::provision(&data_dir, cluster.regions)?;
     let keys = Arc::new(secret.keyring(Principal::Endpoint, cluster.regions));
-    let token = opts.token.clone().unwrap_or_else(random_token);
+    let token = operator_token(&data_dir, opts.token.clone())?;
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await
         .map_err(io(format!("listening on {}", opts.listen)))?;
@@ -498,7 +561,8 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServiceError> {
     let router = endpoint::router(EndpointConfig {
         control: cluster.control.rpc,
         regions: cluster.region.iter().map(|a| a.rpc).collect(),
-        token: token.clone(),
+        token: token.value,
+        fhir_token: opts.fhir_token.clone(),
         faults: Some(supervisor.clone()),
         keys,
     });
@@ -508,7 +572,10 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServiceError> {
     );
     println!("endpoint: http://{endpoint_addr}");
     println!("data: {}", data_dir.display());
-    println!("operator token: {token}");
+    println!("operator token: {}", token.shown);
+    if opts.fhir_token.is_some() {
+        println!("FHIR access: a bearer token is required (/metadata stays open)");
+    }
     println!("stop with Ctrl-C");
     use std::io::Write as _;
     let _ = std::io::stdout().flush();
