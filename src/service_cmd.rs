@@ -45,6 +45,7 @@ pub fn serve(args: &ServeArgs) -> Result<ExitCode> {
     timing
         .check()
         .map_err(|e| UsageError(format!("inconsistent timing: {e}")))?;
+    let limits = args.limits.limits()?;
     let opts = ServeOptions {
         listen: socket_addr(&args.listen, "--listen")?,
         data_dir: args.data.clone(),
@@ -53,6 +54,7 @@ pub fn serve(args: &ServeArgs) -> Result<ExitCode> {
         timing: drcheck_impl::time::in_millis(&timing),
         token: args.token.clone(),
         exe: std::env::current_exe().context("finding the drcheck executable")?,
+        limits,
     };
     runtime()?.block_on(supervisor::serve(opts))?;
     Ok(ExitCode::SUCCESS)
