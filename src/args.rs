@@ -5,6 +5,7 @@ use drcheck_model::{Bug, Config, Params};
 use drcheck_properties::Timing;
 
 use crate::UsageError;
+use drcheck_impl::service::endpoint::limits::{self, Limits, RateLimit};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -83,6 +84,110 @@ pub struct ServeArgs {
     pub fhir_token_file: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub timing: TimingArgs,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// The endpoint's limits (taken as text, so that a bad value is one line of error; defaults
+/// and ranges: `drcheck_impl::service::endpoint::limits`).
+#[derive(Debug, Args)]
+pub struct LimitArgs {
+    /// Connections the endpoint holds open at once; one more is answered 503 and closed.
+    #[arg(
+        long,
+        allow_negative_numbers = true,
+        value_name = "N",
+        default_value_t = limits::DEFAULT_MAX_CONNECTIONS.to_string(),
+    )]
+    pub max_connections: String,
+    /// Seconds a request's line and headers may take to arrive (and a kept-alive connection
+    /// may stay idle); the connection is closed after. 0: no limit.
+    #[arg(
+        long,
+        allow_negative_numbers = true,
+        value_name = "SECONDS",
+        default_value_t = limits::DEFAULT_HEADER_TIMEOUT.as_secs().to_string(),
+    )]
+    pub header_timeout: String,
+    /// Seconds a request's whole body may take to arrive; 408 after. 0: no limit.
+    #[arg(
+        long,
+        allow_negative_numbers = true,
+        value_name = "SECONDS",
+        default_value_t = limits::DEFAULT_BODY_TIMEOUT.as_secs().to_string(),
+    )]
+    pub body_timeout: String,
+    /// Requests a second per client address (IPv6: per /64); 429 with Retry-After above.
+    /// 0: no limit.
+    #[arg(
+        long,
+        allow_negative_numbers = true,
+        value_name = "PER_SECOND",
+        default_value_t = limits::DEFAULT_RATE.to_string(),
+    )]
+    pub rate_limit: String,
+    /// Requests a client may send at once after a quiet spell [default: twice the rate].
+    #[arg(long, allow_negative_numbers = true, value_name = "N")]
+    pub rate_burst: Option<String>,
+}
+
+impl LimitArgs {
+    /// The limits asked for, checked.
+    pub fn limits(&self) -> Result<Limits, UsageError> {
+        let max_connections = self.max_connections.trim().parse::<usize>().map_err(|_| {
+            UsageError(format!(
+                "--max-connections takes a whole number, not {:?}",
+                self.max_connections
+            ))
+        })?;
+        let per_second = number("--rate-limit", &self.rate_limit)?;
+        let rate = (per_second > 0.0).then(|| RateLimit::new(per_second));
+        let rate = match (&self.rate_burst, rate) {
+            (None, rate) => rate,
+            (Some(_), None) => {
+                return Err(UsageError(
+                    "--rate-burst needs a --rate-limit above 0".into(),
+                ))
+            }
+            (Some(text), Some(rate)) => Some(RateLimit {
+                burst: text.trim().parse::<u32>().map_err(|_| {
+                    UsageError(format!(
+                        "--rate-burst takes a whole number of requests, not {text:?}"
+                    ))
+                })?,
+                ..rate
+            }),
+        };
+        let limits = Limits {
+            max_connections,
+            header_timeout: timeout("--header-timeout", &self.header_timeout)?,
+            body_timeout: timeout("--body-timeout", &self.body_timeout)?,
+            rate,
+        };
+        limits.check().map_err(|e| UsageError(e.to_string()))?;
+        Ok(limits)
+    }
+}
+
+/// A flag's number: finite and not negative.
+fn number(flag: &str, text: &str) -> Result<f64, UsageError> {
+    match text.trim().parse::<f64>() {
+        Ok(n) if n.is_finite() && n >= 0.0 => Ok(n),
+        _ => Err(UsageError(format!(
+            "{flag} takes a number of 0 or more, not {text:?}"
+        ))),
+    }
+}
+
+/// A timeout flag in seconds (0: none).
+fn timeout(flag: &str, text: &str) -> Result<Option<std::time::Duration>, UsageError> {
+    let seconds = number(flag, text)?;
+    if seconds <= 0.0 {
+        return Ok(None);
+    }
+    // Out-of-range values are refused by `Limits::check` with the range in words.
+    let capped = seconds.min(limits::MAX_TIMEOUT.as_secs_f64() * 2.0);
+    Ok(Some(std::time::Duration::from_secs_f64(capped)))
 }
 
 #[derive(Debug, Args)]

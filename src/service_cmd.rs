@@ -42,6 +42,7 @@ pub fn serve(args: &ServeArgs) -> Result<ExitCode> {
     timing
         .check()
         .map_err(|e| UsageError(format!("inconsistent timing: {e}")))?;
+    let limits = args.limits.limits()?;
     let opts = ServeOptions {
         listen: socket_addr(&args.listen, "--listen")?,
         data_dir: args.data.clone(),
@@ -55,6 +56,7 @@ pub fn serve(args: &ServeArgs) -> Result<ExitCode> {
             "FHIR token",
         )?,
         exe: std::env::current_exe().context("finding the drcheck executable")?,
+        limits,
     };
     runtime()?.block_on(supervisor::serve(opts))?;
     Ok(ExitCode::SUCCESS)

@@ -25,6 +25,11 @@ pub struct Serve {
 impl Serve {
     /// Starts `drcheck serve` on a free port and waits until it takes writes.
     pub fn start(name: &str) -> Serve {
+        Serve::start_with(name, &[])
+    }
+
+    /// [`Serve::start`] with `extra` arguments to `serve`.
+    pub fn start_with(name: &str, extra: &[&str]) -> Serve {
         let data = std::env::temp_dir().join(format!("drcheck-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&data);
         let mut child = super::command()
@@ -33,6 +38,7 @@ impl Serve {
             .args(["--minute-ms", &MINUTE_MS.to_string()])
             .arg("--data")
             .arg(&data)
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

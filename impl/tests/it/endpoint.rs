@@ -17,6 +17,7 @@ use drcheck_impl::auth::{EdgeStats, Keyring, Principal, Secret};
 use drcheck_impl::protocol::control::Routing;
 use drcheck_impl::protocol::control::{ControlInput, ControlOutput, ControlSnapshot, Phase};
 use drcheck_impl::protocol::event::Refusal;
+use drcheck_impl::service::endpoint::limits::{serve, Gate, Limits};
 use drcheck_impl::service::endpoint::{router, ControlProcess, EndpointConfig, Fault, Faults};
 use drcheck_impl::service::http::{self, Response};
 use drcheck_impl::service::rpc::{self, Answer, RegionCall};
@@ -41,9 +42,9 @@ async fn dead_address() -> SocketAddr {
 async fn serve_endpoint(cfg: EndpointConfig) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, router(cfg)).await;
-    });
+    // Served as `drcheck serve` serves it: within the default limits.
+    let gate = Gate::new(Limits::default()).expect("the default limits");
+    tokio::spawn(serve(listener, router(cfg), gate, std::future::pending()));
     addr
 }
 

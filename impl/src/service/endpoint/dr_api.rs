@@ -3,13 +3,17 @@
 //! re-apply, and fault injection. Answers are plain JSON; errors are OperationOutcomes, as
 //! FHIR's are.
 
+use std::sync::Arc;
+
 use axum::body::Body;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::auth::Operator;
+use super::limits::Gate;
 use super::response::{failure_response, ok_json, unavailable, Outcome};
 use super::{limited, Answer, Endpoint, Fault, Shared};
 use crate::operator::{self, Cluster, QuarantineItem, ReapplyFailed};
@@ -26,7 +30,9 @@ fn minutes(ms: u64) -> f64 {
     (ms as f64 / 6_000.0).round() / 10.0
 }
 
-pub(super) async fn status(State(ep): Shared) -> Answer {
+/// The deployment's state; `endpoint`: the endpoint's limits and what they refused (when it
+/// is served by [`super::limits::serve`]).
+pub(super) async fn status(State(ep): Shared, gate: Option<Extension<Arc<Gate>>>) -> Answer {
     let control = ep.control().await?;
     let regions = ep.regions().await;
     let primary = usize::from(control.routing.primary);
@@ -78,6 +84,7 @@ pub(super) async fn status(State(ep): Shared) -> Answer {
         "loss_window_minutes": loss_window.map(minutes),
         "regions": shown,
         "unauthorized_fhir_requests": ep.unauthorized.load(std::sync::atomic::Ordering::Relaxed),
+        "endpoint": gate.map(|Extension(gate)| gate.report()),
     })))
 }
 

@@ -10,7 +10,8 @@
 //! This file holds what the rest of the service sees (the configuration, the faults the
 //! operator may inject, the router) and the state every handler shares. The parts:
 //! [`client`] reaches the processes, [`fhir`] and [`dr_api`] are the handlers of the two
-//! APIs, [`auth`] admits the operator, [`response`] builds what goes back.
+//! APIs, [`auth`] admits the operator, [`response`] builds what goes back, and [`limits`]
+//! serves the router within its connection, time and rate limits.
 
 // Handlers short-circuit with the finished HTTP response as the error: boxing it would only
 // add an allocation to every error path.
@@ -20,6 +21,7 @@ mod auth;
 mod client;
 mod dr_api;
 mod fhir;
+pub mod limits;
 mod response;
 
 use std::future::Future;

@@ -11,7 +11,7 @@ use serde_json::Value;
 use drcheck_fhir::outcome::FhirError;
 use drcheck_fhir::region::Failure;
 
-const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
+pub(super) const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
 
 /// A FHIR error as a response: its status and its OperationOutcome.
 pub(super) struct Outcome(pub(super) FhirError);
@@ -64,7 +64,7 @@ pub(super) fn with_header(
 }
 
 /// An error the client may retry after `seconds`.
-fn retry_after(e: FhirError, seconds: u64) -> Response {
+pub(super) fn retry_after(e: FhirError, seconds: u64) -> Response {
     with_header(
         Outcome(e).into_response(),
         header::RETRY_AFTER,

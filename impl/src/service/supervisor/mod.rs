@@ -19,6 +19,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use crate::auth::{self, Keyring, Principal};
+use crate::service::endpoint::limits::{self, Gate, Limits};
 use crate::service::endpoint::{self, ControlProcess, EndpointConfig, Fault, Faults};
 use crate::service::port::PortReservation;
 use crate::service::private;
@@ -52,6 +53,8 @@ pub struct ServeOptions {
     pub fhir_token: Option<String>,
     /// The `drcheck` executable the child processes run.
     pub exe: PathBuf,
+    /// The endpoint's connection, time and request-rate limits.
+    pub limits: Limits,
 }
 
 #[derive(Default)]
@@ -547,6 +550,7 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServiceError> {
     let secret = auth::provision(&data_dir, cluster.regions)?;
     let keys = Arc::new(secret.keyring(Principal::Endpoint, cluster.regions));
     let token = operator_token(&data_dir, opts.token.clone())?;
+    let gate = Gate::new(opts.limits).map_err(|e| ServiceError::Config(e.to_string()))?;
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await
         .map_err(io(format!("listening on {}", opts.listen)))?;
@@ -571,6 +575,7 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServiceError> {
         cluster.regions, cluster.minute_ms
     );
     println!("endpoint: http://{endpoint_addr}");
+    println!("endpoint limits: {}", gate.limits());
     println!("data: {}", data_dir.display());
     println!("operator token: {}", token.shown);
     if opts.fhir_token.is_some() {
@@ -580,14 +585,13 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServiceError> {
     use std::io::Write as _;
     let _ = std::io::stdout().flush();
     let stopping = supervisor.clone();
-    let served = axum::serve(listener, router)
-        .with_graceful_shutdown(async move {
-            let _ = tokio::signal::ctrl_c().await;
-            // A Ctrl-C at a terminal reaches the children too: their exits are no crashes.
-            stopping.stop_restarting();
-        })
-        .await;
+    limits::serve(listener, router, gate, async move {
+        let _ = tokio::signal::ctrl_c().await;
+        // A Ctrl-C at a terminal reaches the children too: their exits are no crashes.
+        stopping.stop_restarting();
+    })
+    .await;
     supervisor.shutdown().await;
     println!("drcheck serve: stopped");
-    served.map_err(io("serving the endpoint"))
+    Ok(())
 }
