@@ -56,6 +56,17 @@ pub struct WriteRecord {
 }
 
 impl WriteRecord {
+    /// Forgets when this write was acknowledged, relative to now and to the write before it:
+    /// for a write that can no longer be lost (every region holds it) or that was lost
+    /// already. Only a live write about to be lost has its age, its ages at outages or its
+    /// gap read (`Ledger::record_failover`); a write acknowledged later took its own gap
+    /// when it was acknowledged. So states that differ only in these fields are one.
+    pub fn forget_timing(&mut self, age_cap: u8) {
+        self.age = age_cap;
+        self.gap = age_cap;
+        self.ages_at_outage = [None; 3];
+    }
+
     /// Is it still expected in the data primary's log: neither lost by a failover nor
     /// quarantined (a quarantined write is lost, whatever its fate says)?
     pub fn is_live(&self) -> bool {
@@ -254,8 +265,7 @@ impl Ledger {
             // the write stays live and quarantined, and `record_failover` passes it over.
             if let Some(failover) = by {
                 w.fate = Fate::Lost { failover };
-                w.age = age_cap;
-                w.ages_at_outage = [None; 3];
+                w.forget_timing(age_cap);
                 if let Some(f) = self.failovers.get_mut(usize::from(failover)) {
                     f.lost = f.lost.saturating_add(1);
                 }
@@ -351,12 +361,12 @@ impl Ledger {
         }
     }
 
-    /// Saturates the age of every write that every region holds: it can no longer be lost.
+    /// Saturates the age of every write that every region holds: it can no longer be lost,
+    /// so nothing reads its age or its ack-time gap again (see [`WriteRecord::forget_timing`]).
     pub fn settle(&mut self, regions: &[RegionView], age_cap: u8) {
         for w in &mut self.writes {
             if w.age < age_cap && regions.iter().all(|r| r.holds(w.id)) {
-                w.age = age_cap;
-                w.ages_at_outage = [None; 3];
+                w.forget_timing(age_cap);
             }
         }
     }
@@ -416,8 +426,7 @@ impl Ledger {
         for &id in &lost {
             if let Some(w) = self.write_mut(id) {
                 w.fate = Fate::Lost { failover: index };
-                w.age = age_cap;
-                w.ages_at_outage = [None; 3];
+                w.forget_timing(age_cap);
             }
         }
         self.failovers.push(FailoverRecord {

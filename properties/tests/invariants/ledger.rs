@@ -139,6 +139,36 @@ fn settle_saturates_writes_every_region_holds() {
     assert_eq!(l.write(1).unwrap().age, CAP);
     assert_eq!(l.write(2).unwrap().age, CAP);
     assert_eq!(l.write(2).unwrap().ages_at_outage[0], None);
+    // Its ack-time gap is forgotten too: nothing reads it once the write cannot be lost.
+    assert_eq!(l.write(2).unwrap().gap, CAP);
+}
+
+#[test]
+fn a_failover_does_not_read_the_gap_of_a_write_that_cannot_be_lost() {
+    // w1 is held by both regions (settled or not, it is not lost): whatever its gap, the
+    // failover's record and the lost writes' fates are the same. This is why `settle` may
+    // forget it.
+    let (regions, base) = failover_setup();
+    let records: Vec<_> = [0, 3, CAP]
+        .into_iter()
+        .map(|gap| {
+            let mut l = base.clone();
+            l.writes[0].gap = gap;
+            let f = automatic_failover(&regions, &mut l);
+            let fates: Vec<_> = l.writes[1..].iter().cloned().collect();
+            (f, fates)
+        })
+        .collect();
+    assert!(records.windows(2).all(|w| w[0] == w[1]), "{records:?}");
+    // Nor the gap of a write already lost (by an earlier failover).
+    let mut lost = base.clone();
+    lost.writes[1].fate = Fate::Lost { failover: 0 };
+    let mut other = lost.clone();
+    other.writes[1].gap = 0;
+    assert_eq!(
+        automatic_failover(&regions, &mut lost),
+        automatic_failover(&regions, &mut other)
+    );
 }
 
 #[test]
@@ -257,6 +287,7 @@ fn record_failover_marks_writes_the_new_primary_lacks_as_lost() {
         let w = l.write(id).unwrap();
         assert_eq!(w.fate, Fate::Lost { failover: 0 }, "w{id}");
         assert_eq!(w.age, CAP, "w{id}");
+        assert_eq!(w.gap, CAP, "w{id}");
         assert_eq!(w.ages_at_outage[0], None, "w{id}");
     }
 }
