@@ -79,6 +79,14 @@ fn refused(serve: &Serve, r: usize, reason: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// How many frames the control-plane process refused for `reason` (its edge counts, which
+/// the status shows as `control_edge`).
+fn refused_by_control(serve: &Serve, reason: &str) -> u64 {
+    serve.status()["control_edge"]["refused_frames"][reason]
+        .as_u64()
+        .unwrap_or(0)
+}
+
 fn log_of(serve: &Serve, name: &str) -> String {
     std::fs::read_to_string(serve.data.join(format!("{name}.log"))).unwrap_or_default()
 }
@@ -217,6 +225,7 @@ fn forged_protocol_and_rpc_messages_from_outside_are_refused_logged_and_change_n
         ),
     ];
     let mut counted = [0u64; 2];
+    let mut control_counted = 0u64;
     for (what, to, line, counter) in forgeries {
         let before_len = log_len(&serve);
         let back = send_raw(to, &line);
@@ -239,6 +248,10 @@ fn forged_protocol_and_rpc_messages_from_outside_are_refused_logged_and_change_n
             None => {
                 serve.eventually(Duration::from_secs(5), "the refusal is logged", || {
                     log_of(&serve, "control").contains("refused (malformed)")
+                });
+                control_counted += 1;
+                serve.eventually(Duration::from_secs(5), "the refusal is counted", || {
+                    refused_by_control(&serve, "malformed") >= control_counted
                 });
             }
         }
@@ -363,6 +376,9 @@ fn a_region_s_keys_cannot_speak_for_the_control_plane_or_the_endpoint() {
     assert!(answer.is_err(), "{answer:?}");
     serve.eventually(Duration::from_secs(5), "the refusal is logged", || {
         log_of(&serve, "control").contains("refused (unknown_sender)")
+    });
+    serve.eventually(Duration::from_secs(5), "the refusal is counted", || {
+        refused_by_control(&serve, "unknown_sender") == 1
     });
 
     // Region 0's own new_epoch to region 1: authenticated, but not the control plane's to

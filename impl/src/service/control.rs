@@ -5,7 +5,7 @@ use std::sync::Arc;
 use crate::node::{NodeHandle, Wiring};
 use crate::service::edge::Guard;
 use crate::service::region::Common;
-use crate::service::rpc::{Answer, CallFailure};
+use crate::service::rpc::{Answer, CallFailure, ControlAnswer, ControlCall};
 use crate::service::{ProcessConfig, ServiceError};
 use crate::time::Clock;
 use drcheck_protocol::control::{ControlInput, ControlMachine, ControlOutput};
@@ -40,9 +40,18 @@ pub async fn run(
         },
     ));
     let handler_node = node.clone();
-    let handle = move |request: ControlInput| {
+    let stats = common.stats.clone();
+    let handle = move |call: ControlCall| {
         let node = handler_node.clone();
-        async move { answer(&node, request).await }
+        let stats = stats.clone();
+        async move {
+            match call {
+                ControlCall::Machine(input) => {
+                    answer(&node, input).await.map(ControlAnswer::Machine)
+                }
+                ControlCall::Edge => Ok(ControlAnswer::Edge(stats.counts())),
+            }
+        }
     };
     let guard = Guard::control(cfg.timing, common.stats.clone());
     common.run(&cfg, node, guard, handle, shutdown).await

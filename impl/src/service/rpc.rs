@@ -1,7 +1,8 @@
 //! How the endpoint and the supervisor talk to region and control-plane processes: one JSON
 //! line asked and one answered per call. What travels *is* the machines' typed
 //! inputs and outputs (`FhirInput`/`FhirOutput` to a region, `ControlInput`/`ControlOutput` to
-//! the control plane): nothing is translated on the way. Simple and debuggable with `nc`; the
+//! the control plane), beside the few calls that belong to the process (a region's links, the
+//! control plane's edge counts): nothing is translated on the way. Simple and debuggable with `nc`; the
 //! protocol's own messages travel separately (`crate::transport::tcp`).
 //!
 //! Both lines are authenticated ([`crate::auth`]): the process challenges the caller, the
@@ -23,6 +24,7 @@ use std::time::{Duration, Instant};
 use crate::auth::{self, AuthError, EdgeStats, Keyring, Principal, Session};
 
 use drcheck_fhir::region::FhirInput;
+use drcheck_protocol::control::{ControlInput, ControlOutput};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -47,6 +49,27 @@ pub enum RegionCall {
         /// The links between regions are cut.
         partitioned: bool,
     },
+}
+
+/// What the control-plane process is asked: an input of its machine, or what its network
+/// edge refused (which lives in the process, not in the machine).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "call", content = "value", rename_all = "snake_case")]
+pub enum ControlCall {
+    /// An input for the control plane's machine.
+    Machine(ControlInput),
+    /// What the process refused at its edge, and its largest frames.
+    Edge,
+}
+
+/// What the control-plane process answers a [`ControlCall`].
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "answer", content = "value", rename_all = "snake_case")]
+pub enum ControlAnswer {
+    /// The machine's output.
+    Machine(ControlOutput),
+    /// The process's edge counts.
+    Edge(crate::auth::EdgeCounts),
 }
 
 /// Why a process answered no machine output.

@@ -20,7 +20,7 @@ use drcheck_impl::protocol::event::Refusal;
 use drcheck_impl::service::endpoint::limits::{serve, Gate, Limits};
 use drcheck_impl::service::endpoint::{router, ControlProcess, EndpointConfig, Fault, Faults};
 use drcheck_impl::service::http::{self, Response};
-use drcheck_impl::service::rpc::{self, Answer, RegionCall};
+use drcheck_impl::service::rpc::{self, Answer, ControlAnswer, ControlCall, RegionCall};
 use tokio::net::TcpListener;
 
 const TOKEN: &str = "the-token";
@@ -350,9 +350,13 @@ async fn fake_control(control: Arc<FakeControl>) -> SocketAddr {
         listener,
         keys(Principal::Control),
         stats,
-        move |input: ControlInput| {
+        move |call: ControlCall| {
             let control = control.clone();
             async move {
+                let input = match call {
+                    ControlCall::Machine(input) => input,
+                    ControlCall::Edge => return Ok(ControlAnswer::Edge(Default::default())),
+                };
                 let answer: Answer<ControlOutput> = Ok(match input {
                     ControlInput::Snapshot => {
                         control.snapshots.fetch_add(1, Ordering::SeqCst);
@@ -375,7 +379,7 @@ async fn fake_control(control: Arc<FakeControl>) -> SocketAddr {
                     }
                     _ => ControlOutput::Operator(Ok(())),
                 });
-                answer
+                answer.map(ControlAnswer::Machine)
             }
         },
     );

@@ -15,9 +15,9 @@ use serde::Serialize;
 
 use super::response::{failure_response, unavailable, Outcome};
 use super::Endpoint;
-use crate::auth::Principal;
+use crate::auth::{EdgeCounts, Principal};
 use crate::operator;
-use crate::service::rpc::{RegionCall, RpcError};
+use crate::service::rpc::{ControlAnswer, ControlCall, RegionCall, RpcError};
 use crate::time::unix_ms;
 use drcheck_fhir::change::Change;
 use drcheck_fhir::index::WriteRequest;
@@ -85,12 +85,32 @@ impl Endpoint {
         })
     }
 
-    /// The control plane's state now.
-    pub(super) async fn control(&self) -> Result<ControlSnapshot, Response> {
+    /// Asks the control plane's machine.
+    async fn ask_control(&self, input: ControlInput) -> Result<ControlOutput, Response> {
         match self
-            .call(self.control_peer(), &ControlInput::Snapshot)
+            .call(self.control_peer(), &ControlCall::Machine(input))
             .await?
         {
+            ControlAnswer::Machine(output) => Ok(output),
+            other => Err(unavailable(format!(
+                "the control plane answered {other:?} to an input of its machine"
+            ))),
+        }
+    }
+
+    /// What the control-plane process refused at its edge.
+    pub(super) async fn control_edge(&self) -> Result<EdgeCounts, Response> {
+        match self.call(self.control_peer(), &ControlCall::Edge).await? {
+            ControlAnswer::Edge(counts) => Ok(counts),
+            other => Err(unavailable(format!(
+                "the control plane answered {other:?} to a request for its edge counts"
+            ))),
+        }
+    }
+
+    /// The control plane's state now.
+    pub(super) async fn control(&self) -> Result<ControlSnapshot, Response> {
+        match self.ask_control(ControlInput::Snapshot).await? {
             ControlOutput::Snapshot(snapshot) => Ok(*snapshot),
             other => Err(unavailable(format!(
                 "the control plane answered {other:?} to a snapshot"
@@ -101,7 +121,7 @@ impl Endpoint {
     /// Asks the control plane to move the routing (a failback, a forced failover). Whatever
     /// the answer, the cached routing is dropped: it may be about to change.
     pub(super) async fn reroute(&self, request: ControlInput) -> Result<ControlOutput, Response> {
-        let answer = self.call(self.control_peer(), &request).await;
+        let answer = self.ask_control(request).await;
         self.forget_routing();
         answer
     }

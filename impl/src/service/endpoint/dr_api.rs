@@ -81,6 +81,12 @@ pub(super) async fn status(State(ep): Shared, gate: Option<Extension<Arc<Gate>>>
         "failed": control.failed,
         "partitioned": ep.cfg.faults.as_ref().map(|f| f.partitioned()),
         "control": ep.cfg.faults.as_ref().map(|f| f.control()),
+        "control_edge": ep.control_edge().await.ok().map(|edge| json!({
+            "refused_frames": edge.refused,
+            "frame_errors": edge.errors,
+            "largest_frame_sent": edge.largest_sent,
+            "largest_frame_received": edge.largest_received,
+        })),
         "loss_window_minutes": loss_window.map(minutes),
         "regions": shown,
         "unauthorized_fhir_requests": ep.unauthorized.load(std::sync::atomic::Ordering::Relaxed),
