@@ -155,7 +155,7 @@ fn a_failover_does_not_read_the_gap_of_a_write_that_cannot_be_lost() {
             let mut l = base.clone();
             l.writes[0].gap = gap;
             let f = automatic_failover(&regions, &mut l);
-            let fates: Vec<_> = l.writes[1..].iter().cloned().collect();
+            let fates: Vec<_> = l.writes[1..].to_vec();
             (f, fates)
         })
         .collect();
