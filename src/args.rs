@@ -367,6 +367,10 @@ pub struct CheckArgs {
     /// Stop exploring after this many seconds (the report then says incomplete).
     #[arg(long, value_name = "SECS")]
     pub timeout: Option<u64>,
+    /// Stop exploring once the process holds this many MiB (the report then says
+    /// incomplete); default three quarters of the machine's memory, 0 for no limit.
+    #[arg(long, value_name = "MIB")]
+    pub max_memory: Option<u64>,
     /// Explore only the states within N steps of the start (breadth first; the report then
     /// says incomplete if any state lies beyond). For spaces too large to exhaust; see also
     /// `drcheck simulate`.

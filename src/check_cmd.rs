@@ -37,6 +37,11 @@ pub fn run(args: &CheckArgs) -> Result<ExitCode> {
         property,
         timeout: args.timeout.map(Duration::from_secs),
         max_steps: args.depth,
+        max_memory: match args.max_memory {
+            Some(0) => None,
+            Some(mib) => Some(mib.saturating_mul(1024 * 1024)),
+            None => drcheck_model::check::default_memory_limit(),
+        },
     };
     let show_progress = !args.quiet;
     let report = check(config, &opts, |p: Progress| {

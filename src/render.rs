@@ -135,8 +135,13 @@ pub fn report(r: &Report) -> String {
             .unwrap_or_default()
     );
     if !r.complete {
-        let why = match r.depth_bound {
-            Some(n) if !r.timed_out => format!(
+        let why = match (r.depth_bound, r.memory_exceeded) {
+            (_, Some(bytes)) => format!(
+                "the memory budget ran out at {} MiB (--max-memory): \"holds\" means no \
+                 counterexample in the explored part; try --depth N or drcheck simulate",
+                bytes / (1024 * 1024)
+            ),
+            (Some(n), None) if !r.timed_out => format!(
                 "bounded by --depth {n}: \"holds\" means no counterexample within {n} steps"
             ),
             _ => "the time budget ran out: \"holds\" means no counterexample in the explored part"

@@ -124,3 +124,34 @@ fn a_check_bounded_by_depth_says_so_and_passes_only_without_a_violation() {
     assert_eq!(bug.code, 1, "{}", bug.stdout);
     assert!(bug.stdout.contains("single_writer violated after"));
 }
+
+#[test]
+fn a_search_past_its_memory_budget_stops_and_says_so() {
+    // Three regions do not fit in 64 MiB: the search stops there, reports how far it got and
+    // why, and does not pass.
+    let out = drcheck(&["check", "--regions", "3", "--max-memory", "64", "-q"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("the memory budget ran out at"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("--max-memory"), "{}", out.stdout);
+    let json = drcheck(&[
+        "check",
+        "--regions",
+        "3",
+        "--max-memory",
+        "64",
+        "-q",
+        "--json",
+    ]);
+    let report: Value = serde_json::from_str(&json.stdout).expect("JSON report");
+    assert_eq!(report["complete"], false, "{report}");
+    let stopped_at = report["memory_exceeded"].as_u64().expect("memory_exceeded");
+    assert!(stopped_at >= 64 << 20, "{report}");
+    // Well under the machine's memory: the watch stopped it, not the kernel.
+    assert!(stopped_at < 1 << 30, "{report}");
+    let bad = drcheck(&["check", "--max-memory", "lots"]);
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+}

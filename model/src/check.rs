@@ -46,6 +46,9 @@ pub struct CheckOptions {
     /// Breadth first: explore only the states within this many steps (the result is then
     /// incomplete if any state lies beyond).
     pub max_steps: Option<usize>,
+    /// Stop once the process holds this many bytes (the result is then incomplete): a search
+    /// too large for the machine ends with a report instead of the kernel's OOM killer.
+    pub max_memory: Option<u64>,
 }
 
 impl Default for CheckOptions {
@@ -56,6 +59,7 @@ impl Default for CheckOptions {
             property: None,
             timeout: None,
             max_steps: None,
+            max_memory: None,
         }
     }
 }
@@ -194,6 +198,9 @@ pub struct Report {
     pub depth_bound: Option<usize>,
     /// The time budget ran out.
     pub timed_out: bool,
+    /// The memory budget ran out: the search stopped at this many bytes (`--max-memory`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_exceeded: Option<u64>,
 }
 
 /// Failovers repeat without bound: a promotion took the epoch past the model's bound, and
@@ -261,7 +268,7 @@ impl Report {
     /// or, bounded by `--depth` (and not cut by the time budget), no violation within it.
     pub fn passed(&self) -> bool {
         match self.depth_bound {
-            Some(_) if !self.timed_out => self.no_violation(),
+            Some(_) if !self.timed_out && self.memory_exceeded.is_none() => self.no_violation(),
             _ => self.all_hold(),
         }
     }
@@ -290,11 +297,15 @@ pub fn check(cfg: Config, opts: &CheckOptions, mut progress: impl FnMut(Progress
             probe.expire();
         });
     }
+    let memory_watch = opts
+        .max_memory
+        .map(|limit| MemoryWatch::start(limit, probe.clone()));
     let threads = opts.threads.max(1);
     let findings = match opts.strategy {
         Strategy::Dfs => depth_first(model, &specs, threads, &mut progress),
         Strategy::Bfs => breadth_first(&model, &specs, threads, opts.max_steps, &mut progress),
     };
+    let memory_exceeded = memory_watch.and_then(MemoryWatch::stop);
     let complete = !probe.cut();
 
     let path_model = DrModel::new(cfg.clone());
@@ -378,8 +389,64 @@ pub fn check(cfg: Config, opts: &CheckOptions, mut progress: impl FnMut(Progress
         worst,
         epochs_exceeded: probe.epochs_exceeded().then(|| cfg.max_epoch()),
         depth_bound: opts.max_steps,
-        timed_out: probe.expired() && !probe.epochs_exceeded(),
+        timed_out: probe.expired() && !probe.epochs_exceeded() && memory_exceeded.is_none(),
+        memory_exceeded,
     }
+}
+
+/// Stops a search (through its probe) once the process's resident memory passes a limit,
+/// read every 100 ms: between two reads a search grows by a few MiB at most.
+struct MemoryWatch {
+    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    watcher: std::thread::JoinHandle<Option<u64>>,
+}
+
+impl MemoryWatch {
+    fn start(limit: u64, probe: std::sync::Arc<crate::model::Probe>) -> MemoryWatch {
+        use std::sync::atomic::Ordering;
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let finished = done.clone();
+        let watcher = std::thread::spawn(move || {
+            while !finished.load(Ordering::Relaxed) {
+                if let Some(rss) = resident_memory_bytes() {
+                    if rss >= limit {
+                        probe.expire();
+                        return Some(rss);
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            None
+        });
+        MemoryWatch { done, watcher }
+    }
+
+    /// Ends the watch; the resident size at which it stopped the search, if it did.
+    fn stop(self) -> Option<u64> {
+        self.done.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.watcher.join().ok().flatten()
+    }
+}
+
+/// This process's resident set size now (Linux `VmRSS`).
+pub fn resident_memory_bytes() -> Option<u64> {
+    proc_status_bytes("VmRSS:")
+}
+
+/// A size in kB from `/proc/self/status`, in bytes.
+fn proc_status_bytes(field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// Three quarters of the machine's memory (Linux `MemTotal`): the default memory budget.
+pub fn default_memory_limit() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024 / 4 * 3)
 }
 
 /// What an exploration found, whichever way it explored.
@@ -587,10 +654,7 @@ fn drive(
 
 /// Peak resident set size of this process (Linux `VmHWM`).
 pub fn peak_memory_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
+    proc_status_bytes("VmHWM:")
 }
 
 #[cfg(test)]
