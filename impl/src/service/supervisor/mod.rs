@@ -19,17 +19,23 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use crate::auth::{self, Keyring, Principal};
+use crate::observe::Observer;
 use crate::service::endpoint::{self, ControlProcess, EndpointConfig, Fault, Faults};
 use crate::service::port::PortReservation;
 use crate::service::rpc::{self, RegionCall};
 use crate::service::{io, Cluster, NodeAddrs, ServiceError};
-use crate::time::{unix_ms, Timing};
+use crate::time::{unix_ms, Clock, RealClock, Timing};
 use control::ControlSlot;
 use drcheck_fhir::region::FhirOutput;
 use drcheck_properties::Role;
 use drcheck_protocol::entry::Epoch;
+use drcheck_protocol::event::{Event, FaultKind};
 use drcheck_protocol::message::NodeId;
 use drcheck_protocol::region::RegionOutput;
+
+/// The faults `serve` injected, in its data directory (beside each process's
+/// `events-region-N.jsonl` and `events-control.jsonl`).
+pub const EVENT_LOG: &str = "events-serve.jsonl";
 
 /// How `drcheck serve` was asked to run.
 #[derive(Clone, Debug)]
@@ -80,6 +86,10 @@ pub struct Supervisor {
     _ports: Vec<PortReservation>,
     /// The endpoint's keys: the supervisor calls the regions as the endpoint does.
     keys: Arc<Keyring>,
+    /// The faults it injects and the control plane's restarts, as events
+    /// (`<data>/events-serve.jsonl`) on the deployment's clock.
+    events: Observer,
+    clock: RealClock,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -177,6 +187,10 @@ impl Supervisor {
         keys: Arc<Keyring>,
     ) -> Result<Arc<Supervisor>, ServiceError> {
         let n = usize::from(cluster.regions);
+        let events = Observer::new(false);
+        let path = cluster.data_dir.join(EVENT_LOG);
+        events.append_to(&path)?.log(NodeId::Control, &path);
+        let clock = RealClock::since_unix(cluster.start_unix_ms, cluster.minute_ms);
         let supervisor = Arc::new(Supervisor {
             exe,
             cluster_file,
@@ -194,6 +208,8 @@ impl Supervisor {
             watcher: Mutex::new(None),
             _ports: ports,
             keys,
+            events,
+            clock,
         });
         lock(&supervisor.control).started(supervisor.spawn(NodeId::Control)?);
         for r in 0..supervisor.cluster.regions {
@@ -274,6 +290,13 @@ impl Supervisor {
         }
     }
 
+    /// Records a fault in `events-serve.jsonl` (on the control plane's node, as an
+    /// in-process deployment does).
+    fn fault_event(&self, fault: FaultKind, region: Option<u8>) {
+        let event = Event::Fault { fault, region };
+        self.events.emit(self.clock.now(), NodeId::Control, event);
+    }
+
     async fn inject_fault(&self, fault: Fault) -> Result<String, String> {
         // A fault that starts or stops a process waits for any other such change.
         let _ops = match fault {
@@ -291,6 +314,8 @@ impl Supervisor {
                 let pid = child.id();
                 child.start_kill().map_err(|e| e.to_string())?;
                 let _ = child.wait().await;
+                // Once it is dead: no event of the region comes after its crash.
+                self.fault_event(FaultKind::Crash, Some(region));
                 Ok(format!("region {region} killed (pid {})", pid.unwrap_or(0)))
             }
             Fault::Recover { region } => {
@@ -298,6 +323,8 @@ impl Supervisor {
                 if self.running(region) {
                     return Err(format!("region {region} is running"));
                 }
+                // Before it starts: its first event comes after its recovery.
+                self.fault_event(FaultKind::Recover, Some(region));
                 let child = self
                     .spawn(NodeId::Region(region))
                     .map_err(|e| e.to_string())?;
@@ -312,9 +339,17 @@ impl Supervisor {
             Fault::Isolate { region } | Fault::Reconnect { region } => {
                 self.check_region(region)?;
                 let isolate = matches!(fault, Fault::Isolate { .. });
+                let changed = self.isolated(region) != isolate;
+                // A cut is recorded once in place, a reconnection before it is.
+                if changed && !isolate {
+                    self.fault_event(FaultKind::Reconnect, Some(region));
+                }
                 lock(&self.links).isolated[usize::from(region)] = isolate;
                 if self.running(region) {
                     self.apply_links(region).await?;
+                }
+                if changed && isolate {
+                    self.fault_event(FaultKind::Isolate, Some(region));
                 }
                 Ok(format!(
                     "region {region} {}",
@@ -323,11 +358,18 @@ impl Supervisor {
             }
             Fault::Partition | Fault::Heal => {
                 let cut = matches!(fault, Fault::Partition);
+                let changed = self.partitioned() != cut;
+                if changed && !cut {
+                    self.fault_event(FaultKind::Heal, None);
+                }
                 lock(&self.links).partitioned = cut;
                 for r in 0..self.cluster.regions {
                     if self.running(r) {
                         self.apply_links(r).await?;
                     }
+                }
+                if changed && cut {
+                    self.fault_event(FaultKind::Partition, None);
                 }
                 Ok(if cut {
                     "regions partitioned"
