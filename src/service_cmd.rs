@@ -45,9 +45,18 @@ pub fn serve(args: &ServeArgs) -> Result<ExitCode> {
     timing
         .check()
         .map_err(|e| UsageError(format!("inconsistent timing: {e}")))?;
+    let listen = socket_addr(&args.listen, "--listen")?;
+    // A bad RUST_LOG is refused before anything is created.
+    let filter = crate::logs::filter()?;
+    let data_dir = args
+        .data
+        .clone()
+        .unwrap_or_else(supervisor::default_data_dir);
+    create_data_dir(&data_dir)?;
+    crate::logs::to_file(&data_dir, filter)?;
     let opts = ServeOptions {
-        listen: socket_addr(&args.listen, "--listen")?,
-        data_dir: args.data.clone(),
+        listen,
+        data_dir: Some(data_dir),
         regions: args.regions,
         minute_ms: args.minute_ms,
         timing: drcheck_impl::time::in_millis(&timing),
@@ -56,6 +65,17 @@ pub fn serve(args: &ServeArgs) -> Result<ExitCode> {
     };
     runtime()?.block_on(supervisor::serve(opts))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Creates `dir` (and its parents) readable by its owner only, if it does not exist.
+fn create_data_dir(dir: &std::path::Path) -> Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder
+        .create(dir)
+        .map_err(|e| UsageError(format!("data directory {}: {e}", dir.display())).into())
 }
 
 /// Resolves on Ctrl-C (or never, if the signal cannot be watched).
@@ -70,6 +90,7 @@ fn load_cluster(path: &std::path::Path) -> Result<Cluster> {
 }
 
 pub fn region(args: &RegionArgs) -> Result<ExitCode> {
+    crate::logs::to_stderr()?;
     let cluster = load_cluster(&args.cluster)?;
     let cfg = cluster
         .process(NodeId::Region(args.id))
@@ -79,6 +100,7 @@ pub fn region(args: &RegionArgs) -> Result<ExitCode> {
 }
 
 pub fn control(args: &ControlArgs) -> Result<ExitCode> {
+    crate::logs::to_stderr()?;
     let cluster = load_cluster(&args.cluster)?;
     let cfg = cluster
         .process(NodeId::Control)

@@ -258,7 +258,10 @@ fn trace(record: &Record) {
             target: "drcheck",
             seq = record.seq, at = record.at, node = %node, event = record.event.kind(), detail = %detail
         ),
-        Event::HeartbeatSent { .. } | Event::HeartbeatReceived { .. } => tracing::debug!(
+        // Routine, every heartbeat interval: not in an `info` log.
+        Event::HeartbeatSent { .. }
+        | Event::HeartbeatReceived { .. }
+        | Event::LeaseGranted { .. } => tracing::debug!(
             target: "drcheck",
             seq = record.seq, at = record.at, node = %node, event = record.event.kind(), detail = %detail
         ),

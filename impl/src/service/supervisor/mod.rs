@@ -133,7 +133,9 @@ impl Supervisor {
         self.cluster.data_dir.join(format!("{name}.log"))
     }
 
-    /// `: <the last line of the node's log>`, or nothing: why a child that exited did.
+    /// `: <the last line of the node's log>`, or nothing: why a child that exited did. A
+    /// JSON log line tells its message if it is an error (the process's last words), else
+    /// nothing (the process was stopped from outside while it went about its work).
     fn last_log_line(&self, node: NodeId) -> String {
         use std::io::{Read, Seek, SeekFrom};
         // Only the end of the log: it grows for as long as the deployment runs.
@@ -147,7 +149,16 @@ impl Supervisor {
             .lines()
             .rev()
             .find(|line| !line.trim().is_empty())
-            .map(|line| format!(": {}", line.trim()))
+            .and_then(
+                |line| match serde_json::from_str::<serde_json::Value>(line) {
+                    Ok(json) if json["level"] == "ERROR" => {
+                        json["message"].as_str().map(str::to_string)
+                    }
+                    Ok(_) => None,
+                    Err(_) => Some(line.trim().to_string()),
+                },
+            )
+            .map(|said| format!(": {said}"))
             .unwrap_or_default()
     }
 
@@ -459,6 +470,15 @@ fn write_cluster(path: &std::path::Path, cluster: &Cluster) -> Result<(), Servic
     std::fs::rename(&partial, path).map_err(io(format!("writing {}", path.display())))
 }
 
+/// A new directory's path for a deployment started without `--data`.
+pub fn default_data_dir() -> PathBuf {
+    std::env::temp_dir().join(format!(
+        "drcheck-serve-{}-{}",
+        std::process::id(),
+        unix_ms()
+    ))
+}
+
 /// Runs a whole deployment until Ctrl-C. Prints where the endpoint listens, the data
 /// directory and the operator token.
 pub async fn serve(opts: ServeOptions) -> Result<(), ServiceError> {
@@ -468,14 +488,7 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServiceError> {
             opts.regions
         )));
     }
-    let data_dir = match &opts.data_dir {
-        Some(dir) => dir.clone(),
-        None => std::env::temp_dir().join(format!(
-            "drcheck-serve-{}-{}",
-            std::process::id(),
-            unix_ms()
-        )),
-    };
+    let data_dir = opts.data_dir.clone().unwrap_or_else(default_data_dir);
     std::fs::create_dir_all(&data_dir)
         .map_err(io(format!("data directory {}", data_dir.display())))?;
     let cluster_file = data_dir.join("cluster.json");
