@@ -330,7 +330,8 @@ pub struct SimulateArgs {
 
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
-    /// A deployment's event log (JSON lines, as `DeploymentConfig::event_log` writes it).
+    /// A deployment's event log (JSON lines, as `DeploymentConfig::event_log` writes it), or
+    /// a `drcheck serve` data directory (its `events-*.jsonl`, merged by time).
     pub log: std::path::PathBuf,
 }
 

@@ -3,6 +3,7 @@
 mod args;
 mod check_cmd;
 mod explore_cmd;
+mod logs;
 mod render;
 mod replay_cmd;
 mod service_cmd;
@@ -52,11 +53,11 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(err) if err.is::<UsageError>() => {
-            eprintln!("error: {err}");
+            logs::fatal(&format!("error: {err}"));
             ExitCode::from(2)
         }
         Err(err) => {
-            eprintln!("error: {err:#}");
+            logs::fatal(&format!("error: {err:#}"));
             ExitCode::from(1)
         }
     }

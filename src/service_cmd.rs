@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use drcheck_impl::protocol::message::NodeId;
 use drcheck_impl::service::endpoint::Fault;
 use drcheck_impl::service::supervisor::{self, ServeOptions};
-use drcheck_impl::service::{control, http, region, Cluster};
+use drcheck_impl::service::{control, http, private, region, Cluster};
 
 use crate::args::{
     ControlArgs, EndpointArgs, FaultArgs, FaultKind, OperatorArgs, ReapplyArgs, RegionArgs,
@@ -43,9 +43,19 @@ pub fn serve(args: &ServeArgs) -> Result<ExitCode> {
         .check()
         .map_err(|e| UsageError(format!("inconsistent timing: {e}")))?;
     let limits = args.limits.limits()?;
+    let listen = socket_addr(&args.listen, "--listen")?;
+    // A bad RUST_LOG is refused before anything is created.
+    let filter = crate::logs::filter()?;
+    let data_dir = args
+        .data
+        .clone()
+        .unwrap_or_else(supervisor::default_data_dir);
+    // Private before the first file (serve's own log) is written in it.
+    private::prepare_data_dir(&data_dir).map_err(|e| UsageError(e.to_string()))?;
+    crate::logs::to_file(&data_dir, filter)?;
     let opts = ServeOptions {
-        listen: socket_addr(&args.listen, "--listen")?,
-        data_dir: args.data.clone(),
+        listen,
+        data_dir: Some(data_dir),
         regions: args.regions,
         minute_ms: args.minute_ms,
         timing: drcheck_impl::time::in_millis(&timing),
@@ -115,6 +125,7 @@ fn load_cluster(path: &std::path::Path) -> Result<Cluster> {
 }
 
 pub fn region(args: &RegionArgs) -> Result<ExitCode> {
+    crate::logs::to_stderr()?;
     let cluster = load_cluster(&args.cluster)?;
     let cfg = cluster
         .process(NodeId::Region(args.id))
@@ -124,6 +135,7 @@ pub fn region(args: &RegionArgs) -> Result<ExitCode> {
 }
 
 pub fn control(args: &ControlArgs) -> Result<ExitCode> {
+    crate::logs::to_stderr()?;
     let cluster = load_cluster(&args.cluster)?;
     let cfg = cluster
         .process(NodeId::Control)

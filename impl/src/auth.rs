@@ -709,7 +709,7 @@ where
 }
 
 /// What a process's TCP edges refused or could not send, by reason, and the largest frames
-/// that went through: logged as they happen (stderr, which `serve` keeps in
+/// that went through: logged as they happen (the process's log: `serve` keeps it in
 /// `<data>/<process>.log`) and shown in the region's summary. Cheap to clone; clones share.
 #[derive(Clone, Debug, Default)]
 pub struct EdgeStats {
@@ -724,15 +724,17 @@ impl EdgeStats {
         f(&mut self.inner.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
-    /// Refuses something that arrived: says so on stderr, counts it under `reason`.
+    /// Refuses something that arrived: logs it (a warning, target `drcheck::edge`, with the
+    /// process's `node` and the `reason`), counts it under `reason`.
     pub fn refuse(&self, me: impl std::fmt::Display, reason: &str, detail: impl std::fmt::Display) {
-        eprintln!("drcheck {me}: refused ({reason}): {detail}");
+        tracing::warn!(target: "drcheck::edge", node = %me, reason, "refused ({reason}): {detail}");
         self.with(|c| *c.refused.entry(reason.to_string()).or_default() += 1);
     }
 
-    /// Something could not be sent as it was: says so on stderr, counts it under `reason`.
+    /// Something could not be sent as it was: logs it (a warning, target `drcheck::edge`),
+    /// counts it under `reason`.
     pub fn error(&self, me: impl std::fmt::Display, reason: &str, detail: impl std::fmt::Display) {
-        eprintln!("drcheck {me}: {reason}: {detail}");
+        tracing::warn!(target: "drcheck::edge", node = %me, reason, "{reason}: {detail}");
         self.with(|c| *c.errors.entry(reason.to_string()).or_default() += 1);
     }
 

@@ -364,12 +364,18 @@ pub enum Event {
         /// The ids of the merged writes.
         writes: Vec<WriteId>,
     },
-    /// A deployment started: how many regions, and its timing in whole minutes.
+    /// A deployment started (in-process), or one process of it (`drcheck serve`: each start
+    /// of each process): how many regions, and its timing in whole minutes.
     Started {
         /// The number of regions.
         regions: u8,
         /// Its timing parameters, in whole minutes.
         timing: drcheck_properties::Timing,
+        /// How often a process looks at its clock (its ticks), in protocol ms, if it runs on
+        /// wall time: an action a deadline calls for is then taken up to this much after the
+        /// deadline. `None` (absent): on each whole minute, a virtual clock.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ticks_every: Option<Millis>,
     },
     /// A fault was injected (crash, isolate, recover, reconnect, partition, heal).
     Fault {

@@ -463,9 +463,20 @@ impl RegionMachine {
                 });
             }
         }
-        let heartbeat_due = now.saturating_sub(self.last_heartbeat) >= self.timing.heartbeat;
+        let beat = self.timing.heartbeat;
+        let since = now.saturating_sub(self.last_heartbeat);
+        let heartbeat_due = since >= beat;
         if heartbeat_due {
-            self.last_heartbeat = now;
+            // On the beat: the next heartbeat is due an interval after this one was due, not
+            // after this tick, as in the model (one every interval). A running process ticks
+            // a little late at times; counting from the tick pushed every later heartbeat
+            // back, a quarter minute each time. After a stall of two intervals or more, the
+            // beat starts again from now rather than in a burst.
+            self.last_heartbeat = if since < beat.saturating_mul(2) {
+                self.last_heartbeat.saturating_add(beat)
+            } else {
+                now
+            };
             self.send_heartbeat(now, fx);
         }
         if self.ships() {
@@ -971,6 +982,7 @@ impl RegionMachine {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::time::MINUTE;
 
     fn entries(sizes: &[usize]) -> Vec<LogEntry> {
         sizes
@@ -984,6 +996,48 @@ mod tests {
                 payload: "x".repeat(n),
             })
             .collect()
+    }
+
+    /// Heartbeats sent by `machine` ticked at each of `ticks`.
+    fn heartbeats_at(machine: &mut RegionMachine, ticks: &[Millis]) -> Vec<Millis> {
+        let mut sent = Vec::new();
+        for &now in ticks {
+            let mut fx = Effects::default();
+            machine.tick(now, &mut fx);
+            if fx
+                .send
+                .iter()
+                .any(|e| matches!(e.msg, Message::Heartbeat(_)))
+            {
+                sent.push(now);
+            }
+        }
+        sent
+    }
+
+    /// Ticked every quarter minute, each tick a little early or late as a running process
+    /// ticks, a region sends one heartbeat a minute, as the model does: none is skipped
+    /// because a tick came a millisecond before its minute was up.
+    #[test]
+    fn heartbeats_keep_the_beat_when_ticks_come_a_little_early_or_late() {
+        let timing = crate::time::default_timing();
+        let durable = Durable::fresh(drcheck_properties::Role::Secondary);
+        let mut machine = RegionMachine::new(1, 2, timing, durable, 0);
+        let quarter = MINUTE / 4;
+        let jitter = [0, 300, 0, 40, 290, 10, 0, 120];
+        let ticks: Vec<Millis> = (1..=240u64)
+            .map(|i| i * quarter + jitter[i as usize % jitter.len()])
+            .collect();
+        let sent = heartbeats_at(&mut machine, &ticks);
+        assert_eq!(sent.len(), 60, "{sent:?}");
+        // Each in its own minute.
+        for (k, at) in sent.iter().enumerate() {
+            assert_eq!(at / MINUTE, k as u64 + 1, "{sent:?}");
+        }
+        // After a stall of three minutes, one heartbeat and the beat again: no burst.
+        let resumed: Vec<Millis> = (0..8u64).map(|i| 64 * MINUTE + i * quarter).collect();
+        let sent = heartbeats_at(&mut machine, &resumed);
+        assert_eq!(sent, [64 * MINUTE, 65 * MINUTE], "{sent:?}");
     }
 
     #[test]

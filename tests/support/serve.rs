@@ -173,12 +173,19 @@ impl Serve {
     }
 
     /// Stops serve with Ctrl-C (SIGINT) and returns its exit status.
-    pub fn stop(mut self) -> std::process::ExitStatus {
+    pub fn stop(self) -> std::process::ExitStatus {
+        let data = self.data.clone();
+        let status = self.stop_keeping_data();
+        let _ = std::fs::remove_dir_all(&data);
+        status
+    }
+
+    /// Stops serve with Ctrl-C (SIGINT), leaving its data directory for the test to read;
+    /// returns its exit status.
+    pub fn stop_keeping_data(mut self) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
         let _ = Command::new("kill").args(["-INT", &pid]).status();
-        let status = self.child.wait().expect("serve exits");
-        let _ = std::fs::remove_dir_all(&self.data);
-        status
+        self.child.wait().expect("serve exits")
     }
 }
 

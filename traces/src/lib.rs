@@ -8,6 +8,7 @@
 
 #![warn(missing_docs)]
 
+pub mod eventlog;
 pub mod refine;
 pub mod validate;
 pub mod walk;

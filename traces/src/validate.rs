@@ -9,13 +9,14 @@
 //! the log does not show) and takes the named step from each. An event no state of the
 //! frontier can take is where the log stops being a behaviour of the model.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use drcheck_impl::protocol::entry::WriteId;
 use drcheck_impl::protocol::event::{
     AbortReason, ComputeMove, Event, FailoverKind, FaultKind, Record,
 };
-use drcheck_impl::time::MINUTE;
+use drcheck_impl::protocol::message::NodeId;
+use drcheck_impl::time::{Millis, MINUTE};
 use drcheck_model::protocol::apply;
 use drcheck_model::{Action, Config, DrState, Params};
 
@@ -77,6 +78,21 @@ pub enum ValidateError {
     /// The deployment's parameters are not a valid model configuration; holds why.
     #[error("the log's parameters do not make a model: {0}")]
     Params(String),
+    /// A later `started` event gives other parameters than the first: the log holds more
+    /// than one deployment (`serve` restarted on its data directory with other flags).
+    #[error(
+        "event {}: a `started` with other parameters than the first ({regions} regions, \
+         {timing:?}): the log holds more than one deployment",
+        index + 1
+    )]
+    OtherStart {
+        /// 0-based position in the log.
+        index: usize,
+        /// Its regions.
+        regions: u8,
+        /// Its timing, in minutes.
+        timing: drcheck_properties::Timing,
+    },
 }
 
 /// The first event no model behaviour explains.
@@ -101,6 +117,42 @@ pub struct Validation {
     pub model_steps: usize,
     /// The first event no model behaviour explains (`None`: the whole log is explained).
     pub unexplained: Option<Unexplained>,
+}
+
+/// What a log records, counted (as `drcheck validate` reports it).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Client writes acknowledged (re-applies included).
+    pub writes: usize,
+    /// Failovers decided: automatic and forced.
+    pub failovers: usize,
+    /// Switchovers (data failbacks) completed.
+    pub switchovers: usize,
+    /// Faults injected (control-plane restarts included).
+    pub faults: usize,
+    /// Process starts (`started` events).
+    pub starts: usize,
+}
+
+impl Counts {
+    /// The counts of `records`.
+    pub fn of(records: &[Record]) -> Counts {
+        let mut c = Counts::default();
+        for r in records {
+            match &r.event {
+                Event::WriteAccepted { .. } => c.writes += 1,
+                Event::FailoverDecided {
+                    kind: FailoverKind::Switchover,
+                    ..
+                } => c.switchovers += 1,
+                Event::FailoverDecided { .. } => c.failovers += 1,
+                Event::Fault { .. } => c.faults += 1,
+                Event::Started { .. } => c.starts += 1,
+                _ => {}
+            }
+        }
+        c
+    }
 }
 
 /// The one gap left between the model and the logs of a running deployment, when `u` is of
@@ -140,9 +192,29 @@ pub fn parse_log(text: &str) -> Result<Vec<Record>, ValidateError> {
 /// The model the log is to be explained by: the deployment's regions and timing, and
 /// budgets as large as the log uses.
 pub fn model_for(records: &[Record]) -> Result<Config, ValidateError> {
-    let Some(Event::Started { regions, timing }) = records.first().map(|r| &r.event) else {
+    let Some(Event::Started {
+        regions, timing, ..
+    }) = records.first().map(|r| &r.event)
+    else {
         return Err(ValidateError::NoStart);
     };
+    // Every process of a deployment starts with its parameters.
+    for (index, record) in records.iter().enumerate() {
+        if let Event::Started {
+            regions: r,
+            timing: t,
+            ..
+        } = &record.event
+        {
+            if (r, t) != (regions, timing) {
+                return Err(ValidateError::OtherStart {
+                    index,
+                    regions: *r,
+                    timing: *t,
+                });
+            }
+        }
+    }
     let count = |pred: &dyn Fn(&Event) -> bool| {
         records.iter().filter(|r| pred(&r.event)).count().min(200) as u32
     };
@@ -401,73 +473,207 @@ fn already(now: &DrState, action: &Action) -> bool {
     }
 }
 
+/// The processes that started, and those the log restarted since (a region's recovery, the
+/// control plane's restart): a process that starts again must have been restarted, else it
+/// went down and up where the log does not say (`serve` itself restarted, say).
+#[derive(Default)]
+struct Boots {
+    started: HashSet<NodeId>,
+    restarted: HashSet<NodeId>,
+}
+
+impl Boots {
+    /// Notes `record`; the step it would take if it is a start nothing explains.
+    fn unexplained(&mut self, record: &Record) -> Option<String> {
+        match record.event {
+            Event::Started { .. } => {
+                let first = self.started.insert(record.node);
+                let restarted = self.restarted.remove(&record.node);
+                (!first && !restarted).then(|| {
+                    format!(
+                        "none: {} started again, and the log shows no {} since it last did",
+                        record.node,
+                        match record.node {
+                            NodeId::Control => "restart of it",
+                            NodeId::Region(_) => "recovery of it",
+                        }
+                    )
+                })
+            }
+            Event::Fault {
+                fault: FaultKind::Recover,
+                region: Some(r),
+            } => {
+                self.restarted.insert(NodeId::Region(r));
+                None
+            }
+            Event::Fault {
+                fault: FaultKind::ControlRestart,
+                ..
+            } => {
+                self.restarted.insert(NodeId::Control);
+                None
+            }
+            _ => None,
+        }
+    }
+}
+
+/// How late a process of the log may act on a deadline: the longest time between its
+/// looks at the clock (`started`'s `ticks_every`; 0 for a virtual clock, which acts on the
+/// minute).
+fn lateness(records: &[Record]) -> Millis {
+    records
+        .iter()
+        .filter_map(|r| match r.event {
+            Event::Started { ticks_every, .. } => ticks_every,
+            _ => None,
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+/// A fault step that cuts a region's messages off (a crash, an isolation, the partition),
+/// which a log of processes on a real network may show taking effect later than recorded.
+fn cuts_off(obs: &Observed) -> Option<&Action> {
+    match obs {
+        Observed::Step(a @ (Action::Crash { .. } | Action::Isolate { .. } | Action::Partition)) => {
+            Some(a)
+        }
+        _ => None,
+    }
+}
+
+/// One model state consistent with the log so far: the state, its minute, and the faults
+/// the log showed that it has yet to take (each with the last minute it may take it in).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct Entry {
+    state: DrState,
+    minute: u64,
+    owed: Vec<(Action, u64)>,
+}
+
 /// Searches the model `cfg` for a behaviour that explains `records`.
+///
+/// An event's minute is its time's, counted from the first event. A process that runs on wall
+/// time looks at its clock only every so often (`lateness`), so an event may answer a deadline
+/// of the minute before when it comes that little after the minute turned: its minute may then
+/// be either. On a real network, what a region sent before it crashed or was cut off (or
+/// before the regions were cut apart) still arrives, within the delay: in such a log the
+/// model's fault may come after those arrivals, up to `delay` after the fault's record. The
+/// frontier holds each model state with its minute and the faults it owes (and the fewest
+/// model steps that reach it).
 pub fn validate(cfg: &Config, records: &[Record]) -> Validation {
     let start = records.first().map_or(0, |r| r.at);
-    let mut frontier: HashSet<DrState> = HashSet::from([DrState::initial(cfg)]);
-    let mut minute = 0u64;
-    let mut steps = 0usize;
+    let late = lateness(records);
+    let initial = Entry {
+        state: DrState::initial(cfg),
+        minute: 0,
+        owed: Vec::new(),
+    };
+    let mut frontier: HashMap<Entry, usize> = HashMap::from([(initial, 0)]);
+    let fewest = |frontier: &HashMap<Entry, usize>| frontier.values().copied().min().unwrap_or(0);
     let mut writes: Vec<WriteId> = Vec::new();
+    let mut boots = Boots::default();
     for (index, record) in records.iter().enumerate() {
+        if let Some(step) = boots.unexplained(record) {
+            return Validation {
+                events: records.len(),
+                model_steps: fewest(&frontier),
+                unexplained: Some(Unexplained {
+                    index,
+                    record: record.clone(),
+                    step,
+                    tried: frontier.keys().take(3).map(|e| e.state.clone()).collect(),
+                }),
+            };
+        }
         let Some(obs) = observed(&record.event, &writes) else {
             continue;
         };
         if let Event::WriteAccepted { write, .. } = record.event {
             writes.push(write);
         }
-        let at = record.at.saturating_sub(start) / MINUTE;
-        let wait = at.saturating_sub(minute);
-        let backwards = at < minute;
-        let mut next: HashSet<DrState> = HashSet::new();
+        let since = record.at.saturating_sub(start);
+        let (earliest, latest) = (since.saturating_sub(late) / MINUTE, since / MINUTE);
+        let mut next: HashMap<Entry, usize> = HashMap::new();
         let mut tried = Vec::new();
-        for s in frontier.iter().filter(|_| !backwards) {
-            let Some(now) = advance(cfg, s, wait) else {
-                tried.push(s.clone());
-                continue;
-            };
-            match &obs {
-                Observed::Step(action) => match apply(cfg, &now, action) {
-                    // A declaration that moves compute is followed by the move's event.
-                    Some(n) if moved_unannounced(&now, &n, action, records.get(index + 1)) => {
-                        tried.push(now)
+        for (entry, &steps) in &frontier {
+            // Time does not go back (none of these minutes is before the state's).
+            for at in earliest.max(entry.minute)..=latest {
+                // The faults owed past their last minute are taken now; any others may be.
+                let due = entry.owed.iter().take_while(|(_, by)| *by < at).count();
+                for paid in due..=entry.owed.len() {
+                    let mut state = Some(entry.state.clone());
+                    for (fault, _) in &entry.owed[..paid] {
+                        state = state.and_then(|s| apply(cfg, &s, fault));
                     }
-                    // A rejoin keeps and quarantines what the model's does.
-                    Some(n) if !rejoined_alike(&now, &n, &record.event) => tried.push(now),
-                    Some(n) => {
-                        next.insert(n);
-                    }
-                    None if already(&now, action) => {
-                        next.insert(now);
-                    }
-                    None => tried.push(now),
-                },
-                Observed::Foreign => tried.push(now),
-                Observed::Compute { to } => {
-                    if now.view.routing.compute == *to {
-                        next.insert(now);
-                    } else {
-                        tried.push(now);
-                    }
-                }
-                Observed::Replicated { from, to } => {
-                    let action = Action::Replicate {
-                        from: *from,
-                        to: *to,
+                    let Some(state) = state else {
+                        tried.push(entry.state.clone());
+                        continue;
                     };
-                    let done = {
-                        let (f, t) = (usize::from(*from), usize::from(*to));
-                        let regions = &now.view.regions;
-                        f < regions.len() && t < regions.len() && regions[t].log == regions[f].log
+                    let owed = &entry.owed[paid..];
+                    let wait = at - entry.minute;
+                    let Some(now) = advance(cfg, &state, wait) else {
+                        tried.push(state);
+                        continue;
                     };
-                    match apply(cfg, &now, &action) {
-                        Some(n) => {
-                            next.insert(n);
+                    let steps = steps + paid + wait as usize + 1;
+                    let mut reach = |state: DrState, owed: Vec<(Action, u64)>| {
+                        let key = Entry {
+                            state,
+                            minute: at,
+                            owed,
+                        };
+                        let fewest = next.entry(key).or_insert(steps);
+                        *fewest = (*fewest).min(steps);
+                    };
+                    if let Some(fault) = cuts_off(&obs).filter(|_| late > 0) {
+                        let mut later = owed.to_vec();
+                        later.push((fault.clone(), at + u64::from(cfg.timing.delay)));
+                        reach(now.clone(), later);
+                    }
+                    match &obs {
+                        Observed::Step(action) => match apply(cfg, &now, action) {
+                            // A declaration that moves compute is followed by the move's event.
+                            Some(n)
+                                if moved_unannounced(&now, &n, action, records.get(index + 1)) =>
+                            {
+                                tried.push(now)
+                            }
+                            // A rejoin keeps and quarantines what the model's does.
+                            Some(n) if !rejoined_alike(&now, &n, &record.event) => tried.push(now),
+                            Some(n) => reach(n, owed.to_vec()),
+                            None if already(&now, action) => reach(now, owed.to_vec()),
+                            None => tried.push(now),
+                        },
+                        Observed::Foreign => tried.push(now),
+                        Observed::Compute { to } => {
+                            if now.view.routing.compute == *to {
+                                reach(now, owed.to_vec());
+                            } else {
+                                tried.push(now);
+                            }
                         }
-                        // The model replicated it already (in one catch-up).
-                        None if done => {
-                            next.insert(now);
+                        Observed::Replicated { from, to } => {
+                            let action = Action::Replicate {
+                                from: *from,
+                                to: *to,
+                            };
+                            let done = {
+                                let (f, t) = (usize::from(*from), usize::from(*to));
+                                let regions = &now.view.regions;
+                                f < regions.len()
+                                    && t < regions.len()
+                                    && regions[t].log == regions[f].log
+                            };
+                            match apply(cfg, &now, &action) {
+                                Some(n) => reach(n, owed.to_vec()),
+                                // The model replicated it already (in one catch-up).
+                                None if done => reach(now, owed.to_vec()),
+                                None => tried.push(now),
+                            }
                         }
-                        None => tried.push(now),
                     }
                 }
             }
@@ -482,7 +688,7 @@ pub fn validate(cfg: &Config, records: &[Record]) -> Validation {
             };
             return Validation {
                 events: records.len(),
-                model_steps: steps,
+                model_steps: fewest(&frontier),
                 unexplained: Some(Unexplained {
                     index,
                     record: record.clone(),
@@ -491,13 +697,11 @@ pub fn validate(cfg: &Config, records: &[Record]) -> Validation {
                 }),
             };
         }
-        steps += wait as usize + 1;
-        minute = at;
         frontier = next;
     }
     Validation {
         events: records.len(),
-        model_steps: steps,
+        model_steps: fewest(&frontier),
         unexplained: None,
     }
 }

@@ -234,10 +234,20 @@ impl Deployment {
             .cfg
             .timing
             .map(|ms| u32::try_from(ms / MINUTE).unwrap_or(u32::MAX));
+        // A running deployment's ticker (`RealParts::start_ticker`) ticks every quarter
+        // minute.
+        let ticks_every = match deployment.cfg.mode {
+            Mode::Real { .. } => Some(MINUTE / 4),
+            Mode::Virtual => None,
+        };
         deployment.observer.emit(
             deployment.clock.now(),
             NodeId::Control,
-            Event::Started { regions: n, timing },
+            Event::Started {
+                regions: n,
+                timing,
+                ticks_every,
+            },
         );
         for r in 0..n {
             deployment.boot_region(r)?;

@@ -146,7 +146,7 @@ impl Guard {
             let written =
                 std::fs::write(&partial, text).and_then(|()| std::fs::rename(&partial, file));
             if let Err(e) = written {
-                eprintln!("drcheck {}: cannot keep {}: {e}", self.me, file.display());
+                tracing::error!(node = %self.me, "cannot keep {}: {e}", file.display());
             }
         }
     }

@@ -203,6 +203,9 @@ pub enum ServiceError {
     /// A node stopped (its store failed, say); holds what stopped and why.
     #[error("{0}")]
     Stopped(String),
+    /// The process's event log cannot be opened to append to.
+    #[error(transparent)]
+    EventLog(#[from] crate::observe::ReopenError),
     /// A key file is missing or unusable.
     #[error(transparent)]
     Auth(#[from] crate::auth::AuthError),

@@ -65,6 +65,26 @@ pub fn make_private(dir: &Path) -> Result<usize, ServiceError> {
     Ok(tightened)
 }
 
+/// Readies `dir` for a deployment before anything is written in it: new files private from
+/// now on ([`restrict_new_files`]), the directory created or made private throughout
+/// ([`make_private`]), and a line (logged and on stderr) if it had to tighten anything.
+pub fn prepare_data_dir(dir: &Path) -> Result<(), ServiceError> {
+    restrict_new_files();
+    let tightened = make_private(dir)?;
+    if tightened > 0 {
+        tracing::warn!(
+            dir = %dir.display(),
+            tightened,
+            "the data directory was readable by others: made private"
+        );
+        eprintln!(
+            "drcheck serve: {} held {tightened} entries readable by others; made them private",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
 /// Writes `text` to a new file at `path` readable by its owner only (whatever the mask).
 pub fn write_private(path: &Path, text: &str) -> Result<(), ServiceError> {
     use std::io::Write;

@@ -15,13 +15,17 @@ use crate::service::edge::Guard;
 use crate::service::rpc::{self, Answer, CallFailure, RegionCall};
 use crate::service::{io, ProcessConfig, ServiceError};
 use crate::store::RedbStore;
-use crate::time::{Clock, RealClock};
+use crate::time::{in_minutes, Clock, Millis, RealClock, MINUTE};
 use crate::transport::tcp::{self, TcpTransport};
 use crate::transport::Links;
 use drcheck_fhir::region::{FhirInput, FhirOutput, FhirRegion};
+use drcheck_protocol::event::Event;
 use drcheck_protocol::message::{Envelope, NodeId};
 use drcheck_protocol::mutant::Mutants;
 use drcheck_protocol::region::{RegionInput, RegionOutput};
+
+/// How often a process ticks, in protocol time: a quarter minute.
+pub const TICK: Millis = MINUTE / 4;
 
 /// Everything a node process starts besides its machine: clock, observer, links, keys and
 /// what its edges refused.
@@ -37,13 +41,21 @@ impl Common {
     pub fn new(cfg: &ProcessConfig) -> Result<Common, ServiceError> {
         let observer = Arc::new(Observer::new(false));
         if let Some(path) = &cfg.event_log {
-            observer
-                .log_to(path)
-                .map_err(io(format!("event log {}", path.display())))?;
+            let reopened = observer.append_to(path)?;
+            reopened.log(cfg.node, path);
         }
         let keys = Keyring::load(&cfg.keys, cfg.node.into())?;
+        let clock = Arc::new(RealClock::since_unix(cfg.start_unix_ms, cfg.minute_ms));
+        // Each start of the process opens its part of the log with the deployment's
+        // parameters: `drcheck validate` reads the model to explain it by from there.
+        let started = Event::Started {
+            regions: cfg.regions,
+            timing: in_minutes(&cfg.timing),
+            ticks_every: Some(TICK),
+        };
+        observer.emit(clock.now(), cfg.node, started);
         Ok(Common {
-            clock: Arc::new(RealClock::since_unix(cfg.start_unix_ms, cfg.minute_ms)),
+            clock,
             observer,
             links: Links::new(),
             keys: Arc::new(keys),
@@ -109,7 +121,8 @@ impl Common {
             }
         }));
         let ticker = mailbox.clone();
-        let period = Duration::from_millis((cfg.minute_ms / 4).max(1));
+        // Every TICK of protocol time.
+        let period = Duration::from_millis((cfg.minute_ms * TICK / MINUTE).max(1));
         tasks.0.push(tokio::spawn(async move {
             let mut interval = tokio::time::interval(period);
             loop {

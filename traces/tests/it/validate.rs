@@ -163,3 +163,148 @@ fn a_bad_log_line_is_reported_with_its_number() {
     let err = parse_log("{\"seq\":0}\nnot json\n").expect_err("bad lines");
     assert!(err.to_string().starts_with("line 1:"), "{err}");
 }
+
+/// The records of a virtual deployment's log: two writes, the primary crashes, a failover.
+async fn failover_records(name: &str) -> Vec<drcheck_impl::protocol::event::Record> {
+    let path = log_path(name);
+    let mut d = Deployment::start(DeploymentConfig {
+        operator_token: "t".to_string(),
+        event_log: Some(path.clone()),
+        ..DeploymentConfig::default()
+    })
+    .await
+    .expect("deployment");
+    for _ in 0..2 {
+        let patient = r#"{"resourceType":"Patient"}"#.to_string();
+        d.write(patient)
+            .await
+            .expect("write")
+            .expect("acknowledged");
+    }
+    d.crash(0).await.expect("crash");
+    d.advance(12).await.expect("advance");
+    d.shutdown().await.expect("shutdown");
+    let text = std::fs::read_to_string(&path).expect("log");
+    let _ = std::fs::remove_file(&path);
+    let records = parse_log(&text).expect("the log parses");
+    let cfg = model_for(&records).expect("a model");
+    assert!(validate(&cfg, &records).unexplained.is_none(), "as written");
+    records
+}
+
+/// The log as processes on wall time, ticking every quarter minute, would have written it
+/// (`ticks_every` in its `started`), or as a virtual clock did.
+fn on_wall_time(records: &mut [drcheck_impl::protocol::event::Record], wall: bool) {
+    use drcheck_impl::protocol::event::Event;
+    for r in records.iter_mut() {
+        if let Event::Started { ticks_every, .. } = &mut r.event {
+            *ticks_every = wall.then_some(15_000);
+        }
+    }
+}
+
+fn valid(records: &[drcheck_impl::protocol::event::Record]) -> bool {
+    let cfg = model_for(records).expect("a model");
+    validate(&cfg, records).unexplained.is_none()
+}
+
+/// A running control plane declares a silent region failed at its first tick after the
+/// detection time, up to a quarter minute after the minute in which the model must: a log on
+/// wall time is explained with that lateness, a virtual one is not.
+#[tokio::test]
+async fn an_action_a_tick_late_is_explained_only_on_wall_time() {
+    let mut records = failover_records("late").await;
+    let declared = records
+        .iter()
+        .position(|r| r.event.kind() == "region_declared_failed")
+        .expect("a declaration");
+    // The declaration and everything after it, a minute and 5 s later.
+    for r in &mut records[declared..] {
+        r.at += 60_000 + 5_000;
+    }
+    on_wall_time(&mut records, true);
+    assert!(valid(&records), "a tick late on wall time");
+    on_wall_time(&mut records, false);
+    assert!(!valid(&records), "a minute late on a virtual clock");
+}
+
+/// What the primary shipped before it crashed may arrive after the crash's record on a real
+/// network: a log on wall time is explained with the crash taking effect after the arrival,
+/// a virtual one (whose transport drops what a crashed region sent) is not.
+#[tokio::test]
+async fn a_message_on_the_wire_at_a_crash_arrives_after_it_only_on_wall_time() {
+    use drcheck_impl::protocol::event::{Event, FaultKind};
+    let mut records = failover_records("wire").await;
+    let crash = records
+        .iter()
+        .position(|r| {
+            matches!(
+                r.event,
+                Event::Fault {
+                    fault: FaultKind::Crash,
+                    ..
+                }
+            )
+        })
+        .expect("a crash");
+    let shipped = records[..crash]
+        .iter()
+        .rposition(|r| r.event.kind() == "replicated")
+        .expect("a replication before the crash");
+    // It arrives just after the crash's record.
+    let mut moved = records.remove(shipped);
+    moved.at = records[crash - 1].at;
+    records.insert(crash, moved);
+    for (seq, r) in records.iter_mut().enumerate() {
+        r.seq = seq as u64;
+    }
+    on_wall_time(&mut records, true);
+    assert!(
+        valid(&records),
+        "delivered after the crash on a real network"
+    );
+    on_wall_time(&mut records, false);
+    assert!(
+        !valid(&records),
+        "delivered by a crashed region on a virtual clock"
+    );
+}
+
+/// A process's event log numbers on across its restarts, and the merged run of a deployment's
+/// logs is validated like one log; a region that starts again with no recovery in the log is
+/// where validation stops.
+#[tokio::test]
+async fn a_region_started_again_without_a_recovery_is_no_model_step() {
+    use drcheck_impl::protocol::event::{Event, Record};
+    use drcheck_impl::protocol::message::NodeId;
+    let records = failover_records("boots").await;
+    let first = records[0].clone();
+    let Event::Started {
+        regions, timing, ..
+    } = first.event.clone()
+    else {
+        panic!("the log starts with `started`");
+    };
+    let boot = |at: u64, node: NodeId| Record {
+        seq: 0,
+        at,
+        node,
+        event: Event::Started {
+            regions,
+            timing,
+            ticks_every: None,
+        },
+    };
+    // Region 1 starts once, at the start: fine.
+    let mut once = records.clone();
+    once.insert(1, boot(first.at, NodeId::Region(1)));
+    assert!(valid(&once));
+    // Region 1 starts again later, nothing having restarted it.
+    let mut again = once.clone();
+    let at = again.last().expect("records").at;
+    again.push(boot(at, NodeId::Region(1)));
+    let cfg = model_for(&again).expect("a model");
+    let u = validate(&cfg, &again).unexplained.expect("unexplained");
+    assert_eq!(u.index, again.len() - 1);
+    assert!(u.step.contains("started again"), "{}", u.step);
+}

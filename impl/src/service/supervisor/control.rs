@@ -26,6 +26,7 @@ use drcheck_fhir::region::{FhirInput, FhirOutput};
 use drcheck_properties::Role;
 use drcheck_protocol::control::recover_routing;
 use drcheck_protocol::entry::Epoch;
+use drcheck_protocol::event::FaultKind;
 use drcheck_protocol::message::NodeId;
 
 /// How often the watcher looks at the control-plane process.
@@ -48,6 +49,12 @@ fn restart_delay(quick_exits: u32) -> Duration {
     FIRST_DELAY
         .saturating_mul(1 << quick_exits.min(16))
         .min(MAX_DELAY)
+}
+
+/// Tells the operator on serve's stderr, and serve's log.
+fn say(message: &str) {
+    eprintln!("drcheck serve: {message}");
+    tracing::warn!(target: "drcheck::serve", "{message}");
 }
 
 /// An exit status in words: `signal 9`, `exit code 1`.
@@ -140,7 +147,7 @@ impl Supervisor {
         slot.child = None;
         if !self.stopping() {
             let said = self.last_log_line(NodeId::Control);
-            eprintln!("drcheck serve: control plane exited ({what}{said}); restarting");
+            say(&format!("control plane exited ({what}{said}); restarting"));
         }
         Some(slot.started.elapsed())
     }
@@ -157,11 +164,14 @@ impl Supervisor {
         }
         self.reap_control();
         self.write_resume().await;
+        // Before it starts: the model's restart of the control plane, whose first event
+        // comes after it.
+        self.fault_event(FaultKind::ControlRestart, None);
         let child = self.spawn(NodeId::Control).map_err(|e| e.to_string())?;
         let pid = child.id().unwrap_or(0);
         lock(&self.control).started(child);
         let n = self.control_restarts.fetch_add(1, Ordering::SeqCst) + 1;
-        eprintln!("drcheck serve: control plane restarted (pid {pid}; restart {n})");
+        say(&format!("control plane restarted (pid {pid}; restart {n})"));
         Ok(Start::Started(pid))
     }
 
@@ -180,10 +190,10 @@ impl Supervisor {
             Err(why) => Err(why),
         };
         if let Err(why) = written {
-            eprintln!(
-                "drcheck serve: {why}; the control plane resumes with the routing in {}",
+            say(&format!(
+                "{why}; the control plane resumes with the routing in {}",
                 self.cluster_file.display()
-            );
+            ));
         }
     }
 
@@ -281,7 +291,9 @@ async fn watch(supervisor: Weak<Supervisor>) {
         }
         s.pause(restart_delay(quick_exits)).await;
         if let Err(why) = s.start_control().await {
-            eprintln!("drcheck serve: cannot start the control plane: {why}; trying again");
+            say(&format!(
+                "cannot start the control plane: {why}; trying again"
+            ));
         }
         quick_exits = quick_exits.saturating_add(1);
     }

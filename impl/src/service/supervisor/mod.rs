@@ -19,19 +19,25 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use crate::auth::{self, Keyring, Principal};
+use crate::observe::Observer;
 use crate::service::endpoint::limits::{self, Gate, Limits};
 use crate::service::endpoint::{self, ControlProcess, EndpointConfig, Fault, Faults};
 use crate::service::port::PortReservation;
 use crate::service::private;
 use crate::service::rpc::{self, RegionCall};
 use crate::service::{io, Cluster, NodeAddrs, ServiceError};
-use crate::time::{unix_ms, Timing};
+use crate::time::{unix_ms, Clock, RealClock, Timing};
 use control::ControlSlot;
 use drcheck_fhir::region::FhirOutput;
 use drcheck_properties::Role;
 use drcheck_protocol::entry::Epoch;
+use drcheck_protocol::event::{Event, FaultKind};
 use drcheck_protocol::message::NodeId;
 use drcheck_protocol::region::RegionOutput;
+
+/// The faults `serve` injected, in its data directory (beside each process's
+/// `events-region-N.jsonl` and `events-control.jsonl`).
+pub const EVENT_LOG: &str = "events-serve.jsonl";
 
 /// How `drcheck serve` was asked to run.
 #[derive(Clone, Debug)]
@@ -87,6 +93,10 @@ pub struct Supervisor {
     _ports: Vec<PortReservation>,
     /// The endpoint's keys: the supervisor calls the regions as the endpoint does.
     keys: Arc<Keyring>,
+    /// The faults it injects and the control plane's restarts, as events
+    /// (`<data>/events-serve.jsonl`) on the deployment's clock.
+    events: Observer,
+    clock: RealClock,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -130,7 +140,9 @@ impl Supervisor {
         self.cluster.data_dir.join(format!("{name}.log"))
     }
 
-    /// `: <the last line of the node's log>`, or nothing: why a child that exited did.
+    /// `: <the last line of the node's log>`, or nothing: why a child that exited did. A
+    /// JSON log line tells its message if it is an error (the process's last words), else
+    /// nothing (the process was stopped from outside while it went about its work).
     fn last_log_line(&self, node: NodeId) -> String {
         use std::io::{Read, Seek, SeekFrom};
         // Only the end of the log: it grows for as long as the deployment runs.
@@ -144,7 +156,16 @@ impl Supervisor {
             .lines()
             .rev()
             .find(|line| !line.trim().is_empty())
-            .map(|line| format!(": {}", line.trim()))
+            .and_then(
+                |line| match serde_json::from_str::<serde_json::Value>(line) {
+                    Ok(json) if json["level"] == "ERROR" => {
+                        json["message"].as_str().map(str::to_string)
+                    }
+                    Ok(_) => None,
+                    Err(_) => Some(line.trim().to_string()),
+                },
+            )
+            .map(|said| format!(": {said}"))
             .unwrap_or_default()
     }
 
@@ -184,6 +205,10 @@ impl Supervisor {
         keys: Arc<Keyring>,
     ) -> Result<Arc<Supervisor>, ServiceError> {
         let n = usize::from(cluster.regions);
+        let events = Observer::new(false);
+        let path = cluster.data_dir.join(EVENT_LOG);
+        events.append_to(&path)?.log(NodeId::Control, &path);
+        let clock = RealClock::since_unix(cluster.start_unix_ms, cluster.minute_ms);
         let supervisor = Arc::new(Supervisor {
             exe,
             cluster_file,
@@ -201,6 +226,8 @@ impl Supervisor {
             watcher: Mutex::new(None),
             _ports: ports,
             keys,
+            events,
+            clock,
         });
         lock(&supervisor.control).started(supervisor.spawn(NodeId::Control)?);
         for r in 0..supervisor.cluster.regions {
@@ -281,6 +308,13 @@ impl Supervisor {
         }
     }
 
+    /// Records a fault in `events-serve.jsonl` (on the control plane's node, as an
+    /// in-process deployment does).
+    fn fault_event(&self, fault: FaultKind, region: Option<u8>) {
+        let event = Event::Fault { fault, region };
+        self.events.emit(self.clock.now(), NodeId::Control, event);
+    }
+
     async fn inject_fault(&self, fault: Fault) -> Result<String, String> {
         // A fault that starts or stops a process waits for any other such change.
         let _ops = match fault {
@@ -298,6 +332,8 @@ impl Supervisor {
                 let pid = child.id();
                 child.start_kill().map_err(|e| e.to_string())?;
                 let _ = child.wait().await;
+                // Once it is dead: no event of the region comes after its crash.
+                self.fault_event(FaultKind::Crash, Some(region));
                 Ok(format!("region {region} killed (pid {})", pid.unwrap_or(0)))
             }
             Fault::Recover { region } => {
@@ -305,6 +341,8 @@ impl Supervisor {
                 if self.running(region) {
                     return Err(format!("region {region} is running"));
                 }
+                // Before it starts: its first event comes after its recovery.
+                self.fault_event(FaultKind::Recover, Some(region));
                 let child = self
                     .spawn(NodeId::Region(region))
                     .map_err(|e| e.to_string())?;
@@ -319,9 +357,17 @@ impl Supervisor {
             Fault::Isolate { region } | Fault::Reconnect { region } => {
                 self.check_region(region)?;
                 let isolate = matches!(fault, Fault::Isolate { .. });
+                let changed = self.isolated(region) != isolate;
+                // A cut is recorded once in place, a reconnection before it is.
+                if changed && !isolate {
+                    self.fault_event(FaultKind::Reconnect, Some(region));
+                }
                 lock(&self.links).isolated[usize::from(region)] = isolate;
                 if self.running(region) {
                     self.apply_links(region).await?;
+                }
+                if changed && isolate {
+                    self.fault_event(FaultKind::Isolate, Some(region));
                 }
                 Ok(format!(
                     "region {region} {}",
@@ -330,11 +376,18 @@ impl Supervisor {
             }
             Fault::Partition | Fault::Heal => {
                 let cut = matches!(fault, Fault::Partition);
+                let changed = self.partitioned() != cut;
+                if changed && !cut {
+                    self.fault_event(FaultKind::Heal, None);
+                }
                 lock(&self.links).partitioned = cut;
                 for r in 0..self.cluster.regions {
                     if self.running(r) {
                         self.apply_links(r).await?;
                     }
+                }
+                if changed && cut {
+                    self.fault_event(FaultKind::Partition, None);
                 }
                 Ok(if cut {
                     "regions partitioned"
@@ -471,6 +524,15 @@ fn operator_token(
     })
 }
 
+/// A new directory's path for a deployment started without `--data`.
+pub fn default_data_dir() -> PathBuf {
+    std::env::temp_dir().join(format!(
+        "drcheck-serve-{}-{}",
+        std::process::id(),
+        unix_ms()
+    ))
+}
+
 /// Runs a whole deployment until Ctrl-C. Prints where the endpoint listens, the data
 /// directory and the operator token.
 pub async fn serve(opts: ServeOptions) -> Result<(), ServiceError> {
@@ -480,28 +542,9 @@ pub async fn serve(opts: ServeOptions) -> Result<(), ServiceError> {
             opts.regions
         )));
     }
-    let data_dir = match &opts.data_dir {
-        Some(dir) => dir.clone(),
-        None => std::env::temp_dir().join(format!(
-            "drcheck-serve-{}-{}",
-            std::process::id(),
-            unix_ms()
-        )),
-    };
+    let data_dir = opts.data_dir.clone().unwrap_or_else(default_data_dir);
     // Before anything is written: the stores hold patient data, `secret` the links' keys.
-    private::restrict_new_files();
-    let tightened = private::make_private(&data_dir)?;
-    if tightened > 0 {
-        tracing::warn!(
-            dir = %data_dir.display(),
-            tightened,
-            "the data directory was readable by others: made private"
-        );
-        eprintln!(
-            "drcheck serve: {} held {tightened} entries readable by others; made them private",
-            data_dir.display()
-        );
-    }
+    private::prepare_data_dir(&data_dir)?;
     let cluster_file = data_dir.join("cluster.json");
     // A data directory from an earlier run keeps its layout and its protocol clock.
     let mut ports = Vec::new();
