@@ -31,6 +31,13 @@ impl std::fmt::Display for UsageError {
 impl std::error::Error for UsageError {}
 
 fn main() -> ExitCode {
+    // A reader that goes away (`drcheck check | head`) ends this process quietly, as it does
+    // any Unix filter, rather than turning every later print into a panic: Rust starts
+    // programs with SIGPIPE ignored.
+    // SAFETY: at the start of main, before any thread exists; SIG_DFL is a valid disposition.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Check(args) => check_cmd::run(&args),

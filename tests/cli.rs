@@ -1049,3 +1049,51 @@ fn walk_and_simulate_depths_are_bounded_with_a_clear_message() {
         "a refused walk wrote nothing"
     );
 }
+
+#[test]
+fn a_reader_that_goes_away_ends_the_output_quietly_not_with_a_panic() {
+    use std::io::BufRead;
+    use std::os::unix::process::ExitStatusExt;
+    let dir = std::env::temp_dir().join(format!("drcheck-cli-pipe-{}", std::process::id()));
+    let dir_text = dir.to_string_lossy().into_owned();
+    let walk = drcheck(&[
+        "walk",
+        "--seed",
+        "1",
+        "--depth",
+        "20000",
+        "--trace-out",
+        &dir_text,
+    ]);
+    assert_eq!(walk.code, 0, "{}", walk.stderr);
+    let trace = std::fs::read_dir(&dir)
+        .expect("trace dir")
+        .next()
+        .expect("a trace")
+        .expect("entry")
+        .path();
+    // `drcheck show` of 20,000 steps writes far more than a pipe holds: its reader takes one
+    // line and closes the pipe, as `| head -1` would.
+    let mut child = support::command()
+        .arg("show")
+        .arg(&trace)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("drcheck show starts");
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut first)
+        .expect("a line");
+    let output = child.wait_with_output().expect("drcheck show ends");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(
+        output.status.signal(),
+        Some(13),
+        "ended by SIGPIPE: {:?}",
+        output.status
+    );
+    assert!(first.contains("random walk"), "{first}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
