@@ -94,9 +94,9 @@ where
     Ok(())
 }
 
-/// Logs this process (`drcheck region`, `drcheck control`) to stderr.
-pub fn to_stderr() -> Result<(), UsageError> {
-    install(filter()?, std::io::stderr)?;
+/// Logs this process (`drcheck region`, `drcheck control`) to stderr through `filter`.
+pub fn to_stderr(filter: Targets) -> Result<(), UsageError> {
+    install(filter, std::io::stderr)?;
     ON_STDERR.store(true, Ordering::SeqCst);
     Ok(())
 }

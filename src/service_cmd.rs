@@ -125,21 +125,27 @@ fn load_cluster(path: &std::path::Path) -> Result<Cluster> {
 }
 
 pub fn region(args: &RegionArgs) -> Result<ExitCode> {
-    crate::logs::to_stderr()?;
+    // A bad RUST_LOG or cluster file is a plain one-line error, as any bad input on the
+    // command line; from then on the process logs JSON lines on stderr.
+    let filter = crate::logs::filter()?;
     let cluster = load_cluster(&args.cluster)?;
     let cfg = cluster
         .process(NodeId::Region(args.id))
         .map_err(|e| UsageError(e.to_string()))?;
+    crate::logs::to_stderr(filter)?;
     runtime()?.block_on(region::run(cfg, ctrl_c()))?;
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn control(args: &ControlArgs) -> Result<ExitCode> {
-    crate::logs::to_stderr()?;
+    // A bad RUST_LOG or cluster file is a plain one-line error, as any bad input on the
+    // command line; from then on the process logs JSON lines on stderr.
+    let filter = crate::logs::filter()?;
     let cluster = load_cluster(&args.cluster)?;
     let cfg = cluster
         .process(NodeId::Control)
         .map_err(|e| UsageError(e.to_string()))?;
+    crate::logs::to_stderr(filter)?;
     runtime()?.block_on(control::run(cfg, ctrl_c()))?;
     Ok(ExitCode::SUCCESS)
 }
