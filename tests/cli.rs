@@ -675,27 +675,36 @@ fn serve_refuses_inconsistent_timing_before_starting_anything() {
     }
 }
 
-#[test]
-fn region_and_control_refuse_a_cluster_file_with_inconsistent_timing() {
-    let dir = std::env::temp_dir().join(format!("drcheck-cli-cluster-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
+/// A two-region cluster file's contents with `timing`, every address port 1 (nothing
+/// listens there), its data under `dir`.
+fn cluster_at(dir: &std::path::Path, timing: Timing) -> drcheck_impl::service::Cluster {
     let addrs = || drcheck_impl::service::NodeAddrs {
         protocol: "127.0.0.1:1".parse().expect("addr"),
         rpc: "127.0.0.1:1".parse().expect("addr"),
     };
-    let cluster = drcheck_impl::service::Cluster {
+    drcheck_impl::service::Cluster {
         regions: 2,
-        timing: drcheck_impl::time::in_millis(&Timing {
-            detection: 2,
-            ..Timing::default()
-        }),
+        timing: drcheck_impl::time::in_millis(&timing),
         minute_ms: 1000,
         start_unix_ms: 0,
         control: addrs(),
         region: vec![addrs(), addrs()],
-        data_dir: dir.clone(),
+        data_dir: dir.to_path_buf(),
         resume: None,
-    };
+    }
+}
+
+#[test]
+fn region_and_control_refuse_a_cluster_file_with_inconsistent_timing() {
+    let dir = std::env::temp_dir().join(format!("drcheck-cli-cluster-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let cluster = cluster_at(
+        &dir,
+        Timing {
+            detection: 2,
+            ..Timing::default()
+        },
+    );
     let file = dir.join("cluster.json");
     std::fs::write(&file, serde_json::to_string(&cluster).expect("json")).expect("write");
     let file = file.to_string_lossy().into_owned();
@@ -712,20 +721,7 @@ fn region_and_control_refuse_a_cluster_file_with_inconsistent_timing() {
 fn region_and_control_refuse_a_corrupt_cluster_file_naming_the_field() {
     let dir = std::env::temp_dir().join(format!("drcheck-cli-corrupt-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
-    let addrs = || drcheck_impl::service::NodeAddrs {
-        protocol: "127.0.0.1:1".parse().expect("addr"),
-        rpc: "127.0.0.1:1".parse().expect("addr"),
-    };
-    let good = drcheck_impl::service::Cluster {
-        regions: 2,
-        timing: drcheck_impl::time::in_millis(&Timing::default()),
-        minute_ms: 1000,
-        start_unix_ms: 0,
-        control: addrs(),
-        region: vec![addrs(), addrs()],
-        data_dir: dir.clone(),
-        resume: None,
-    };
+    let good = cluster_at(&dir, Timing::default());
     let mut json = serde_json::to_value(&good).expect("json");
     let corrupt = |field: &str, value: serde_json::Value| {
         let mut json = json.clone();
