@@ -28,26 +28,27 @@ pub struct Raw {
 }
 
 /// Commits `per_commit` entries at a time for about `time` (at least 20 commits).
-pub fn measure(dir: &Path, per_commit: usize, time: Duration) -> Result<Raw, redb::Error> {
-    std::fs::create_dir_all(dir).map_err(redb::StorageError::from)?;
+pub fn measure(dir: &Path, per_commit: usize, time: Duration) -> Result<Raw, Box<redb::Error>> {
+    std::fs::create_dir_all(dir).map_err(|e| redb::Error::from(redb::StorageError::from(e)))?;
     let path = dir.join(format!("raw-{per_commit}.redb"));
     let _ = std::fs::remove_file(&path);
-    let db = Database::create(&path)?;
+    let db = Database::create(&path).map_err(redb::Error::from)?;
     let value = vec![b'x'; ENTRY_BYTES];
     let mut key = 0u64;
     let mut latencies = Vec::new();
     let start = Instant::now();
     while start.elapsed() < time || latencies.len() < 20 {
         let t = Instant::now();
-        let txn = db.begin_write()?;
+        let txn = db.begin_write().map_err(redb::Error::from)?;
         {
-            let mut log = txn.open_table(LOG)?;
+            let mut log = txn.open_table(LOG).map_err(redb::Error::from)?;
             for _ in 0..per_commit {
-                log.insert(key, value.as_slice())?;
+                log.insert(key, value.as_slice())
+                    .map_err(redb::Error::from)?;
                 key += 1;
             }
         }
-        txn.commit()?;
+        txn.commit().map_err(redb::Error::from)?;
         latencies.push(t.elapsed().as_micros());
     }
     let seconds = start.elapsed().as_secs_f64();
