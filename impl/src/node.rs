@@ -37,6 +37,13 @@ pub trait Machine: Send + 'static {
     fn handle(&mut self, now: Millis, input: Self::Input, fx: &mut Effects) -> Self::Output;
     /// The answer to `input` when persisting its effects failed (the node stops).
     fn store_failed(input: &Self::Input) -> Self::Output;
+
+    /// The messages of a group of inputs handled together, merged where the receivers learn
+    /// the same from fewer (a region's consecutive appends and confirmations:
+    /// [`drcheck_protocol::region::coalesce`]); as they are by default.
+    fn coalesce(sends: Vec<Envelope>) -> Vec<Envelope> {
+        sends
+    }
 }
 
 impl Machine for ControlMachine {
@@ -71,6 +78,10 @@ impl Machine for FhirRegion {
 
     fn store_failed(input: &FhirInput) -> FhirOutput {
         FhirRegion::store_failed(input)
+    }
+
+    fn coalesce(sends: Vec<Envelope>) -> Vec<Envelope> {
+        drcheck_protocol::region::coalesce(sends)
     }
 }
 
@@ -254,8 +265,10 @@ struct Handled<M: Machine> {
 /// behind it (those that arrived while the previous commit was in flight; at most
 /// [`MAX_GROUP`] jobs and [`MAX_GROUP_BYTES`] of appended payload), hands each to the machine
 /// in order, persists their store operations as *one* atomic batch, and only once that is
-/// durable records their events, sends their messages and answers them, in order. A store
-/// failure answers every job of the group [`Machine::store_failed`] and stops the node.
+/// durable records their events, sends their messages (merged where the receivers learn the
+/// same from fewer: [`Machine::coalesce`]; a group of writes reaches a secondary as one batch)
+/// and answers them, in order. A store failure answers every job of the group
+/// [`Machine::store_failed`] and stops the node.
 ///
 /// Why the machine need not see each job's operations durable before it handles the next:
 /// the region machine (`drcheck_protocol::region`, and `FhirRegion` with its index) applies
@@ -332,16 +345,21 @@ async fn run<M: Machine>(
     }
 }
 
-/// Carries out what a group's jobs asked, in order, once their operations are durable:
-/// record the events, send the messages, answer.
+/// Carries out what a group's jobs asked once their operations are durable: record their
+/// events, send their messages (merged where [`Machine::coalesce`] may), answer them; each in
+/// the jobs' order, every answer after every message.
 fn release<M: Machine>(node: NodeId, wiring: &Wiring, group: &mut Vec<Handled<M>>) {
-    for handled in group.drain(..) {
-        for event in handled.events {
+    let mut sends = Vec::new();
+    for handled in group.iter_mut() {
+        for event in std::mem::take(&mut handled.events) {
             wiring.observer.emit(handled.at, node, event);
         }
-        for envelope in handled.send {
-            wiring.transport.send(envelope);
-        }
+        sends.append(&mut handled.send);
+    }
+    for envelope in M::coalesce(sends) {
+        wiring.transport.send(envelope);
+    }
+    for handled in group.drain(..) {
         if let Some(reply) = handled.reply {
             let _ = reply.send(handled.output);
         }
@@ -458,6 +476,7 @@ mod tests {
             regions: 2,
             timing: default_timing(),
             mutants: Mutants::default(),
+            window: drcheck_protocol::region::Window::default(),
             now: 0,
             started: 0,
             lag: 0,

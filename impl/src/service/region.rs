@@ -21,7 +21,7 @@ use crate::transport::Links;
 use drcheck_fhir::region::{FhirInput, FhirOutput, FhirRegion};
 use drcheck_protocol::message::{Envelope, NodeId};
 use drcheck_protocol::mutant::Mutants;
-use drcheck_protocol::region::{RegionInput, RegionOutput};
+use drcheck_protocol::region::{RegionInput, RegionOutput, Window};
 
 /// Everything a node process starts besides its machine: clock, observer, links, keys and
 /// what its edges refused.
@@ -189,6 +189,7 @@ pub async fn run(
         regions: cfg.regions,
         timing: cfg.timing,
         mutants: Mutants::default(),
+        window: Window::default(),
         now: common.clock.now(),
         // Protocol time 0 is the deployment's start, shared by every process.
         started: 0,
