@@ -7,9 +7,9 @@
 //! primary first held more than the secondary holds now (ms); `catch-up` is how long the
 //! secondary takes to hold the whole log once the creates stop.
 //!
-//! `cargo bench --bench endpoint` (`-- --requests N` per client, default 1000; `-- --raw-ms M`
-//! per redb variant, default 1500). `DRCHECK_BIN=path` runs another build's `drcheck` (to
-//! compare two versions in one session).
+//! `cargo bench --bench endpoint` (`-- --requests N` per client, default 1000; `--raw-ms M`
+//! per redb variant, default 1500; `--clients 1,8,32`; `--no-reads`). `DRCHECK_BIN=path` runs
+//! another build's `drcheck` (to compare two versions in one session).
 
 #[path = "../impl/benches/support/raw_redb.rs"]
 mod raw_redb;
@@ -180,6 +180,22 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let requests = number_after(&args, "--requests", 1000, 10);
     let raw_ms = number_after(&args, "--raw-ms", 1500, 100);
+    let client_counts: Vec<usize> = match args.iter().position(|a| a == "--clients") {
+        None => vec![1, 8, 32],
+        Some(i) => match args.get(i + 1).map(|list| {
+            list.split(',')
+                .map(|n| n.parse::<usize>().ok().filter(|&n| n > 0))
+                .collect::<Option<Vec<_>>>()
+        }) {
+            Some(Some(counts)) if !counts.is_empty() => counts,
+            _ => {
+                eprintln!("error: --clients takes a list of counts, as 1,8,32");
+                std::process::exit(2);
+            }
+        },
+    };
+    // Creates only (to profile them): `--no-reads`.
+    let reads = !args.iter().any(|a| a == "--no-reads");
     let data = std::env::temp_dir().join(format!("drcheck-bench-endpoint-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data);
 
@@ -241,8 +257,10 @@ fn main() {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
         let mut runs = Vec::new();
-        for clients in [1, 8, 32] {
-            runs.push(measure(addr, "read", clients, requests, &ids).await);
+        for &clients in &client_counts {
+            if reads {
+                runs.push(measure(addr, "read", clients, requests, &ids).await);
+            }
             runs.push(measure(addr, "create", clients, requests, &[]).await);
         }
         runs
