@@ -7,8 +7,12 @@
 //!
 //! One client writes in a closed loop through the global endpoint. Lag is the number of
 //! entries the secondary lacks, sampled every 100 writes, and the time it needs to hold the
-//! whole log once the writes stop. `cargo bench -p drcheck-impl --bench throughput`
-//! (`-- --writes N` to change the count).
+//! whole log once the writes stop. redb alone on the same disk (1, 8, 64 entries per commit)
+//! goes first: `tcp/redb` is also a fraction of its one-entry commit rate (`÷ redb1`).
+//! `cargo bench -p drcheck-impl --bench throughput` (`-- --writes N` to change the count).
+
+#[path = "support/raw_redb.rs"]
+mod raw_redb;
 
 use std::time::{Duration, Instant};
 
@@ -91,6 +95,8 @@ fn main() {
         .expect("runtime");
     let dir = std::env::temp_dir().join(format!("drcheck-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
+    let raws = raw_redb::baseline(&dir.join("raw"), Duration::from_millis(1500));
+    let raw1 = raws[0].entries_per_s;
     // A protocol minute of a real minute: no lease runs out while the bench runs.
     let real = Mode::Real { minute_ms: 60_000 };
     let outcomes = runtime.block_on(async {
@@ -103,7 +109,7 @@ fn main() {
     let _ = std::fs::remove_dir_all(&dir);
     let baseline = outcomes[1].writes as f64 / outcomes[1].seconds;
     println!(
-        "{:<16} {:>8} {:>10} {:>9} {:>9} {:>8} {:>9} {:>10} {:>9}",
+        "{:<16} {:>8} {:>10} {:>9} {:>9} {:>8} {:>9} {:>10} {:>9} {:>8}",
         "variant",
         "writes",
         "writes/s",
@@ -112,12 +118,13 @@ fn main() {
         "max lag",
         "mean lag",
         "catch-up",
-        "vs tcp/mem"
+        "vs tcp/mem",
+        "÷ redb1"
     );
     for o in &outcomes {
         let rate = o.writes as f64 / o.seconds;
         println!(
-            "{:<16} {:>8} {:>10.0} {:>9} {:>9} {:>8} {:>9.1} {:>8}ms {:>9.2}x",
+            "{:<16} {:>8} {:>10.0} {:>9} {:>9} {:>8} {:>9.1} {:>8}ms {:>9.2}x {:>8.2}",
             o.name,
             o.writes,
             rate,
@@ -126,7 +133,8 @@ fn main() {
             o.max_lag,
             o.mean_lag,
             o.catch_up_ms,
-            rate / baseline
+            rate / baseline,
+            rate / raw1
         );
     }
 }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use drcheck_fhir::region::FhirRegion;
 use drcheck_properties::FIRST_PRIMARY;
 use drcheck_protocol::mutant::Mutants;
-use drcheck_protocol::region::RegionMachine;
+use drcheck_protocol::region::{RegionMachine, Window};
 
 use crate::store::{load_or_init, Store, StoreError};
 use crate::time::{Millis, Timing};
@@ -32,6 +32,8 @@ pub struct RegionBoot {
     pub timing: Timing,
     /// Implementation mutants switched on (none without the `mutants` feature).
     pub mutants: Mutants,
+    /// How far it ships ahead of its secondaries' confirmations as primary.
+    pub window: Window,
     /// Protocol time now (the control plane's clock), and when the deployment started.
     pub now: Millis,
     /// When the deployment started, in protocol milliseconds on the control plane's clock.
@@ -55,7 +57,8 @@ impl RegionBoot {
             durable,
             self.now.saturating_sub(self.lag),
         )
-        .with_mutants(self.mutants);
+        .with_mutants(self.mutants)
+        .with_window(self.window);
         let starting = self.now < self.started.saturating_add(self.timing.lease);
         if self.region == FIRST_PRIMARY && new_store && starting {
             machine = machine.initial_primary(self.now + self.timing.lease);

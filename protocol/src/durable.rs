@@ -99,6 +99,17 @@ pub enum StoreOp {
     },
 }
 
+impl StoreOp {
+    /// The payload bytes it appends (0 for anything but an append): what sizes a group of
+    /// operations committed together.
+    pub fn payload_bytes(&self) -> usize {
+        match self {
+            StoreOp::Append(entries) => entries.iter().map(|e| e.payload.len()).sum(),
+            _ => 0,
+        }
+    }
+}
+
 /// The durable state region `region` of a new deployment starts with (the first primary is
 /// primary, the others secondaries), and the operation that records it.
 pub fn initial(region: u8) -> (Durable, StoreOp) {

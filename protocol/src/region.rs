@@ -28,17 +28,141 @@ pub const MAX_BATCH_BYTES: usize = 6 * 1024 * 1024;
 /// The entries of `log` from `from` that one `Append` carries: at most [`MAX_BATCH`] of
 /// them and [`MAX_BATCH_BYTES`] of payload, and at least one if there is one.
 fn batch(log: &[LogEntry], from: usize) -> Vec<LogEntry> {
-    let mut bytes = 0usize;
+    batch_within(log, from, MAX_BATCH, MAX_BATCH_BYTES, true)
+}
+
+/// The entries of `log` from `from`: at most `count` (and [`MAX_BATCH`]) of them and
+/// `bytes` (and [`MAX_BATCH_BYTES`]) of payload; with `one_anyway`, the first goes whatever
+/// its size.
+fn batch_within(
+    log: &[LogEntry],
+    from: usize,
+    count: usize,
+    bytes: usize,
+    one_anyway: bool,
+) -> Vec<LogEntry> {
+    let budget = bytes.min(MAX_BATCH_BYTES);
+    let mut used = 0usize;
     log[from.min(log.len())..]
         .iter()
-        .take(MAX_BATCH)
+        .take(count.min(MAX_BATCH))
         .enumerate()
         .take_while(|(i, e)| {
-            bytes = bytes.saturating_add(e.payload.len());
-            *i == 0 || bytes <= MAX_BATCH_BYTES
+            used = used.saturating_add(e.payload.len());
+            (*i == 0 && one_anyway) || used <= budget
         })
         .map(|(_, e)| e.clone())
         .collect()
+}
+
+/// How far a primary ships to one region ahead of its confirmations (pipelining): at most
+/// `entries` entries and `bytes` of payload shipped and not yet confirmed. When nothing is in
+/// flight, one entry goes whatever its size. The next batch goes as soon as a write or a
+/// confirmation leaves room, without waiting for the previous one's confirmation; a lost
+/// batch is shipped again from the last confirmed index on the next tick, as before.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
+    /// Most entries in flight.
+    pub entries: u64,
+    /// Most payload bytes in flight.
+    pub bytes: usize,
+}
+
+impl Default for Window {
+    /// Four full batches: a lagging secondary catches up at the link's and the disks' pace,
+    /// while what waits in a sender's queue for one region stays bounded (24 MiB of payload).
+    fn default() -> Self {
+        Window {
+            entries: 4 * MAX_BATCH as u64,
+            bytes: 4 * MAX_BATCH_BYTES,
+        }
+    }
+}
+
+/// Merges the messages a node sends in one go without changing what any receiver ends up
+/// knowing: an `Append` with entries that continues the previous message to the same region
+/// (an `Append` of the same epoch whose entries end where it starts, its `prev` their last)
+/// joins it, within [`MAX_BATCH`] entries and [`MAX_BATCH_BYTES`] (a keep-alive, an empty
+/// `Append`, always goes on its own); and of back-to-back `Confirm`s of
+/// one epoch to the same region only the last goes. A receiver treats the joined `Append`
+/// as the two in a row (it answers the pair with one `Confirm`); confirmations are
+/// cumulative (the last says where the log ends now), and a dropped one is a lost message,
+/// which the protocol tolerates anyway. Everything else keeps its order. This is how a
+/// primary's writes handled together (group commit) travel as one batch, and a secondary's
+/// appends committed together are confirmed once.
+pub fn coalesce(sends: Vec<Envelope>) -> Vec<Envelope> {
+    let mut out: Vec<Envelope> = Vec::with_capacity(sends.len());
+    // Per receiver, the position in `out` of the last message to it.
+    let mut last: Vec<(NodeId, usize)> = Vec::new();
+    for env in sends {
+        let previous = last.iter().find(|(to, _)| *to == env.to).map(|&(_, i)| i);
+        if let Some(i) = previous {
+            if join(&mut out[i], &env) {
+                continue;
+            }
+        }
+        out.push(env);
+        let at = out.len() - 1;
+        match last.iter_mut().find(|(to, _)| *to == out[at].to) {
+            Some(slot) => slot.1 = at,
+            None => last.push((out[at].to, at)),
+        }
+    }
+    out
+}
+
+/// Folds `next` into `into` (the previous message from the same sender to the same
+/// receiver), if [`coalesce`] may; `true` if it did.
+fn join(into: &mut Envelope, next: &Envelope) -> bool {
+    if into.from != next.from {
+        return false;
+    }
+    match (&mut into.msg, &next.msg) {
+        (
+            Message::Append {
+                epoch,
+                start,
+                entries,
+                prev,
+            },
+            Message::Append {
+                epoch: e2,
+                start: s2,
+                entries: more,
+                prev: p2,
+            },
+        ) => {
+            let ends = *start + entries.len() as u64;
+            let last = entries.last().map(|e| (e.epoch, e.write)).or(*prev);
+            let bytes = entries
+                .iter()
+                .chain(more)
+                .map(|e| e.payload.len())
+                .fold(0usize, usize::saturating_add);
+            let fits = entries.len() + more.len() <= MAX_BATCH && bytes <= MAX_BATCH_BYTES;
+            // A keep-alive stays a message of its own: it is how a secondary hears its primary
+            // on every beat, lagging or not, apart from any catch-up (the refinement maps it
+            // so: it arrives within the tick that sent it, a batch only with a Replicate).
+            let keepalive = more.is_empty();
+            if e2 == epoch && *s2 == ends && *p2 == last && fits && !keepalive {
+                entries.extend(more.iter().cloned());
+                true
+            } else {
+                false
+            }
+        }
+        (
+            Message::Confirm { epoch, log_len },
+            Message::Confirm {
+                epoch: e2,
+                log_len: l2,
+            },
+        ) if epoch == e2 => {
+            *log_len = *l2;
+            true
+        }
+        _ => false,
+    }
 }
 
 /// The region a message came from (`u8::MAX` for the control plane).
@@ -149,8 +273,11 @@ pub struct RegionMachine {
     /// As primary: per region, how much of the log it confirmed (`None`: not heard yet).
     confirmed: Vec<Option<u64>>,
     /// As primary: per region, the index of the next entry to ship without waiting for a
-    /// confirmation (pipelining); unconfirmed entries are shipped again every tick.
+    /// confirmation (pipelining, within `window`); unconfirmed entries are shipped again
+    /// every tick.
     next: Vec<Option<u64>>,
+    /// How far shipping runs ahead of confirmations.
+    window: Window,
     in_sync: Vec<bool>,
     /// As fenced primary: the switchover's target.
     fence_target: Option<u8>,
@@ -180,6 +307,7 @@ impl RegionMachine {
             lease: None,
             confirmed: vec![None; n],
             next: vec![None; n],
+            window: Window::default(),
             in_sync: vec![false; n],
             fence_target: None,
             fence_issued: None,
@@ -194,6 +322,12 @@ impl RegionMachine {
     /// Switches on implementation mutants (a no-op without the `mutants` feature).
     pub fn with_mutants(mut self, mutants: Mutants) -> Self {
         self.mutants = mutants;
+        self
+    }
+
+    /// Ships within `window` instead of the default one.
+    pub fn with_window(mut self, window: Window) -> Self {
+        self.window = window;
         self
     }
 
@@ -380,9 +514,11 @@ impl RegionMachine {
                 .filter(|&r| self.in_sync[usize::from(r)])
                 .collect(),
         });
-        // Ship at once to every secondary sent everything before; the others catch up on ticks.
+        // Ship at once to every secondary sent everything before, if the window has room; the
+        // others catch up as confirmations free room, or on ticks.
         for r in 0..self.regions {
-            if r != self.id && self.next[usize::from(r)] == Some(index) {
+            let sent_all = self.next[usize::from(r)] == Some(index);
+            if r != self.id && sent_all && self.room(r, entry.payload.len()) {
                 self.next[usize::from(r)] = Some(index + 1);
                 fx.send(
                     self.me(),
@@ -566,6 +702,72 @@ impl RegionMachine {
                 },
             );
         }
+    }
+
+    /// What is shipped to region `to` and not confirmed: entries and payload bytes.
+    fn in_flight(&self, to: u8) -> (u64, usize) {
+        let i = usize::from(to);
+        let Some(next) = self.next.get(i).copied().flatten() else {
+            return (0, 0);
+        };
+        let from = self.confirmed[i].map_or(next, |c| c.min(next));
+        let at = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+        let bytes = self
+            .durable
+            .log
+            .iter()
+            .take(at(next))
+            .skip(at(from))
+            .map(|e| e.payload.len())
+            .fold(0usize, usize::saturating_add);
+        (next - from, bytes)
+    }
+
+    /// May one more entry of `bytes` go to region `to` now (the window has room for it, or
+    /// nothing is in flight)?
+    fn room(&self, to: u8, bytes: usize) -> bool {
+        let (entries, in_flight) = self.in_flight(to);
+        entries == 0
+            || (entries < self.window.entries
+                && in_flight.saturating_add(bytes) <= self.window.bytes)
+    }
+
+    /// Pipelining: ships to region `to`, from the first entry not shipped yet, batch after
+    /// batch, as much as the window has room for.
+    fn ship_more(&mut self, to: u8, fx: &mut Effects) {
+        let i = usize::from(to);
+        let len = self.durable.log.len() as u64;
+        let Some(mut next) = self.next.get(i).copied().flatten() else {
+            return;
+        };
+        let (mut entries_out, mut bytes_out) = self.in_flight(to);
+        while next < len && entries_out < self.window.entries {
+            let from = usize::try_from(next).unwrap_or(usize::MAX);
+            let count = usize::try_from(self.window.entries - entries_out).unwrap_or(usize::MAX);
+            let bytes = self.window.bytes.saturating_sub(bytes_out);
+            let entries = batch_within(&self.durable.log, from, count, bytes, entries_out == 0);
+            if entries.is_empty() {
+                break;
+            }
+            let n = entries.len() as u64;
+            bytes_out = entries
+                .iter()
+                .map(|e| e.payload.len())
+                .fold(bytes_out, usize::saturating_add);
+            fx.send(
+                self.me(),
+                NodeId::Region(to),
+                Message::Append {
+                    epoch: self.durable.epoch,
+                    start: next,
+                    entries,
+                    prev: self.prev_of(next),
+                },
+            );
+            next += n;
+            entries_out += n;
+        }
+        self.next[i] = Some(next);
     }
 
     /// The (epoch, write) of the entry before index `start`, which an `Append` from `start`
@@ -943,6 +1145,8 @@ impl RegionMachine {
             );
         }
         self.report_drained(fx);
+        // The confirmation freed room in the window: ship what waits.
+        self.ship_more(r, fx);
     }
 
     /// As fenced primary: tells the control plane once the target holds the whole log.
@@ -983,6 +1187,7 @@ impl RegionMachine {
 mod tests {
     use super::*;
     use crate::time::MINUTE;
+    use drcheck_properties::Role;
 
     fn entries(sizes: &[usize]) -> Vec<LogEntry> {
         sizes
@@ -1057,5 +1262,212 @@ mod tests {
         // Small entries: the count bounds.
         let log = entries(&[10; 600]);
         assert_eq!(batch(&log, 0).len(), MAX_BATCH);
+    }
+
+    use crate::time::default_timing;
+
+    /// Region 0, primary of two regions under a long lease, shipping within `window`;
+    /// region 1 in sync with an empty log.
+    fn primary(window: Window) -> RegionMachine {
+        RegionMachine::new(0, 2, default_timing(), Durable::fresh(Role::Primary), 0)
+            .with_window(window)
+            .initial_primary(1_000_000)
+    }
+
+    fn write(p: &mut RegionMachine, n: u64, bytes: usize) -> Effects {
+        let mut fx = Effects::default();
+        p.write(0, n, "x".repeat(bytes), None, &mut fx)
+            .expect("the primary acknowledges");
+        fx
+    }
+
+    fn confirm(p: &mut RegionMachine, log_len: u64) -> Effects {
+        let mut fx = Effects::default();
+        let msg = Message::Confirm { epoch: 1, log_len };
+        p.receive(0, NodeId::Region(1), msg, &mut fx);
+        fx
+    }
+
+    /// The (start, entries) of every `Append` in `fx`.
+    fn appends(fx: &Effects) -> Vec<(u64, usize)> {
+        fx.send
+            .iter()
+            .filter_map(|e| match &e.msg {
+                Message::Append { start, entries, .. } => Some((*start, entries.len())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn writes_ship_at_once_while_the_window_has_room_and_confirmations_ship_the_rest() {
+        let mut p = primary(Window {
+            entries: 2,
+            bytes: usize::MAX,
+        });
+        assert_eq!(appends(&write(&mut p, 1, 10)), [(0, 1)]);
+        assert_eq!(appends(&write(&mut p, 2, 10)), [(1, 1)]);
+        // Two in flight: the next writes wait.
+        assert!(appends(&write(&mut p, 3, 10)).is_empty());
+        assert!(appends(&write(&mut p, 4, 10)).is_empty());
+        assert!(appends(&write(&mut p, 5, 10)).is_empty());
+        assert_eq!(p.in_flight(1), (2, 20));
+        // A confirmation of one entry makes room for one; of all sent, for two, in one batch.
+        assert_eq!(appends(&confirm(&mut p, 1)), [(2, 1)]);
+        assert_eq!(appends(&confirm(&mut p, 3)), [(3, 2)]);
+        assert_eq!(p.in_flight(1), (2, 20));
+        // The throttle and the in-sync set still read what region 1 confirmed.
+        assert_eq!(p.confirmed_by_in_sync(), 3);
+        assert_eq!(p.in_sync_regions(), [1]);
+        assert!(appends(&confirm(&mut p, 5)).is_empty());
+        assert_eq!(p.in_flight(1), (0, 0));
+        assert_eq!(appends(&write(&mut p, 6, 10)), [(5, 1)]);
+    }
+
+    #[test]
+    fn the_window_bounds_the_bytes_in_flight_but_an_entry_alone_goes_whatever_its_size() {
+        let mut p = primary(Window {
+            entries: 100,
+            bytes: 250,
+        });
+        assert_eq!(appends(&write(&mut p, 1, 100)), [(0, 1)]);
+        assert_eq!(appends(&write(&mut p, 2, 100)), [(1, 1)]);
+        // 300 bytes would be in flight.
+        assert!(appends(&write(&mut p, 3, 100)).is_empty());
+        assert!(appends(&write(&mut p, 4, 1000)).is_empty());
+        assert_eq!(appends(&confirm(&mut p, 2)), [(2, 1)]);
+        // Nothing else fits beside entry 2; alone, the 1000-byte entry 3 goes.
+        assert!(appends(&confirm(&mut p, 2)).is_empty());
+        assert_eq!(appends(&confirm(&mut p, 3)), [(3, 1)]);
+        assert_eq!(p.in_flight(1), (1, 1000));
+    }
+
+    #[test]
+    fn a_lagging_secondary_gets_batch_after_batch_without_waiting_for_a_tick() {
+        // 3,000 writes while the primary has not heard where region 1's log ends (as after a
+        // promotion): none ships at once.
+        let mut p = primary(Window::default());
+        p.confirmed[1] = None;
+        p.next[1] = None;
+        for n in 0..3000 {
+            assert!(appends(&write(&mut p, n, 10)).is_empty());
+        }
+        // A new primary learns where region 1's log ends from its confirmation.
+        // Four full batches go ahead, and each confirmation tops the window up.
+        assert_eq!(
+            appends(&confirm(&mut p, 0)),
+            [
+                (0, MAX_BATCH),
+                (512, MAX_BATCH),
+                (1024, MAX_BATCH),
+                (1536, MAX_BATCH)
+            ]
+        );
+        assert_eq!(appends(&confirm(&mut p, 512)), [(2048, MAX_BATCH)]);
+        assert_eq!(appends(&confirm(&mut p, 2560)), [(2560, 440)]);
+        assert_eq!(p.in_flight(1), (3000 - 2560, 4400));
+    }
+
+    fn append(to: u8, start: u64, writes: std::ops::Range<u64>) -> Envelope {
+        let entries: Vec<LogEntry> = writes
+            .map(|w| LogEntry {
+                epoch: 1,
+                write: w,
+                acked_at: 0,
+                reapply_of: None,
+                payload: "x".to_string(),
+            })
+            .collect();
+        let prev = start.checked_sub(1).map(|w| (1, w));
+        Envelope {
+            from: NodeId::Region(0),
+            to: NodeId::Region(to),
+            msg: Message::Append {
+                epoch: 1,
+                start,
+                entries,
+                prev,
+            },
+        }
+    }
+
+    fn confirmation(to: u8, epoch: Epoch, log_len: u64) -> Envelope {
+        Envelope {
+            from: NodeId::Region(1),
+            to: NodeId::Region(to),
+            msg: Message::Confirm { epoch, log_len },
+        }
+    }
+
+    #[test]
+    fn appends_that_continue_each_other_travel_as_one_and_confirmations_as_the_last() {
+        let heartbeat = Envelope {
+            from: NodeId::Region(0),
+            to: NodeId::Control,
+            msg: Message::InSync {
+                epoch: 1,
+                region: 1,
+            },
+        };
+        // Write ids are their indexes here, so a batch's prev is (1, start - 1).
+        let sends = vec![
+            append(1, 3, 3..4),
+            heartbeat.clone(),
+            append(2, 3, 3..4),
+            append(1, 4, 4..5),
+            append(2, 4, 4..6),
+            append(1, 5, 5..6),
+        ];
+        let out = coalesce(sends);
+        assert_eq!(
+            out,
+            vec![append(1, 3, 3..6), heartbeat, append(2, 3, 3..6)],
+            "joined per region, the rest in order"
+        );
+        // Not contiguous, or another epoch: apart.
+        let gap = vec![append(1, 3, 3..4), append(1, 5, 5..6)];
+        assert_eq!(coalesce(gap.clone()), gap);
+        let mut other_epoch = append(1, 4, 4..5);
+        if let Message::Append { epoch, .. } = &mut other_epoch.msg {
+            *epoch = 2;
+        }
+        let epochs = vec![append(1, 3, 3..4), other_epoch];
+        assert_eq!(coalesce(epochs.clone()), epochs);
+        // A keep-alive goes on its own (a secondary hears its primary by it on every beat).
+        let keepalive = vec![append(1, 3, 3..5), append(1, 5, 5..5)];
+        assert_eq!(coalesce(keepalive.clone()), keepalive);
+        // No more than a batch.
+        let full = vec![append(1, 0, 0..500), append(1, 500, 500..600)];
+        assert_eq!(coalesce(full.clone()), full);
+        // Confirmations: the last of each run of one epoch.
+        let confirms = vec![
+            confirmation(0, 1, 4),
+            confirmation(0, 1, 6),
+            confirmation(0, 2, 6),
+            confirmation(0, 2, 7),
+        ];
+        assert_eq!(
+            coalesce(confirms),
+            vec![confirmation(0, 1, 6), confirmation(0, 2, 7)]
+        );
+    }
+
+    #[test]
+    fn a_secondary_that_takes_the_joined_append_ends_as_after_the_two() {
+        let secondary =
+            || RegionMachine::new(1, 2, default_timing(), Durable::fresh(Role::Secondary), 0);
+        let (mut one, mut two) = (secondary(), secondary());
+        let parts = vec![append(1, 0, 0..2), append(1, 2, 2..5)];
+        let mut fx = Effects::default();
+        for env in coalesce(parts.clone()) {
+            one.receive(0, env.from, env.msg, &mut fx);
+        }
+        let mut fx2 = Effects::default();
+        for env in parts {
+            two.receive(0, env.from, env.msg, &mut fx2);
+        }
+        assert_eq!(one.log(), two.log());
+        assert_eq!(one.log().len(), 5);
+        assert_eq!(coalesce(fx.send), coalesce(fx2.send));
     }
 }

@@ -47,6 +47,9 @@ pub struct DeploymentConfig {
     /// The control plane decides nothing by itself ([`Deployment::control_step`]) and every
     /// message waits to be delivered: a caller follows a model path step by step.
     pub controlled: bool,
+    /// How far a primary ships ahead of its confirmations (the random schedules run a small
+    /// one, so that a full window is met).
+    pub window: drcheck_protocol::region::Window,
 }
 
 impl Default for DeploymentConfig {
@@ -61,6 +64,7 @@ impl Default for DeploymentConfig {
             ghost: true,
             mutants: drcheck_protocol::mutant::Mutants::default(),
             controlled: false,
+            window: drcheck_protocol::region::Window::default(),
         }
     }
 }

@@ -273,6 +273,7 @@ impl Deployment {
             regions: self.cfg.regions,
             timing: self.cfg.timing,
             mutants: self.cfg.mutants,
+            window: self.cfg.window,
             now: self.clock.now(),
             started: self.started,
             lag: slot.lag,

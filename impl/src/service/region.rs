@@ -22,7 +22,7 @@ use drcheck_fhir::region::{FhirInput, FhirOutput, FhirRegion};
 use drcheck_protocol::event::Event;
 use drcheck_protocol::message::{Envelope, NodeId};
 use drcheck_protocol::mutant::Mutants;
-use drcheck_protocol::region::{RegionInput, RegionOutput};
+use drcheck_protocol::region::{RegionInput, RegionOutput, Window};
 
 /// How often a process ticks, in protocol time: a quarter minute.
 pub const TICK: Millis = MINUTE / 4;
@@ -202,6 +202,7 @@ pub async fn run(
         regions: cfg.regions,
         timing: cfg.timing,
         mutants: Mutants::default(),
+        window: Window::default(),
         now: common.clock.now(),
         // Protocol time 0 is the deployment's start, shared by every process.
         started: 0,

@@ -191,8 +191,10 @@ impl Conn {
 const KEEP_IDLE: Duration = Duration::from_secs(10);
 /// How long a process keeps a connection with no call before closing it.
 const SERVE_IDLE: Duration = Duration::from_secs(60);
-/// Most idle connections a caller keeps per process.
-const POOL: usize = 16;
+/// Most idle connections a caller keeps per process: as many as it has calls in flight to it
+/// under load (a connection beyond the pool is closed after its call, and a later call pays a
+/// new connection and handshake; with 16, 32 concurrent clients churned 16 connections).
+const POOL: usize = 64;
 
 /// A caller that keeps its authenticated connections open between calls (the endpoint's):
 /// each call is then one frame each way, without a new connection and handshake.
