@@ -73,6 +73,9 @@ async fn client(addr: SocketAddr, requests: usize, read_ids: Vec<String>) -> Vec
     latencies
 }
 
+/// How often the lag is sampled, in ms (the resolution of the lag in time).
+const SAMPLE_MS: u64 = 20;
+
 /// The primary's and the secondary's log lengths, from the status API.
 async fn log_lens(status: &mut Connection) -> Option<(u64, u64)> {
     let response = status.send("GET", "/_dr/status", &[], b"").await.ok()?;
@@ -91,7 +94,7 @@ async fn sample_lag(addr: SocketAddr, stop: Arc<AtomicBool>) -> Lag {
         if let Some((p, s)) = log_lens(&mut status).await {
             samples.push((Instant::now(), p, s));
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(SAMPLE_MS)).await;
     }
     let stopped = Instant::now();
     let mut catch_up_ms = 0;
@@ -297,9 +300,17 @@ fn main() {
             "-".to_string()
         };
         let lag = match &run.lag {
+            // Below the sampling interval, the lag in time reads as under it.
             Some(l) => format!(
                 "{:>9} {:>9.1} {:>9} {:>7}ms",
-                l.max_entries, l.mean_entries, l.max_ms, l.catch_up_ms
+                l.max_entries,
+                l.mean_entries,
+                if l.max_ms == 0 {
+                    format!("<{SAMPLE_MS}")
+                } else {
+                    l.max_ms.to_string()
+                },
+                l.catch_up_ms
             ),
             None => format!("{:>9} {:>9} {:>9} {:>9}", "-", "-", "-", "-"),
         };

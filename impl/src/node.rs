@@ -425,6 +425,16 @@ mod tests {
         }
     }
 
+    /// Opens the gate when dropped: a failing test unwinds instead of leaving the store's
+    /// thread held (the runtime would wait for it forever).
+    struct OpenOnDrop(Gate);
+
+    impl Drop for OpenOnDrop {
+        fn drop(&mut self) {
+            self.0.open();
+        }
+    }
+
     impl Store for Gate {
         fn load(&self) -> Result<Option<Durable>, StoreError> {
             Ok(None)
@@ -468,10 +478,9 @@ mod tests {
         }
     }
 
-    /// Write 1 arrives alone and its commit is held; writes 2–5 arrive meanwhile, then the
-    /// commits are let through one at a time. What went against group commit, in words.
-    async fn five_writes(ack_before_commit: bool) -> Vec<String> {
-        let region = RegionBoot {
+    /// Region 0 of two, the initial primary, from an empty store.
+    fn primary() -> FhirRegion {
+        RegionBoot {
             region: 0,
             regions: 2,
             timing: default_timing(),
@@ -483,15 +492,26 @@ mod tests {
             minute_ms: 60_000,
         }
         .boot(&mut MemoryStore::new())
-        .expect("boot");
-        let gate = Gate::default();
-        let wiring = Wiring {
+        .expect("boot")
+    }
+
+    /// A node's wiring with `gate` for its store, sending nowhere.
+    fn wiring(gate: &Gate) -> Wiring {
+        Wiring {
             store: Some(Box::new(gate.clone())),
             transport: Arc::new(Nowhere),
             clock: Arc::new(VirtualClock::new()),
             lag: 0,
             observer: Arc::new(Observer::new(false)),
-        };
+        }
+    }
+
+    /// Write 1 arrives alone and its commit is held; writes 2–5 arrive meanwhile, then the
+    /// commits are let through one at a time. What went against group commit, in words.
+    async fn five_writes(ack_before_commit: bool) -> Vec<String> {
+        let (region, gate) = (primary(), Gate::default());
+        let _open = OpenOnDrop(gate.clone());
+        let wiring = wiring(&gate);
         let node = Arc::new(if ack_before_commit {
             NodeHandle::spawn_acking_before_commit(region, wiring)
         } else {
@@ -549,6 +569,34 @@ mod tests {
             wrong.push(format!("appends per commit: {appended:?}, not [1, 4]"));
         }
         wrong
+    }
+
+    #[tokio::test]
+    async fn a_read_that_arrives_during_a_commit_is_answered_only_once_the_commit_is_durable() {
+        let gate = Gate::default();
+        let _open = OpenOnDrop(gate.clone());
+        let node = Arc::new(NodeHandle::spawn(primary(), wiring(&gate)));
+        let call = |input: FhirInput| {
+            let node = node.clone();
+            tokio::spawn(async move { node.call(input).await })
+        };
+        let write = call(write(1));
+        gate.begun(1).await;
+        // Handled after write 1, it shows the write: it may not be answered before the
+        // write is durable (nor may a node that handles it during the commit answer it then).
+        let read = call(FhirInput::Protocol(RegionInput::Snapshot));
+        settle().await;
+        assert!(
+            !read.is_finished(),
+            "a read answered before the commit it reflects"
+        );
+        gate.open();
+        match read.await.expect("the reader's task") {
+            Some(FhirOutput::Protocol(RegionOutput::Snapshot(s))) => assert_eq!(s.log.len(), 1),
+            other => panic!("the read was answered {other:?}"),
+        }
+        assert!(write.await.expect("the writer's task").is_some());
+        assert_eq!(gate.commits().len(), 1, "a read needs no commit of its own");
     }
 
     #[tokio::test]
