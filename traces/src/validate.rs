@@ -553,6 +553,28 @@ struct Entry {
     owed: Vec<(Action, u64)>,
 }
 
+/// The verdict on `records` when the one at `index` has no explanation: `step` is what the
+/// model would have had to take, `tried` the states it could have been in, `model_steps` the
+/// fewest steps that explained the records before it.
+fn unexplained_at(
+    records: &[Record],
+    index: usize,
+    step: String,
+    tried: Vec<DrState>,
+    model_steps: usize,
+) -> Validation {
+    Validation {
+        events: records.len(),
+        model_steps,
+        unexplained: Some(Unexplained {
+            index,
+            record: records[index].clone(),
+            step,
+            tried,
+        }),
+    }
+}
+
 /// Searches the model `cfg` for a behaviour that explains `records`.
 ///
 /// An event's minute is its time's, counted from the first event. A process that runs on wall
@@ -577,16 +599,8 @@ pub fn validate(cfg: &Config, records: &[Record]) -> Validation {
     let mut boots = Boots::default();
     for (index, record) in records.iter().enumerate() {
         if let Some(step) = boots.unexplained(record) {
-            return Validation {
-                events: records.len(),
-                model_steps: fewest(&frontier),
-                unexplained: Some(Unexplained {
-                    index,
-                    record: record.clone(),
-                    step,
-                    tried: frontier.keys().take(3).map(|e| e.state.clone()).collect(),
-                }),
-            };
+            let tried = frontier.keys().take(3).map(|e| e.state.clone()).collect();
+            return unexplained_at(records, index, step, tried, fewest(&frontier));
         }
         let Some(obs) = observed(&record.event, &writes) else {
             continue;
@@ -686,16 +700,7 @@ pub fn validate(cfg: &Config, records: &[Record]) -> Validation {
                 Observed::Compute { to } => format!("the endpoint routes to region {to}"),
                 Observed::Foreign => format!("none: no model step is a {}", record.event.kind()),
             };
-            return Validation {
-                events: records.len(),
-                model_steps: fewest(&frontier),
-                unexplained: Some(Unexplained {
-                    index,
-                    record: record.clone(),
-                    step,
-                    tried,
-                }),
-            };
+            return unexplained_at(records, index, step, tried, fewest(&frontier));
         }
         frontier = next;
     }

@@ -96,6 +96,23 @@ impl Drop for Child {
 }
 
 /// Parses an `ack {n}` line; libtest's own lines ("running 1 test") are not acks.
+/// A thread that reads `stdout`'s lines into a channel, so that the parent can wait for
+/// them with a timeout.
+fn read_lines(
+    stdout: std::process::ChildStdout,
+) -> (mpsc::Receiver<String>, std::thread::JoinHandle<()>) {
+    let (lines_tx, lines) = mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (lines, reader)
+}
+
 fn ack(line: &str) -> Option<u64> {
     line.strip_prefix("ack ")?.trim().parse().ok()
 }
@@ -125,15 +142,7 @@ fn crash_after(kill_after: u64) {
     let stdout = child.0.stdout.take().expect("the child's stdout");
 
     // A thread reads the pipe, so that the parent can wait with a timeout.
-    let (lines_tx, lines) = mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if lines_tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let (lines, reader) = read_lines(stdout);
 
     let mut acked = 0u64;
     fn record(line: &str, acked: &mut u64) {
@@ -393,15 +402,7 @@ fn crash_region_after(
             .expect("spawn the child"),
     );
     let stdout = child.0.stdout.take().expect("the child's stdout");
-    let (lines_tx, lines) = mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if lines_tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let (lines, reader) = read_lines(stdout);
     let mut acked = Vec::new();
     let mut killed = Killed::default();
     let mut record = |line: &str, acked: &mut Vec<u64>| {
